@@ -1,0 +1,112 @@
+/**
+ * The one error hierarchy of the gateway. Every error the gateway raises itself carries a stable code, the gRPC
+ * status the data plane answers with (only data-plane/proxy/respond-error.ts writes it) and the HTTP status the
+ * admin API answers with (only control-plane/admin/error-handler.ts writes it).
+ */
+import { GrpcStatus, type GrpcStatusCode } from './grpc-status.ts';
+
+export class GatewayError extends Error {
+  readonly code: string;
+  readonly grpcStatus: GrpcStatusCode;
+  readonly httpStatus: number;
+
+  constructor(code: string, message: string, grpcStatus: GrpcStatusCode, httpStatus: number, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.grpcStatus = grpcStatus;
+    this.httpStatus = httpStatus;
+  }
+}
+
+// ---- data plane -------------------------------------------------------------------------------------------------
+
+export class RouteNotFound extends GatewayError {
+  constructor(path: string | undefined) {
+    super('ROUTE_NOT_FOUND', `no route matched ${path ?? '(no :path)'}`, GrpcStatus.UNIMPLEMENTED, 404);
+  }
+}
+
+export class NoHealthyNode extends GatewayError {
+  constructor(upstream: string) {
+    super('NO_HEALTHY_NODE', `no valid upstream node for ${upstream}`, GrpcStatus.UNAVAILABLE, 503);
+  }
+}
+
+export class UpstreamConnectError extends GatewayError {
+  constructor(target: string, cause: unknown) {
+    super('UPSTREAM_CONNECT', `failed to connect to upstream ${target}: ${describe(cause)}`, GrpcStatus.UNAVAILABLE, 502, {
+      cause,
+    });
+  }
+}
+
+export class UpstreamReset extends GatewayError {
+  constructor(detail: string) {
+    super('UPSTREAM_RESET', `upstream stream failed: ${detail}`, GrpcStatus.UNAVAILABLE, 502);
+  }
+}
+
+export class UpstreamProtocolError extends GatewayError {
+  constructor(detail: string, grpcStatus: GrpcStatusCode = GrpcStatus.INTERNAL) {
+    super('UPSTREAM_PROTOCOL', `upstream broke the gRPC protocol: ${detail}`, grpcStatus, 502);
+  }
+}
+
+export class DeadlineExceeded extends GatewayError {
+  constructor(detail: string) {
+    super('DEADLINE_EXCEEDED', detail, GrpcStatus.DEADLINE_EXCEEDED, 504);
+  }
+}
+
+export class BadRequest extends GatewayError {
+  constructor(detail: string) {
+    super('BAD_REQUEST', detail, GrpcStatus.INTERNAL, 400);
+  }
+}
+
+// ---- control plane ----------------------------------------------------------------------------------------------
+
+export class InvalidConfiguration extends GatewayError {
+  constructor(detail: string) {
+    super('INVALID_CONFIGURATION', `invalid configuration: ${detail}`, GrpcStatus.INVALID_ARGUMENT, 400);
+  }
+}
+
+/** A 400 whose message is not prefixed (APISIX writes e.g. `wrong route id` bare). */
+export class AdminBadRequest extends GatewayError {
+  constructor(message: string) {
+    super('ADMIN_BAD_REQUEST', message, GrpcStatus.INVALID_ARGUMENT, 400);
+  }
+}
+
+export class KeyNotFound extends GatewayError {
+  constructor(key: string) {
+    super('KEY_NOT_FOUND', `Key not found: ${key}`, GrpcStatus.NOT_FOUND, 404);
+  }
+}
+
+export class Unauthorized extends GatewayError {
+  readonly description: string;
+  constructor(description: string) {
+    super('UNAUTHORIZED', 'failed to check token', GrpcStatus.UNAUTHENTICATED, 401);
+    this.description = description;
+  }
+}
+
+export class StoreUnavailable extends GatewayError {
+  constructor(cause: unknown) {
+    super('STORE_UNAVAILABLE', `etcd is unavailable: ${describe(cause)}`, GrpcStatus.UNAVAILABLE, 503, { cause });
+  }
+}
+
+export class ConfigError extends GatewayError {
+  constructor(detail: string) {
+    super('CONFIG', detail, GrpcStatus.INTERNAL, 500);
+  }
+}
+
+export function describe(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
