@@ -42,8 +42,8 @@ export class UpstreamConnectError extends GatewayError {
 }
 
 export class UpstreamReset extends GatewayError {
-  constructor(detail: string) {
-    super('UPSTREAM_RESET', `upstream stream failed: ${detail}`, GrpcStatus.UNAVAILABLE, 502);
+  constructor(detail: string, grpcStatus: GrpcStatusCode = GrpcStatus.UNAVAILABLE) {
+    super('UPSTREAM_RESET', `upstream stream failed: ${detail}`, grpcStatus, 502);
   }
 }
 

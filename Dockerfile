@@ -1,0 +1,17 @@
+# One image for every part of the gateway; docker-compose.yml picks the process with `command`.
+# Node 20 runs the TypeScript sources through tsx (a runtime dependency), so there is no build step to go stale.
+FROM node:20-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY tsconfig.json ./
+COPY shared ./shared
+COPY control-plane ./control-plane
+COPY data-plane ./data-plane
+COPY examples ./examples
+COPY conf ./conf
+USER node
+# The data plane by default: h2c on 9081, TLS on 9443.
+EXPOSE 9081 9443
+CMD ["node", "--import", "tsx", "data-plane/main.ts"]

@@ -1,0 +1,168 @@
+/**
+ * The control plane's etcd store: the only module of the control plane that imports etcd3. It reads and writes
+ * APISIX's layout (`<prefix>/<type>/<id>` = JSON text, `<prefix>/<type>/` = the `init_dir` placeholder,
+ * apisix-compat §3.1) and turns every etcd failure into StoreUnavailable, which the admin API answers with 503.
+ *
+ * Writes are compare-and-swap transactions on the key's revision, as APISIX's `atomic_set`, so two admins writing
+ * the same key cannot silently lose an update that `build` derived from (e.g. `create_time`).
+ */
+import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
+import { GatewayError, StoreUnavailable, describe } from '../../shared/errors.ts';
+import { RESOURCE_TYPES, normalizePrefix, parseKey, resourceDir, resourceKey, type ResourceType } from '../../shared/etcd-keys.ts';
+import type { Logger } from '../../shared/logger.ts';
+import { StoreConflict } from '../errors.ts';
+import type { BuildValue, ListedItem, PutResult, ResourceStore, StoredItem } from './resource-store.ts';
+
+export interface EtcdStoreOptions {
+  hosts: string[];
+  prefix: string;
+  /** APISIX's `deployment.etcd.timeout`, in ms; capped by MAX_CALL_TIMEOUT_MS (see there). */
+  timeoutMs: number;
+  username?: string | undefined;
+  password?: string | undefined;
+  log: Logger;
+}
+
+/** The placeholder value APISIX's CLI writes at `<prefix>/<dir>/` (apisix/cli/etcd.lua `prepare_dirs_via_http`). */
+export const INIT_DIR_VALUE = 'init_dir';
+
+/**
+ * The admin API is interactive: an unreachable etcd must give the caller a 503 within seconds, not after APISIX's
+ * 30 s default. etcd3 1.1.2 declares `dialTimeout` but never reads it, so the bound is a gRPC deadline on every
+ * unary call plus the same bound on the whole operation (etcd3 retries recoverable errors, which would multiply
+ * the per-call deadline).
+ */
+const MAX_CALL_TIMEOUT_MS = 5_000;
+
+/** Compare-and-swap attempts before a write gives up with StoreConflict; each one re-reads the key. */
+const PUT_ATTEMPTS = 5;
+
+export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
+  const prefix = normalizePrefix(options.prefix);
+  const log = options.log.child({ module: 'etcd-store' });
+  const callTimeoutMs = Math.max(1, Math.min(options.timeoutMs, MAX_CALL_TIMEOUT_MS));
+  const client = new Etcd3(clientOptions(options, callTimeoutMs));
+  let closed = false;
+
+  /** Runs one etcd operation under the deadline; any failure of etcd or of the client becomes StoreUnavailable. */
+  async function run<T>(op: string, call: () => Promise<T>): Promise<T> {
+    if (closed) throw new StoreUnavailable(new Error('the store is closed'));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`etcd did not answer within ${callTimeoutMs} ms`)), callTimeoutMs);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([call(), deadline]);
+    } catch (err) {
+      if (err instanceof GatewayError) throw err;
+      const error = new StoreUnavailable(new Error(`${options.hosts.join(', ')}: ${explain(err)}`, { cause: err }));
+      log.warn({ op, hosts: options.hosts, err: error.message }, 'etcd operation failed');
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function readKv(key: string): Promise<IKeyValue | undefined> {
+    const res = await run('range', () => client.get(key).exec());
+    return res.kvs[0];
+  }
+
+  function decode(kv: IKeyValue): StoredItem | undefined {
+    let value: unknown;
+    try {
+      value = JSON.parse(kv.value.toString('utf8'));
+    } catch {
+      log.warn({ key: kv.key.toString('utf8'), revision: kv.mod_revision }, 'value is not JSON, ignored');
+      return undefined;
+    }
+    return { value, createRevision: Number(kv.create_revision), modRevision: Number(kv.mod_revision) };
+  }
+
+  return {
+    prefix,
+
+    async get(type: ResourceType, id: string): Promise<StoredItem | undefined> {
+      const kv = await readKv(resourceKey(prefix, type, id));
+      return kv === undefined ? undefined : decode(kv);
+    },
+
+    async list(type: ResourceType): Promise<ListedItem[]> {
+      const res = await run('range', () => client.getAll().prefix(resourceDir(prefix, type)).exec());
+      const items: ListedItem[] = [];
+      for (const kv of res.kvs) {
+        // parseKey rejects the `<prefix>/<type>/` placeholder and nested keys; decode rejects non-JSON values.
+        const parsed = parseKey(prefix, kv.key.toString('utf8'));
+        if (parsed === undefined || parsed.type !== type) continue;
+        const item = decode(kv);
+        if (item !== undefined) items.push({ id: parsed.id, ...item });
+      }
+      return items;
+    },
+
+    async put(type: ResourceType, id: string, build: BuildValue): Promise<PutResult> {
+      const key = resourceKey(prefix, type, id);
+      for (let attempt = 1; attempt <= PUT_ATTEMPTS; attempt++) {
+        const current = await readKv(key);
+        // build runs outside `run`: what it throws (a validation error, say) reaches the caller unchanged.
+        const value: unknown = await build(current === undefined ? undefined : decode(current));
+        const text = JSON.stringify(value);
+        if (typeof text !== 'string') throw new TypeError(`cannot store ${String(value)} at ${key}: not JSON`);
+        // create_revision == 0 means "the key does not exist": the write must not overwrite a concurrent create.
+        const guard =
+          current === undefined ? client.if(key, 'Create', '==', 0) : client.if(key, 'Mod', '==', current.mod_revision);
+        const res = await run('txn', () => guard.then(client.put(key).value(text)).commit());
+        if (res.succeeded) return { created: current === undefined, value };
+        log.debug({ key, attempt }, 'key changed during write, retrying');
+      }
+      throw new StoreConflict(key);
+    },
+
+    async delete(type: ResourceType, id: string): Promise<boolean> {
+      const key = resourceKey(prefix, type, id);
+      const res = await run('deleterange', () => client.delete().key(key).exec());
+      return Number(res.deleted) > 0;
+    },
+
+    async ensureDirs(): Promise<void> {
+      for (const type of RESOURCE_TYPES) {
+        const dir = resourceDir(prefix, type);
+        const res = await run('txn', () =>
+          client.if(dir, 'Create', '==', 0).then(client.put(dir).value(INIT_DIR_VALUE)).commit(),
+        );
+        if (res.succeeded) log.info({ key: dir }, 'created etcd directory placeholder');
+      }
+    },
+
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      client.close();
+    },
+  };
+}
+
+/** etcd3's errors in words an operator can act on. */
+function explain(err: unknown): string {
+  // etcd3 stops calling a host for a few seconds after consecutive failures (a cockatiel circuit breaker); its
+  // error says only "circuit breaker is open", which hides that the host itself is the problem.
+  if (typeof err === 'object' && err !== null && 'isBrokenCircuitError' in err) {
+    return 'not reachable (recent calls failed; the next attempt is in a few seconds)';
+  }
+  return describe(err);
+}
+
+function clientOptions(options: EtcdStoreOptions, callTimeoutMs: number): IOptions {
+  const deadline = (): { deadline: number } => ({ deadline: Date.now() + callTimeoutMs });
+  const result: IOptions = {
+    hosts: options.hosts,
+    dialTimeout: callTimeoutMs, // unread by etcd3 1.1.2 (see MAX_CALL_TIMEOUT_MS), set for a version that reads it
+    // Watch streams are long-lived by design; only unary calls get a deadline (the control plane opens none).
+    defaultCallOptions: (context) => (context.isStream ? {} : deadline()),
+  };
+  if (options.username !== undefined && options.password !== undefined) {
+    result.auth = { username: options.username, password: options.password, callOptions: deadline };
+  }
+  return result;
+}

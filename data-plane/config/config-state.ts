@@ -1,0 +1,180 @@
+/**
+ * The data plane's view of the configuration in etcd, without any I/O: it decodes etcd key-values into validated
+ * items and turns a full range read or a stream of watch events into immutable `ConfigState`s.
+ *
+ * It follows APISIX's `config_etcd.lua` (apisix-compat §3.2): `value.id` is forced to the key's suffix, an invalid
+ * value is skipped and "invalid data should only cancel this config item update", so the last good value of that key
+ * stays; a delete removes the key. States handed out are never mutated: changes go to a copy-on-write draft that
+ * `commit()` freezes into a new state, so in-flight streams keep the snapshot they pinned.
+ */
+import { describe } from '../../shared/errors.ts';
+import { parseKey, type ResourceType } from '../../shared/etcd-keys.ts';
+import type { Logger } from '../../shared/logger.ts';
+import { validateResource, type ResourceConfs } from '../../shared/validate.ts';
+
+export interface ConfigItem<T> {
+  readonly id: string;
+  readonly value: T;
+  /** etcd's mod_revision of the value in service (APISIX's `modifiedIndex`). */
+  readonly modRevision: string;
+}
+
+export type ConfigMaps = {
+  readonly [K in ResourceType]: ReadonlyMap<string, ConfigItem<ResourceConfs[K]>>;
+};
+
+export interface ConfigState extends ConfigMaps {
+  /** The etcd revision this state is complete up to. */
+  readonly revision: string;
+}
+
+/** The raw key-value shape of etcd3's range and watch responses that this module reads. */
+export interface RawKeyValue {
+  key: Buffer;
+  value: Buffer;
+  mod_revision: string;
+}
+
+type DraftMaps = { [K in ResourceType]: Map<string, ConfigItem<ResourceConfs[K]>> };
+
+type Decoded =
+  | { kind: 'ignored' }
+  | { kind: 'invalid'; type: ResourceType; id: string; error: string }
+  | { kind: 'item'; type: ResourceType; item: ConfigItem<ResourceConfs[ResourceType]> };
+
+export class ConfigStore {
+  readonly #prefix: string;
+  readonly #log: Logger;
+  #state: ConfigState | undefined;
+  #draft: DraftMaps | undefined;
+
+  constructor(prefix: string, log: Logger) {
+    this.#prefix = prefix;
+    this.#log = log;
+  }
+
+  current(): ConfigState | undefined {
+    return this.#state;
+  }
+
+  /** True when watch events changed something that has not been committed yet. */
+  get dirty(): boolean {
+    return this.#draft !== undefined;
+  }
+
+  applyPut(kv: RawKeyValue): void {
+    const decoded = this.#decode(kv);
+    if (decoded.kind === 'ignored') return;
+    if (decoded.kind === 'invalid') {
+      this.#warnInvalid(kv, decoded.error, this.#latest(decoded.type).has(decoded.id));
+      return;
+    }
+    setItem(this.#editable(), decoded.type, decoded.item);
+  }
+
+  applyDelete(kv: RawKeyValue): void {
+    const parsed = parseKey(this.#prefix, kv.key.toString());
+    if (parsed === undefined || !this.#latest(parsed.type).has(parsed.id)) return;
+    this.#editable()[parsed.type].delete(parsed.id);
+  }
+
+  /** Freezes the draft into a new state at `revision`; undefined when nothing changed since the last commit. */
+  commit(revision: string): ConfigState | undefined {
+    const draft = this.#draft;
+    if (draft === undefined) return undefined;
+    this.#draft = undefined;
+    this.#state = freezeState(draft, revision);
+    return this.#state;
+  }
+
+  /**
+   * Replaces everything with the result of a full range read (bootstrap, or resync after a compaction or an etcd
+   * restart). Keys that vanished are gone; a key whose value is now invalid keeps its previous good value, as
+   * APISIX's `need_reload` path does.
+   */
+  replaceAll(kvs: readonly RawKeyValue[], revision: string): ConfigState {
+    const next = emptyDraft();
+    for (const kv of kvs) {
+      const decoded = this.#decode(kv);
+      if (decoded.kind === 'item') {
+        setItem(next, decoded.type, decoded.item);
+      } else if (decoded.kind === 'invalid') {
+        const previous = this.#latest(decoded.type).get(decoded.id);
+        this.#warnInvalid(kv, decoded.error, previous !== undefined);
+        if (previous !== undefined) setItem(next, decoded.type, previous);
+      }
+    }
+    this.#draft = undefined;
+    this.#state = freezeState(next, revision);
+    return this.#state;
+  }
+
+  #decode(kv: RawKeyValue): Decoded {
+    const parsed = parseKey(this.#prefix, kv.key.toString());
+    if (parsed === undefined) return { kind: 'ignored' }; // placeholders, other dirs, gen_id, plugins
+    const { type, id } = parsed;
+    let json: unknown;
+    try {
+      json = JSON.parse(kv.value.toString('utf8'));
+    } catch (err) {
+      return { kind: 'invalid', type, id, error: `invalid JSON: ${describe(err)}` };
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+      return { kind: 'invalid', type, id, error: 'the value is not a JSON object' };
+    }
+    // APISIX forces `value.id` to the key suffix, whatever the stored document says (config_etcd.lua).
+    let result: ReturnType<typeof validateResource>;
+    try {
+      result = validateResource(type, { ...json, id });
+    } catch (err) {
+      // A validator bug must not take the watch down with it: the value is treated as invalid like any other.
+      return { kind: 'invalid', type, id, error: `validation threw: ${describe(err)}` };
+    }
+    if (!result.ok) return { kind: 'invalid', type, id, error: result.error };
+    return { kind: 'item', type, item: Object.freeze({ id, value: result.value, modRevision: kv.mod_revision }) };
+  }
+
+  #warnInvalid(kv: RawKeyValue, error: string, keptPrevious: boolean): void {
+    this.#log.warn(
+      { key: kv.key.toString(), modRevision: kv.mod_revision, error, keptPrevious },
+      'skipped an invalid configuration value from etcd',
+    );
+  }
+
+  /** The newest maps, committed or not: what "the last good value" of a key refers to. */
+  #latest<K extends ResourceType>(type: K): ReadonlyMap<string, ConfigItem<ResourceConfs[K]>> {
+    if (this.#draft !== undefined) return this.#draft[type];
+    const committed: ConfigMaps | undefined = this.#state;
+    return committed === undefined ? new Map() : committed[type];
+  }
+
+  /** Copy-on-write: the first change after a commit copies the maps, so handed-out states stay untouched. */
+  #editable(): DraftMaps {
+    if (this.#draft === undefined) this.#draft = this.#state === undefined ? emptyDraft() : copyMaps(this.#state);
+    return this.#draft;
+  }
+}
+
+/** The fields logged for a state: its revision and how many items of each type it holds. */
+export function summary(state: ConfigState): { revision: string; routes: number; ssls: number } {
+  return { revision: state.revision, routes: state.routes.size, ssls: state.ssls.size };
+}
+
+function setItem<K extends ResourceType>(maps: DraftMaps, type: K, item: ConfigItem<ResourceConfs[K]>): void {
+  maps[type].set(item.id, item);
+}
+
+// Written out per type on purpose: adding a type to RESOURCE_TYPES makes these literals fail to compile until the
+// new type gets its map.
+function emptyDraft(): DraftMaps {
+  return { routes: new Map(), ssls: new Map() };
+}
+
+function copyMaps(state: ConfigMaps): DraftMaps {
+  return { routes: new Map(state.routes), ssls: new Map(state.ssls) };
+}
+
+function freezeState(maps: DraftMaps, revision: string): ConfigState {
+  const state: ConfigState = { revision, routes: maps.routes, ssls: maps.ssls };
+  return Object.freeze(state);
+}

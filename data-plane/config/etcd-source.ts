@@ -1,0 +1,296 @@
+/**
+ * The data plane's only reader of etcd (and the only data-plane module that imports etcd3). It follows APISIX's
+ * `config_etcd.lua` (apisix-compat §3.2): one range read of the whole prefix at revision R, then one watch on
+ * `<prefix>/` from R+1; a compacted watch or a revision that goes backwards (etcd restarted without its data)
+ * triggers a full re-read. It never writes to etcd.
+ *
+ * Resuming is ours, not etcd3's. etcd3's Watcher reconnects by itself from `header.revision + 1` of the last
+ * response it saw, but etcd sends the *current* store revision in the header of a watch's `created` response and
+ * of every catch-up batch (mvcc `syncWatchers`), before the events up to it have been delivered; a disconnect in
+ * between would skip them. So on `disconnected` the watcher is dropped and a new one is opened, after a jittered
+ * backoff, from the mod_revision of the last event actually applied + 1.
+ */
+import { Etcd3, type IOptions, type IResponseHeader, type IWatchResponse, type Watcher } from 'etcd3';
+import { describe } from '../../shared/errors.ts';
+import { normalizePrefix } from '../../shared/etcd-keys.ts';
+import type { Logger } from '../../shared/logger.ts';
+import { Backoff, constantBackoff, delay } from './backoff.ts';
+import { ConfigStore, summary, type ConfigState } from './config-state.ts';
+
+export type { ConfigItem, ConfigMaps, ConfigState } from './config-state.ts';
+
+export interface EtcdConfigSourceOptions {
+  hosts: string[];
+  prefix: string;
+  /** Deadline of each range-read attempt, of authenticate, and of establishing a watch; APISIX's `etcd.timeout`. */
+  timeoutMs: number;
+  username?: string;
+  password?: string;
+  log: Logger;
+  /** Called with every new state after the first, which `start()` returns. Bursts are coalesced into one call. */
+  onChange: (state: ConfigState) => void;
+}
+
+export interface EtcdConfigSource {
+  /** Resolves after the first full load, retrying while etcd is unreachable; rejects only if closed first. */
+  start(): Promise<ConfigState>;
+  current(): ConfigState | undefined;
+  /** Idempotent: stops the watch, the timers and the client. */
+  close(): Promise<void>;
+}
+
+/** grpc-js refuses messages over 4 MiB by default; a full range read of a large configuration can exceed that. */
+const UNLIMITED_MESSAGE_LENGTH = -1;
+/** etcd3 retries a dropped watch stream itself after this delay; ours is dropped first, so keep its timer short. */
+const ETCD3_WATCH_RETRY_MS = 100;
+/** Bounds how long close() waits for etcd to acknowledge the watch cancel before closing the channel anyway. */
+const CLOSE_CANCEL_TIMEOUT_MS = 1_000;
+
+export function createEtcdConfigSource(options: EtcdConfigSourceOptions): EtcdConfigSource {
+  return new Source(options);
+}
+
+class Source implements EtcdConfigSource {
+  readonly #options: EtcdConfigSourceOptions;
+  readonly #log: Logger;
+  readonly #dir: string;
+  readonly #client: Etcd3;
+  readonly #store: ConfigStore;
+  readonly #backoff = new Backoff();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  /** Aborted by close(): wakes the retry sleep of a pending load. */
+  readonly #lifetime = new AbortController();
+  #closed = false;
+  #started: Promise<ConfigState> | undefined;
+  #watcher: Watcher | undefined;
+  #resyncing = false;
+  #flush: NodeJS.Immediate | undefined;
+  /** The revision the store is complete up to: the bootstrap's header.revision, then each applied event's. */
+  #applied = 0n;
+  #clusterId: string | undefined;
+
+  constructor(options: EtcdConfigSourceOptions) {
+    this.#options = options;
+    this.#log = options.log.child({ module: 'etcd-source' });
+    const prefix = normalizePrefix(options.prefix);
+    this.#dir = `${prefix}/`;
+    this.#store = new ConfigStore(prefix, this.#log);
+    this.#client = new Etcd3(clientOptions(options));
+  }
+
+  start(): Promise<ConfigState> {
+    this.#started ??= this.#loadUntilDone('initial load').then((state) => {
+      this.#openWatch();
+      return state;
+    });
+    return this.#started;
+  }
+
+  current(): ConfigState | undefined {
+    return this.#store.current();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#lifetime.abort();
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    if (this.#flush !== undefined) clearImmediate(this.#flush);
+    const watcher = this.#watcher;
+    this.#watcher = undefined;
+    if (watcher !== undefined) {
+      const cancelWait = new AbortController();
+      await Promise.race([watcher.cancel().catch(() => undefined), delay(CLOSE_CANCEL_TIMEOUT_MS, cancelWait.signal)]);
+      cancelWait.abort();
+    }
+    this.#client.close();
+  }
+
+  /** One range read of the whole prefix, retried with backoff until it succeeds or the source is closed. */
+  async #loadUntilDone(reason: string): Promise<ConfigState> {
+    for (let attempt = 1; ; attempt++) {
+      if (this.#closed) throw new Error('the etcd config source was closed before its configuration loaded');
+      try {
+        // One deadline for the whole attempt: etcd3 retries a failed call up to 3 times and a per-call deadline
+        // would let an unresponsive host hold the attempt (and its log line) for three times timeoutMs.
+        const deadline = Date.now() + this.#options.timeoutMs;
+        const res = await this.#client.getAll().prefix(this.#dir).options({ deadline }).exec();
+        if (this.#closed) continue;
+        const state = this.#store.replaceAll(res.kvs, res.header.revision);
+        this.#applied = BigInt(res.header.revision);
+        this.#clusterId = res.header.cluster_id;
+        this.#backoff.reset();
+        this.#log.info({ reason, ...summary(state) }, 'configuration loaded from etcd');
+        return state;
+      } catch (err) {
+        if (this.#closed) continue;
+        const delayMs = this.#backoff.next();
+        this.#log.warn(
+          { reason, attempt, hosts: this.#options.hosts, prefix: this.#dir, error: describe(err), retryInMs: delayMs },
+          'cannot read the configuration from etcd, retrying',
+        );
+        await delay(delayMs, this.#lifetime.signal);
+      }
+    }
+  }
+
+  #openWatch(): void {
+    this.#dropWatch(); // at most one watch at a time, whichever path asked for a new one
+    if (this.#closed) return;
+    const from = (this.#applied + 1n).toString();
+    // watcher() rather than create(): create() resolves a tick after `connected`, and listeners attached then could
+    // miss events etcd sends right behind the created response. watcher() attaches synchronously.
+    const watcher = this.#client.watch().prefix(this.#dir).startRevision(from).watcher();
+    this.#watcher = watcher;
+    const connectTimer = this.#after(this.#options.timeoutMs, () => {
+      this.#onWatchLost(watcher, new Error(`watch not established within ${this.#options.timeoutMs} ms`));
+    });
+    watcher.on('connected', (res: IWatchResponse) => {
+      this.#cancelTimer(connectTimer);
+      if (watcher !== this.#watcher) return;
+      if (this.#checkSameHistory(res.header)) {
+        this.#backoff.reset();
+        this.#log.info({ fromRevision: from }, 'watching etcd');
+      }
+    });
+    watcher.on('data', (res: IWatchResponse) => {
+      if (watcher === this.#watcher) this.#onWatchResponse(res);
+    });
+    watcher.on('disconnected', (err: Error) => {
+      this.#cancelTimer(connectTimer);
+      this.#onWatchLost(watcher, err);
+    });
+    // etcd cancels a watch whose start revision was compacted (a response with canceled and compact_revision set);
+    // etcd3 reports any server-side cancel as `error` and drops the compact_revision, so every cancel resyncs.
+    watcher.on('error', (err: Error) => {
+      this.#cancelTimer(connectTimer);
+      if (watcher !== this.#watcher) return;
+      this.#watcher = undefined; // etcd already cancelled it: sending our own cancel would wait for no reply
+      const fields = { error: describe(err), resumeRevision: from };
+      this.#log.warn(fields, 'etcd cancelled the watch (compacted?), resyncing');
+      this.#resync('watch cancelled');
+    });
+  }
+
+  #onWatchResponse(res: IWatchResponse): void {
+    if (!this.#checkSameHistory(res.header)) return;
+    for (const event of res.events) {
+      if (event.type === 'Put') this.#store.applyPut(event.kv);
+      else this.#store.applyDelete(event.kv);
+      this.#applied = BigInt(event.kv.mod_revision);
+    }
+    // An empty response is a progress notification: every event up to header.revision has been sent.
+    const progress = BigInt(res.header.revision);
+    if (res.events.length === 0 && progress > this.#applied) this.#applied = progress;
+    this.#scheduleFlush();
+  }
+
+  /**
+   * A header from another cluster, or a revision below what was already applied, means etcd lost its data (a
+   * restart on an empty data dir, a restored backup): APISIX's "received smaller revision ... etcd may be
+   * restarted. resyncing". Returns false after starting the resync.
+   */
+  #checkSameHistory(header: IResponseHeader): boolean {
+    const revision = BigInt(header.revision);
+    if (revision >= this.#applied && header.cluster_id === this.#clusterId) return true;
+    this.#log.warn(
+      {
+        revision: header.revision,
+        applied: this.#applied.toString(),
+        clusterId: header.cluster_id,
+        expectedClusterId: this.#clusterId,
+      },
+      'etcd revision went backwards or its cluster changed, etcd may have been restarted; resyncing',
+    );
+    this.#resync('etcd history changed');
+    return false;
+  }
+
+  #onWatchLost(watcher: Watcher, err: Error): void {
+    if (watcher !== this.#watcher || this.#closed) return;
+    this.#dropWatch();
+    const delayMs = this.#backoff.next();
+    this.#log.warn(
+      { error: describe(err), resumeRevision: (this.#applied + 1n).toString(), retryInMs: delayMs },
+      'etcd watch disconnected, resuming',
+    );
+    this.#after(delayMs, () => this.#openWatch());
+  }
+
+  /** Full re-read after a compaction or an etcd restart, then a new watch from the new revision + 1. */
+  #resync(reason: string): void {
+    this.#dropWatch();
+    if (this.#resyncing || this.#closed) return;
+    this.#resyncing = true;
+    this.#loadUntilDone(reason).then(
+      (state) => {
+        this.#resyncing = false;
+        this.#emit(state);
+        this.#openWatch();
+      },
+      () => undefined, // only rejects once closed
+    );
+  }
+
+  #dropWatch(): void {
+    const watcher = this.#watcher;
+    this.#watcher = undefined;
+    watcher?.cancel().catch((err: unknown) => {
+      this.#log.debug({ error: describe(err) }, 'cancelling an etcd watch failed');
+    });
+  }
+
+  /** Events of one watch response, or of several arriving in the same tick, become one state and one onChange. */
+  #scheduleFlush(): void {
+    if (this.#flush !== undefined || !this.#store.dirty) return;
+    this.#flush = setImmediate(() => {
+      this.#flush = undefined;
+      if (this.#resyncing || this.#closed) return; // the resync's full state supersedes these events
+      const state = this.#store.commit(this.#applied.toString());
+      if (state !== undefined) this.#emit(state);
+    });
+  }
+
+  #emit(state: ConfigState): void {
+    if (this.#closed) return;
+    this.#log.info(summary(state), 'configuration changed');
+    try {
+      this.#options.onChange(state);
+    } catch (err) {
+      this.#log.error({ error: describe(err) }, 'onChange listener threw; the watch goes on');
+    }
+  }
+
+  #after(delayMs: number, run: () => void): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      if (!this.#closed) run();
+    }, delayMs);
+    this.#timers.add(timer);
+    return timer;
+  }
+
+  #cancelTimer(timer: NodeJS.Timeout): void {
+    clearTimeout(timer);
+    this.#timers.delete(timer);
+  }
+}
+
+function clientOptions(options: EtcdConfigSourceOptions): IOptions {
+  const { timeoutMs } = options;
+  const result: IOptions = {
+    hosts: options.hosts,
+    grpcOptions: { 'grpc.max_receive_message_length': UNLIMITED_MESSAGE_LENGTH },
+    // Unary calls get a deadline so an unreachable or blackholed host fails (and is logged) instead of hanging;
+    // the watch stream is long-lived and must not get one. etcd3's default per-host circuit breaker (open for 5 s
+    // after 3 failures) stays: it lets a call skip a dead member of a cluster, at the cost of up to 5 s more
+    // before the first read succeeds after a complete outage.
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeoutMs }),
+    faultHandling: { watchBackoff: constantBackoff(ETCD3_WATCH_RETRY_MS) },
+  };
+  if (options.username !== undefined && options.password !== undefined) {
+    result.auth = { username: options.username, password: options.password };
+  }
+  return result;
+}

@@ -1,0 +1,49 @@
+/**
+ * The only writer of gateway-made gRPC statuses. Before response headers went out, an error is a trailers-only
+ * response (`:status 200`, `content-type: application/grpc`, `grpc-status`, `grpc-message`, END_STREAM), which
+ * every gRPC client reads as a proper status rather than "unexpected content-type" (the nginx family's HTML pages).
+ * After headers went out, the status travels in the trailers instead (see errorTrailers).
+ */
+import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { GatewayError, describe } from '../../shared/errors.ts';
+import { GrpcStatus, type GrpcStatusCode } from '../../shared/grpc-status.ts';
+
+export function respondError(stream: ServerHttp2Stream, err: unknown): void {
+  if (stream.destroyed || stream.closed) return;
+  const { status, message } = statusOf(err);
+  if (stream.headersSent) {
+    // Headers are out and no trailers can be promised any more: a reset is the only honest signal left.
+    stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  stream.respond(
+    {
+      ':status': 200,
+      'content-type': 'application/grpc',
+      'grpc-status': String(status),
+      'grpc-message': encodeGrpcMessage(message),
+    },
+    { endStream: true },
+  );
+}
+
+export function errorTrailers(err: unknown): OutgoingHttpHeaders {
+  const { status, message } = statusOf(err);
+  return { 'grpc-status': String(status), 'grpc-message': encodeGrpcMessage(message) };
+}
+
+function statusOf(err: unknown): { status: GrpcStatusCode; message: string } {
+  if (err instanceof GatewayError) return { status: err.grpcStatus, message: err.message };
+  return { status: GrpcStatus.INTERNAL, message: `gateway error: ${describe(err)}` };
+}
+
+/**
+ * PROTOCOL-HTTP2.md: grpc-message is percent-encoded UTF-8; bytes outside 0x20–0x7E, and '%' itself, are encoded.
+ */
+export function encodeGrpcMessage(message: string): string {
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}

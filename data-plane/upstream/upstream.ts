@@ -1,0 +1,79 @@
+/**
+ * Resolves an upstream's configuration into what the hot path needs: normalised nodes (both APISIX node forms,
+ * default port 80 for grpc and 443 for grpcs), a balancer, and the per-call settings (`pass_host`, connect
+ * timeout, retries). Built once per config change, never per call.
+ */
+import type { UpstreamConf } from '../../shared/schema/upstream.ts';
+import { parseHostPort } from '../../shared/validate.ts';
+import { RoundRobinBalancer } from './balancer.ts';
+
+export type UpstreamScheme = 'grpc' | 'grpcs';
+
+export interface UpstreamNode {
+  /** Pool key: one set of sessions per scheme, host and port. */
+  readonly key: string;
+  readonly scheme: UpstreamScheme;
+  readonly host: string;
+  readonly port: number;
+  readonly weight: number;
+  /** `host:port` with the scheme's default port left out, as APISIX sends it for `pass_host: node`. */
+  readonly authority: string;
+}
+
+export interface ResolvedUpstream {
+  /** Where the upstream came from, for logs and errors (`route 1`). */
+  readonly name: string;
+  readonly scheme: UpstreamScheme;
+  readonly nodes: readonly UpstreamNode[];
+  readonly balancer: RoundRobinBalancer<UpstreamNode>;
+  readonly passHost: 'pass' | 'node' | 'rewrite';
+  readonly upstreamHost: string | undefined;
+  readonly connectTimeoutMs: number;
+  /** How many other nodes a call may try after a connect failure (APISIX: default `#nodes - 1`). */
+  readonly retries: number;
+}
+
+/** nginx's grpc_connect_timeout default, which APISIX keeps when no `timeout` is configured. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 60_000;
+const DEFAULT_PORTS: Record<UpstreamScheme, number> = { grpc: 80, grpcs: 443 };
+
+export function resolveUpstream(
+  name: string,
+  conf: UpstreamConf,
+  routeTimeout: UpstreamConf['timeout'] | undefined,
+): ResolvedUpstream {
+  // APISIX's default scheme is http; a gRPC gateway has nothing else to speak, so grpc is the default here.
+  const scheme: UpstreamScheme = conf.scheme ?? 'grpc';
+  const nodes = normaliseNodes(conf.nodes, scheme);
+  // route.timeout overrides upstream.timeout (apisix/balancer.lua set_balancer_opts).
+  const timeout = routeTimeout ?? conf.timeout;
+  return {
+    name,
+    scheme,
+    nodes,
+    balancer: new RoundRobinBalancer(nodes),
+    passHost: conf.pass_host ?? 'pass',
+    upstreamHost: conf.upstream_host,
+    connectTimeoutMs: timeout === undefined ? DEFAULT_CONNECT_TIMEOUT_MS : timeout.connect * 1000,
+    retries: conf.retries ?? Math.max(0, nodes.filter((n) => n.weight > 0).length - 1),
+  };
+}
+
+function normaliseNodes(nodes: UpstreamConf['nodes'], scheme: UpstreamScheme): UpstreamNode[] {
+  const out: UpstreamNode[] = [];
+  if (Array.isArray(nodes)) {
+    for (const n of nodes) out.push(makeNode(scheme, n.host, n.port, n.weight));
+  } else {
+    for (const [address, weight] of Object.entries(nodes)) {
+      const parsed = parseHostPort(address);
+      if (parsed !== undefined) out.push(makeNode(scheme, parsed.host, parsed.port, weight));
+    }
+  }
+  return out;
+}
+
+function makeNode(scheme: UpstreamScheme, host: string, port: number | undefined, weight: number): UpstreamNode {
+  const effectivePort = port ?? DEFAULT_PORTS[scheme];
+  const authority = effectivePort === DEFAULT_PORTS[scheme] ? host : `${host}:${effectivePort}`;
+  return { key: `${scheme}://${host}:${effectivePort}`, scheme, host, port: effectivePort, weight, authority };
+}
