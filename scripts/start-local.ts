@@ -76,7 +76,7 @@ async function ensureEtcd(): Promise<string> {
     throw new Error('the etcd binary is not installed. On Debian/Ubuntu: sudo apt-get install etcd-server (then run npm start again)');
   }
   const dataDir = resolve(REPO_ROOT, 'data/etcd');
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 }); // etcd warns about wider permissions
   const peer = `http://${url.hostname}:${ETCD_PEER_PORT}`;
   start('etcd', 'etcd', [
     '--name', 'local',
@@ -86,6 +86,7 @@ async function ensureEtcd(): Promise<string> {
     '--listen-peer-urls', peer,
     '--initial-advertise-peer-urls', peer,
     '--initial-cluster', `local=${peer}`,
+    '--logger', 'zap',
     '--log-level', 'warn',
   ]);
   await waitFor('etcd', () => etcdHealthy(endpoint));

@@ -37,6 +37,7 @@ export async function startEtcd(): Promise<EtcdProcess> {
         '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
         '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
         '--initial-cluster', `test=http://127.0.0.1:${peerPort}`,
+        '--logger', 'zap',
         '--log-level', 'error',
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
