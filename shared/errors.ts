@@ -94,6 +94,30 @@ export class Unauthorized extends GatewayError {
   }
 }
 
+/** `/apisix/admin/<segment>` names no resource this gateway serves (APISIX answers 404, apisix-compat §2.1). */
+export class UnsupportedResourceType extends GatewayError {
+  constructor(segment: string) {
+    super('UNSUPPORTED_RESOURCE_TYPE', `Unsupported resource type: ${segment}`, GrpcStatus.NOT_FOUND, 404);
+  }
+}
+
+/** No admin route for this method and path (APISIX answers 404 `{"error_msg":"not found"}`). */
+export class AdminRouteNotFound extends GatewayError {
+  constructor() {
+    super('ADMIN_ROUTE_NOT_FOUND', 'not found', GrpcStatus.NOT_FOUND, 404);
+  }
+}
+
+/**
+ * A compare-and-swap write lost the race against other writers more times than the store retries. APISIX answers
+ * this with 503 `value changed before overwritten` (apisix-compat §2.3, PATCH).
+ */
+export class StoreConflict extends GatewayError {
+  constructor(key: string) {
+    super('STORE_CONFLICT', `value changed before overwritten: ${key}`, GrpcStatus.ABORTED, 503);
+  }
+}
+
 export class StoreUnavailable extends GatewayError {
   constructor(cause: unknown) {
     super('STORE_UNAVAILABLE', `etcd is unavailable: ${describe(cause)}`, GrpcStatus.UNAVAILABLE, 503, { cause });

@@ -148,9 +148,8 @@ export function formatAjvErrors(errors: readonly ErrorObject[]): string {
     if (best === undefined || depth(error) > depth(best)) best = error;
   }
   if (best === undefined) return 'validation failed';
-  const path = fieldPath(best);
-  const rule = describeRule(best);
-  return path === '' ? rule : `property "${path}" validation failed: ${rule}`;
+  // APISIX (api7/jsonschema) nests one clause per level: property "upstream" validation failed: property "scheme" …
+  return fieldPath(best).reduceRight((message, field) => `property "${field}" validation failed: ${message}`, describeRule(best));
 }
 
 function depth(error: ErrorObject): number {
@@ -159,12 +158,11 @@ function depth(error: ErrorObject): number {
   return error.keyword === 'required' || error.keyword === 'additionalProperties' ? base + 1 : base;
 }
 
-function fieldPath(error: ErrorObject): string {
+function fieldPath(error: ErrorObject): string[] {
   return error.instancePath
     .split('/')
     .slice(1)
-    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .join('.');
+    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
 
 function describeRule(error: ErrorObject): string {

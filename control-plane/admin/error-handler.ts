@@ -5,8 +5,7 @@
  * own HTTP status; Fastify's client errors keep theirs; anything else is a 500 whose detail stays in the log.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { GatewayError, KeyNotFound, Unauthorized, describe } from '../../shared/errors.ts';
-import { AdminRouteNotFound } from '../errors.ts';
+import { AdminRouteNotFound, GatewayError, KeyNotFound, Unauthorized, describe } from '../../shared/errors.ts';
 import { MAX_BODY_BYTES } from './request-body.ts';
 
 export interface ErrorResponse {

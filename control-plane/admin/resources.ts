@@ -5,7 +5,7 @@
  * its schema in shared/validate.ts) and one entry here: the mapped type below makes a missing entry a type error.
  */
 import { RESOURCE_TYPES, type ResourceType } from '../../shared/etcd-keys.ts';
-import { UnsupportedResourceType } from '../errors.ts';
+import { UnsupportedResourceType } from '../../shared/errors.ts';
 
 export interface ResourceKind {
   /** The 3.x URL segment and etcd directory, e.g. `routes`. */

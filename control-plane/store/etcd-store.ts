@@ -7,10 +7,9 @@
  * the same key cannot silently lose an update that `build` derived from (e.g. `create_time`).
  */
 import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
-import { GatewayError, StoreUnavailable, describe } from '../../shared/errors.ts';
+import { GatewayError, StoreConflict, StoreUnavailable, describe } from '../../shared/errors.ts';
 import { RESOURCE_TYPES, normalizePrefix, parseKey, resourceDir, resourceKey, type ResourceType } from '../../shared/etcd-keys.ts';
 import type { Logger } from '../../shared/logger.ts';
-import { StoreConflict } from '../errors.ts';
 import type { BuildValue, ListedItem, PutResult, ResourceStore, StoredItem } from './resource-store.ts';
 
 export interface EtcdStoreOptions {

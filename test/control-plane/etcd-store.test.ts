@@ -5,10 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
-import { StoreConflict } from '../../control-plane/errors.ts';
+import { StoreConflict, StoreUnavailable } from '../../shared/errors.ts';
 import { INIT_DIR_VALUE, createEtcdStore } from '../../control-plane/store/etcd-store.ts';
 import type { ResourceStore, StoredItem } from '../../control-plane/store/resource-store.ts';
-import { StoreUnavailable } from '../../shared/errors.ts';
 import { RESOURCE_TYPES } from '../../shared/etcd-keys.ts';
 import { silentLogger } from '../../shared/logger.ts';
 import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
