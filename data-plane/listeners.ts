@@ -2,12 +2,20 @@
  * The data plane's servers: the only node:http2 server code. h2c listeners (prior-knowledge HTTP/2 over plain
  * TCP) and TLS listeners (ALPN `h2` only: gRPC needs HTTP/2) both hand every stream to handleStream.
  *
+ * Clients that do not speak HTTP/2 get a readable answer instead of binary frames or a hang (a common way gRPC
+ * "does not work at all" behind other proxies, grpc-proxy-landscape §2.17): on an h2c port the first bytes are
+ * sniffed and anything but the HTTP/2 preface gets an HTTP/1.1 505 saying what the port speaks; on a TLS port a
+ * client offering ALPN without `h2` fails the handshake (Node sends the no_application_protocol alert) and one
+ * offering no ALPN at all gets the same 505.
+ *
  * TLS certificates come from the current snapshot's SNI table, per handshake. Clients that send no SNI (a client
  * dialling an IP address) never reach SNICallback and get the server's default context, which follows
  * `apisix.ssl.fallback_sni` when it names a configured certificate and the default certificate otherwise; it is
  * replaced with setSecureContext() whenever a new snapshot changes that choice.
  */
 import http2, { type Http2Server, type Http2SecureServer, type Http2Session, type ServerHttp2Stream } from 'node:http2';
+import net, { type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { ListenAddress } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -39,7 +47,8 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
   const { deps } = options;
   const log = deps.log.child({ module: 'listeners' });
   const sessions = new Set<Http2Session>();
-  const servers: (Http2Server | Http2SecureServer)[] = [];
+  const sockets = new Set<Socket>();
+  const servers: (net.Server | Http2SecureServer)[] = [];
   const addresses: BoundAddress[] = [];
   const onStream = (stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void => {
     stream.on('error', ignoreStreamError);
@@ -50,14 +59,24 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
     session.on('close', () => sessions.delete(session));
     session.on('error', (err: Error) => log.debug({ err: err.message }, 'client session error'));
   };
+  const trackSocket = (socket: Socket): void => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  };
+  const onServerError = (err: Error): void => log.error({ err: err.message }, 'listener error');
 
   try {
     for (const address of options.h2c) {
-      const server = http2.createServer();
-      server.on('stream', onStream);
-      server.on('session', track);
-      servers.push(server);
-      addresses.push({ kind: 'h2c', host: address.ip, port: await listen(server, address) });
+      const h2 = http2.createServer();
+      h2.on('stream', onStream);
+      h2.on('session', track);
+      const front = net.createServer((socket) => {
+        trackSocket(socket);
+        sniffPreface(socket, h2);
+      });
+      servers.push(front);
+      addresses.push({ kind: 'h2c', host: address.ip, port: await listen(front, address) });
+      front.on('error', onServerError);
     }
     if (options.tls.length > 0) {
       const defaultContext = createSecureContext({ cert: options.defaultCert.cert, key: options.defaultCert.key });
@@ -81,10 +100,13 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
         });
         server.on('stream', onStream);
         server.on('session', track);
+        server.on('connection', trackSocket);
+        server.on('unknownProtocol', (socket: Duplex) => socket.end(NOT_HTTP2_RESPONSE));
         server.on('tlsClientError', (err: Error) => log.debug({ err: err.message }, 'TLS handshake failed'));
         servers.push(server);
         tlsServers.push(server);
         addresses.push({ kind: 'tls', host: address.ip, port: await listen(server, address) });
+        server.on('error', onServerError);
       }
       deps.snapshots.onSwap((snapshot) => {
         const next = fallback(snapshot);
@@ -103,7 +125,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
   return {
     addresses,
     close: (graceMs = 0) => {
-      closing ??= closeAll(servers, sessions, graceMs);
+      closing ??= closeAll(servers, sessions, sockets, graceMs);
       return closing;
     },
   };
@@ -114,7 +136,29 @@ function ignoreStreamError(): void {
   // crash the process.
 }
 
-function listen(server: Http2Server | Http2SecureServer, address: ListenAddress): Promise<number> {
+const NOT_HTTP2_BODY = 'This port serves gRPC over HTTP/2 (h2c with prior knowledge, or TLS with ALPN h2). HTTP/1.1 is not supported.\n';
+const NOT_HTTP2_RESPONSE =
+  'HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\nconnection: close\r\n' +
+  `content-length: ${Buffer.byteLength(NOT_HTTP2_BODY)}\r\n\r\n${NOT_HTTP2_BODY}`;
+/** RFC 9113 §3.4: the client connection preface starts with "PRI * HTTP/2.0". */
+const PREFACE_START = Buffer.from('PRI ');
+
+/** Hands a plaintext connection to the HTTP/2 server if it starts with the preface, else answers 505. */
+function sniffPreface(socket: Socket, h2: Http2Server): void {
+  socket.on('error', ignoreStreamError);
+  socket.once('data', (chunk: Buffer) => {
+    socket.pause();
+    const n = Math.min(chunk.length, PREFACE_START.length);
+    if (chunk.subarray(0, n).equals(PREFACE_START.subarray(0, n))) {
+      socket.unshift(chunk);
+      h2.emit('connection', socket);
+    } else {
+      socket.end(NOT_HTTP2_RESPONSE);
+    }
+  });
+}
+
+function listen(server: net.Server | Http2SecureServer, address: ListenAddress): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(address.port, address.ip, () => {
@@ -125,12 +169,23 @@ function listen(server: Http2Server | Http2SecureServer, address: ListenAddress)
   });
 }
 
-async function closeAll(servers: (Http2Server | Http2SecureServer)[], sessions: Set<Http2Session>, graceMs: number): Promise<void> {
-  const closed = servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+async function closeAll(
+  servers: (net.Server | Http2SecureServer)[],
+  sessions: Set<Http2Session>,
+  sockets: Set<Socket>,
+  graceMs: number,
+): Promise<void> {
+  const closed = Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
   for (const session of sessions) session.close(); // GOAWAY: in-flight streams may finish
-  const timer = setTimeout(() => {
-    for (const session of sessions) session.destroy();
-  }, graceMs);
-  await Promise.all(closed);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      // Sessions, and sockets that never became one (a TLS handshake that stalls), may not outlive the grace.
+      for (const session of sessions) session.destroy();
+      for (const socket of sockets) socket.destroy();
+      resolve();
+    }, graceMs);
+  });
+  await Promise.race([closed, deadline]);
   clearTimeout(timer);
 }

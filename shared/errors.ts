@@ -59,6 +59,23 @@ export class DeadlineExceeded extends GatewayError {
   }
 }
 
+/** `timeout.read` (stream idle) or `timeout.send` (upstream not reading) ran out: nginx's 504, a retryable status. */
+export class UpstreamTimeout extends GatewayError {
+  constructor(detail: string) {
+    super('UPSTREAM_TIMEOUT', detail, GrpcStatus.UNAVAILABLE, 504);
+  }
+}
+
+/**
+ * The request is not gRPC. PROTOCOL-HTTP2.md: servers SHOULD answer a content-type that does not begin with
+ * application/grpc with HTTP 415, so plain HTTP clients cannot take the error for a success.
+ */
+export class UnsupportedMediaType extends GatewayError {
+  constructor(contentType: string | undefined) {
+    super('UNSUPPORTED_MEDIA_TYPE', `invalid gRPC request content-type ${JSON.stringify(contentType ?? '')}`, GrpcStatus.INTERNAL, 415);
+  }
+}
+
 export class BadRequest extends GatewayError {
   constructor(detail: string) {
     super('BAD_REQUEST', detail, GrpcStatus.INTERNAL, 400);

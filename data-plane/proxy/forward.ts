@@ -1,146 +1,367 @@
 /**
- * Relays one call over an upstream session: request headers, then bytes both ways with backpressure (pipe()
- * pauses the reader when the writer's HTTP/2 flow-control window is full, so no message is ever buffered whole),
- * then the response headers, trailers or trailers-only response exactly as the upstream sent them.
+ * One proxied call from the moment its node is picked to its last frame: attempts on pooled upstream sessions,
+ * request bytes streamed up with backpressure, the response relayed exactly (headers, data, trailers, or one
+ * trailers-only HEADERS frame), and every failure turned into a gRPC status for the client. A small state machine:
  *
- * Failure rules (gRPC PROTOCOL-HTTP2.md):
- * - the client resets or goes away → the upstream stream is reset with CANCEL;
- * - the upstream resets or its session dies before response headers → trailers-only UNAVAILABLE (or the status the
- *   spec maps the RST_STREAM code to);
- * - after response headers, a stream that ends without grpc-status (RST, truncation, RST_STREAM(NO_ERROR) taken
- *   for a clean end) gets error trailers: it is never reported as a success;
- * - a non-200 HTTP status is mapped by the spec's HTTP→gRPC table.
+ *   connecting → waiting (stream open, no response headers) → streaming (headers relayed) → finished
+ *
+ * and `finished` is reached exactly once, by the one frame that ends the client's stream.
+ *
+ * Rules (gRPC PROTOCOL-HTTP2.md, and what users of other gateways trip over, grpc-proxy-landscape §2):
+ * - Retries happen only before response headers: on a connect failure (next untried node, up to `retries`, within
+ *   `retry_timeout`), and once on a stream the upstream refused (REFUSED_STREAM, or above a GOAWAY's
+ *   last-stream-id), which it never processed. Request bytes are kept for the replay until the response starts,
+ *   up to REPLAY_LIMIT_BYTES; a larger request is simply not retried. `grpc-previous-rpc-attempts` tells the
+ *   upstream a call is a retry (gRFC A6).
+ * - `grpc-timeout` is enforced here (DEADLINE_EXCEEDED, upstream reset with CANCEL) and forwarded as the time left.
+ * - A client reset, or the client going away, resets the upstream stream with CANCEL; no upstream stream outlives
+ *   its client stream.
+ * - A stream that ends without grpc-status, a lost connection, a non-200 or non-gRPC answer is never a success.
  */
-import {
-  constants,
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  type IncomingHttpHeaders,
-  type OutgoingHttpHeaders,
-  type ServerHttp2Stream,
-} from 'node:http2';
-import { UpstreamProtocolError, UpstreamReset } from '../../shared/errors.ts';
-import { GrpcStatus, grpcStatusFromHttp, type GrpcStatusCode } from '../../shared/grpc-status.ts';
+import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { DeadlineExceeded, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
+import { GrpcStatus, grpcStatusFromHttp } from '../../shared/grpc-status.ts';
+import type { Logger } from '../../shared/logger.ts';
+import type { PooledSession, SessionPool } from '../upstream/pool.ts';
 import type { ResolvedUpstream, UpstreamNode } from '../upstream/upstream.ts';
+import { formatGrpcTimeout, parseGrpcTimeout } from './grpc-timeout.ts';
 import { relayedHeaders, upstreamRequestHeaders } from './headers.ts';
 import { errorTrailers, respondError } from './respond-error.ts';
+import { statusForRst, rstName } from './rst-codes.ts';
 
+/** Request bytes kept for a retry until the response starts; beyond this a call is not retried (Envoy-style). */
+export const REPLAY_LIMIT_BYTES = 64 * 1024;
 const END_STREAM = constants.NGHTTP2_FLAG_END_STREAM;
 
-export function forward(
-  down: ServerHttp2Stream,
-  downHeaders: IncomingHttpHeaders,
-  session: ClientHttp2Session,
-  upstream: ResolvedUpstream,
-  node: UpstreamNode,
-): void {
-  if (down.destroyed || down.closed) return; // the client left while we were connecting
-  let up: ClientHttp2Stream;
-  try {
-    up = session.request(upstreamRequestHeaders(downHeaders, upstream, node), { endStream: false });
-  } catch (err) {
-    respondError(down, new UpstreamReset(`cannot open a stream on ${node.key}: ${(err as Error).message}`));
-    return;
+export interface CallDeps {
+  pool: SessionPool;
+  log: Logger;
+}
+
+type Phase = 'connecting' | 'waiting' | 'streaming' | 'finished';
+
+export class ProxyCall {
+  private readonly down: ServerHttp2Stream;
+  private readonly headers: IncomingHttpHeaders;
+  private readonly upstream: ResolvedUpstream;
+  private readonly deps: CallDeps;
+  private phase: Phase = 'connecting';
+  private node: UpstreamNode;
+  private up: ClientHttp2Stream | undefined;
+  private pooled: PooledSession | undefined;
+  private attempts = 0;
+  private tried: Set<string> | undefined;
+  private refusedRetried = false;
+  private replay: Buffer[] | undefined = [];
+  private replayBytes = 0;
+  private reading = false;
+  private requestEnded = false;
+  private trailers: OutgoingHttpHeaders | undefined;
+  /** The upstream's trailers arrived: the response is complete whatever happens to the stream afterwards. */
+  private responseComplete = false;
+  private readonly startedAt = Date.now();
+  private deadlineAt = 0;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private sendTimer: NodeJS.Timeout | undefined;
+
+  constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, upstream: ResolvedUpstream, node: UpstreamNode, deps: CallDeps) {
+    this.down = down;
+    this.headers = headers;
+    this.upstream = upstream;
+    this.node = node;
+    this.deps = deps;
   }
 
-  let trailers: OutgoingHttpHeaders | undefined;
-  let responded = false;
-  let done = false; // the client has (or is about to get) its final frame
+  start(): void {
+    const { down } = this;
+    down.on('aborted', this.onDownGone);
+    down.on('close', this.onDownGone);
+    down.on('end', this.onDownEnd);
+    down.on('wantTrailers', this.onWantTrailers);
+    const timeoutMs = parseGrpcTimeout(this.headers['grpc-timeout']);
+    if (timeoutMs !== undefined) {
+      this.deadlineAt = this.startedAt + timeoutMs;
+      this.deadlineTimer = setTimeout(this.onDeadline, timeoutMs);
+    }
+    this.connect();
+  }
 
-  up.on('response', (headers: IncomingHttpHeaders, flags: number) => {
-    if (down.destroyed) return;
+  // ---- attempts -------------------------------------------------------------------------------------------------
+
+  private connect(): void {
+    const ready = this.deps.pool.ready(this.node);
+    if (ready !== undefined) return this.open(ready);
+    this.deps.pool.acquire(this.node, this.upstream.connectTimeoutMs).then(this.onConnected, this.onConnectFailed);
+  }
+
+  private readonly onConnected = (pooled: PooledSession): void => {
+    if (this.phase === 'finished') return;
+    this.open(pooled);
+  };
+
+  private readonly onConnectFailed = (err: unknown): void => {
+    if (this.phase === 'finished') return;
+    this.deps.log.warn({ node: this.node.key, err: describe(err) }, 'upstream connect failed');
+    this.retryOrFail(err, false);
+  };
+
+  private open(pooled: PooledSession): void {
+    let up: ClientHttp2Stream;
+    try {
+      up = pooled.request(this.requestHeaders(pooled.node));
+    } catch (err) {
+      // The session cannot take streams any more (closing, or GOAWAY seen): nothing was sent, so retry.
+      this.deps.pool.retire(pooled);
+      return this.retryOrFail(new UpstreamReset(`cannot open a stream on ${pooled.node.key}: ${describe(err)}`), true);
+    }
+    this.attempts++;
+    this.up = up;
+    this.pooled = pooled;
+    this.phase = 'waiting';
+    up.on('response', (headers: IncomingHttpHeaders, flags: number) => this.onResponse(up, headers, flags));
+    up.on('trailers', (headers: IncomingHttpHeaders) => this.onTrailers(up, headers));
+    up.on('close', () => this.onUpClose(up));
+    up.on('error', ignore); // 'close' follows with rstCode set; the status is decided there
+    up.on('drain', this.onUpDrain);
+    if (this.upstream.readTimeoutMs > 0) up.setTimeout(this.upstream.readTimeoutMs, () => this.onIdle(up));
+    if (this.replay !== undefined) for (const chunk of this.replay) up.write(chunk);
+    if (this.requestEnded) {
+      up.end();
+    } else if (!this.reading) {
+      this.reading = true;
+      this.down.on('data', this.onDownData);
+    } else if (!up.writableNeedDrain) {
+      this.down.resume();
+    }
+  }
+
+  private requestHeaders(node: UpstreamNode): OutgoingHttpHeaders {
+    const out = upstreamRequestHeaders(this.headers, this.upstream, node);
+    if (this.attempts > 0) {
+      const previous = Number(this.headers['grpc-previous-rpc-attempts'] ?? 0) || 0;
+      out['grpc-previous-rpc-attempts'] = String(previous + this.attempts);
+    }
+    if (this.deadlineAt !== 0) out['grpc-timeout'] = formatGrpcTimeout(this.deadlineAt - Date.now());
+    return out;
+  }
+
+  /** Starts another attempt when the rules allow one, else fails the call with `err`. */
+  private retryOrFail(err: unknown, refused: boolean): void {
+    this.up = undefined;
+    const now = Date.now();
+    const allowed =
+      this.replay !== undefined &&
+      (this.upstream.retryTimeoutMs === 0 || now - this.startedAt < this.upstream.retryTimeoutMs) &&
+      (this.deadlineAt === 0 || now < this.deadlineAt);
+    if (allowed && refused && !this.refusedRetried) {
+      // A refused stream was never processed: try the same node once more, on a fresh session if that one drains.
+      this.refusedRetried = true;
+      if (this.reading) this.down.pause();
+      return this.connect();
+    }
+    if (allowed) {
+      this.tried ??= new Set();
+      this.tried.add(this.node.key);
+      if (this.tried.size <= this.upstream.retries) {
+        const next = this.upstream.pick(this.tried);
+        if (next !== undefined) {
+          this.deps.log.info({ node: this.node.key, next: next.key }, 'retrying the call on the next node');
+          this.node = next;
+          if (this.reading) this.down.pause();
+          return this.connect();
+        }
+      }
+    }
+    this.fail(err);
+  }
+
+  // ---- request direction: client → upstream -------------------------------------------------------------------
+
+  private readonly onDownData = (chunk: Buffer): void => {
+    if (this.replay !== undefined) {
+      this.replayBytes += chunk.length;
+      if (this.replayBytes > REPLAY_LIMIT_BYTES) this.replay = undefined;
+      else this.replay.push(chunk);
+    }
+    const { up } = this;
+    if (up === undefined || up.destroyed) {
+      this.down.pause(); // between attempts: the next one replays or the call fails
+      return;
+    }
+    if (!up.write(chunk)) {
+      this.down.pause();
+      if (this.upstream.sendTimeoutMs > 0 && this.sendTimer === undefined) {
+        this.sendTimer = setTimeout(this.onSendTimeout, this.upstream.sendTimeoutMs);
+      }
+    }
+  };
+
+  private readonly onUpDrain = (): void => {
+    this.clearSendTimer();
+    if (this.phase !== 'finished') this.down.resume();
+  };
+
+  private readonly onDownEnd = (): void => {
+    this.requestEnded = true; // the client's half-close; passed on exactly when it happens
+    const { up } = this;
+    if (up !== undefined && !up.destroyed) up.end();
+  };
+
+  // ---- response direction: upstream → client ------------------------------------------------------------------
+
+  private onResponse(up: ClientHttp2Stream, headers: IncomingHttpHeaders, flags: number): void {
+    if (up !== this.up || this.phase !== 'waiting') return;
+    if (this.downGone()) return this.onDownGone();
     // Node types :status as a string but hands over a number; Number() accepts both.
     const status = Number(headers[':status']);
     if (status !== 200) {
-      done = true;
-      up.close(constants.NGHTTP2_CANCEL);
-      respondError(down, new UpstreamProtocolError(`upstream answered HTTP status ${status}`, grpcStatusFromHttp(status)));
-      return;
+      return this.fail(new UpstreamProtocolError(`upstream answered HTTP status ${status}`, grpcStatusFromHttp(status)));
     }
-    responded = true;
+    const contentType = headers['content-type'];
+    if (contentType === undefined || !contentType.startsWith('application/grpc')) {
+      return this.fail(new UpstreamProtocolError(`upstream answered non-gRPC content-type ${JSON.stringify(contentType ?? '')}`));
+    }
+    this.replay = undefined; // the response has started: no retry from here on
+    const out = relayedHeaders(headers);
     if ((flags & END_STREAM) !== 0) {
-      // Trailers-only response: one HEADERS frame carrying grpc-status. Keep it one frame.
-      done = true;
-      const out = relayedHeaders(headers);
+      // Trailers-only: one HEADERS frame carrying grpc-status. Keep it one frame.
       if (out['grpc-status'] === undefined) Object.assign(out, errorTrailers(missingStatus()));
-      down.respond(out, { endStream: true });
+      this.finish();
+      this.safely(() => this.down.respond(out, { endStream: true }));
       return;
     }
-    down.respond(relayedHeaders(headers), { waitForTrailers: true });
-    up.pipe(down);
-  });
+    this.phase = 'streaming';
+    if (!this.safely(() => this.down.respond(out, { waitForTrailers: true }))) return;
+    up.pipe(this.down);
+  }
 
-  up.on('trailers', (headers: IncomingHttpHeaders) => {
-    trailers = relayedHeaders(headers);
-  });
+  private onTrailers(up: ClientHttp2Stream, headers: IncomingHttpHeaders): void {
+    if (up !== this.up || this.phase !== 'streaming') return;
+    this.trailers = relayedHeaders(headers);
+    this.responseComplete = true;
+    // Everything the upstream sent is in `up` now. Move what is still buffered to the client at once (at most a
+    // window), so a reset the upstream sends after its trailers cannot truncate a complete response.
+    up.unpipe(this.down);
+    for (let chunk: unknown = up.read(); chunk !== null; chunk = up.read()) this.down.write(chunk);
+    if (!this.down.writableEnded) this.down.end();
+    up.resume();
+  }
 
-  down.on('wantTrailers', () => {
-    done = true;
-    const out = trailers !== undefined && trailers['grpc-status'] !== undefined ? trailers : errorTrailers(missingStatus());
-    down.sendTrailers(out);
-  });
+  private readonly onWantTrailers = (): void => {
+    const trailers = this.trailers !== undefined && this.trailers['grpc-status'] !== undefined ? this.trailers : errorTrailers(missingStatus());
+    this.finish();
+    this.safely(() => this.down.sendTrailers(trailers));
+  };
 
-  up.on('close', () => {
-    if (done || down.destroyed) return;
+  private onUpClose(up: ClientHttp2Stream): void {
+    if (up !== this.up) return;
+    this.clearSendTimer();
+    if (this.phase === 'finished' || this.responseComplete) return;
     const code = up.rstCode ?? constants.NGHTTP2_NO_ERROR;
-    const failure =
-      code === constants.NGHTTP2_NO_ERROR
-        ? missingStatus()
-        : new UpstreamReset(`upstream reset the stream with ${rstName(code)}`, statusForRst(code));
-    if (!responded) {
-      done = true;
-      respondError(down, failure);
+    if (this.phase === 'waiting' && code === constants.NGHTTP2_REFUSED_STREAM) {
+      return this.retryOrFail(new UpstreamReset(`upstream refused the stream (${rstName(code)})`), true);
+    }
+    if (this.pooled?.session.destroyed === true) {
+      // Node closes the streams of a dead session with CANCEL though nothing was sent: the connection was lost.
+      return this.fail(new UpstreamReset(`lost the connection to ${this.node.key}`));
+    }
+    if (code === constants.NGHTTP2_NO_ERROR) return this.fail(missingStatus());
+    this.fail(new UpstreamReset(`upstream reset the stream with ${rstName(code)}`, statusForRst(code)));
+  }
+
+  // ---- endings --------------------------------------------------------------------------------------------------
+
+  private readonly onDownGone = (): void => {
+    this.cancelUp();
+    this.finish();
+  };
+
+  private readonly onDeadline = (): void => {
+    this.deadlineTimer = undefined;
+    this.fail(new DeadlineExceeded(`deadline exceeded: grpc-timeout ${String(this.headers['grpc-timeout'])} passed at the gateway`));
+  };
+
+  private readonly onSendTimeout = (): void => {
+    this.sendTimer = undefined;
+    this.fail(new UpstreamTimeout(`upstream did not accept request data for ${this.upstream.sendTimeoutMs / 1000} s (timeout.send)`));
+  };
+
+  private onIdle(up: ClientHttp2Stream): void {
+    if (up !== this.up) return;
+    this.fail(new UpstreamTimeout(`no frame on the stream for ${this.upstream.readTimeoutMs / 1000} s (timeout.read)`));
+  }
+
+  /** Ends the call with a gateway-made status: trailers-only before response headers, error trailers after. */
+  private fail(err: unknown): void {
+    if (this.phase === 'finished') return;
+    this.cancelUp();
+    if (this.phase !== 'streaming') {
+      this.finish();
+      respondError(this.down, err);
       return;
     }
-    if (code !== constants.NGHTTP2_NO_ERROR || trailers?.['grpc-status'] === undefined) {
-      // Response headers are out: end the body and let wantTrailers carry the error status.
-      trailers = errorTrailers(failure);
-      up.unpipe(down);
-      if (!down.writableEnded) down.end();
+    // Response headers are out: end the body; wantTrailers sends the status.
+    this.trailers = errorTrailers(err);
+    this.responseComplete = true;
+    this.up?.unpipe(this.down);
+    this.stopReading();
+    if (this.downGone()) return this.finish();
+    if (!this.down.writableEnded) this.down.end();
+  }
+
+  private finish(): void {
+    // The upstream finished first while the client was still sending (a bidi call ended by the server): release
+    // the upstream stream's open half instead of leaving it to linger.
+    if (!this.requestEnded) this.cancelUp();
+    this.phase = 'finished';
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = undefined;
+    this.clearSendTimer();
+    this.stopReading();
+  }
+
+  /** Stops reading the request and discards the rest, so the client stream can close (an unread one never does). */
+  private stopReading(): void {
+    if (!this.reading) return;
+    this.reading = false;
+    this.down.off('data', this.onDownData);
+    this.down.resume();
+  }
+
+  private cancelUp(): void {
+    const { up } = this;
+    if (up !== undefined && !up.closed && !up.destroyed) up.close(constants.NGHTTP2_CANCEL);
+  }
+
+  private clearSendTimer(): void {
+    if (this.sendTimer !== undefined) clearTimeout(this.sendTimer);
+    this.sendTimer = undefined;
+  }
+
+  private downGone(): boolean {
+    // A client RST leaves the stream `closed` but not yet `destroyed` while unread data remains.
+    return this.down.destroyed || this.down.closed;
+  }
+
+  /** respond()/sendTrailers() throw on a stream that just went away or on headers Node refuses to send. */
+  private safely(write: () => void): boolean {
+    try {
+      write();
+      return true;
+    } catch (err) {
+      this.deps.log.warn({ err: describe(err), path: this.headers[':path'] }, 'cannot write to the client stream');
+      this.cancelUp();
+      this.finish();
+      if (!this.down.destroyed) this.down.close(constants.NGHTTP2_INTERNAL_ERROR);
+      return false;
     }
-  });
-
-  up.on('error', () => {
-    // 'close' follows with rstCode set; the status is decided there.
-  });
-
-  down.on('close', () => {
-    if (!up.closed && !up.destroyed) up.close(constants.NGHTTP2_CANCEL);
-  });
-  down.on('error', () => {
-    // The client reset or broke its stream; 'close' cancels the upstream side.
-  });
-
-  down.pipe(up);
+  }
 }
 
 function missingStatus(): UpstreamProtocolError {
   return new UpstreamProtocolError('stream ended without grpc-status', GrpcStatus.UNAVAILABLE);
 }
 
-/** PROTOCOL-HTTP2.md "Errors": how a client maps RST_STREAM codes to statuses. */
-function statusForRst(code: number): GrpcStatusCode {
-  switch (code) {
-    case constants.NGHTTP2_REFUSED_STREAM:
-      return GrpcStatus.UNAVAILABLE;
-    case constants.NGHTTP2_CANCEL:
-      return GrpcStatus.CANCELLED;
-    case constants.NGHTTP2_ENHANCE_YOUR_CALM:
-      return GrpcStatus.RESOURCE_EXHAUSTED;
-    case constants.NGHTTP2_INADEQUATE_SECURITY:
-      return GrpcStatus.PERMISSION_DENIED;
-    default:
-      return GrpcStatus.INTERNAL;
-  }
-}
-
-/** RFC 9113 §7 error code names, for messages a person reads. */
-const RST_NAMES = [
-  'NO_ERROR', 'PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLOW_CONTROL_ERROR', 'SETTINGS_TIMEOUT', 'STREAM_CLOSED',
-  'FRAME_SIZE_ERROR', 'REFUSED_STREAM', 'CANCEL', 'COMPRESSION_ERROR', 'CONNECT_ERROR', 'ENHANCE_YOUR_CALM',
-  'INADEQUATE_SECURITY', 'HTTP_1_1_REQUIRED',
-] as const;
-
-function rstName(code: number): string {
-  return `${RST_NAMES[code] ?? 'UNKNOWN'} (${code})`;
+function ignore(): void {
+  // see the 'error' listener above
 }

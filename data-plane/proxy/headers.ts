@@ -7,8 +7,13 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import type { ResolvedUpstream, UpstreamNode } from '../upstream/upstream.ts';
 
-/** RFC 9113 §8.2.2: these must not appear in HTTP/2; `host` is folded into `:authority`. */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te']);
+/**
+ * RFC 9113 §8.2.2: these must not appear in HTTP/2 (nghttp2 lets `http2-settings` in, but Node refuses to send it);
+ * `host` is folded into `:authority`; `te` is set to `trailers` by the gateway itself.
+ */
+const CONNECTION_SPECIFIC = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host', 'te',
+]);
 
 export function upstreamRequestHeaders(
   down: IncomingHttpHeaders,

@@ -5,7 +5,7 @@
  * After headers went out, the status travels in the trailers instead (see errorTrailers).
  */
 import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { GatewayError, describe } from '../../shared/errors.ts';
+import { GatewayError, UnsupportedMediaType, describe } from '../../shared/errors.ts';
 import { GrpcStatus, type GrpcStatusCode } from '../../shared/grpc-status.ts';
 
 export function respondError(stream: ServerHttp2Stream, err: unknown): void {
@@ -18,7 +18,8 @@ export function respondError(stream: ServerHttp2Stream, err: unknown): void {
   }
   stream.respond(
     {
-      ':status': 200,
+      // gRPC errors travel with HTTP 200; only a request that is not gRPC at all gets the spec's 415.
+      ':status': err instanceof UnsupportedMediaType ? 415 : 200,
       'content-type': 'application/grpc',
       'grpc-status': String(status),
       'grpc-message': encodeGrpcMessage(message),

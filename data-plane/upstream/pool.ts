@@ -1,129 +1,256 @@
 /**
- * Pooled upstream HTTP/2 sessions: the only node:http2 client code of the gateway. One session per node key
- * (scheme, host, port) is shared by every call and every route that goes to that node, so calls are multiplexed
- * as streams instead of costing a connection each (nginx's grpc_pass opens one per in-flight call).
+ * Pooled upstream HTTP/2 sessions: the only node:http2 client code of the gateway. Calls to a node are multiplexed
+ * as streams over a few shared sessions instead of costing a connection each (nginx's grpc_pass opens one per
+ * in-flight call).
  *
- * A session that receives GOAWAY or closes leaves the pool at once, so new calls open a fresh one while the old
- * session's streams finish. `grpc` nodes are dialled as h2c with prior knowledge, `grpcs` over TLS with ALPN `h2`;
- * upstream certificates are not verified (APISIX's behaviour: its own tests proxy to self-signed backends).
+ * - A session is handed out only after the upstream's first SETTINGS frame arrived: before it, its
+ *   SETTINGS_MAX_CONCURRENT_STREAMS is unknown and a burst of calls would be refused above the limit.
+ * - A node gets another session when every session it has is at the upstream's stream limit (up to
+ *   MAX_SESSIONS_PER_NODE; past that nghttp2 queues the streams until one finishes).
+ * - A session that receives GOAWAY or closes leaves the pool at once: new calls open a fresh one while the old
+ *   session's streams finish. Streams the upstream refused (REFUSED_STREAM, or above GOAWAY's last-stream-id) are
+ *   retried by the caller (see proxy/forward.ts).
+ * - Sessions carrying streams are checked with HTTP/2 PING every KEEPALIVE_TIME_MS and destroyed when the ack does
+ *   not come within PING_TIMEOUT_MS, so a silently dead path fails its calls instead of hanging them. Sessions
+ *   without streams are never pinged: grpc-go servers answer pings without active streams, or more often than
+ *   every 5 minutes, with GOAWAY ENHANCE_YOUR_CALM "too_many_pings" (their default keepalive enforcement policy).
+ *   Instead a session with no streams for IDLE_CLOSE_MS is closed (APISIX keepalive_pool.idle_timeout, 60 s), so
+ *   an idle connection is never trusted for long.
+ * - `grpc` nodes are dialled as h2c with prior knowledge, `grpcs` over TLS with ALPN `h2`; upstream certificates are
+ *   not verified (APISIX's behaviour: its own tests proxy to self-signed backends).
  */
-import http2, { type ClientHttp2Session, type SecureClientSessionOptions } from 'node:http2';
-import type { Logger } from '../../shared/logger.ts';
+import http2, {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  type OutgoingHttpHeaders,
+  type SecureClientSessionOptions,
+} from 'node:http2';
 import { UpstreamConnectError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/logger.ts';
 import type { UpstreamNode } from './upstream.ts';
 
-interface PoolEntry {
-  session: ClientHttp2Session;
-  /** Settles when the session is connected; shared by the calls that arrive while it connects. */
-  ready: Promise<ClientHttp2Session>;
-  connected: boolean;
+export const MAX_SESSIONS_PER_NODE = 8;
+/** How often the pool looks at its sessions (idle closing, keepalive). */
+export const CHECK_INTERVAL_MS = 10_000;
+/** gRPC's keepalive guidance: servers by default reject clients that ping more often than every 5 minutes. */
+export const KEEPALIVE_TIME_MS = 300_000;
+export const PING_TIMEOUT_MS = 20_000;
+export const IDLE_CLOSE_MS = 60_000;
+/** What RFC 9113 §6.5.2 lets a peer assume until SETTINGS say otherwise is "unlimited"; nghttp2 reports 2^32-1. */
+const UNLIMITED_STREAMS = 0xffffffff;
+
+/** One pooled session and its load. */
+export class PooledSession {
+  readonly session: ClientHttp2Session;
+  readonly node: UpstreamNode;
+  active = 0;
+  ready = false;
+  draining = false;
+  lastUsed = Date.now();
+  lastPing = Date.now();
+  private readonly onStreamClose = (): void => {
+    this.active--;
+    this.lastUsed = Date.now();
+  };
+
+  constructor(session: ClientHttp2Session, node: UpstreamNode) {
+    this.session = session;
+    this.node = node;
+  }
+
+  get usable(): boolean {
+    return this.ready && !this.draining && !this.session.closed && !this.session.destroyed;
+  }
+
+  get full(): boolean {
+    return this.active >= (this.session.remoteSettings.maxConcurrentStreams ?? UNLIMITED_STREAMS);
+  }
+
+  /** Opens a stream and counts it against this session until it closes. Throws like session.request(). */
+  request(headers: OutgoingHttpHeaders): ClientHttp2Stream {
+    const stream = this.session.request(headers, { endStream: false });
+    this.active++;
+    this.lastUsed = Date.now();
+    stream.once('close', this.onStreamClose);
+    return stream;
+  }
+}
+
+interface NodeSessions {
+  sessions: PooledSession[];
+  /** A dial in progress, shared by the calls that arrive while it connects. */
+  dialing: Promise<PooledSession> | undefined;
 }
 
 export class SessionPool {
-  private readonly entries = new Map<string, PoolEntry>();
+  private readonly nodes = new Map<string, NodeSessions>();
   private readonly log: Logger;
+  private readonly keepalive: NodeJS.Timeout;
   private closed = false;
 
   constructor(log: Logger) {
     this.log = log.child({ module: 'pool' });
+    this.keepalive = setInterval(() => this.checkSessions(), CHECK_INTERVAL_MS);
+    this.keepalive.unref();
   }
 
-  /** A connected, usable session for the node, without waiting; undefined when one must be (or is being) dialled. */
-  ready(node: UpstreamNode): ClientHttp2Session | undefined {
-    const entry = this.entries.get(node.key);
-    if (entry === undefined || !entry.connected) return undefined;
-    const { session } = entry;
-    if (session.closed || session.destroyed) {
-      this.entries.delete(node.key);
-      return undefined;
+  /** A usable session with room for one more stream, without waiting; undefined when one must be dialled. */
+  ready(node: UpstreamNode): PooledSession | undefined {
+    const entry = this.nodes.get(node.key);
+    if (entry === undefined) return undefined;
+    let fallback: PooledSession | undefined;
+    for (const pooled of entry.sessions) {
+      if (!pooled.usable) continue;
+      if (!pooled.full) return pooled;
+      if (fallback === undefined || pooled.active < fallback.active) fallback = pooled;
     }
-    return session;
+    // Every session is at the upstream's limit: dial another unless the node has its share, else queue on the
+    // least loaded one (nghttp2 holds the stream until the upstream has room).
+    if (fallback !== undefined && (entry.sessions.length >= MAX_SESSIONS_PER_NODE || entry.dialing !== undefined)) return fallback;
+    return undefined;
   }
 
-  /** Resolves with a connected session for the node, dialling one if needed, within `connectTimeoutMs`. */
-  acquire(node: UpstreamNode, connectTimeoutMs: number): Promise<ClientHttp2Session> {
+  /** Resolves with a usable session for the node, dialling one if needed, within `connectTimeoutMs`. */
+  acquire(node: UpstreamNode, connectTimeoutMs: number): Promise<PooledSession> {
     const existing = this.ready(node);
     if (existing !== undefined) return Promise.resolve(existing);
-    const pending = this.entries.get(node.key);
-    if (pending !== undefined && !pending.connected) return pending.ready;
     if (this.closed) return Promise.reject(new UpstreamConnectError(node.key, new Error('gateway is shutting down')));
-    return this.dial(node, connectTimeoutMs);
+    let entry = this.nodes.get(node.key);
+    if (entry === undefined) {
+      entry = { sessions: [], dialing: undefined };
+      this.nodes.set(node.key, entry);
+    }
+    if (entry.dialing !== undefined) return entry.dialing;
+    const dialing = this.dial(node, entry, connectTimeoutMs);
+    entry.dialing = dialing;
+    const clear = (): void => {
+      if (entry.dialing === dialing) entry.dialing = undefined;
+    };
+    dialing.then(clear, clear);
+    return dialing;
   }
 
-  private dial(node: UpstreamNode, connectTimeoutMs: number): Promise<ClientHttp2Session> {
+  /** Forgets a session whose stream was refused or failed oddly, so the next call does not pick it again. */
+  retire(pooled: PooledSession): void {
+    pooled.draining = true;
+    this.remove(pooled);
+  }
+
+  private dial(node: UpstreamNode, entry: NodeSessions, connectTimeoutMs: number): Promise<PooledSession> {
     const url = `${node.scheme === 'grpcs' ? 'https' : 'http'}://${node.host}:${node.port}`;
     const options: SecureClientSessionOptions = node.scheme === 'grpcs' ? { ALPNProtocols: ['h2'], rejectUnauthorized: false } : {};
     const session = http2.connect(url, options);
-    let entry: PoolEntry | undefined;
-    const ready = new Promise<ClientHttp2Session>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        session.destroy(new Error(`connect timed out after ${connectTimeoutMs} ms`));
-      }, connectTimeoutMs);
-      session.once('connect', () => {
-        clearTimeout(timer);
-        if (entry !== undefined) entry.connected = true;
-        this.log.debug({ node: node.key }, 'upstream session opened');
-        resolve(session);
-      });
-      session.once('close', () => {
-        clearTimeout(timer);
-        reject(new UpstreamConnectError(node.key, new Error('connection closed')));
-      });
-      session.once('error', (err: Error) => {
-        clearTimeout(timer);
-        reject(new UpstreamConnectError(node.key, err));
-      });
-    });
-    ready.catch(() => undefined); // callers get the rejection; this only stops an unhandled-rejection warning
-    entry = { session, ready, connected: false };
-    this.entries.set(node.key, entry);
-    const forget = (): void => {
-      if (this.entries.get(node.key)?.session === session) this.entries.delete(node.key);
-    };
-    session.on('goaway', (code: number) => {
-      this.log.info({ node: node.key, code }, 'upstream session received GOAWAY');
-      forget();
+    const pooled = new PooledSession(session, node);
+    entry.sessions.push(pooled);
+    session.on('goaway', (code: number, lastStreamID: number) => {
+      this.log.info({ node: node.key, code, lastStreamID }, 'upstream session received GOAWAY');
+      pooled.draining = true;
+      this.remove(pooled);
     });
     session.on('close', () => {
       this.log.debug({ node: node.key }, 'upstream session closed');
-      forget();
+      this.remove(pooled);
     });
     session.on('error', (err: Error) => {
       this.log.warn({ node: node.key, err: err.message }, 'upstream session error');
-      forget();
+      this.remove(pooled);
     });
+    const ready = new Promise<PooledSession>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        session.destroy(new Error(`connect timed out after ${connectTimeoutMs} ms`));
+      }, connectTimeoutMs);
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        reject(new UpstreamConnectError(node.key, err));
+      };
+      session.once('remoteSettings', () => {
+        clearTimeout(timer);
+        pooled.ready = true;
+        this.log.debug({ node: node.key, maxStreams: session.remoteSettings.maxConcurrentStreams }, 'upstream session opened');
+        resolve(pooled);
+      });
+      session.once('error', fail);
+      session.once('close', () => fail(new Error('connection closed')));
+    });
+    ready.catch(() => undefined); // callers get the rejection; this only stops an unhandled-rejection warning
     return ready;
+  }
+
+  private remove(pooled: PooledSession): void {
+    const entry = this.nodes.get(pooled.node.key);
+    if (entry === undefined) return;
+    const index = entry.sessions.indexOf(pooled);
+    if (index >= 0) entry.sessions.splice(index, 1);
+    if (entry.sessions.length === 0 && entry.dialing === undefined) this.nodes.delete(pooled.node.key);
+  }
+
+  /** Idle closing and keepalive PINGs, every CHECK_INTERVAL_MS. */
+  private checkSessions(): void {
+    const now = Date.now();
+    for (const entry of this.nodes.values()) {
+      for (const pooled of [...entry.sessions]) {
+        if (!pooled.usable) continue;
+        if (pooled.active === 0 && now - pooled.lastUsed >= IDLE_CLOSE_MS) {
+          this.log.debug({ node: pooled.node.key }, 'closing idle upstream session');
+          this.retire(pooled);
+          pooled.session.close();
+          continue;
+        }
+        if (pooled.active > 0 && now - pooled.lastPing >= KEEPALIVE_TIME_MS) this.ping(pooled);
+      }
+    }
+  }
+
+  private ping(pooled: PooledSession): void {
+    const { session } = pooled;
+    pooled.lastPing = Date.now();
+    const timer = setTimeout(() => {
+      this.log.warn({ node: pooled.node.key }, 'upstream session did not answer PING; closing it');
+      session.destroy();
+    }, PING_TIMEOUT_MS);
+    timer.unref();
+    const sent = session.ping((err) => {
+      clearTimeout(timer);
+      if (err !== null && !session.destroyed) session.destroy();
+    });
+    if (!sent) clearTimeout(timer);
   }
 
   /** Gracefully closes sessions to nodes that no config references any more: their streams finish first. */
   retain(liveKeys: ReadonlySet<string>): void {
-    for (const [key, entry] of this.entries) {
+    for (const [key, entry] of this.nodes) {
       if (liveKeys.has(key)) continue;
-      this.entries.delete(key);
-      this.log.info({ node: key }, 'draining session of a removed upstream node');
-      entry.session.close();
+      // A session still connecting may be awaited by a call pinned to the old snapshot: it stays (idle closing
+      // retires it once that call is done); connected ones drain now.
+      for (const pooled of entry.sessions.filter((p) => p.ready)) {
+        this.log.info({ node: key }, 'draining session of a removed upstream node');
+        this.retire(pooled);
+        pooled.session.close();
+      }
     }
   }
 
   /** Closes every session; streams still open after `graceMs` are destroyed. Idempotent. */
   async close(graceMs = 0): Promise<void> {
     this.closed = true;
-    const sessions = [...this.entries.values()].map((e) => e.session);
-    this.entries.clear();
+    clearInterval(this.keepalive);
+    const sessions = [...this.nodes.values()].flatMap((e) => e.sessions.map((p) => p.session));
+    this.nodes.clear();
     await Promise.all(
       sessions.map(
         (session) =>
           new Promise<void>((resolve) => {
             if (session.destroyed) return resolve();
-            const timer = setTimeout(() => session.destroy(), graceMs);
-            session.close(() => {
-              clearTimeout(timer);
+            const timer = setTimeout(() => {
+              // Node does not always emit 'close' for a session destroyed while its socket is still settling.
+              session.destroy();
               resolve();
-            });
+            }, graceMs);
             session.once('close', () => {
               clearTimeout(timer);
               resolve();
             });
+            session.close();
           }),
       ),
     );

@@ -16,6 +16,8 @@ export interface UpstreamNode {
   readonly host: string;
   readonly port: number;
   readonly weight: number;
+  /** Higher groups are used first; a lower group only when every node above it was tried (APISIX priority). */
+  readonly priority: number;
   /** `host:port` with the scheme's default port left out, as APISIX sends it for `pass_host: node`. */
   readonly authority: string;
 }
@@ -25,12 +27,19 @@ export interface ResolvedUpstream {
   readonly name: string;
   readonly scheme: UpstreamScheme;
   readonly nodes: readonly UpstreamNode[];
-  readonly balancer: RoundRobinBalancer<UpstreamNode>;
+  /** The node for a call (or its retry, skipping the nodes in `exclude`); undefined when none has weight left. */
+  pick(exclude?: ReadonlySet<string>): UpstreamNode | undefined;
   readonly passHost: 'pass' | 'node' | 'rewrite';
   readonly upstreamHost: string | undefined;
   readonly connectTimeoutMs: number;
+  /** Stream idle timeout: no frame either way for this long fails the call; 0 = off (see README, timeouts). */
+  readonly readTimeoutMs: number;
+  /** How long a request write may wait for the upstream's flow-control window; 0 = off. */
+  readonly sendTimeoutMs: number;
   /** How many other nodes a call may try after a connect failure (APISIX: default `#nodes - 1`). */
   readonly retries: number;
+  /** No new attempt starts this long after the call began; 0 = no limit (APISIX `retry_timeout`). */
+  readonly retryTimeoutMs: number;
 }
 
 /** nginx's grpc_connect_timeout default, which APISIX keeps when no `timeout` is configured. */
@@ -47,33 +56,56 @@ export function resolveUpstream(
   const nodes = normaliseNodes(conf.nodes, scheme);
   // route.timeout overrides upstream.timeout (apisix/balancer.lua set_balancer_opts).
   const timeout = routeTimeout ?? conf.timeout;
+  const groups = priorityGroups(nodes);
   return {
     name,
     scheme,
     nodes,
-    balancer: new RoundRobinBalancer(nodes),
+    pick: (exclude) => {
+      for (const group of groups) {
+        const node = group.pick(exclude);
+        if (node !== undefined) return node;
+      }
+      return undefined;
+    },
     passHost: conf.pass_host ?? 'pass',
     upstreamHost: conf.upstream_host,
     connectTimeoutMs: timeout === undefined ? DEFAULT_CONNECT_TIMEOUT_MS : timeout.connect * 1000,
+    // Unlike nginx's defaults, idle timeouts are off unless configured: a quiet long-lived stream is legitimate
+    // in gRPC, clients bound calls with deadlines, and PING keepalive finds dead connections.
+    readTimeoutMs: timeout === undefined ? 0 : timeout.read * 1000,
+    sendTimeoutMs: timeout === undefined ? 0 : timeout.send * 1000,
+    retryTimeoutMs: (conf.retry_timeout ?? 0) * 1000,
     retries: conf.retries ?? Math.max(0, nodes.filter((n) => n.weight > 0).length - 1),
   };
+}
+
+/** One balancer per node priority, highest first (apisix/balancer/priority.lua). */
+function priorityGroups(nodes: readonly UpstreamNode[]): RoundRobinBalancer<UpstreamNode>[] {
+  const byPriority = new Map<number, UpstreamNode[]>();
+  for (const node of nodes) {
+    const group = byPriority.get(node.priority);
+    if (group === undefined) byPriority.set(node.priority, [node]);
+    else group.push(node);
+  }
+  return [...byPriority.entries()].sort((a, b) => b[0] - a[0]).map(([, group]) => new RoundRobinBalancer(group));
 }
 
 function normaliseNodes(nodes: UpstreamConf['nodes'], scheme: UpstreamScheme): UpstreamNode[] {
   const out: UpstreamNode[] = [];
   if (Array.isArray(nodes)) {
-    for (const n of nodes) out.push(makeNode(scheme, n.host, n.port, n.weight));
+    for (const n of nodes) out.push(makeNode(scheme, n.host, n.port, n.weight, n.priority ?? 0));
   } else {
     for (const [address, weight] of Object.entries(nodes)) {
       const parsed = parseHostPort(address);
-      if (parsed !== undefined) out.push(makeNode(scheme, parsed.host, parsed.port, weight));
+      if (parsed !== undefined) out.push(makeNode(scheme, parsed.host, parsed.port, weight, 0));
     }
   }
   return out;
 }
 
-function makeNode(scheme: UpstreamScheme, host: string, port: number | undefined, weight: number): UpstreamNode {
+function makeNode(scheme: UpstreamScheme, host: string, port: number | undefined, weight: number, priority: number): UpstreamNode {
   const effectivePort = port ?? DEFAULT_PORTS[scheme];
   const authority = effectivePort === DEFAULT_PORTS[scheme] ? host : `${host}:${effectivePort}`;
-  return { key: `${scheme}://${host}:${effectivePort}`, scheme, host, port: effectivePort, weight, authority };
+  return { key: `${scheme}://${host}:${effectivePort}`, scheme, host, port: effectivePort, weight, priority, authority };
 }
