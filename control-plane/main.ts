@@ -20,7 +20,7 @@ const ENSURE_DIRS_RETRY_MS = 5_000;
 async function main(): Promise<void> {
   let config: GatewayConfig;
   try {
-    config = loadConfig(process.env);
+    config = loadConfig();
   } catch (err) {
     return fail(describe(err));
   }

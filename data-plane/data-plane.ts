@@ -68,7 +68,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       close: (graceMs = 0) => {
         closing ??= (async () => {
           await listeners.close(graceMs);
-          await pool.close(graceMs);
+          // Every client stream is over, so every upstream stream is too: nothing left to wait for.
+          await pool.close(0);
           await source.close();
         })();
         return closing;

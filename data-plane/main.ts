@@ -9,7 +9,7 @@ import { startDataPlane } from './data-plane.ts';
 /** How long calls in flight may run on after SIGTERM before their sessions are destroyed. */
 const SHUTDOWN_GRACE_MS = 10_000;
 
-const config = loadConfig(process.env);
+const config = loadConfig();
 const log = createLogger({ level: config.log.level, name: 'data-plane' });
 
 try {

@@ -12,10 +12,11 @@ import { connect } from 'node:net';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT, isLoopback, loadConfig } from '../shared/config.ts';
+import { describe } from '../shared/errors.ts';
 
 const READY_TIMEOUT_MS = 30_000;
 const ETCD_PEER_PORT = 2380;
-const config = loadConfig(process.env);
+const config = loadConfig();
 const children: { name: string; proc: ChildProcess }[] = [];
 let stopping = false;
 
@@ -127,6 +128,6 @@ try {
   if (config.ssl.enable) for (const address of config.ssl.listen) say(`gRPC TLS:   ${address.ip}:${address.port}`);
   say('ready; Ctrl-C stops everything');
 } catch (err) {
-  say(`cannot start: ${(err as Error).message}`);
+  say(`cannot start: ${describe(err)}`);
   await stopAll(1);
 }

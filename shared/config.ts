@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError } from './errors.ts';
+import { ConfigError, describe } from './errors.ts';
 import { normalizePrefix } from './etcd-keys.ts';
 
 export const DOCUMENTED_ADMIN_KEY = 'edd1c9f034335f136f87ad84b625c8f1';
@@ -50,7 +50,7 @@ export function loadConfig(env: Env = process.env, path?: string): GatewayConfig
   try {
     text = readFileSync(absolute, 'utf8');
   } catch (err) {
-    throw new ConfigError(`cannot read config file ${absolute}: ${(err as Error).message}`);
+    throw new ConfigError(`cannot read config file ${absolute}: ${describe(err)}`);
   }
   return parseConfig(text, env);
 }
@@ -61,7 +61,7 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
   try {
     raw = parseYaml(substituted) ?? {};
   } catch (err) {
-    throw new ConfigError(`config is not valid YAML: ${(err as Error).message}`);
+    throw new ConfigError(`config is not valid YAML: ${describe(err)}`);
   }
   const root = asObject(raw, '(root)');
   const apisix = asObject(root['apisix'] ?? {}, 'apisix');

@@ -34,19 +34,32 @@ const compiled: { [K in ResourceType]: ValidateFunction<ResourceConfs[K]> } = {
 
 export const schemas = { routes: RouteSchema, ssls: SslSchema } as const;
 
+export interface ValidateOptions {
+  /**
+   * Checks that only make sense when a value is written (the admin API): a certificate must not be expired yet.
+   * The data plane reads with this off, so a certificate that expires while in service is not dropped by a freshly
+   * started replica while the others keep serving it.
+   */
+  atWrite?: boolean;
+}
+
 /**
  * Validates one resource value. The message names the field and the rule, without the `invalid configuration: `
  * prefix (the admin API adds it, the data plane logs it as is).
  */
-export function validateResource<K extends ResourceType>(type: K, value: unknown): ValidationResult<ResourceConfs[K]> {
+export function validateResource<K extends ResourceType>(
+  type: K,
+  value: unknown,
+  options: ValidateOptions = {},
+): ValidationResult<ResourceConfs[K]> {
   const validate = compiled[type] as ValidateFunction<ResourceConfs[K]>;
   if (!validate(value)) return { ok: false, error: formatAjvErrors(validate.errors ?? []) };
-  const semantic = checkers[type](value as never);
+  const semantic = checkers[type](value as never, options.atWrite === true);
   if (semantic !== undefined) return { ok: false, error: semantic };
   return { ok: true, value };
 }
 
-const checkers: { [K in ResourceType]: (value: ResourceConfs[K]) => string | undefined } = {
+const checkers: { [K in ResourceType]: (value: ResourceConfs[K], atWrite: boolean) => string | undefined } = {
   routes: checkRoute,
   ssls: checkSsl,
 };
@@ -102,25 +115,25 @@ export function parseHostPort(address: string): { host: string; port: number | u
   return { host, port };
 }
 
-function checkSsl(ssl: SslConf): string | undefined {
+function checkSsl(ssl: SslConf, atWrite: boolean): string | undefined {
   const type = ssl.type ?? 'server';
   if (type === 'server' && (ssl.sni === undefined) === (ssl.snis === undefined)) {
     return 'exactly one of "sni" or "snis" is required for a server certificate';
   }
-  const pairError = checkCertKeyPair(ssl.cert, ssl.key);
+  const pairError = checkCertKeyPair(ssl.cert, ssl.key, atWrite);
   if (pairError !== undefined) return pairError;
   const certs = ssl.certs ?? [];
   const keys = ssl.keys ?? [];
   if (certs.length !== keys.length) return 'mismatched number of certs and keys';
   for (let i = 0; i < certs.length; i++) {
-    const extraError = checkCertKeyPair(certs[i] ?? '', keys[i] ?? '');
+    const extraError = checkCertKeyPair(certs[i] ?? '', keys[i] ?? '', atWrite);
     if (extraError !== undefined) return `failed to handle cert-key pair[${i + 1}]: ${extraError}`;
   }
   return undefined;
 }
 
 /** Parses the PEM pair at write time: bad PEM, a key that does not match, or an expired certificate is refused. */
-function checkCertKeyPair(certPem: string, keyPem: string): string | undefined {
+function checkCertKeyPair(certPem: string, keyPem: string, atWrite: boolean): string | undefined {
   let cert: X509Certificate;
   let key: KeyObject;
   try {
@@ -134,7 +147,7 @@ function checkCertKeyPair(certPem: string, keyPem: string): string | undefined {
     return 'failed to parse key: not a PEM private key';
   }
   if (!cert.checkPrivateKey(key)) return 'the private key does not match the certificate';
-  if (Date.parse(cert.validTo) < Date.now()) return `certificate expired at ${cert.validTo}`;
+  if (atWrite && Date.parse(cert.validTo) < Date.now()) return `certificate expired at ${cert.validTo}`;
   return undefined;
 }
 

@@ -101,7 +101,7 @@ async function putResource(
   }
   // The path id wins and is stored as a string, as APISIX's `conf.id = id`; the schema then checks its pattern.
   const candidate: Record<string, unknown> = { ...body, id };
-  const checked = validateResource(kind.type, candidate);
+  const checked = validateResource(kind.type, candidate, { atWrite: true });
   if (!checked.ok) throw new InvalidConfiguration(checked.error);
 
   const now = Math.floor(Date.now() / 1000);

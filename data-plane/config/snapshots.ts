@@ -7,23 +7,10 @@
  * (and so its balancer position), and unchanged certificates keep their secure contexts.
  */
 import type { Logger } from '../../shared/logger.ts';
-import type { RouteConf } from '../../shared/schema/route.ts';
 import { Router, type RouteEntry } from '../routing/router.ts';
-import { SniTable, type SslItem } from '../tls/sni-table.ts';
+import { SniTable } from '../tls/sni-table.ts';
 import { resolveUpstream, type ResolvedUpstream } from '../upstream/upstream.ts';
-
-export interface RouteItem {
-  id: string;
-  value: RouteConf;
-  modRevision: string;
-}
-
-/** The part of the config source's state a snapshot is built from. */
-export interface SnapshotInput {
-  revision: string;
-  routes: ReadonlyMap<string, RouteItem>;
-  ssls: ReadonlyMap<string, SslItem>;
-}
+import type { ConfigState } from './config-state.ts';
 
 export interface Snapshot {
   readonly revision: string;
@@ -35,7 +22,7 @@ export interface Snapshot {
   readonly upstreams: ReadonlyMap<string, { fingerprint: string; upstream: ResolvedUpstream }>;
 }
 
-export function buildSnapshot(input: SnapshotInput, previous: Snapshot | undefined, log: Logger): Snapshot {
+export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined, log: Logger): Snapshot {
   const entries: RouteEntry<ResolvedUpstream>[] = [];
   const upstreams = new Map<string, { fingerprint: string; upstream: ResolvedUpstream }>();
   const nodeKeys = new Set<string>();
@@ -80,8 +67,4 @@ export class Snapshots {
   onSwap(listener: (snapshot: Snapshot) => void): void {
     this.listeners.push(listener);
   }
-}
-
-export function emptySnapshot(log: Logger): Snapshot {
-  return buildSnapshot({ revision: '0', routes: new Map(), ssls: new Map() }, undefined, log);
 }

@@ -6,14 +6,12 @@
  * mod revision) reuse the context of the previous table.
  */
 import { createSecureContext, type SecureContext } from 'node:tls';
+import { describe } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { SslConf } from '../../shared/schema/ssl.ts';
+import type { ConfigItem } from '../config/config-state.ts';
 
-export interface SslItem {
-  id: string;
-  value: SslConf;
-  modRevision: string;
-}
+type SslItem = ConfigItem<SslConf>;
 
 export interface CachedContext {
   id: string;
@@ -41,7 +39,7 @@ export class SniTable {
         try {
           cached = buildContext(item);
         } catch (err) {
-          log.warn({ ssl: item.id, err: (err as Error).message }, 'skipping ssl object whose certificate cannot be loaded');
+          log.warn({ ssl: item.id, err: describe(err) }, 'skipping ssl object whose certificate cannot be loaded');
           continue;
         }
       }
