@@ -76,6 +76,13 @@ export class UnsupportedMediaType extends GatewayError {
   }
 }
 
+/** A gRPC message over a route's `grpc-limits` cap (gRPC servers answer an oversized message the same way). */
+export class MessageTooLarge extends GatewayError {
+  constructor(direction: 'request' | 'response', size: number, limit: number) {
+    super('MESSAGE_TOO_LARGE', `${direction} message of ${size} bytes exceeds the route's limit of ${limit} bytes`, GrpcStatus.RESOURCE_EXHAUSTED, 413);
+  }
+}
+
 export class BadRequest extends GatewayError {
   constructor(detail: string) {
     super('BAD_REQUEST', detail, GrpcStatus.INTERNAL, 400);

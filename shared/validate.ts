@@ -182,6 +182,8 @@ function describeRule(error: ErrorObject): string {
   const params = error.params as Record<string, unknown>;
   switch (error.keyword) {
     case 'additionalProperties':
+      // APISIX's wording for a plugin it does not know.
+      if (error.instancePath === '/plugins') return `unknown plugin [${String(params['additionalProperty'])}]`;
       return `additional properties forbidden, found ${String(params['additionalProperty'])}`;
     case 'required':
       return `property "${String(params['missingProperty'])}" is required`;

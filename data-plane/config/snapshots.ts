@@ -12,9 +12,17 @@ import { SniTable } from '../tls/sni-table.ts';
 import { resolveUpstream, type ResolvedUpstream } from '../upstream/upstream.ts';
 import type { ConfigState } from './config-state.ts';
 
+/** What a matched route resolves to for its calls. */
+export interface RouteTarget {
+  readonly upstream: ResolvedUpstream;
+  /** `grpc-limits` caps in bytes; undefined = no cap. */
+  readonly maxRequestMessageBytes: number | undefined;
+  readonly maxResponseMessageBytes: number | undefined;
+}
+
 export interface Snapshot {
   readonly revision: string;
-  readonly router: Router<ResolvedUpstream>;
+  readonly router: Router<RouteTarget>;
   readonly sni: SniTable;
   /** Every upstream node key in use, so the pool can drain sessions to nodes no route uses any more. */
   readonly nodeKeys: ReadonlySet<string>;
@@ -23,7 +31,7 @@ export interface Snapshot {
 }
 
 export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined, log: Logger): Snapshot {
-  const entries: RouteEntry<ResolvedUpstream>[] = [];
+  const entries: RouteEntry<RouteTarget>[] = [];
   const upstreams = new Map<string, { fingerprint: string; upstream: ResolvedUpstream }>();
   const nodeKeys = new Set<string>();
   for (const item of input.routes.values()) {
@@ -35,7 +43,16 @@ export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined
       kept !== undefined && kept.fingerprint === fingerprint ? kept.upstream : resolveUpstream(`route ${item.id}`, conf, item.value.timeout);
     upstreams.set(item.id, { fingerprint, upstream });
     for (const node of upstream.nodes) nodeKeys.add(node.key);
-    entries.push({ id: item.id, route: item.value, target: upstream });
+    const limits = item.value.plugins?.['grpc-limits'];
+    entries.push({
+      id: item.id,
+      route: item.value,
+      target: {
+        upstream,
+        maxRequestMessageBytes: limits?.max_request_message_bytes,
+        maxResponseMessageBytes: limits?.max_response_message_bytes,
+      },
+    });
   }
   return {
     revision: input.revision,

@@ -19,13 +19,15 @@
  * - A stream that ends without grpc-status, a lost connection, a non-200 or non-gRPC answer is never a success.
  */
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { DeadlineExceeded, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
+import { DeadlineExceeded, MessageTooLarge, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
 import { GrpcStatus, grpcStatusFromHttp } from '../../shared/grpc-status.ts';
 import type { Logger } from '../../shared/logger.ts';
+import type { RouteTarget } from '../config/snapshots.ts';
 import type { PooledSession, SessionPool } from '../upstream/pool.ts';
 import type { ResolvedUpstream, UpstreamNode } from '../upstream/upstream.ts';
 import { formatGrpcTimeout, parseGrpcTimeout } from './grpc-timeout.ts';
 import { relayedHeaders, upstreamRequestHeaders } from './headers.ts';
+import { MessageMeter } from './message-meter.ts';
 import { errorTrailers, respondError } from './respond-error.ts';
 import { statusForRst, rstName } from './rst-codes.ts';
 
@@ -44,7 +46,9 @@ export class ProxyCall {
   private readonly down: ServerHttp2Stream;
   private readonly headers: IncomingHttpHeaders;
   private readonly upstream: ResolvedUpstream;
+  private readonly target: RouteTarget;
   private readonly deps: CallDeps;
+  private readonly requestMeter: MessageMeter | undefined;
   private phase: Phase = 'connecting';
   private node: UpstreamNode;
   private up: ClientHttp2Stream | undefined;
@@ -64,10 +68,12 @@ export class ProxyCall {
   private deadlineTimer: NodeJS.Timeout | undefined;
   private sendTimer: NodeJS.Timeout | undefined;
 
-  constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, upstream: ResolvedUpstream, node: UpstreamNode, deps: CallDeps) {
+  constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, target: RouteTarget, node: UpstreamNode, deps: CallDeps) {
     this.down = down;
     this.headers = headers;
-    this.upstream = upstream;
+    this.target = target;
+    this.upstream = target.upstream;
+    this.requestMeter = target.maxRequestMessageBytes === undefined ? undefined : new MessageMeter(target.maxRequestMessageBytes);
     this.node = node;
     this.deps = deps;
   }
@@ -178,6 +184,10 @@ export class ProxyCall {
   // ---- request direction: client → upstream -------------------------------------------------------------------
 
   private readonly onDownData = (chunk: Buffer): void => {
+    if (this.requestMeter !== undefined) {
+      const size = this.requestMeter.feed(chunk);
+      if (size >= 0) return this.fail(new MessageTooLarge('request', size, this.target.maxRequestMessageBytes ?? 0));
+    }
     if (this.replay !== undefined) {
       this.replayBytes += chunk.length;
       if (this.replayBytes > REPLAY_LIMIT_BYTES) this.replay = undefined;
@@ -233,6 +243,16 @@ export class ProxyCall {
     this.phase = 'streaming';
     if (!this.safely(() => this.down.respond(out, { waitForTrailers: true }))) return;
     up.pipe(this.down);
+    // After pipe(), so that the chunk which crosses the cap is written before the call ends (a listener removed
+    // while 'data' is being emitted still runs, and a write after end() would reset the client stream).
+    const limit = this.target.maxResponseMessageBytes;
+    if (limit !== undefined) {
+      const meter = new MessageMeter(limit);
+      up.on('data', (chunk: Buffer) => {
+        const size = meter.feed(chunk);
+        if (size >= 0) this.fail(new MessageTooLarge('response', size, limit));
+      });
+    }
   }
 
   private onTrailers(up: ClientHttp2Stream, headers: IncomingHttpHeaders): void {

@@ -26,8 +26,8 @@ export function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHea
   const path = headers[':path'] ?? '';
   const match = snapshot.router.match({ path, method: headers[':method'] ?? '', authority: headers[':authority'] ?? headers.host });
   if (match === undefined) return respondError(stream, new RouteNotFound(path));
-  const upstream = match.target;
-  const node = upstream.pick(); // 2. per call, never per connection
-  if (node === undefined) return respondError(stream, new NoHealthyNode(upstream.name));
-  new ProxyCall(stream, headers, upstream, node, deps).start(); // 3. pooled session, then headers, bytes, trailers
+  const target = match.target;
+  const node = target.upstream.pick(); // 2. per call, never per connection
+  if (node === undefined) return respondError(stream, new NoHealthyNode(target.upstream.name));
+  new ProxyCall(stream, headers, target, node, deps).start(); // 3. pooled session, then headers, bytes, trailers
 }

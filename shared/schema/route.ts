@@ -15,6 +15,7 @@ import {
   TimeoutSchema,
   TimestampSchema,
 } from './common.ts';
+import { PluginsSchema } from './plugins.ts';
 import { UpstreamSchema } from './upstream.ts';
 
 export const RouteSchema = Type.Object(
@@ -34,6 +35,7 @@ export const RouteSchema = Type.Object(
     status: Type.Optional(StatusSchema),
     timeout: Type.Optional(TimeoutSchema),
     upstream: Type.Optional(UpstreamSchema),
+    plugins: Type.Optional(PluginsSchema),
   },
   { additionalProperties: false },
 );

@@ -199,20 +199,3 @@ export function callReverse(client: Client, request: Buffer): Promise<BytesOutco
 export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
-
-/** Deterministic, non-repeating-looking bytes (a cheap xorshift), so a shifted or truncated copy never matches. */
-export function patternBytes(length: number, seed = 1): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  let x = seed >>> 0 || 1;
-  let i = 0;
-  for (; i + 4 <= length; i += 4) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out.writeUInt32LE(x, i);
-  }
-  for (; i < length; i++) out[i] = i & 0xff;
-  return out;
-}

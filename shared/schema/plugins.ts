@@ -1,0 +1,24 @@
+/**
+ * Route plugins this gateway implements, in APISIX's `plugins` object shape (`{"<name>": {…config}}`), so a route
+ * stays one APISIX-shaped document. An unknown plugin name is refused like APISIX does (`unknown plugin [name]`)
+ * rather than silently ignored.
+ *
+ * `grpc-limits`: per-message size caps, off unless configured (no default cap: 16 MiB and larger messages pass).
+ * A message over a cap ends the call with RESOURCE_EXHAUSTED, as gRPC servers answer an oversized message.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+export const GrpcLimitsSchema = Type.Object(
+  {
+    /** Largest gRPC message the client may send, in bytes (the 5-byte frame header not counted). */
+    max_request_message_bytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Largest gRPC message the upstream may send back, in bytes. */
+    max_response_message_bytes: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+export const PluginsSchema = Type.Object({ 'grpc-limits': Type.Optional(GrpcLimitsSchema) }, { additionalProperties: false });
+
+export type GrpcLimitsConf = Static<typeof GrpcLimitsSchema>;
+export type PluginsConf = Static<typeof PluginsSchema>;

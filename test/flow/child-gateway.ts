@@ -1,0 +1,116 @@
+/**
+ * A data plane in its own process, `node --import tsx data-plane/main.ts`, configured the way a container is
+ * (GATEWAY_ETCD_HOSTS, GATEWAY_H2C_LISTEN, GATEWAY_TLS_LISTEN, LOG_LEVEL; shared/config.ts applyEnvOverrides), so
+ * that its resident memory can be measured alone (/proc/<pid>/status VmRSS) while a test process drives traffic
+ * through it. Routes are written straight into etcd with an etcd3 client, as the control plane would.
+ *
+ * stop() sends SIGTERM (main.ts drains) and SIGKILL if the process has not exited within STOP_LIMIT_MS.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { Etcd3 } from 'etcd3';
+import { REPO_ROOT } from '../../shared/config.ts';
+import { freePort } from '../helpers/ports.ts';
+
+/** How long a SIGTERM may take before the process is killed. */
+const STOP_LIMIT_MS = 5_000;
+/** Output kept for diagnostics when something fails. */
+const OUTPUT_TAIL_CHARS = 8_000;
+
+export interface ChildGateway {
+  readonly pid: number;
+  /** `127.0.0.1:<port>` of the h2c listener. */
+  readonly h2cAddress: string;
+  readonly tlsAddress: string;
+  /** VmRSS of the process in KiB; undefined once it has exited. */
+  rssKiB(): number | undefined;
+  /** The process exited (on its own or stopped). */
+  readonly exited: boolean;
+  /** Last lines of stdout and stderr. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+export async function spawnChildGateway(etcdEndpoint: string): Promise<ChildGateway> {
+  const h2cPort = await freePort();
+  const tlsPort = await freePort();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    GATEWAY_ETCD_HOSTS: etcdEndpoint,
+    GATEWAY_H2C_LISTEN: `127.0.0.1:${h2cPort}`,
+    GATEWAY_TLS_LISTEN: `127.0.0.1:${tlsPort}`,
+    LOG_LEVEL: 'warn',
+  };
+  // The test runner marks its own children; the gateway is not one of them.
+  delete env['NODE_TEST_CONTEXT'];
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'data-plane/main.ts'], {
+    cwd: REPO_ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let tail = '';
+  const keep = (chunk: Buffer): void => {
+    tail = (tail + chunk.toString()).slice(-OUTPUT_TAIL_CHARS);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  let exited = false;
+  const exit = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = true;
+      keep(Buffer.from(`\n[gateway exited: code ${String(code)}, signal ${String(signal)}]\n`));
+      resolve();
+    });
+  });
+  const spawned = await new Promise<number>((resolve, reject) => {
+    child.once('spawn', () => resolve(child.pid ?? 0));
+    child.once('error', reject);
+  });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    pid: spawned,
+    h2cAddress: `127.0.0.1:${h2cPort}`,
+    tlsAddress: `127.0.0.1:${tlsPort}`,
+    get exited() {
+      return exited;
+    },
+    rssKiB() {
+      if (exited) return undefined;
+      try {
+        const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${spawned}/status`, 'utf8'));
+        return match?.[1] === undefined ? undefined : Number(match[1]);
+      } catch {
+        return undefined;
+      }
+    },
+    output: () => tail,
+    stop() {
+      stopping ??= (async () => {
+        if (exited) return;
+        child.kill('SIGTERM');
+        let timer: NodeJS.Timeout | undefined;
+        const killed = new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            if (!exited) child.kill('SIGKILL');
+            resolve();
+          }, STOP_LIMIT_MS);
+        });
+        await Promise.race([exit, killed]);
+        clearTimeout(timer);
+        await exit; // after SIGKILL the exit event follows at once
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Writes `value` (JSON) at `key` in etcd with a short-lived etcd3 client. */
+export async function putEtcdJson(etcdEndpoint: string, key: string, value: unknown): Promise<void> {
+  const client = new Etcd3({ hosts: etcdEndpoint });
+  try {
+    await client.put(key).value(JSON.stringify(value));
+  } finally {
+    client.close();
+  }
+}
