@@ -108,6 +108,7 @@ export class ProxyCall {
   private readonly onConnectFailed = (err: unknown): void => {
     if (this.phase === 'finished') return;
     this.deps.log.warn({ node: this.node.key, err: describe(err) }, 'upstream connect failed');
+    this.attempts++; // an attempt, though it never reached a server: the next one says it is a retry
     this.retryOrFail(err, false);
   };
 

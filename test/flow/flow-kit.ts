@@ -47,7 +47,7 @@ export async function putRoute(gw: GatewayFixture, id: string, route: Record<str
   const got = await gw.admin('GET', `/routes/${id}`);
   const body = got.body;
   const modified =
-    body !== null && typeof body === 'object' && 'modifiedIndex' in body ? String((body as { modifiedIndex: unknown }).modifiedIndex) : '';
+    body !== null && typeof body === 'object' && 'modifiedIndex' in body ? String(body.modifiedIndex) : '';
   assert.match(modified, /^\d+$/, `route GET gave no modifiedIndex: ${JSON.stringify(body)}`);
   const revision = BigInt(modified);
   await gw.waitForSnapshot((snapshot) => BigInt(snapshot.revision) >= revision, `route ${id} at revision ${revision}`);

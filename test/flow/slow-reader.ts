@@ -1,142 +1,27 @@
 /**
- * The slow-reader scenario of issue #3: a server-streaming call of many large messages from a raw node:http2
- * upstream, through a gateway, to a raw node:http2 client that reads in bursts and stalls now and then.
+ * The slow-reader scenario of issue #3: a server-streaming call of many large messages from the bulk upstream
+ * (test/flow/bulk-upstream.ts), through a gateway, to a raw node:http2 client that reads in bursts and stalls.
  *
- * - The upstream ("bulk") writes gRPC-framed messages as fast as HTTP/2 flow control lets it: when write() returns
- *   false it waits for 'drain'. It counts those waits and the bytes it has handed to its stream, so a test can see
- *   that it was throttled, and by how much it advanced while the client was not reading at all.
- * - Each message is `messageBytes` long; its first 4 bytes are its sequence number (big-endian) and the rest is a
- *   fixed random pattern, so the client checks order, length and content of every message without buffering more
- *   than one.
- * - The client reads `burstBytes`, pauses `burstPauseMs` (stream.pause()/resume(), so Node stops returning HTTP/2
- *   window to the gateway), and at each of `stallAt` (fractions of the total) stalls for `stallMs`.
+ * The client reads `burstBytes`, pauses `burstPauseMs` (stream.pause()/resume(), so Node stops returning HTTP/2
+ * window to the gateway), and at each of `stallAt` (fractions of the total) stalls for `stallMs`, recording how far
+ * the upstream advanced meanwhile. It checks order, length and content of every message while holding at most
+ * one partial message.
  *
  * Used by test/flow/slow-reader-memory.test.ts and bench/memory-slow-reader.ts.
  */
-import { randomBytes } from 'node:crypto';
-import http2, { constants, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import type { Socket } from 'node:net';
+import http2, { constants, type IncomingHttpHeaders } from 'node:http2';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  BULK_PATH,
+  GRPC_PREFIX_BYTES,
+  MESSAGE_HEADER,
+  TOTAL_HEADER,
+  patternFor,
+  type BulkStats,
+} from './bulk-upstream.ts';
+import type { ChildGateway } from './child-gateway.ts';
 
-export const BULK_PATH = '/flow.Bulk/Download';
-const GRPC_PREFIX_BYTES = 5;
-const TOTAL_HEADER = 'x-bulk-total-bytes';
-const MESSAGE_HEADER = 'x-bulk-message-bytes';
-
-export interface BulkStats {
-  /** Payload + prefix bytes accepted by stream.write() so far, over all calls. */
-  bytesWritten: number;
-  /** Times write() returned false and the upstream waited for 'drain'. */
-  drainWaits: number;
-  /** Milliseconds spent waiting for 'drain'. */
-  drainWaitMs: number;
-  /** Calls that wrote their last message and sent trailers. */
-  completed: number;
-}
-
-export interface BulkUpstream {
-  readonly port: number;
-  readonly address: string;
-  readonly stats: BulkStats;
-  resetStats(): void;
-  close(): Promise<void>;
-}
-
-/** The random body shared by every message of a given size (the sequence number overwrites the first 4 bytes). */
-const patterns = new Map<number, Buffer>();
-function patternFor(messageBytes: number): Buffer {
-  let pattern = patterns.get(messageBytes);
-  if (pattern === undefined) {
-    pattern = randomBytes(messageBytes);
-    patterns.set(messageBytes, pattern);
-  }
-  return pattern;
-}
-
-function messageFrame(seq: number, messageBytes: number): Buffer {
-  const frame = Buffer.allocUnsafe(GRPC_PREFIX_BYTES + messageBytes);
-  frame.writeUInt8(0, 0);
-  frame.writeUInt32BE(messageBytes, 1);
-  patternFor(messageBytes).copy(frame, GRPC_PREFIX_BYTES);
-  frame.writeUInt32BE(seq, GRPC_PREFIX_BYTES);
-  return frame;
-}
-
-export async function startBulkUpstream(): Promise<BulkUpstream> {
-  const stats: BulkStats = { bytesWritten: 0, drainWaits: 0, drainWaitMs: 0, completed: 0 };
-  const server: Http2Server = http2.createServer();
-  const sockets = new Set<Socket>();
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-  });
-  server.on('sessionError', () => undefined);
-  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-    stream.on('error', () => undefined);
-    if (headers[':path'] !== BULK_PATH) {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '12' }, { endStream: true });
-      return;
-    }
-    const total = Number(headers[TOTAL_HEADER]);
-    const messageBytes = Number(headers[MESSAGE_HEADER]);
-    stream.resume(); // the request (one empty message) is not needed
-    void serve(stream, Math.ceil(total / messageBytes), messageBytes);
-  });
-
-  async function serve(stream: ServerHttp2Stream, count: number, messageBytes: number): Promise<void> {
-    stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-    for (let seq = 0; seq < count; seq++) {
-      if (stream.destroyed || stream.closed) return;
-      const frame = messageFrame(seq, messageBytes);
-      stats.bytesWritten += frame.length;
-      if (!stream.write(frame)) {
-        stats.drainWaits++;
-        const started = Date.now();
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            stream.off('drain', done);
-            stream.off('close', done);
-            resolve();
-          };
-          stream.on('drain', done);
-          stream.on('close', done);
-        });
-        stats.drainWaitMs += Date.now() - started;
-      }
-    }
-    if (stream.destroyed || stream.closed) return;
-    stats.completed++;
-    stream.end();
-  }
-
-  const port = await new Promise<number>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const bound = server.address();
-      if (bound !== null && typeof bound === 'object') resolve(bound.port);
-      else reject(new Error('bulk upstream: no port'));
-    });
-  });
-  let closing: Promise<void> | undefined;
-  return {
-    port,
-    address: `127.0.0.1:${port}`,
-    stats,
-    resetStats() {
-      Object.assign(stats, { bytesWritten: 0, drainWaits: 0, drainWaitMs: 0, completed: 0 });
-    },
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      });
-      return closing;
-    },
-  };
-}
-
-// ---- the slow client ------------------------------------------------------------------------------------------
+export { BULK_PATH, startBulkUpstream, type BulkStats, type BulkUpstream } from './bulk-upstream.ts';
 
 export interface SlowReadOptions {
   /** `host:port` of an h2c listener (the gateway's, or the upstream's for a direct baseline). */
@@ -328,5 +213,57 @@ export function slowRead(options: SlowReadOptions): Promise<SlowReadResult> {
     };
     const limit = setTimeout(() => settle(false), options.limitMs);
     stream.once('close', () => settle(true));
+  });
+}
+
+// ---- start-up --------------------------------------------------------------------------------------------------
+
+/** Polls the gateway with a tiny call until the route answers (grpc-status 0), bounded by `limitMs`. */
+export async function waitUntilRouted(gateway: ChildGateway, limitMs: number): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  let last = 'no attempt';
+  while (Date.now() < deadline) {
+    if (gateway.exited) throw new Error(`the gateway exited during start-up:\n${gateway.output()}`);
+    last = await probe(gateway.h2cAddress);
+    if (last === 'grpc-status 0') return;
+    await sleep(100);
+  }
+  throw new Error(`the gateway did not route ${BULK_PATH} within ${limitMs} ms (last probe: ${last})\n${gateway.output()}`);
+}
+
+/** One tiny bulk call (one message); returns what happened, never throws. */
+function probe(target: string): Promise<string> {
+  return new Promise((resolve) => {
+    const session = http2.connect(`http://${target}`);
+    const timer = setTimeout(() => finish('probe timed out'), 2_000);
+    let status: string | undefined;
+    function finish(outcome: string): void {
+      clearTimeout(timer);
+      session.destroy();
+      resolve(outcome);
+    }
+    session.on('error', (err: Error) => finish(`session error: ${err.message}`));
+    session.on('connect', () => {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': BULK_PATH,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        [TOTAL_HEADER]: '16',
+        [MESSAGE_HEADER]: '16',
+      });
+      stream.on('error', () => undefined);
+      stream.on('response', (headers) => {
+        const s = headers['grpc-status'];
+        if (typeof s === 'string') status = s;
+      });
+      stream.on('trailers', (trailers) => {
+        const s = trailers['grpc-status'];
+        if (typeof s === 'string') status = s;
+      });
+      stream.resume();
+      stream.on('close', () => finish(status === undefined ? `closed with rst ${String(stream.rstCode)}` : `grpc-status ${status}`));
+      stream.end(Buffer.alloc(5));
+    });
   });
 }
