@@ -7,7 +7,7 @@
  * placeholders are written as soon as etcd answers.
  */
 import type { AddressInfo } from 'node:net';
-import { DOCUMENTED_ADMIN_KEY, isLoopback, loadConfig, type GatewayConfig } from '../shared/config.ts';
+import { DOCUMENTED_ADMIN_KEY, DOCUMENTED_KEYRING, isLoopback, loadConfig, type GatewayConfig } from '../shared/config.ts';
 import { describe } from '../shared/errors.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { buildApp } from './app.ts';
@@ -28,7 +28,16 @@ async function main(): Promise<void> {
   if (refusal !== undefined) return fail(refusal);
 
   const log = createLogger({ level: config.log.level, name: 'control-plane' });
-  const store = createEtcdStore({ ...config.etcd, log });
+  if (config.dataEncryption.keyring.some((entry) => DOCUMENTED_KEYRING.includes(entry))) {
+    // APISIX's default keyring is public: keys stored with it are obfuscated, not protected.
+    log.warn('private keys are encrypted with the documented default keyring; set apisix.data_encryption.keyring');
+  }
+  let store: ResourceStore;
+  try {
+    store = createEtcdStore({ ...config.etcd, log });
+  } catch (err) {
+    return fail(describe(err));
+  }
   const app = buildApp({ store, log, config });
   const dirs = ensureDirsInBackground(store, log);
 

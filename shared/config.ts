@@ -1,28 +1,63 @@
 /**
  * conf/config.yaml + environment → one typed, validated config. This is the only module that reads process.env
  * (through the `env` argument, so tests pass their own). Defaults are the seed document's: admin on
- * 127.0.0.1:9080, h2c on 9081, TLS on 9443, etcd at http://127.0.0.1:2379 under /apisix.
+ * 127.0.0.1:9080, h2c on 9081, TLS on 9443, etcd at http://127.0.0.1:2379 under /apisix; the admin API answers
+ * loopback clients only, and private keys are encrypted with APISIX's default keyring.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import {
+  asObject,
+  commaList,
+  optionalBoolean,
+  optionalNumber,
+  optionalString,
+  parseCidr,
+  parseHostPortEnv,
+  port,
+  stringList,
+  type ListenAddress,
+} from './config-values.ts';
+import { keyringEntryProblem } from './crypto.ts';
 import { ConfigError, describe } from './errors.ts';
 import { normalizePrefix } from './etcd-keys.ts';
 
+export { isLoopback, type ListenAddress } from './config-values.ts';
+
 export const DOCUMENTED_ADMIN_KEY = 'edd1c9f034335f136f87ad84b625c8f1';
+/** APISIX's default `apisix.data_encryption.keyring` (apisix/cli/config.lua): public, so only obfuscation. */
+export const DOCUMENTED_KEYRING: readonly string[] = ['qeddd145sfvddff3', 'edd1c9f0985e76a2'];
+/** Loopback only. APISIX's default is `127.0.0.0/24`; all of 127/8 and ::1 are this host as well. */
+export const DEFAULT_ALLOW_ADMIN: readonly string[] = ['127.0.0.0/8', '::1/128'];
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_CONFIG_PATH = resolve(REPO_ROOT, 'conf/config.yaml');
-
-export interface ListenAddress {
-  ip: string;
-  port: number;
-}
 
 export interface AdminKey {
   name: string;
   key: string;
   role: 'admin' | 'viewer';
+}
+
+/** TLS towards etcd (`https://` hosts): file paths, read when the client is made (shared/etcd-tls.ts). */
+export interface EtcdTlsConfig {
+  /** CA bundle that signed etcd's certificate; the system roots when unset. */
+  caFile: string | undefined;
+  /** Client certificate and key, for etcd's `--client-cert-auth`. */
+  certFile: string | undefined;
+  keyFile: string | undefined;
+  /** Name to verify etcd's certificate against instead of the host's. */
+  sni: string | undefined;
+}
+
+export interface EtcdConfig {
+  hosts: string[];
+  prefix: string;
+  timeoutMs: number;
+  username: string | undefined;
+  password: string | undefined;
+  tls: EtcdTlsConfig | undefined;
 }
 
 export interface GatewayConfig {
@@ -35,8 +70,11 @@ export interface GatewayConfig {
     defaultCertFile: string | undefined;
     defaultKeyFile: string | undefined;
   };
-  admin: ListenAddress & { keys: AdminKey[] };
-  etcd: { hosts: string[]; prefix: string; timeoutMs: number; username: string | undefined; password: string | undefined };
+  /** `allowAdmin`: CIDR blocks whose clients may use the admin API; others get 403. */
+  admin: ListenAddress & { keys: AdminKey[]; allowAdmin: string[] };
+  etcd: EtcdConfig;
+  /** Keyring for private keys at rest (shared/crypto.ts); empty = stored in clear. */
+  dataEncryption: { keyring: string[] };
   log: { level: string };
 }
 
@@ -66,6 +104,7 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
   const root = asObject(raw, '(root)');
   const apisix = asObject(root['apisix'] ?? {}, 'apisix');
   const ssl = asObject(apisix['ssl'] ?? {}, 'apisix.ssl');
+  const encryption = asObject(apisix['data_encryption'] ?? {}, 'apisix.data_encryption');
   const deployment = asObject(root['deployment'] ?? {}, 'deployment');
   const admin = asObject(deployment['admin'] ?? {}, 'deployment.admin');
   const etcd = asObject(deployment['etcd'] ?? {}, 'deployment.etcd');
@@ -84,6 +123,7 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
     admin: {
       ...parseAddress(admin['admin_listen'] ?? {}, 'deployment.admin.admin_listen', { ip: '127.0.0.1', port: 9080 }),
       keys: parseAdminKeys(admin['admin_key'] ?? [{ name: 'admin', key: DOCUMENTED_ADMIN_KEY, role: 'admin' }]),
+      allowAdmin: parseAllowAdmin(admin['allow_admin'] ?? DEFAULT_ALLOW_ADMIN, 'deployment.admin.allow_admin'),
     },
     etcd: {
       hosts: stringList(etcd['host'] ?? ['http://127.0.0.1:2379'], 'deployment.etcd.host'),
@@ -91,6 +131,11 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
       timeoutMs: (optionalNumber(etcd['timeout'], 'deployment.etcd.timeout') ?? 30) * 1000,
       username: optionalString(etcd['user'], 'deployment.etcd.user'),
       password: optionalString(etcd['password'], 'deployment.etcd.password'),
+      tls: parseEtcdTls(etcd['tls'], optionalString(ssl['ssl_trusted_certificate'], 'apisix.ssl.ssl_trusted_certificate')),
+    },
+    dataEncryption: {
+      // `keyring: ~` or `[]` turns encryption off; absent means APISIX's default keyring.
+      keyring: parseKeyring(Object.hasOwn(encryption, 'keyring') ? (encryption['keyring'] ?? []) : DOCUMENTED_KEYRING, 'apisix.data_encryption.keyring'),
     },
     log: { level: optionalString(log['level'], 'log.level') ?? 'info' },
   };
@@ -101,19 +146,73 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
 /** Single-value overrides, for containers and tests. */
 function applyEnvOverrides(config: GatewayConfig, env: Env): void {
   const etcdHosts = env['GATEWAY_ETCD_HOSTS'];
-  if (etcdHosts) config.etcd.hosts = etcdHosts.split(',').map((h) => h.trim()).filter((h) => h !== '');
+  if (etcdHosts) config.etcd.hosts = commaList(etcdHosts);
   const prefix = env['GATEWAY_ETCD_PREFIX'];
   if (prefix) config.etcd.prefix = normalizePrefix(prefix);
+  const user = env['GATEWAY_ETCD_USER'];
+  if (user) config.etcd.username = user;
+  const password = env['GATEWAY_ETCD_PASSWORD'];
+  if (password) config.etcd.password = password;
+  for (const [name, field] of [['GATEWAY_ETCD_TLS_CA', 'caFile'], ['GATEWAY_ETCD_TLS_CERT', 'certFile'], ['GATEWAY_ETCD_TLS_KEY', 'keyFile']] as const) {
+    const value = env[name];
+    if (value) config.etcd.tls = { ...(config.etcd.tls ?? emptyTls()), [field]: value };
+  }
   const adminListen = env['GATEWAY_ADMIN_LISTEN'];
   if (adminListen) Object.assign(config.admin, parseHostPortEnv(adminListen, 'GATEWAY_ADMIN_LISTEN'));
   const adminKey = env['GATEWAY_ADMIN_KEY'];
   if (adminKey) config.admin.keys = [{ name: 'admin', key: adminKey, role: 'admin' }];
+  const viewerKey = env['GATEWAY_ADMIN_VIEWER_KEY'];
+  if (viewerKey) config.admin.keys = [...config.admin.keys.filter((k) => k.role !== 'viewer'), { name: 'viewer', key: viewerKey, role: 'viewer' }];
+  const allow = env['GATEWAY_ADMIN_ALLOW'];
+  if (allow) config.admin.allowAdmin = parseAllowAdmin(commaList(allow), 'GATEWAY_ADMIN_ALLOW');
+  const keyring = env['GATEWAY_DATA_ENCRYPTION_KEYRING'];
+  if (keyring !== undefined && keyring !== '') config.dataEncryption.keyring = parseKeyring(commaList(keyring), 'GATEWAY_DATA_ENCRYPTION_KEYRING');
   const h2c = env['GATEWAY_H2C_LISTEN'];
   if (h2c) config.nodeListen = h2c.split(',').map((a) => parseHostPortEnv(a, 'GATEWAY_H2C_LISTEN'));
   const tls = env['GATEWAY_TLS_LISTEN'];
   if (tls) config.ssl.listen = tls.split(',').map((a) => parseHostPortEnv(a, 'GATEWAY_TLS_LISTEN'));
   const level = env['LOG_LEVEL'];
   if (level) config.log.level = level;
+}
+
+function parseAllowAdmin(value: unknown, what: string): string[] {
+  const list = stringList(value, what);
+  // An empty list would lock every client out, including the operator on this host: almost surely a mistake.
+  if (list.length === 0) throw new ConfigError(`${what}: must list at least one address block (0.0.0.0/0 and ::/0 allow everyone)`);
+  return list.map((entry, i) => parseCidr(entry, `${what}[${i}]`));
+}
+
+function parseKeyring(value: unknown, what: string): string[] {
+  const list = stringList(value, what);
+  list.forEach((entry, i) => {
+    const problem = keyringEntryProblem(entry);
+    if (problem !== undefined) throw new ConfigError(`${what}[${i}]: ${problem}`);
+  });
+  return list;
+}
+
+function emptyTls(): EtcdTlsConfig {
+  return { caFile: undefined, certFile: undefined, keyFile: undefined, sni: undefined };
+}
+
+/** APISIX's `deployment.etcd.tls` ({cert, key, verify, sni}); its CA is `apisix.ssl.ssl_trusted_certificate`. */
+function parseEtcdTls(value: unknown, trustedCertificate: string | undefined): EtcdTlsConfig | undefined {
+  if ((value === undefined || value === null) && trustedCertificate === undefined) return undefined;
+  const tls = asObject(value ?? {}, 'deployment.etcd.tls');
+  // etcd3's gRPC channel always verifies the server's certificate; pretending otherwise would be a lie.
+  if (optionalBoolean(tls['verify'], 'deployment.etcd.tls.verify') === false) {
+    throw new ConfigError('deployment.etcd.tls.verify: false is not supported; name the CA of etcd\'s certificate in apisix.ssl.ssl_trusted_certificate');
+  }
+  const result: EtcdTlsConfig = {
+    caFile: trustedCertificate,
+    certFile: optionalString(tls['cert'], 'deployment.etcd.tls.cert'),
+    keyFile: optionalString(tls['key'], 'deployment.etcd.tls.key'),
+    sni: optionalString(tls['sni'], 'deployment.etcd.tls.sni'),
+  };
+  if ((result.certFile === undefined) !== (result.keyFile === undefined)) {
+    throw new ConfigError('deployment.etcd.tls: cert and key must be set together');
+  }
+  return result;
 }
 
 /** `${{VAR}}` and `${{VAR:=default}}`, as APISIX's CLI resolves them; comment lines are left alone. */
@@ -131,15 +230,6 @@ function substituteLine(line: string, env: Env): string {
     if (def !== undefined) return def;
     throw new ConfigError(`config references \${{${name}}} but it is not set in the environment`);
   });
-}
-
-/** `9081`, `"0.0.0.0:9081"`, `"[::1]:9081"`. */
-function parseHostPortEnv(text: string, what: string): ListenAddress {
-  const trimmed = text.trim();
-  if (/^\d+$/.test(trimmed)) return { ip: '0.0.0.0', port: port(Number(trimmed), what) };
-  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(trimmed);
-  if (m === null || m[1] === undefined || m[2] === undefined) throw new ConfigError(`${what}: expected ip:port, got "${text}"`);
-  return { ip: m[1], port: port(Number(m[2]), what) };
 }
 
 function parseListen(value: unknown, what: string, globalHttp2: boolean): ListenAddress[] {
@@ -178,42 +268,4 @@ function parseAdminKeys(value: unknown): AdminKey[] {
     }
     return { name: optionalString(entry['name'], 'name') ?? `key${i}`, key, role };
   });
-}
-
-function port(value: number, what: string): number {
-  if (!Number.isInteger(value) || value < 0 || value > 65535) throw new ConfigError(`${what}: invalid port ${value}`);
-  return value;
-}
-
-function asObject(value: unknown, what: string): Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${what}: expected a mapping`);
-  return value as Record<string, unknown>;
-}
-
-function optionalString(value: unknown, what: string): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string') throw new ConfigError(`${what}: expected a string`);
-  return value;
-}
-
-function optionalNumber(value: unknown, what: string): number | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number') throw new ConfigError(`${what}: expected a number`);
-  return value;
-}
-
-function optionalBoolean(value: unknown, what: string): boolean | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'boolean') throw new ConfigError(`${what}: expected true or false`);
-  return value;
-}
-
-function stringList(value: unknown, what: string): string[] {
-  const list = typeof value === 'string' ? [value] : value;
-  if (!Array.isArray(list) || !list.every((v) => typeof v === 'string')) throw new ConfigError(`${what}: expected a list of strings`);
-  return list;
-}
-
-export function isLoopback(ip: string): boolean {
-  return ip === 'localhost' || ip === '::1' || ip === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(ip);
 }

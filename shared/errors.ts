@@ -142,6 +142,31 @@ export class StoreConflict extends GatewayError {
   }
 }
 
+/**
+ * The client's address is outside `deployment.admin.allow_admin` (APISIX renders the list as nginx `allow`/`deny
+ * all`, which answers 403).
+ */
+export class AdminForbidden extends GatewayError {
+  constructor(address: string) {
+    super('ADMIN_FORBIDDEN', `access from ${address} is not allowed by deployment.admin.allow_admin`, GrpcStatus.PERMISSION_DENIED, 403);
+  }
+}
+
+/**
+ * An encrypted private key that no keyring entry decrypts (shared/crypto.ts). The admin API answers 400 with
+ * APISIX's words (`failed to decrypt previous encrypted key`, apisix/ssl.lua); the data plane skips the value.
+ */
+export class SecretDecryptFailed extends GatewayError {
+  constructor(field: string, keyringEntries: number) {
+    super(
+      'SECRET_DECRYPT_FAILED',
+      `failed to decrypt previous encrypted key: property "${field}" matches none of the ${keyringEntries} keyring entries`,
+      GrpcStatus.INVALID_ARGUMENT,
+      400,
+    );
+  }
+}
+
 export class StoreUnavailable extends GatewayError {
   constructor(cause: unknown) {
     super('STORE_UNAVAILABLE', `etcd is unavailable: ${describe(cause)}`, GrpcStatus.UNAVAILABLE, 503, { cause });

@@ -3,16 +3,26 @@
  * about to write and the data plane validates what it reads from etcd with the same schemas, the same ajv options
  * (no coercion, no defaults written, no unknown fields stripped) and the same cross-field checks, so the two planes
  * cannot disagree on what is valid.
+ *
+ * Values are validated in clear: private keys stored encrypted (shared/crypto.ts) are decrypted before they get
+ * here. That referenced objects (`upstream_id`, `service_id`, `tls.client_cert_id`) exist is a question for etcd,
+ * answered by the admin API when it writes, not by this module.
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { Ajv, type ValidateFunction } from 'ajv';
 import type { ResourceType } from './etcd-keys.ts';
 import { RouteSchema, type RouteConf } from './schema/route.ts';
+import { ServiceSchema, type ServiceConf } from './schema/service.ts';
 import { SslSchema, type SslConf } from './schema/ssl.ts';
-import type { UpstreamConf } from './schema/upstream.ts';
+import { UpstreamSchema, type UpstreamConf } from './schema/upstream.ts';
+import { formatAjvErrors } from './validate-errors.ts';
+
+export { formatAjvErrors } from './validate-errors.ts';
 
 export interface ResourceConfs {
   routes: RouteConf;
+  upstreams: UpstreamConf;
+  services: ServiceConf;
   ssls: SslConf;
 }
 
@@ -21,18 +31,23 @@ export type ValidationResult<T> = { ok: true; value: T } | { ok: false; error: s
 const ajv = new Ajv({
   strict: true,
   allErrors: true,
+  // The failing value, for messages in APISIX's words (`expected -1 to be at least 0`).
+  verbose: true,
   coerceTypes: false,
   useDefaults: false,
   removeAdditional: false,
   allowUnionTypes: true,
 });
 
+/** The schema of each resource type: what both planes validate with, and what the admin API publishes. */
+export const schemas = { routes: RouteSchema, upstreams: UpstreamSchema, services: ServiceSchema, ssls: SslSchema } as const;
+
 const compiled: { [K in ResourceType]: ValidateFunction<ResourceConfs[K]> } = {
   routes: ajv.compile<RouteConf>(RouteSchema),
+  upstreams: ajv.compile<UpstreamConf>(UpstreamSchema),
+  services: ajv.compile<ServiceConf>(ServiceSchema),
   ssls: ajv.compile<SslConf>(SslSchema),
 };
-
-export const schemas = { routes: RouteSchema, ssls: SslSchema } as const;
 
 export interface ValidateOptions {
   /**
@@ -61,30 +76,62 @@ export function validateResource<K extends ResourceType>(
 
 const checkers: { [K in ResourceType]: (value: ResourceConfs[K], atWrite: boolean) => string | undefined } = {
   routes: checkRoute,
+  upstreams: (upstream, atWrite) => checkUpstream(upstream, atWrite),
+  services: checkService,
   ssls: checkSsl,
 };
 
-function checkRoute(route: RouteConf): string | undefined {
+function checkRoute(route: RouteConf, atWrite: boolean): string | undefined {
   if (route.host !== undefined && route.hosts !== undefined) return 'only one of host or hosts is allowed';
   if ((route.uri === undefined) === (route.uris === undefined)) return 'exactly one of "uri" or "uris" is required';
-  if (route.upstream === undefined) return 'property "upstream" is required';
-  const upstreamError = checkUpstream(route.upstream);
+  // APISIX also accepts a route with plugins only; a gRPC gateway has nowhere to send its calls, so it is refused.
+  if (route.upstream === undefined && route.upstream_id === undefined && route.service_id === undefined) {
+    return 'one of "upstream", "upstream_id" or "service_id" is required';
+  }
+  return checkUpstreamChoice(route, atWrite);
+}
+
+function checkService(service: ServiceConf, atWrite: boolean): string | undefined {
+  return checkUpstreamChoice(service, atWrite);
+}
+
+/**
+ * An inline upstream and an `upstream_id` together leave it to precedence rules which one is used (APISIX takes
+ * the id); here that ambiguity is a 400.
+ */
+function checkUpstreamChoice(holder: { upstream?: UpstreamConf; upstream_id?: string | number }, atWrite: boolean): string | undefined {
+  if (holder.upstream === undefined) return undefined;
+  if (holder.upstream_id !== undefined) return 'only one of "upstream" or "upstream_id" is allowed';
+  const upstreamError = checkUpstream(holder.upstream, atWrite);
   return upstreamError === undefined ? undefined : `property "upstream" validation failed: ${upstreamError}`;
 }
 
-export function checkUpstream(upstream: UpstreamConf): string | undefined {
+export function checkUpstream(upstream: UpstreamConf, atWrite = false): string | undefined {
   if (upstream.pass_host === 'rewrite' && upstream.upstream_host === undefined) {
     return "`upstream_host` can't be empty when `pass_host` is `rewrite`";
   }
-  if (Array.isArray(upstream.nodes)) {
-    for (const node of upstream.nodes) {
-      if (node.host.includes(':') && !node.host.startsWith('[')) {
-        return "IPv6 address must be enclosed with '[' and ']'";
-      }
+  const nodesError = checkNodes(upstream.nodes);
+  if (nodesError !== undefined) return nodesError;
+  const tls = upstream.tls;
+  if (tls === undefined) return undefined;
+  // `tls` only configures TLS towards the nodes; on an h2c upstream it would be silently unused.
+  if ((upstream.scheme ?? 'grpc') !== 'grpcs') return 'property "tls" validation failed: tls is only used with "scheme": "grpcs"';
+  if (tls.client_cert_id !== undefined && tls.client_cert !== undefined) {
+    return 'property "tls" validation failed: only one of "client_cert_id" or "client_cert" and "client_key" is allowed';
+  }
+  if (tls.client_cert === undefined || tls.client_key === undefined) return undefined;
+  const pairError = checkCertKeyPair(tls.client_cert, tls.client_key, atWrite);
+  return pairError === undefined ? undefined : `property "tls" validation failed: ${pairError}`;
+}
+
+function checkNodes(nodes: UpstreamConf['nodes']): string | undefined {
+  if (Array.isArray(nodes)) {
+    for (const node of nodes) {
+      if (node.host.includes(':') && !node.host.startsWith('[')) return "IPv6 address must be enclosed with '[' and ']'";
     }
     return undefined;
   }
-  for (const address of Object.keys(upstream.nodes)) {
+  for (const address of Object.keys(nodes)) {
     if (parseHostPort(address) === undefined) return `invalid node address "${address}": expected host or host:port`;
   }
   return undefined;
@@ -149,49 +196,4 @@ function checkCertKeyPair(certPem: string, keyPem: string, atWrite: boolean): st
   if (!cert.checkPrivateKey(key)) return 'the private key does not match the certificate';
   if (atWrite && Date.parse(cert.validTo) < Date.now()) return `certificate expired at ${cert.validTo}`;
   return undefined;
-}
-
-/**
- * Turns ajv's errors into one sentence in APISIX's style. Among several errors (anyOf branches report one each),
- * the deepest one is the most specific, so it is the one reported.
- */
-export function formatAjvErrors(errors: readonly ErrorObject[]): string {
-  let best: ErrorObject | undefined;
-  for (const error of errors) {
-    if (best === undefined || depth(error) > depth(best)) best = error;
-  }
-  if (best === undefined) return 'validation failed';
-  // APISIX (api7/jsonschema) nests one clause per level: property "upstream" validation failed: property "scheme" …
-  return fieldPath(best).reduceRight((message, field) => `property "${field}" validation failed: ${message}`, describeRule(best));
-}
-
-function depth(error: ErrorObject): number {
-  const base = error.instancePath === '' ? 0 : error.instancePath.split('/').length - 1;
-  // A missing or unknown property names a field one level below the object that reported it.
-  return error.keyword === 'required' || error.keyword === 'additionalProperties' ? base + 1 : base;
-}
-
-function fieldPath(error: ErrorObject): string[] {
-  return error.instancePath
-    .split('/')
-    .slice(1)
-    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'));
-}
-
-function describeRule(error: ErrorObject): string {
-  const params = error.params as Record<string, unknown>;
-  switch (error.keyword) {
-    case 'additionalProperties':
-      // APISIX's wording for a plugin it does not know.
-      if (error.instancePath === '/plugins') return `unknown plugin [${String(params['additionalProperty'])}]`;
-      return `additional properties forbidden, found ${String(params['additionalProperty'])}`;
-    case 'required':
-      return `property "${String(params['missingProperty'])}" is required`;
-    case 'const':
-      return `must be ${JSON.stringify(params['allowedValue'])}`;
-    case 'enum':
-      return `must be one of ${JSON.stringify(params['allowedValues'])}`;
-    default:
-      return error.message ?? error.keyword;
-  }
 }

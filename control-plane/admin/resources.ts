@@ -1,33 +1,37 @@
 /**
- * The table of resource types the admin API serves. Each entry says how one type is named in URLs and messages
- * and which of its fields must never leave the control plane; the handlers in resource-handlers.ts are generic
- * over this table. Adding upstreams or services means adding the type to shared/etcd-keys.ts RESOURCE_TYPES (with
- * its schema in shared/validate.ts) and one entry here: the mapped type below makes a missing entry a type error.
+ * The table of resource types the admin API serves. Each entry says how one type is named in URLs, messages and
+ * the schema endpoint; the handlers are generic over this table, and its mapped type makes a type added to
+ * shared/etcd-keys.ts RESOURCE_TYPES without an entry here a type error.
+ *
+ * Which fields are secret (never returned, encrypted at rest) is shared/crypto.ts SECRET_FIELDS, so the data plane
+ * decrypts exactly what the admin API encrypts.
  */
+import { stripSecrets } from '../../shared/crypto.ts';
 import { RESOURCE_TYPES, type ResourceType } from '../../shared/etcd-keys.ts';
 import { UnsupportedResourceType } from '../../shared/errors.ts';
 
 export interface ResourceKind {
   /** The 3.x URL segment and etcd directory, e.g. `routes`. */
   type: ResourceType;
-  /** The singular APISIX uses in messages: `wrong route id`, `missing ssl id`. */
+  /** The singular APISIX uses in messages and in `/apisix/admin/schema/<name>`: `wrong route id`, `ssl`. */
   singular: string;
   /** Other URL segments accepted for this type, e.g. the 2.x `ssl` (renamed `ssls` in 3.0, apisix-compat §2.2). */
   aliases: readonly string[];
-  /** Fields never returned by any response: APISIX strips `key` and `keys` of SSLs (apisix/admin/resource.lua). */
-  secretFields: readonly string[];
+  /** How the OpenAPI description names it. */
+  title: string;
 }
 
 export const RESOURCE_KINDS: { readonly [K in ResourceType]: ResourceKind & { type: K } } = {
-  routes: { type: 'routes', singular: 'route', aliases: [], secretFields: [] },
-  ssls: { type: 'ssls', singular: 'ssl', aliases: ['ssl'], secretFields: ['key', 'keys'] },
+  routes: { type: 'routes', singular: 'route', aliases: [], title: 'Routes' },
+  upstreams: { type: 'upstreams', singular: 'upstream', aliases: [], title: 'Upstreams' },
+  services: { type: 'services', singular: 'service', aliases: [], title: 'Services' },
+  ssls: { type: 'ssls', singular: 'ssl', aliases: ['ssl'], title: 'SSL certificates' },
 };
 
+export const KINDS: readonly ResourceKind[] = RESOURCE_TYPES.map((type): ResourceKind => RESOURCE_KINDS[type]);
+
 const BY_SEGMENT: ReadonlyMap<string, ResourceKind> = new Map(
-  RESOURCE_TYPES.flatMap((type) => {
-    const kind: ResourceKind = RESOURCE_KINDS[type];
-    return [type, ...kind.aliases].map((segment) => [segment, kind] as const);
-  }),
+  KINDS.flatMap((kind) => [kind.type, ...kind.aliases].map((segment) => [segment, kind] as const)),
 );
 
 /** `routes` → the routes kind, `ssl` → the ssls kind; anything else is a 404 `Unsupported resource type: X`. */
@@ -37,6 +41,11 @@ export function resolveKind(segment: string): ResourceKind {
   return kind;
 }
 
+/** The kind whose singular is `name` (`route`), for `/apisix/admin/schema/<name>`. */
+export function kindBySingular(name: string): ResourceKind | undefined {
+  return KINDS.find((kind) => kind.singular === name);
+}
+
 /** APISIX's id_schema string form; ids from the URL are strings (apisix-compat §1.1). */
 const ID_PATTERN = /^[a-zA-Z0-9-_.]{1,64}$/;
 
@@ -44,12 +53,9 @@ export function isValidId(id: string): boolean {
   return ID_PATTERN.test(id);
 }
 
-/** The stored value as responses show it: secret fields removed, everything else as stored. */
+/** The stored value as responses show it: private keys removed, everything else as stored. */
 export function publicValue(kind: ResourceKind, value: unknown): unknown {
-  if (kind.secretFields.length === 0 || !isJsonObject(value)) return value;
-  const copy: Record<string, unknown> = { ...value };
-  for (const field of kind.secretFields) delete copy[field];
-  return copy;
+  return stripSecrets(kind.type, value);
 }
 
 export function isJsonObject(value: unknown): value is Record<string, unknown> {

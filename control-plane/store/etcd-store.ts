@@ -4,13 +4,18 @@
  * apisix-compat §3.1) and turns every etcd failure into StoreUnavailable, which the admin API answers with 503.
  *
  * Writes are compare-and-swap transactions on the key's revision, as APISIX's `atomic_set`, so two admins writing
- * the same key cannot silently lose an update that `build` derived from (e.g. `create_time`).
+ * the same key cannot silently lose an update that `build` derived from (e.g. `create_time`, or the fields a PATCH
+ * kept). The caller's preconditions join the same transaction: `item` compares one key's mod_revision, and
+ * `unchanged-since` compares the greatest mod_revision of a whole directory (etcd's range compare, 3.3+), which is
+ * how a delete proves that no referrer appeared after it scanned for them.
  */
-import { Etcd3, type IKeyValue, type IOptions } from 'etcd3';
+import { CompareResult, CompareTarget, Etcd3, type ICompare, type IKeyValue, type IOptions, type IRequestOp } from 'etcd3';
 import { GatewayError, StoreConflict, StoreUnavailable, describe } from '../../shared/errors.ts';
 import { RESOURCE_TYPES, normalizePrefix, parseKey, resourceDir, resourceKey, type ResourceType } from '../../shared/etcd-keys.ts';
+import type { EtcdTlsConfig } from '../../shared/config.ts';
+import { readEtcdTls } from '../../shared/etcd-tls.ts';
 import type { Logger } from '../../shared/logger.ts';
-import type { BuildValue, ListedItem, PutResult, ResourceStore, StoredItem } from './resource-store.ts';
+import type { BuildValue, CheckDelete, ListedItem, Listing, Precondition, PutResult, ResourceStore, StoredItem } from './resource-store.ts';
 
 export interface EtcdStoreOptions {
   hosts: string[];
@@ -19,6 +24,8 @@ export interface EtcdStoreOptions {
   timeoutMs: number;
   username?: string | undefined;
   password?: string | undefined;
+  /** CA, client certificate and key files for `https://` etcd hosts; read (or ConfigError) when the store is made. */
+  tls?: EtcdTlsConfig | undefined;
   log: Logger;
 }
 
@@ -33,8 +40,16 @@ export const INIT_DIR_VALUE = 'init_dir';
  */
 const MAX_CALL_TIMEOUT_MS = 5_000;
 
-/** Compare-and-swap attempts before a write gives up with StoreConflict; each one re-reads the key. */
-const PUT_ATTEMPTS = 5;
+/**
+ * Compare-and-swap attempts before a write gives up with StoreConflict; each one re-reads the key. APISIX gives up
+ * at the first conflict (503 `value changed before overwritten`); retrying makes that rare under real contention.
+ */
+const PUT_ATTEMPTS = 8;
+
+/** The key APISIX's `etcd.push` writes to draw a new id from the cluster revision. */
+const GEN_ID_KEY = 'gen_id';
+/** APISIX formats generated ids as `%020d`. */
+const GENERATED_ID_DIGITS = 20;
 
 export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
   const prefix = normalizePrefix(options.prefix);
@@ -79,6 +94,28 @@ export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
     return { value, createRevision: Number(kv.create_revision), modRevision: Number(kv.mod_revision) };
   }
 
+  /** One transaction: `op` if every comparison holds. False when one did not (a concurrent change). */
+  async function commit(compare: ICompare[], op: IRequestOp): Promise<boolean> {
+    const res = await run('txn', () => client.kv.txn({ compare, success: [op], failure: [] }));
+    return res.succeeded;
+  }
+
+  function toCompare(precondition: Precondition): ICompare {
+    if (precondition.kind === 'item') {
+      const key = resourceKey(prefix, precondition.type, precondition.id);
+      return precondition.modRevision === 0 ? absent(key) : unchanged(key, precondition.modRevision);
+    }
+    // Every key of the directory (placeholder included) has mod_revision <= revision: nothing created or changed.
+    const dir = resourceDir(prefix, precondition.type);
+    return {
+      key: Buffer.from(dir),
+      range_end: prefixEnd(dir),
+      target: CompareTarget.Mod,
+      result: CompareResult.Less,
+      mod_revision: precondition.revision + 1,
+    };
+  }
+
   return {
     prefix,
 
@@ -87,7 +124,7 @@ export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
       return kv === undefined ? undefined : decode(kv);
     },
 
-    async list(type: ResourceType): Promise<ListedItem[]> {
+    async list(type: ResourceType): Promise<Listing> {
       const res = await run('range', () => client.getAll().prefix(resourceDir(prefix, type)).exec());
       const items: ListedItem[] = [];
       for (const kv of res.kvs) {
@@ -97,7 +134,7 @@ export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
         const item = decode(kv);
         if (item !== undefined) items.push({ id: parsed.id, ...item });
       }
-      return items;
+      return { items, revision: Number(res.header.revision) };
     },
 
     async put(type: ResourceType, id: string, build: BuildValue): Promise<PutResult> {
@@ -105,23 +142,36 @@ export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
       for (let attempt = 1; attempt <= PUT_ATTEMPTS; attempt++) {
         const current = await readKv(key);
         // build runs outside `run`: what it throws (a validation error, say) reaches the caller unchanged.
-        const value: unknown = await build(current === undefined ? undefined : decode(current));
-        const text = JSON.stringify(value);
-        if (typeof text !== 'string') throw new TypeError(`cannot store ${String(value)} at ${key}: not JSON`);
+        const plan = await build(current === undefined ? undefined : decode(current));
+        const text = JSON.stringify(plan.value);
+        if (typeof text !== 'string') throw new TypeError(`cannot store ${String(plan.value)} at ${key}: not JSON`);
         // create_revision == 0 means "the key does not exist": the write must not overwrite a concurrent create.
-        const guard =
-          current === undefined ? client.if(key, 'Create', '==', 0) : client.if(key, 'Mod', '==', current.mod_revision);
-        const res = await run('txn', () => guard.then(client.put(key).value(text)).commit());
-        if (res.succeeded) return { created: current === undefined, value };
-        log.debug({ key, attempt }, 'key changed during write, retrying');
+        const self = current === undefined ? absent(key) : unchanged(key, current.mod_revision);
+        const put: IRequestOp = { request_put: { key: Buffer.from(key), value: Buffer.from(text) } };
+        if (await commit([self, ...(plan.preconditions ?? []).map(toCompare)], put)) {
+          return { created: current === undefined, value: plan.value };
+        }
+        log.debug({ key, attempt }, 'key or precondition changed during write, retrying');
       }
       throw new StoreConflict(key);
     },
 
-    async delete(type: ResourceType, id: string): Promise<boolean> {
+    async delete(type: ResourceType, id: string, check?: CheckDelete): Promise<boolean> {
       const key = resourceKey(prefix, type, id);
-      const res = await run('deleterange', () => client.delete().key(key).exec());
-      return Number(res.deleted) > 0;
+      for (let attempt = 1; attempt <= PUT_ATTEMPTS; attempt++) {
+        const current = await readKv(key);
+        if (current === undefined) return false;
+        const preconditions = check === undefined ? [] : await check();
+        const del: IRequestOp = { request_delete_range: { key: Buffer.from(key) } };
+        if (await commit([unchanged(key, current.mod_revision), ...preconditions.map(toCompare)], del)) return true;
+        log.debug({ key, attempt }, 'key or precondition changed during delete, retrying');
+      }
+      throw new StoreConflict(key);
+    },
+
+    async nextId(): Promise<string> {
+      const res = await run('put', () => client.put(`${prefix}/${GEN_ID_KEY}`).value('1').exec());
+      return String(res.header.revision).padStart(GENERATED_ID_DIGITS, '0');
     },
 
     async ensureDirs(): Promise<void> {
@@ -140,6 +190,22 @@ export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
       client.close();
     },
   };
+}
+
+function absent(key: string): ICompare {
+  return { key: Buffer.from(key), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 };
+}
+
+function unchanged(key: string, modRevision: string | number): ICompare {
+  return { key: Buffer.from(key), target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: modRevision };
+}
+
+/** The range end covering every key that starts with `dir` (its last byte plus one, as etcd's prefix ranges). */
+function prefixEnd(dir: string): Buffer {
+  const end = Buffer.from(dir);
+  const last = end.length - 1;
+  end[last] = (end[last] ?? 0) + 1;
+  return end;
 }
 
 /** etcd3's errors in words an operator can act on. */
@@ -162,6 +228,11 @@ function clientOptions(options: EtcdStoreOptions, callTimeoutMs: number): IOptio
   };
   if (options.username !== undefined && options.password !== undefined) {
     result.auth = { username: options.username, password: options.password, callOptions: deadline };
+  }
+  const tls = readEtcdTls(options.tls);
+  if (tls !== undefined) {
+    result.credentials = tls.credentials;
+    result.grpcOptions = tls.grpcOptions;
   }
   return result;
 }

@@ -6,7 +6,12 @@
  * value is skipped and "invalid data should only cancel this config item update", so the last good value of that key
  * stays; a delete removes the key. States handed out are never mutated: changes go to a copy-on-write draft that
  * `commit()` freezes into a new state, so in-flight streams keep the snapshot they pinned.
+ *
+ * Private keys are stored encrypted by the admin API (or by APISIX) with the keyring; they are decrypted here,
+ * before validation, so the rest of the data plane only ever sees PEM text. A key no keyring entry decrypts makes
+ * the value invalid like any other.
  */
+import { decryptSecrets, type Keyring } from '../../shared/crypto.ts';
 import { describe } from '../../shared/errors.ts';
 import { parseKey, type ResourceType } from '../../shared/etcd-keys.ts';
 import type { Logger } from '../../shared/logger.ts';
@@ -45,12 +50,14 @@ type Decoded =
 export class ConfigStore {
   readonly #prefix: string;
   readonly #log: Logger;
+  readonly #keyring: Keyring;
   #state: ConfigState | undefined;
   #draft: DraftMaps | undefined;
 
-  constructor(prefix: string, log: Logger) {
+  constructor(prefix: string, log: Logger, keyring: Keyring = []) {
     this.#prefix = prefix;
     this.#log = log;
+    this.#keyring = keyring;
   }
 
   current(): ConfigState | undefined {
@@ -125,10 +132,10 @@ export class ConfigStore {
     // APISIX forces `value.id` to the key suffix, whatever the stored document says (config_etcd.lua).
     let result: ReturnType<typeof validateResource>;
     try {
-      result = validateResource(type, { ...json, id });
+      result = validateResource(type, decryptSecrets(type, { ...json, id }, this.#keyring));
     } catch (err) {
-      // A validator bug must not take the watch down with it: the value is treated as invalid like any other.
-      return { kind: 'invalid', type, id, error: `validation threw: ${describe(err)}` };
+      // An undecryptable key, or a validator bug, must not take the watch down: the value is invalid like any other.
+      return { kind: 'invalid', type, id, error: describe(err) };
     }
     if (!result.ok) return { kind: 'invalid', type, id, error: result.error };
     return { kind: 'item', type, item: Object.freeze({ id, value: result.value, modRevision: kv.mod_revision }) };
@@ -156,8 +163,14 @@ export class ConfigStore {
 }
 
 /** The fields logged for a state: its revision and how many items of each type it holds. */
-export function summary(state: ConfigState): { revision: string; routes: number; ssls: number } {
-  return { revision: state.revision, routes: state.routes.size, ssls: state.ssls.size };
+export function summary(state: ConfigState): { revision: string; routes: number; upstreams: number; services: number; ssls: number } {
+  return {
+    revision: state.revision,
+    routes: state.routes.size,
+    upstreams: state.upstreams.size,
+    services: state.services.size,
+    ssls: state.ssls.size,
+  };
 }
 
 function setItem<K extends ResourceType>(maps: DraftMaps, type: K, item: ConfigItem<ResourceConfs[K]>): void {
@@ -167,14 +180,19 @@ function setItem<K extends ResourceType>(maps: DraftMaps, type: K, item: ConfigI
 // Written out per type on purpose: adding a type to RESOURCE_TYPES makes these literals fail to compile until the
 // new type gets its map.
 function emptyDraft(): DraftMaps {
-  return { routes: new Map(), ssls: new Map() };
+  return { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map() };
 }
 
 function copyMaps(state: ConfigMaps): DraftMaps {
-  return { routes: new Map(state.routes), ssls: new Map(state.ssls) };
+  return {
+    routes: new Map(state.routes),
+    upstreams: new Map(state.upstreams),
+    services: new Map(state.services),
+    ssls: new Map(state.ssls),
+  };
 }
 
 function freezeState(maps: DraftMaps, revision: string): ConfigState {
-  const state: ConfigState = { revision, routes: maps.routes, ssls: maps.ssls };
+  const state: ConfigState = { revision, routes: maps.routes, upstreams: maps.upstreams, services: maps.services, ssls: maps.ssls };
   return Object.freeze(state);
 }

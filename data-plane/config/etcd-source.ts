@@ -11,6 +11,7 @@
  * backoff, from the mod_revision of the last event actually applied + 1.
  */
 import { Etcd3, type IOptions, type IResponseHeader, type IWatchResponse, type Watcher } from 'etcd3';
+import type { Keyring } from '../../shared/crypto.ts';
 import { describe } from '../../shared/errors.ts';
 import { normalizePrefix } from '../../shared/etcd-keys.ts';
 import type { Logger } from '../../shared/logger.ts';
@@ -26,6 +27,8 @@ export interface EtcdConfigSourceOptions {
   timeoutMs: number;
   username?: string;
   password?: string;
+  /** `apisix.data_encryption.keyring`, to decrypt the private keys stored encrypted (shared/crypto.ts). */
+  keyring?: Keyring;
   log: Logger;
   /** Called with every new state after the first, which `start()` returns. Bursts are coalesced into one call. */
   onChange: (state: ConfigState) => void;
@@ -74,7 +77,7 @@ class Source implements EtcdConfigSource {
     this.#log = options.log.child({ module: 'etcd-source' });
     const prefix = normalizePrefix(options.prefix);
     this.#dir = `${prefix}/`;
-    this.#store = new ConfigStore(prefix, this.#log);
+    this.#store = new ConfigStore(prefix, this.#log, options.keyring);
     this.#client = new Etcd3(clientOptions(options));
   }
 

@@ -27,6 +27,7 @@ export function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHea
   const match = snapshot.router.match({ path, method: headers[':method'] ?? '', authority: headers[':authority'] ?? headers.host });
   if (match === undefined) return respondError(stream, new RouteNotFound(path));
   const target = match.target;
+  if (target.error !== undefined) return respondError(stream, target.error);
   const node = target.upstream.pick(); // 2. per call, never per connection
   if (node === undefined) return respondError(stream, new NoHealthyNode(target.upstream.name));
   new ProxyCall(stream, headers, target, node, deps).start(); // 3. pooled session, then headers, bytes, trailers

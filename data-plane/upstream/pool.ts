@@ -6,7 +6,7 @@
  * - A session is handed out only after the upstream's first SETTINGS frame arrived: before it, its
  *   SETTINGS_MAX_CONCURRENT_STREAMS is unknown and a burst of calls would be refused above the limit.
  * - A node gets another session when every session it has is at the upstream's stream limit (up to
- *   MAX_SESSIONS_PER_NODE; past that nghttp2 queues the streams until one finishes).
+ *   keepalive_pool.size, default 8; past that nghttp2 queues the streams until one finishes).
  * - A session that receives GOAWAY or closes leaves the pool at once: new calls open a fresh one while the old
  *   session's streams finish. Streams the upstream refused (REFUSED_STREAM, or above GOAWAY's last-stream-id) are
  *   retried by the caller (see proxy/forward.ts).
@@ -14,10 +14,11 @@
  *   not come within PING_TIMEOUT_MS, so a silently dead path fails its calls instead of hanging them. Sessions
  *   without streams are never pinged: grpc-go servers answer pings without active streams, or more often than
  *   every 5 minutes, with GOAWAY ENHANCE_YOUR_CALM "too_many_pings" (their default keepalive enforcement policy).
- *   Instead a session with no streams for IDLE_CLOSE_MS is closed (APISIX keepalive_pool.idle_timeout, 60 s), so
+ *   Instead a session with no streams for keepalive_pool.idle_timeout (default 60 s, APISIX's) is closed, so
  *   an idle connection is never trusted for long.
- * - `grpc` nodes are dialled as h2c with prior knowledge, `grpcs` over TLS with ALPN `h2`; upstream certificates are
- *   not verified (APISIX's behaviour: its own tests proxy to self-signed backends).
+ * - `grpc` nodes are dialled as h2c with prior knowledge, `grpcs` over TLS with ALPN `h2`, presenting the upstream's
+ *   client certificate for mTLS if it has one; the node's certificate is verified only with `tls.verify: true`
+ *   (APISIX's default: its own tests proxy to self-signed backends).
  */
 import http2, {
   type ClientHttp2Session,
@@ -29,13 +30,11 @@ import { UpstreamConnectError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { UpstreamNode } from './upstream.ts';
 
-export const MAX_SESSIONS_PER_NODE = 8;
 /** How often the pool looks at its sessions (idle closing, keepalive). */
 export const CHECK_INTERVAL_MS = 10_000;
 /** gRPC's keepalive guidance: servers by default reject clients that ping more often than every 5 minutes. */
 export const KEEPALIVE_TIME_MS = 300_000;
 export const PING_TIMEOUT_MS = 20_000;
-export const IDLE_CLOSE_MS = 60_000;
 /** What RFC 9113 §6.5.2 lets a peer assume until SETTINGS say otherwise is "unlimited"; nghttp2 reports 2^32-1. */
 const UNLIMITED_STREAMS = 0xffffffff;
 
@@ -44,6 +43,7 @@ export class PooledSession {
   readonly session: ClientHttp2Session;
   readonly node: UpstreamNode;
   active = 0;
+  served = 0;
   ready = false;
   draining = false;
   lastUsed = Date.now();
@@ -70,6 +70,8 @@ export class PooledSession {
   request(headers: OutgoingHttpHeaders): ClientHttp2Stream {
     const stream = this.session.request(headers, { endStream: false });
     this.active++;
+    // keepalive_pool.requests: a session that served its share takes no new streams and closes when idle.
+    if (++this.served >= this.node.pool.maxStreamsPerSession) this.draining = true;
     this.lastUsed = Date.now();
     stream.once('close', this.onStreamClose);
     return stream;
@@ -106,7 +108,7 @@ export class SessionPool {
     }
     // Every session is at the upstream's limit: dial another unless the node has its share, else queue on the
     // least loaded one (nghttp2 holds the stream until the upstream has room).
-    if (fallback !== undefined && (entry.sessions.length >= MAX_SESSIONS_PER_NODE || entry.dialing !== undefined)) return fallback;
+    if (fallback !== undefined && (entry.sessions.length >= node.pool.maxSessions || entry.dialing !== undefined)) return fallback;
     return undefined;
   }
 
@@ -138,7 +140,15 @@ export class SessionPool {
 
   private dial(node: UpstreamNode, entry: NodeSessions, connectTimeoutMs: number): Promise<PooledSession> {
     const url = `${node.scheme === 'grpcs' ? 'https' : 'http'}://${node.host}:${node.port}`;
-    const options: SecureClientSessionOptions = node.scheme === 'grpcs' ? { ALPNProtocols: ['h2'], rejectUnauthorized: false } : {};
+    const options: SecureClientSessionOptions = {};
+    if (node.tls !== undefined) {
+      options.ALPNProtocols = ['h2'];
+      options.rejectUnauthorized = node.tls.verify;
+      if (node.tls.clientCert !== undefined) {
+        options.cert = node.tls.clientCert.cert;
+        options.key = node.tls.clientCert.key;
+      }
+    }
     const session = http2.connect(url, options);
     const pooled = new PooledSession(session, node);
     entry.sessions.push(pooled);
@@ -157,7 +167,10 @@ export class SessionPool {
     });
     const ready = new Promise<PooledSession>((resolve, reject) => {
       const timer = setTimeout(() => {
-        session.destroy(new Error(`connect timed out after ${connectTimeoutMs} ms`));
+        const err = new Error(`connect timed out after ${connectTimeoutMs} ms`);
+        session.destroy(err);
+        this.remove(pooled);
+        reject(new UpstreamConnectError(node.key, err)); // settle even if the destroyed session stays silent
       }, connectTimeoutMs);
       const fail = (err: Error): void => {
         clearTimeout(timer);
@@ -171,6 +184,18 @@ export class SessionPool {
       });
       session.once('error', fail);
       session.once('close', () => fail(new Error('connection closed')));
+      // A TLS 1.3 peer that rejects our client certificate does so after the handshake seemed complete: Node then
+      // destroys the session without emitting 'error' or 'close' on it, so the socket's own events are watched.
+      session.once('connect', () => {
+        session.socket.once('error', (err: Error) => {
+          this.remove(pooled);
+          fail(err);
+        });
+        session.socket.once('close', () => {
+          this.remove(pooled);
+          fail(new Error('connection closed'));
+        });
+      });
     });
     ready.catch(() => undefined); // callers get the rejection; this only stops an unhandled-rejection warning
     return ready;
@@ -189,8 +214,17 @@ export class SessionPool {
     const now = Date.now();
     for (const entry of this.nodes.values()) {
       for (const pooled of [...entry.sessions]) {
+        if (pooled.draining && pooled.active === 0 && pooled.ready) {
+          this.retire(pooled);
+          pooled.session.close();
+          continue;
+        }
+        if (pooled.session.destroyed) {
+          this.remove(pooled);
+          continue;
+        }
         if (!pooled.usable) continue;
-        if (pooled.active === 0 && now - pooled.lastUsed >= IDLE_CLOSE_MS) {
+        if (pooled.active === 0 && now - pooled.lastUsed >= pooled.node.pool.idleTimeoutMs) {
           this.log.debug({ node: pooled.node.key }, 'closing idle upstream session');
           this.retire(pooled);
           pooled.session.close();

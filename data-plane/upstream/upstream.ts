@@ -4,6 +4,7 @@
  * timeout, retries). Built once per config change, never per call.
  */
 import type { UpstreamConf } from '../../shared/schema/upstream.ts';
+import type { ClientCertificate } from '../config/resolve-route.ts';
 import { parseHostPort } from '../../shared/validate.ts';
 import { RoundRobinBalancer } from './balancer.ts';
 
@@ -20,7 +21,16 @@ export interface UpstreamNode {
   readonly priority: number;
   /** `host:port` with the scheme's default port left out, as APISIX sends it for `pass_host: node`. */
   readonly authority: string;
+  /** TLS towards a grpcs node: mTLS client certificate and whether the node's certificate is verified. */
+  readonly tls: { readonly clientCert: ClientCertificate | undefined; readonly verify: boolean } | undefined;
+  /** keepalive_pool: sessions this node may have, idle close, and streams a session serves before it retires. */
+  readonly pool: { readonly maxSessions: number; readonly idleTimeoutMs: number; readonly maxStreamsPerSession: number };
 }
+
+/** Pool defaults: sessions per node (a few suffice: each carries the upstream's whole stream limit). */
+export const DEFAULT_MAX_SESSIONS = 8;
+/** APISIX keepalive_pool.idle_timeout default (nginx's keepalive_timeout 60 s). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 
 export interface ResolvedUpstream {
   /** Where the upstream came from, for logs and errors (`route 1`). */
@@ -50,10 +60,21 @@ export function resolveUpstream(
   name: string,
   conf: UpstreamConf,
   routeTimeout: UpstreamConf['timeout'] | undefined,
+  clientCert?: ClientCertificate,
 ): ResolvedUpstream {
   // APISIX's default scheme is http; a gRPC gateway has nothing else to speak, so grpc is the default here.
   const scheme: UpstreamScheme = conf.scheme ?? 'grpc';
-  const nodes = normaliseNodes(conf.nodes, scheme);
+  const settings: NodeSettings = {
+    tls: scheme === 'grpcs' ? { clientCert, verify: conf.tls?.verify ?? false } : undefined,
+    pool: {
+      maxSessions: conf.keepalive_pool?.size ?? DEFAULT_MAX_SESSIONS,
+      idleTimeoutMs: conf.keepalive_pool?.idle_timeout === undefined ? DEFAULT_IDLE_TIMEOUT_MS : conf.keepalive_pool.idle_timeout * 1000,
+      // nginx's keepalive_requests caps requests per connection; over HTTP/2 that would only churn sessions, so
+      // there is no cap unless one is configured.
+      maxStreamsPerSession: conf.keepalive_pool?.requests ?? Number.POSITIVE_INFINITY,
+    },
+  };
+  const nodes = normaliseNodes(conf.nodes, scheme, settings);
   // route.timeout overrides upstream.timeout (apisix/balancer.lua set_balancer_opts).
   const timeout = routeTimeout ?? conf.timeout;
   const groups = priorityGroups(nodes);
@@ -91,21 +112,35 @@ function priorityGroups(nodes: readonly UpstreamNode[]): RoundRobinBalancer<Upst
   return [...byPriority.entries()].sort((a, b) => b[0] - a[0]).map(([, group]) => new RoundRobinBalancer(group));
 }
 
-function normaliseNodes(nodes: UpstreamConf['nodes'], scheme: UpstreamScheme): UpstreamNode[] {
+type NodeSettings = Pick<UpstreamNode, 'tls' | 'pool'>;
+
+function normaliseNodes(nodes: UpstreamConf['nodes'], scheme: UpstreamScheme, settings: NodeSettings): UpstreamNode[] {
   const out: UpstreamNode[] = [];
   if (Array.isArray(nodes)) {
-    for (const n of nodes) out.push(makeNode(scheme, n.host, n.port, n.weight, n.priority ?? 0));
+    for (const n of nodes) out.push(makeNode(scheme, n.host, n.port, n.weight, n.priority ?? 0, settings));
   } else {
     for (const [address, weight] of Object.entries(nodes)) {
       const parsed = parseHostPort(address);
-      if (parsed !== undefined) out.push(makeNode(scheme, parsed.host, parsed.port, weight, 0));
+      if (parsed !== undefined) out.push(makeNode(scheme, parsed.host, parsed.port, weight, 0, settings));
     }
   }
   return out;
 }
 
-function makeNode(scheme: UpstreamScheme, host: string, port: number | undefined, weight: number, priority: number): UpstreamNode {
+function makeNode(
+  scheme: UpstreamScheme,
+  host: string,
+  port: number | undefined,
+  weight: number,
+  priority: number,
+  settings: NodeSettings,
+): UpstreamNode {
   const effectivePort = port ?? DEFAULT_PORTS[scheme];
   const authority = effectivePort === DEFAULT_PORTS[scheme] ? host : `${host}:${effectivePort}`;
-  return { key: `${scheme}://${host}:${effectivePort}`, scheme, host, port: effectivePort, weight, priority, authority };
+  // Sessions are pooled per TLS identity too (APISIX: scheme#host#port#sni#cert): a session made with one client
+  // certificate, or without verification, is never lent to an upstream configured otherwise.
+  const tls = settings.tls;
+  const tlsKey = (tls?.verify === true ? '#verify' : '') + (tls?.clientCert === undefined ? '' : `#cert=${tls.clientCert.id}`);
+  const key = `${scheme}://${host}:${effectivePort}${tlsKey}`;
+  return { key, scheme, host, port: effectivePort, weight, priority, authority, ...settings };
 }

@@ -1,31 +1,25 @@
 /**
- * The route schema (APISIX `_M.route`, apisix-compat §1.2) for the fields a gRPC proxy needs. Cross-field rules
- * (uri xor uris, host xor hosts, an upstream is required) live in shared/validate.ts beside the schema check, so
- * both planes apply the same rules.
+ * The route schema (APISIX `_M.route`, apisix-compat §1.2) for the fields a gRPC proxy needs. A route reaches its
+ * nodes through an inline `upstream`, an `upstream_id`, or a `service_id` whose service carries the upstream.
+ * Cross-field rules (uri xor uris, host xor hosts, upstream xor upstream_id, one way to an upstream required) live
+ * in shared/validate.ts beside the schema check, so both planes apply the same rules; that the referenced objects
+ * exist is checked by the admin API when it writes.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import {
-  DescSchema,
   HostSchema,
   IdSchema,
-  LabelsSchema,
   MethodSchema,
-  NameSchema,
+  NamedObjectFields,
   StatusSchema,
   TimeoutSchema,
-  TimestampSchema,
 } from './common.ts';
 import { PluginsSchema } from './plugins.ts';
 import { UpstreamSchema } from './upstream.ts';
 
 export const RouteSchema = Type.Object(
   {
-    id: Type.Optional(IdSchema),
-    name: Type.Optional(NameSchema),
-    desc: Type.Optional(DescSchema),
-    labels: Type.Optional(LabelsSchema),
-    create_time: Type.Optional(TimestampSchema),
-    update_time: Type.Optional(TimestampSchema),
+    ...NamedObjectFields,
     uri: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
     uris: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 4096 }), { minItems: 1, uniqueItems: true })),
     priority: Type.Optional(Type.Integer()),
@@ -35,6 +29,8 @@ export const RouteSchema = Type.Object(
     status: Type.Optional(StatusSchema),
     timeout: Type.Optional(TimeoutSchema),
     upstream: Type.Optional(UpstreamSchema),
+    upstream_id: Type.Optional(IdSchema),
+    service_id: Type.Optional(IdSchema),
     plugins: Type.Optional(PluginsSchema),
   },
   { additionalProperties: false },

@@ -6,23 +6,16 @@
 import { Type, type Static } from '@sinclair/typebox';
 import {
   CertificateSchema,
-  DescSchema,
   Enum,
   HostSchema,
-  IdSchema,
-  LabelsSchema,
+  ObjectMetaFields,
   PrivateKeySchema,
   StatusSchema,
-  TimestampSchema,
 } from './common.ts';
 
 export const SslSchema = Type.Object(
   {
-    id: Type.Optional(IdSchema),
-    desc: Type.Optional(DescSchema),
-    labels: Type.Optional(LabelsSchema),
-    create_time: Type.Optional(TimestampSchema),
-    update_time: Type.Optional(TimestampSchema),
+    ...ObjectMetaFields,
     type: Type.Optional(Enum(['server', 'client'] as const)),
     cert: CertificateSchema,
     key: PrivateKeySchema,

@@ -1,10 +1,22 @@
 /**
  * The upstream schema (APISIX `upstream_schema`, apisix-compat §1.3), narrowed to what a gRPC gateway serves:
- * `scheme` is `grpc` (h2c) or `grpcs` (TLS), `type` is a balancer this gateway implements. Used inline in routes
- * and, later, as the `/apisix/upstreams/<id>` resource.
+ * `scheme` is `grpc` (h2c) or `grpcs` (TLS), `type` is a balancer this gateway implements. One schema serves both
+ * the inline `upstream` of routes and services and the `/apisix/upstreams/<id>` resource, as in APISIX.
+ *
+ * Cross-field rules (`pass_host: rewrite` needs `upstream_host`, `tls` only with `grpcs`, a client certificate
+ * with its key or by `client_cert_id` but not both, the PEM pair parsed and matched) live in shared/validate.ts.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { DescSchema, Enum, HostSchema, IdSchema, LabelsSchema, NameSchema, TimeoutSchema, TimestampSchema } from './common.ts';
+import {
+  CertificateSchema,
+  Enum,
+  HostSchema,
+  IdSchema,
+  NamedObjectFields,
+  PrivateKeySchema,
+  StringMap,
+  TimeoutSchema,
+} from './common.ts';
 
 export const UPSTREAM_SCHEMES = ['grpc', 'grpcs'] as const;
 export const BALANCER_TYPES = ['roundrobin'] as const;
@@ -22,16 +34,44 @@ export const NodeSchema = Type.Object(
 );
 
 /** `{"host:port": weight}`: the hash-map form of the seed document. */
-export const NodeMapSchema = Type.Record(Type.String(), Type.Integer({ minimum: 0 }));
+export const NodeMapSchema = StringMap(Type.Integer({ minimum: 0 }));
+
+/**
+ * Per-upstream connection pool (APISIX `keepalive_pool`; its defaults 320 / 60 s / 1000 are nginx's and are not
+ * written). For HTTP/2 upstreams `size` bounds pooled sessions, `idle_timeout` closes a session without streams,
+ * `requests` retires a session after that many streams.
+ */
+export const KeepalivePoolSchema = Type.Object(
+  {
+    size: Type.Optional(Type.Integer({ minimum: 1 })),
+    idle_timeout: Type.Optional(Type.Number({ minimum: 0 })),
+    requests: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * TLS towards `grpcs` nodes: a client certificate for mTLS, inline (`client_cert` + `client_key`, the key stored
+ * encrypted, see shared/crypto.ts) or by reference to an ssl object of `type: client` (`client_cert_id`); and
+ * `verify`, whether the node's certificate is checked (APISIX default false: its tests proxy to self-signed nodes).
+ */
+export const UpstreamTlsSchema = Type.Object(
+  {
+    client_cert: Type.Optional(CertificateSchema),
+    client_key: Type.Optional(PrivateKeySchema),
+    client_cert_id: Type.Optional(IdSchema),
+    verify: Type.Optional(Type.Boolean()),
+  },
+  {
+    additionalProperties: false,
+    // APISIX's `dependencies`: a certificate without its key (or the reverse) is refused by the schema itself.
+    dependencies: { client_cert: ['client_key'], client_key: ['client_cert'] },
+  },
+);
 
 export const UpstreamSchema = Type.Object(
   {
-    id: Type.Optional(IdSchema),
-    name: Type.Optional(NameSchema),
-    desc: Type.Optional(DescSchema),
-    labels: Type.Optional(LabelsSchema),
-    create_time: Type.Optional(TimestampSchema),
-    update_time: Type.Optional(TimestampSchema),
+    ...NamedObjectFields,
     nodes: Type.Union([NodeMapSchema, Type.Array(NodeSchema)]),
     scheme: Type.Optional(Enum(UPSTREAM_SCHEMES)),
     type: Type.Optional(Enum(BALANCER_TYPES)),
@@ -40,9 +80,13 @@ export const UpstreamSchema = Type.Object(
     retry_timeout: Type.Optional(Type.Number({ minimum: 0 })),
     pass_host: Type.Optional(Enum(PASS_HOST_MODES)),
     upstream_host: Type.Optional(HostSchema),
+    keepalive_pool: Type.Optional(KeepalivePoolSchema),
+    tls: Type.Optional(UpstreamTlsSchema),
   },
   { additionalProperties: false },
 );
 
 export type UpstreamNodeConf = Static<typeof NodeSchema>;
+export type UpstreamTlsConf = Static<typeof UpstreamTlsSchema>;
+export type KeepalivePoolConf = Static<typeof KeepalivePoolSchema>;
 export type UpstreamConf = Static<typeof UpstreamSchema>;

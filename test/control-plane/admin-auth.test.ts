@@ -10,6 +10,7 @@ import {
   admin,
   jsonOf,
   rawText,
+  buildTestApp,
   startAdminFixture,
   type AdminFixture,
 } from './admin-fixture.ts';
@@ -91,5 +92,42 @@ describe('admin API: authentication', () => {
     const res = await admin(fx.app, { method: 'GET', url: '/elsewhere', key: null });
     assert.equal(res.statusCode, 404);
     assert.deepEqual(jsonOf(res), { error_msg: 'not found' });
+  });
+  it('refuses POST and PATCH with a viewer key too', async () => {
+    for (const method of ['POST', 'PATCH'] as const) {
+      const res = await admin(fx.app, { method, url: `/apisix/admin/routes${method === 'PATCH' ? '/v' : ''}`, body: SEED_ROUTE_BODY, key: VIEWER_KEY });
+      assert.equal(res.statusCode, 401, method);
+      assert.equal(jsonOf(res)['description'], 'invalid method for role viewer');
+    }
+  });
+
+  it('answers 403 to a client outside the default loopback-only allow_admin, before looking at the key', async () => {
+    for (const key of [ADMIN_KEY, null]) {
+      const res = await admin(fx.app, { method: 'GET', url: '/apisix/admin/routes', key, remoteAddress: '10.1.2.3' });
+      assert.equal(res.statusCode, 403, res.body);
+      assert.match(String(jsonOf(res)['error_msg']), /10\.1\.2\.3 is not allowed/);
+    }
+    const v6 = await admin(fx.app, { method: 'GET', url: '/apisix/admin/routes', remoteAddress: 'fd00::1' });
+    assert.equal(v6.statusCode, 403);
+  });
+
+  it('lets loopback clients in, over IPv4, IPv6 and IPv4-mapped IPv6', async () => {
+    for (const remoteAddress of ['127.0.0.1', '127.8.9.10', '::1', '::ffff:127.0.0.1']) {
+      const res = await admin(fx.app, { method: 'GET', url: '/apisix/admin/routes', remoteAddress });
+      assert.equal(res.statusCode, 200, `${remoteAddress}: ${res.body}`);
+    }
+  });
+
+  it('allows exactly the configured CIDR blocks', async () => {
+    const app = buildTestApp(fx.store, { allowAdmin: ['10.0.0.0/8', '2001:db8::/32'] });
+    try {
+      const inside = await admin(app, { method: 'GET', url: '/apisix/admin/routes', remoteAddress: '10.200.0.1' });
+      const inside6 = await admin(app, { method: 'GET', url: '/apisix/admin/routes', remoteAddress: '2001:db8::5' });
+      const outside = await admin(app, { method: 'GET', url: '/apisix/admin/routes', remoteAddress: '11.0.0.1' });
+      const loopback = await admin(app, { method: 'GET', url: '/apisix/admin/routes', remoteAddress: '127.0.0.1' });
+      assert.deepEqual([inside.statusCode, inside6.statusCode, outside.statusCode, loopback.statusCode], [200, 200, 403, 403]);
+    } finally {
+      await app.close();
+    }
   });
 });

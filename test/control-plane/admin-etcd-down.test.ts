@@ -38,6 +38,11 @@ describe('admin API: etcd unavailable', () => {
       ['GET of the route list', { method: 'GET', url: '/apisix/admin/routes' }],
       ['PUT of a route', { method: 'PUT', url: '/apisix/admin/routes/2', body: SEED_ROUTE_BODY }],
       ['DELETE of a route', { method: 'DELETE', url: '/apisix/admin/routes/1' }],
+      ['POST of a route', { method: 'POST', url: '/apisix/admin/routes', body: SEED_ROUTE_BODY }],
+      ['PATCH of a route', { method: 'PATCH', url: '/apisix/admin/routes/1', body: { desc: 'x' } }],
+      ['PUT of an upstream', { method: 'PUT', url: '/apisix/admin/upstreams/1', body: { nodes: {} } }],
+      ['DELETE of an upstream', { method: 'DELETE', url: '/apisix/admin/upstreams/1' }],
+      ['GET of the service list', { method: 'GET', url: '/apisix/admin/services' }],
     ];
     for (const [title, request] of requests) {
       it(`answers 503 with an etcd error_msg to a ${title}`, async () => {
@@ -65,5 +70,9 @@ describe('admin API: etcd unavailable', () => {
     assert.equal(jsonOf(last)['key'], '/apisix/routes/1');
     const list = await admin(fx.app, { method: 'GET', url: '/apisix/admin/routes' });
     assert.equal(jsonOf(list)['total'], 1);
+    // Nothing the refused writes carried reached etcd: not the PATCH, the POST, nor the upstream.
+    assert.equal((jsonOf(last)['value'] as Record<string, unknown>)['desc'], undefined);
+    const upstreams = await admin(fx.app, { method: 'GET', url: '/apisix/admin/upstreams' });
+    assert.equal(jsonOf(upstreams)['total'], 0);
   });
 });

@@ -8,13 +8,15 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../control-plane/app.ts';
 import { createEtcdStore } from '../../control-plane/store/etcd-store.ts';
 import type { ResourceStore } from '../../control-plane/store/resource-store.ts';
-import type { AdminKey } from '../../shared/config.ts';
+import { DEFAULT_ALLOW_ADMIN, type AdminKey } from '../../shared/config.ts';
 import { silentLogger } from '../../shared/logger.ts';
 import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
 
 export const ADMIN_KEY = 'test-admin-key-5f0c2a9e';
 export const VIEWER_KEY = 'test-viewer-key-81d7b3c4';
 export const PREFIX = '/apisix';
+/** The keyring of the tests: a fresh first entry, then APISIX's documented one (so its test vectors decrypt). */
+export const KEYRING = ['0123456789abcdef', 'edd1c9f0985e76a2'];
 
 const KEYS: AdminKey[] = [
   { name: 'admin', key: ADMIN_KEY, role: 'admin' },
@@ -49,11 +51,28 @@ export interface AdminFixture {
   close(): Promise<void>;
 }
 
+export interface AppOverrides {
+  allowAdmin?: string[];
+  keyring?: string[];
+}
+
+/** An admin app on `store` with the test keys, loopback-only allow-list and KEYRING unless overridden. */
+export function buildTestApp(store: ResourceStore, overrides: AppOverrides = {}): FastifyInstance {
+  return buildApp({
+    store,
+    log: silentLogger(),
+    config: {
+      admin: { ip: '127.0.0.1', port: 0, keys: KEYS, allowAdmin: overrides.allowAdmin ?? [...DEFAULT_ALLOW_ADMIN] },
+      dataEncryption: { keyring: overrides.keyring ?? KEYRING },
+    },
+  });
+}
+
 export async function startAdminFixture(): Promise<AdminFixture> {
   const etcd = await startEtcd();
   const log = silentLogger();
   const store = createEtcdStore({ hosts: [etcd.endpoint], prefix: PREFIX, timeoutMs: 3000, log });
-  const app = buildApp({ store, log, config: { admin: { ip: '127.0.0.1', port: 0, keys: KEYS } } });
+  const app = buildTestApp(store);
   const raw = new Etcd3({ hosts: [etcd.endpoint] });
   return {
     etcd,
@@ -77,6 +96,8 @@ export interface AdminRequest {
   /** Defaults to the admin key in X-API-KEY; pass `null` to send no key. */
   key?: string | null;
   headers?: Record<string, string>;
+  /** The client's address as the admin API sees it (default 127.0.0.1). */
+  remoteAddress?: string;
 }
 
 export async function admin(app: FastifyInstance, request: AdminRequest): Promise<LightMyRequestResponse> {
@@ -90,6 +111,7 @@ export async function admin(app: FastifyInstance, request: AdminRequest): Promis
     method: request.method,
     url: request.url,
     headers,
+    ...(request.remoteAddress === undefined ? {} : { remoteAddress: request.remoteAddress }),
     ...(payload === undefined ? {} : { payload }),
   });
 }

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { generate } from 'selfsigned';
-import { admin, jsonOf, rawText, startAdminFixture, type AdminFixture } from './admin-fixture.ts';
+import { aesDecrypt, aesEncrypt } from '../../shared/crypto.ts';
+import { KEYRING, admin, jsonOf, rawText, startAdminFixture, type AdminFixture } from './admin-fixture.ts';
 
 interface Pair {
   cert: string;
@@ -45,13 +46,15 @@ describe('admin API: ssls', () => {
     assert.equal(jsonOf(viaAlias)['key'], '/apisix/ssls/1');
   });
 
-  it('stores the private keys in etcd but returns them in no response', async () => {
+  it('stores the private keys encrypted with the first keyring entry and returns them in no response', async () => {
     const body = { ...ec, certs: [rsa.cert], keys: [rsa.key], sni: 'test.com' };
     const put = await admin(fx.app, { method: 'PUT', url: '/apisix/admin/ssls/2', body });
     assert.equal(put.statusCode, 201, put.body);
-    const stored = JSON.parse((await rawText(fx.raw, '/apisix/ssls/2')) ?? 'null') as Record<string, unknown>;
-    assert.equal(stored['key'], ec.key);
-    assert.deepEqual(stored['keys'], [rsa.key]);
+    const text = (await rawText(fx.raw, '/apisix/ssls/2')) ?? '';
+    assert.ok(!text.includes('PRIVATE KEY'), 'a private key is stored in clear');
+    const stored = JSON.parse(text) as { key: string; keys: string[] };
+    assert.equal(aesDecrypt(stored.key, KEYRING[0] ?? ''), ec.key);
+    assert.deepEqual(stored.keys.map((k) => aesDecrypt(k, KEYRING[0] ?? '')), [rsa.key]);
 
     const replaced = await admin(fx.app, { method: 'PUT', url: '/apisix/admin/ssls/2', body });
     const one = await admin(fx.app, { method: 'GET', url: '/apisix/admin/ssls/2' });
@@ -86,5 +89,27 @@ describe('admin API: ssls', () => {
     assert.equal(res.statusCode, 200);
     assert.deepEqual(jsonOf(res), { deleted: '1', key: '/apisix/ssls/6' });
     assert.equal(await rawText(fx.raw, '/apisix/ssls/6'), null);
+  });
+  it('accepts a key already encrypted with another keyring entry, as APISIX stores it, and re-encrypts it', async () => {
+    const sealedByApisix = aesEncrypt(ec.key, KEYRING[1] ?? '');
+    const res = await admin(fx.app, { method: 'PUT', url: '/apisix/admin/ssls/7', body: { cert: ec.cert, key: sealedByApisix, sni: 'test.com' } });
+    assert.equal(res.statusCode, 201, res.body);
+    const stored = JSON.parse((await rawText(fx.raw, '/apisix/ssls/7')) ?? 'null') as { key: string };
+    assert.equal(aesDecrypt(stored.key, KEYRING[0] ?? ''), ec.key);
+  });
+
+  it('refuses a key encrypted with a keyring it does not have, writing nothing', async () => {
+    const foreign = aesEncrypt(ec.key, 'ffffffffffffffff');
+    const res = await admin(fx.app, { method: 'PUT', url: '/apisix/admin/ssls/8', body: { cert: ec.cert, key: foreign, sni: 'test.com' } });
+    assert.equal(res.statusCode, 400, res.body);
+    assert.match(String(jsonOf(res)['error_msg']), /^failed to decrypt previous encrypted key: property "key"/);
+    assert.equal(await rawText(fx.raw, '/apisix/ssls/8'), null);
+  });
+
+  it('accepts a client certificate without SNI (type client), for upstream mTLS', async () => {
+    const res = await admin(fx.app, { method: 'PUT', url: '/apisix/admin/ssls/9', body: { ...ec, type: 'client' } });
+    assert.equal(res.statusCode, 201, res.body);
+    const server = await admin(fx.app, { method: 'PUT', url: '/apisix/admin/ssls/10', body: { ...ec } });
+    assert.equal(server.statusCode, 400, server.body);
   });
 });

@@ -44,6 +44,36 @@ const REJECTIONS: Rejection[] = [
     contains: ['invalid configuration: ', 'timeout', 'read'],
   },
   {
+    title: 'a route with no way to an upstream',
+    body: { uri: '/a' },
+    exact: 'invalid configuration: one of "upstream", "upstream_id" or "service_id" is required',
+  },
+  {
+    title: 'both an inline upstream and an upstream_id',
+    body: { ...SEED_ROUTE, upstream_id: '1' },
+    exact: 'invalid configuration: only one of "upstream" or "upstream_id" is allowed',
+  },
+  {
+    title: 'a wrongly typed uri (APISIX\'s wording)',
+    body: { ...SEED_ROUTE, uri: 666 },
+    exact: 'invalid configuration: property "uri" validation failed: wrong type: expected string, got number',
+  },
+  {
+    title: 'an empty uris list (APISIX\'s wording)',
+    body: { upstream: UPSTREAM, uris: [] },
+    exact: 'invalid configuration: property "uris" validation failed: expect array to have at least 1 items',
+  },
+  {
+    title: 'a zero connect timeout (APISIX\'s wording)',
+    body: { ...SEED_ROUTE, timeout: { connect: 0, send: 1, read: 1 } },
+    exact: 'invalid configuration: property "timeout" validation failed: property "connect" validation failed: expected 0 to be greater than 0',
+  },
+  {
+    title: 'a name over 256 characters (APISIX\'s wording)',
+    body: { ...SEED_ROUTE, name: 'n'.repeat(257) },
+    exact: 'invalid configuration: property "name" validation failed: string too long, expected at most 256, got 257',
+  },
+  {
     title: 'a body id that differs from the URL id',
     body: { ...SEED_ROUTE, id: '2' },
     exact: 'wrong route id',
@@ -134,7 +164,7 @@ describe('admin API: rejected writes', () => {
   });
 
   it('answers 404 not found for a method the admin API does not serve', async () => {
-    const res = await admin(fx.app, { method: 'PATCH', url: '/apisix/admin/routes/1', body: SEED_ROUTE });
+    const res = await admin(fx.app, { method: 'POST', url: '/apisix/admin/routes/1', body: SEED_ROUTE });
     assert.equal(res.statusCode, 404);
     assert.deepEqual(jsonOf(res), { error_msg: 'not found' });
   });

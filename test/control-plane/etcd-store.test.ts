@@ -37,19 +37,19 @@ describe('etcd store', () => {
   });
 
   it('creates, then replaces, a value at <prefix>/<type>/<id> as JSON text', async () => {
-    const created = await store.put('routes', 'r1', () => ({ uri: '/a' }));
+    const created = await store.put('routes', 'r1', () => ({ value: { uri: '/a' } }));
     assert.deepEqual(created, { created: true, value: { uri: '/a' } });
-    const replaced = await store.put('routes', 'r1', () => ({ uri: '/b' }));
+    const replaced = await store.put('routes', 'r1', () => ({ value: { uri: '/b' } }));
     assert.deepEqual(replaced, { created: false, value: { uri: '/b' } });
     assert.equal(await raw.get(`${PREFIX}/routes/r1`).string(), '{"uri":"/b"}');
   });
 
   it('passes the stored value and its revisions to build', async () => {
-    await store.put('routes', 'r2', () => ({ n: 1 }));
+    await store.put('routes', 'r2', () => ({ value: { n: 1 } }));
     const seen: (StoredItem | undefined)[] = [];
     await store.put('routes', 'r2', (existing) => {
       seen.push(existing);
-      return { n: 2 };
+      return { value: { n: 2 } };
     });
     const kv = (await raw.get(`${PREFIX}/routes/r2`).exec()).kvs[0];
     assert.ok(kv !== undefined);
@@ -60,7 +60,7 @@ describe('etcd store', () => {
   });
 
   it('returns the value and etcd revisions from get, and undefined for an absent key', async () => {
-    await store.put('routes', 'r3', () => ({ uri: '/c' }));
+    await store.put('routes', 'r3', () => ({ value: { uri: '/c' } }));
     const kv = (await raw.get(`${PREFIX}/routes/r3`).exec()).kvs[0];
     assert.ok(kv !== undefined);
     assert.deepEqual(await store.get('routes', 'r3'), {
@@ -78,10 +78,10 @@ describe('etcd store', () => {
       if (calls === 1) {
         // Another writer creates the key after the store read it as absent: the create must not overwrite it.
         await raw.put(`${PREFIX}/routes/race`).value('{"n":1}');
-        return { n: 2 };
+        return { value: { n: 2 } };
       }
       const n = (existing?.value as { n: number } | undefined)?.n ?? 0;
-      return { n: n + 10 };
+      return { value: { n: n + 10 } };
     });
     assert.equal(calls, 2);
     assert.equal(result.created, false);
@@ -89,13 +89,13 @@ describe('etcd store', () => {
   });
 
   it('gives up with StoreConflict when the key keeps changing', async () => {
-    await store.put('routes', 'busy', () => ({ n: 0 }));
+    await store.put('routes', 'busy', () => ({ value: { n: 0 } }));
     let writes = 0;
     const attempt = store.put('routes', 'busy', async () => {
       writes += 1;
       // A competing write lands after every read and before every transaction of the store.
       await raw.put(`${PREFIX}/routes/busy`).value(JSON.stringify({ n: writes }));
-      return { n: -1 };
+      return { value: { n: -1 } };
     });
     await assert.rejects(attempt, StoreConflict);
     assert.ok(writes > 1);
@@ -114,7 +114,7 @@ describe('etcd store', () => {
   });
 
   it('deletes a key, reporting whether there was one', async () => {
-    await store.put('routes', 'gone', () => ({ uri: '/d' }));
+    await store.put('routes', 'gone', () => ({ value: { uri: '/d' } }));
     assert.equal(await store.delete('routes', 'gone'), true);
     assert.equal(await raw.get(`${PREFIX}/routes/gone`).string(), null);
     assert.equal(await store.delete('routes', 'gone'), false);
@@ -122,12 +122,12 @@ describe('etcd store', () => {
 
   it('lists one type in key order, skipping the placeholder, non-JSON values, nested keys and other types', async () => {
     await store.ensureDirs();
-    await store.put('routes', 'b', () => ({ uri: '/b' }));
-    await store.put('routes', 'a', () => ({ uri: '/a' }));
-    await store.put('ssls', 's', () => ({ sni: 'x' }));
+    await store.put('routes', 'b', () => ({ value: { uri: '/b' } }));
+    await store.put('routes', 'a', () => ({ value: { uri: '/a' } }));
+    await store.put('ssls', 's', () => ({ value: { sni: 'x' } }));
     await raw.put(`${PREFIX}/routes/broken`).value('{not json');
     await raw.put(`${PREFIX}/routes/nested/key`).value('{}');
-    const items = await store.list('routes');
+    const { items } = await store.list('routes');
     assert.deepEqual(
       items.map((item) => [item.id, item.value]),
       [
@@ -148,12 +148,60 @@ describe('etcd store', () => {
     }
   });
 
+  it('draws 20-digit ids from the revision of a write to <prefix>/gen_id, as APISIX does', async () => {
+    const first = await store.nextId();
+    const second = await store.nextId();
+    assert.match(first, /^\d{20}$/);
+    assert.ok(BigInt(second) > BigInt(first));
+    const kv = (await raw.get(`${PREFIX}/gen_id`).exec()).kvs[0];
+    assert.equal(String(kv?.mod_revision).padStart(20, '0'), second);
+  });
+
+  it('commits only while an item precondition holds, rebuilding once it changed', async () => {
+    await store.put('upstreams', 'u', () => ({ value: { v: 1 } }));
+    let builds = 0;
+    await store.put('routes', 'r', async () => {
+      builds += 1;
+      const upstream = await store.get('upstreams', 'u');
+      if (builds === 1) await raw.put(`${PREFIX}/upstreams/u`).value('{"v":2}');
+      return { value: { saw: upstream?.value }, preconditions: [{ kind: 'item', type: 'upstreams', id: 'u', modRevision: upstream?.modRevision ?? 0 }] };
+    });
+    assert.equal(builds, 2);
+    assert.equal(await raw.get(`${PREFIX}/routes/r`).string(), '{"saw":{"v":2}}');
+  });
+
+  it('commits only while no object of a type changed since a revision, ignoring deletions', async () => {
+    await store.put('routes', 'old', () => ({ value: {} }));
+    const { revision } = await store.list('routes');
+    await raw.delete().key(`${PREFIX}/routes/old`);
+    // A deletion after the scan does not invalidate it.
+    assert.equal(await store.delete('upstreams', 'none'), false);
+    await store.put('upstreams', 'u', () => ({ value: {} }));
+    const kept = await store.delete('upstreams', 'u', () => [{ kind: 'unchanged-since', type: 'routes', revision }]);
+    assert.equal(kept, true);
+    // A route written after the scan does: every attempt's guard fails until the store gives up.
+    await store.put('upstreams', 'u', () => ({ value: {} }));
+    const stale = (await store.list('routes')).revision;
+    await store.put('routes', 'new', () => ({ value: {} }));
+    await assert.rejects(store.delete('upstreams', 'u', () => [{ kind: 'unchanged-since', type: 'routes', revision: stale }]), StoreConflict);
+    assert.notEqual(await raw.get(`${PREFIX}/upstreams/u`).string(), null);
+  });
+
+  it('rethrows what a delete check throws and deletes nothing', async () => {
+    await store.put('services', 's', () => ({ value: {} }));
+    const refusal = new Error('still referenced');
+    await assert.rejects(store.delete('services', 's', () => {
+      throw refusal;
+    }), (err: unknown) => err === refusal);
+    assert.notEqual(await raw.get(`${PREFIX}/services/s`).string(), null);
+  });
+
   it('fails with StoreUnavailable when etcd cannot be reached', async () => {
     const nowhere = `http://127.0.0.1:${await freePort()}`;
     const lost = createEtcdStore({ hosts: [nowhere], prefix: PREFIX, timeoutMs: 2000, log: silentLogger() });
     try {
       await assert.rejects(lost.get('routes', '1'), StoreUnavailable);
-      await assert.rejects(lost.put('routes', '1', () => ({})), StoreUnavailable);
+      await assert.rejects(lost.put('routes', '1', () => ({ value: {} })), StoreUnavailable);
     } finally {
       await lost.close();
     }

@@ -92,7 +92,7 @@ deployment:
       }
     },
     routeNodes(id) {
-      return dataPlane.snapshots.current().upstreams.get(id)?.upstream.nodes.map((n) => n.key);
+      return dataPlane.snapshots.current().targets.get(id)?.upstream.nodes.map((n) => n.key);
     },
     async startAnotherDataPlane(overrides) {
       const plane = await startDataPlane({

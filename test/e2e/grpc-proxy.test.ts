@@ -228,7 +228,7 @@ describe('gRPC proxy end to end', () => {
     try {
       await etcd.put('/apisix/routes/1').value(JSON.stringify({ uri: '/helloworld.Greeter/SayHello', upstream: { scheme: 'http' } }));
       await etcd.put('/apisix/routes/marker').value(JSON.stringify(seedRoute({ [`127.0.0.1:${b.port}`]: 1 })));
-      await gw.waitForSnapshot((snap) => snap.upstreams.has('marker'), 'marker route');
+      await gw.waitForSnapshot((snap) => snap.targets.has('marker'), 'marker route');
     } finally {
       etcd.close();
     }

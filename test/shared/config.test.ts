@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DOCUMENTED_ADMIN_KEY, loadConfig, parseConfig } from '../../shared/config.ts';
+import { DEFAULT_ALLOW_ADMIN, DOCUMENTED_ADMIN_KEY, DOCUMENTED_KEYRING, loadConfig, parseConfig } from '../../shared/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
 
 describe('config', () => {
@@ -76,5 +76,53 @@ deployment:
     assert.throws(() => parseConfig('apisix: { node_listen: [{ port: 70000 }] }'), /apisix\.node_listen\[0\]\.port: invalid port 70000/);
     assert.throws(() => parseConfig('deployment: { admin: { admin_key: [{ key: k, role: root }] } }'), /role must be admin or viewer/);
     assert.throws(() => parseConfig('apisix: ['), /not valid YAML/);
+  });
+  test('the admin API answers loopback only and keys are encrypted with APISIX\'s keyring by default', () => {
+    const config = loadConfig({});
+    assert.deepEqual(config.admin.allowAdmin, [...DEFAULT_ALLOW_ADMIN]);
+    assert.deepEqual(config.dataEncryption.keyring, [...DOCUMENTED_KEYRING]);
+    assert.equal(config.etcd.tls, undefined);
+  });
+
+  test('allow_admin takes CIDR blocks and single addresses, and refuses anything else', () => {
+    const config = parseConfig('deployment: { admin: { allow_admin: ["10.0.0.0/8", "192.168.1.7", "fd00::/8"] } }');
+    assert.deepEqual(config.admin.allowAdmin, ['10.0.0.0/8', '192.168.1.7/32', 'fd00::/8']);
+    assert.throws(() => parseConfig('deployment: { admin: { allow_admin: ["10.0.0.0/33"] } }'), /allow_admin\[0\].*prefix length/);
+    assert.throws(() => parseConfig('deployment: { admin: { allow_admin: ["example.com"] } }'), /not an IP address/);
+    assert.throws(() => parseConfig('deployment: { admin: { allow_admin: [] } }'), /at least one/);
+  });
+
+  test('data_encryption.keyring: a string or a list of 16/32-byte entries; ~ or [] stores keys in clear', () => {
+    assert.deepEqual(parseConfig('apisix: { data_encryption: { keyring: abcdefghijklmnop } }').dataEncryption.keyring, ['abcdefghijklmnop']);
+    assert.deepEqual(parseConfig('apisix: { data_encryption: { keyring: ~ } }').dataEncryption.keyring, []);
+    assert.deepEqual(parseConfig('apisix: { data_encryption: { keyring: [] } }').dataEncryption.keyring, []);
+    assert.throws(() => parseConfig('apisix: { data_encryption: { keyring: [tooshort] } }'), /keyring\[0\]: must be 16 bytes/);
+  });
+
+  test('etcd TLS and password auth come from deployment.etcd, the CA from apisix.ssl.ssl_trusted_certificate', () => {
+    const config = parseConfig(`
+apisix: { ssl: { ssl_trusted_certificate: /etc/ca.pem } }
+deployment:
+  etcd: { host: ["https://etcd:2379"], user: root, password: secret, tls: { cert: /c.pem, key: /k.pem, sni: etcd.local } }
+`);
+    assert.deepEqual(config.etcd.tls, { caFile: '/etc/ca.pem', certFile: '/c.pem', keyFile: '/k.pem', sni: 'etcd.local' });
+    assert.deepEqual([config.etcd.username, config.etcd.password], ['root', 'secret']);
+    assert.throws(() => parseConfig('deployment: { etcd: { tls: { verify: false } } }'), /verify: false is not supported/);
+    assert.throws(() => parseConfig('deployment: { etcd: { tls: { cert: /c.pem } } }'), /cert and key must be set together/);
+  });
+
+  test('GATEWAY_* variables override the security settings', () => {
+    const config = parseConfig('', {
+      GATEWAY_ADMIN_ALLOW: '10.1.0.0/16, ::1',
+      GATEWAY_ADMIN_VIEWER_KEY: 'v',
+      GATEWAY_ETCD_USER: 'u',
+      GATEWAY_ETCD_PASSWORD: 'p',
+      GATEWAY_ETCD_TLS_CA: '/ca.pem',
+      GATEWAY_DATA_ENCRYPTION_KEYRING: 'abcdefghijklmnop,0123456789abcdef',
+    });
+    assert.deepEqual(config.admin.allowAdmin, ['10.1.0.0/16', '::1/128']);
+    assert.deepEqual(config.admin.keys.map((k) => k.role), ['admin', 'viewer']);
+    assert.deepEqual([config.etcd.username, config.etcd.password, config.etcd.tls?.caFile], ['u', 'p', '/ca.pem']);
+    assert.deepEqual(config.dataEncryption.keyring, ['abcdefghijklmnop', '0123456789abcdef']);
   });
 });

@@ -1,0 +1,50 @@
+/**
+ * APISIX's PATCH semantics (apisix-compat §2.3; `core.table.merge` and `core.table.patch` in APISIX):
+ *
+ * - `PATCH /routes/1` with an object deep-merges it into the stored value: objects merge recursively, arrays and
+ *   scalars replace wholesale, and `null` deletes the field (`{"upstream":{"nodes":{"127.0.0.1:1980":null}}}`
+ *   removes one node);
+ * - `PATCH /routes/1/upstream/nodes` replaces the value at that sub-path with the raw body, whatever its JSON type;
+ *   missing objects on the way are created, and a path through a non-object is `invalid sub-path: /…`.
+ *
+ * Unlike APISIX, a `null` body on a sub-path deletes the field there (APISIX would store a JSON null the schema
+ * then refuses), so both forms treat null the same way. Neither function mutates its input.
+ */
+import { AdminBadRequest } from '../../shared/errors.ts';
+import { isJsonObject } from './resources.ts';
+
+/** The stored value with `patch` merged in (RFC 7396 JSON Merge Patch, which is what APISIX's merge amounts to). */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (!isJsonObject(patch)) return patch;
+  const result: Record<string, unknown> = isJsonObject(target) ? { ...target } : {};
+  for (const [field, value] of Object.entries(patch)) {
+    if (value === null) delete result[field];
+    else result[field] = mergePatch(result[field], value);
+  }
+  return result;
+}
+
+/** `upstream/nodes` → ['upstream', 'nodes']; empty segments (a trailing slash) are ignored, as APISIX's split does. */
+export function splitSubPath(subPath: string): string[] {
+  return subPath.split('/').filter((segment) => segment !== '');
+}
+
+/** The stored value with the field at `segments` replaced by `body` (deleted when `body` is null). */
+export function setAtSubPath(target: Record<string, unknown>, segments: readonly string[], body: unknown): Record<string, unknown> {
+  return setAt(target, segments, 0, body);
+}
+
+function setAt(node: Record<string, unknown>, segments: readonly string[], index: number, body: unknown): Record<string, unknown> {
+  const field = segments[index];
+  if (field === undefined) throw new AdminBadRequest('invalid sub-path: /');
+  const copy: Record<string, unknown> = { ...node };
+  if (index === segments.length - 1) {
+    if (body === null) delete copy[field];
+    else copy[field] = body;
+    return copy;
+  }
+  const child = copy[field] ?? {};
+  if (!isJsonObject(child)) throw new AdminBadRequest(`invalid sub-path: /${segments.slice(0, index + 1).join('/')}`);
+  copy[field] = setAt(child, segments, index + 1, body);
+  return copy;
+}

@@ -1,0 +1,111 @@
+/**
+ * Reference integrity between resources (apisix-compat §2.3, §7.9). Objects point at others by id: a route's
+ * `upstream_id` and `service_id`, a service's `upstream_id`, and any upstream's `tls.client_cert_id` (inline in a
+ * route or service, or an upstream object) naming an ssl object of `type: client`.
+ *
+ * - Writing a reference to an absent object is a 400 in APISIX's words (`failed to fetch upstream info by upstream
+ *   id [X], response code: 404`); the referenced objects' revisions become preconditions of the write.
+ * - Deleting an object still referenced is a 400 naming the first referrer (`can not delete this upstream, route
+ *   [1] is still using it now`), unless `?force=true`. The scanned directories become preconditions of the delete.
+ *
+ * Both sides commit in etcd transactions guarded by what they read, so a write and a delete racing each other
+ * cannot both succeed. APISIX checks deletes against its in-memory copy of the config and never checks ssl
+ * deletes; here both are checked against etcd.
+ */
+import { AdminBadRequest } from '../../shared/errors.ts';
+import type { ResourceType } from '../../shared/etcd-keys.ts';
+import type { Precondition, ResourceStore } from '../store/resource-store.ts';
+import { RESOURCE_KINDS, isJsonObject } from './resources.ts';
+
+export interface Reference {
+  type: ResourceType;
+  id: string;
+}
+
+/** Which types may hold references to each type, in the order APISIX checks them (routes first). */
+const REFERRER_TYPES: { readonly [K in ResourceType]: readonly ResourceType[] } = {
+  routes: [],
+  upstreams: ['routes', 'services'],
+  services: ['routes'],
+  ssls: ['routes', 'services', 'upstreams'],
+};
+
+/** The ids `value` (an object of `type`) points at. Ids may be stored as numbers; they are compared as text. */
+export function referencesOf(type: ResourceType, value: unknown): Reference[] {
+  if (!isJsonObject(value)) return [];
+  const refs: Reference[] = [];
+  const add = (target: ResourceType, id: unknown): void => {
+    if (typeof id === 'string' || typeof id === 'number') refs.push({ type: target, id: String(id) });
+  };
+  if (type === 'upstreams') {
+    add('ssls', clientCertId(value));
+    return refs;
+  }
+  if (type === 'routes') add('services', value['service_id']);
+  if (type === 'routes' || type === 'services') {
+    add('upstreams', value['upstream_id']);
+    add('ssls', clientCertId(value['upstream']));
+  }
+  return refs;
+}
+
+function clientCertId(upstream: unknown): unknown {
+  if (!isJsonObject(upstream)) return undefined;
+  const tls = upstream['tls'];
+  return isJsonObject(tls) ? tls['client_cert_id'] : undefined;
+}
+
+/** Throws the APISIX message for the first reference that does not resolve; else the referenced revisions. */
+export async function checkReferences(store: ResourceStore, type: ResourceType, value: unknown): Promise<Precondition[]> {
+  const preconditions: Precondition[] = [];
+  for (const ref of referencesOf(type, value)) {
+    const singular = RESOURCE_KINDS[ref.type].singular;
+    const target = await store.get(ref.type, ref.id);
+    if (target === undefined) {
+      throw new AdminBadRequest(`failed to fetch ${singular} info by ${singular} id [${ref.id}], response code: 404`);
+    }
+    // An upstream's client certificate must be an ssl object meant for that (apisix/upstream.lua).
+    if (ref.type === 'ssls' && sslType(target.value) !== 'client') {
+      throw new AdminBadRequest(`failed to fetch ssl info by ssl id [${ref.id}], wrong ssl type`);
+    }
+    preconditions.push({ kind: 'item', type: ref.type, id: ref.id, modRevision: target.modRevision });
+  }
+  return preconditions;
+}
+
+export function sslType(value: unknown): string {
+  const type = isJsonObject(value) ? value['type'] : undefined;
+  return typeof type === 'string' ? type : 'server';
+}
+
+/** Words for the refusal; APISIX's differ per type (`can not delete this service directly, …`). */
+export type RefusalMessage = (referrerType: ResourceType, referrerId: string) => string;
+
+export function deleteRefusal(type: ResourceType): RefusalMessage {
+  const what = type === 'services' ? 'this service directly' : `this ${RESOURCE_KINDS[type].singular}`;
+  return (referrerType, referrerId) =>
+    `can not delete ${what}, ${RESOURCE_KINDS[referrerType].singular} [${referrerId}] is still using it now`;
+}
+
+/**
+ * Throws `refusal` for the first object that references `type`/`id`; otherwise returns the preconditions under
+ * which that stays true until the guarded write commits: no referrer directory changed since it was scanned.
+ */
+export async function checkNoReferrers(
+  store: ResourceStore,
+  type: ResourceType,
+  id: string,
+  refusal: RefusalMessage,
+): Promise<Precondition[]> {
+  const preconditions: Precondition[] = [];
+  for (const referrerType of REFERRER_TYPES[type]) {
+    const listing = await store.list(referrerType);
+    for (const item of listing.items) {
+      if (referencesOf(referrerType, item.value).some((ref) => ref.type === type && ref.id === id)) {
+        throw new AdminBadRequest(refusal(referrerType, item.id));
+      }
+    }
+    preconditions.push({ kind: 'unchanged-since', type: referrerType, revision: listing.revision });
+  }
+  return preconditions;
+}

@@ -1,0 +1,88 @@
+/**
+ * What a route means once its references are followed (APISIX `handle_upstream` and `merge_service_route`): the
+ * upstream it sends calls to (inline, by `upstream_id`, or inherited from its service, the route's own winning),
+ * the service's hosts when the route sets none, the plugins with the route's own winning per plugin, and the
+ * client certificate a `grpcs` upstream presents (inline, or an ssl object of `type: client` by
+ * `tls.client_cert_id`).
+ *
+ * A reference to an object that is not (or no longer) in etcd does not drop the route: its calls are answered with
+ * the status APISIX's HTTP answer maps to (missing upstream: 502 → UNAVAILABLE; missing service: 404 →
+ * UNIMPLEMENTED), so a half-applied change is visible instead of silently routing elsewhere.
+ */
+import type { PluginsConf } from '../../shared/schema/plugins.ts';
+import type { RouteConf } from '../../shared/schema/route.ts';
+import type { UpstreamConf } from '../../shared/schema/upstream.ts';
+import type { ConfigState } from './config-state.ts';
+
+export interface ClientCertificate {
+  /** Where it came from, so sessions are pooled per certificate (`inline@<upstream>` or `ssl/<id>@<revision>`). */
+  id: string;
+  cert: string;
+  key: string;
+}
+
+export type ResolvedRoute =
+  | {
+      ok: true;
+      route: RouteConf;
+      upstream: UpstreamConf;
+      /** Identity of the upstream for sharing one balancer among routes: `upstreams/<id>` or `route/<id>`. */
+      upstreamKey: string;
+      /** etcd revision of the upstream object (or of the route/service carrying it inline). */
+      upstreamRevision: string;
+      clientCert: ClientCertificate | undefined;
+    }
+  | { ok: false; route: RouteConf; reason: 'upstream' | 'service'; detail: string };
+
+export function resolveRoute(id: string, route: RouteConf, modRevision: string, state: ConfigState): ResolvedRoute {
+  let effective = route;
+  let upstreamSource: { upstream?: UpstreamConf; upstream_id?: string | number } = route;
+  let sourceKey = `route/${id}`;
+  let sourceRevision = modRevision;
+  if (route.service_id !== undefined) {
+    const service = state.services.get(String(route.service_id));
+    if (service === undefined) {
+      return { ok: false, route, reason: 'service', detail: `service ${String(route.service_id)} not found` };
+    }
+    effective = mergeService(route, service.value);
+    if (route.upstream === undefined && route.upstream_id === undefined) {
+      upstreamSource = service.value;
+      sourceKey = `service/${service.id}`;
+      sourceRevision = service.modRevision;
+    }
+  }
+  let upstream = upstreamSource.upstream;
+  let upstreamKey = sourceKey;
+  let upstreamRevision = sourceRevision;
+  if (upstream === undefined && upstreamSource.upstream_id !== undefined) {
+    const item = state.upstreams.get(String(upstreamSource.upstream_id));
+    if (item === undefined) {
+      return { ok: false, route: effective, reason: 'upstream', detail: `upstream ${String(upstreamSource.upstream_id)} not found` };
+    }
+    upstream = item.value;
+    upstreamKey = `upstreams/${item.id}`;
+    upstreamRevision = item.modRevision;
+  }
+  if (upstream === undefined) return { ok: false, route: effective, reason: 'upstream', detail: 'no upstream configured' };
+
+  let clientCert: ClientCertificate | undefined;
+  const tls = upstream.tls;
+  if (tls?.client_cert !== undefined && tls.client_key !== undefined) {
+    clientCert = { id: `inline@${upstreamKey}#${upstreamRevision}`, cert: tls.client_cert, key: tls.client_key };
+  } else if (tls?.client_cert_id !== undefined) {
+    const ssl = state.ssls.get(String(tls.client_cert_id));
+    if (ssl === undefined || ssl.value.type !== 'client') {
+      return { ok: false, route: effective, reason: 'upstream', detail: `ssl ${String(tls.client_cert_id)} is not a client certificate` };
+    }
+    clientCert = { id: `ssl/${ssl.id}#${ssl.modRevision}`, cert: ssl.value.cert, key: ssl.value.key };
+  }
+  return { ok: true, route: effective, upstream, upstreamKey, upstreamRevision, clientCert };
+}
+
+/** The service's hosts and plugins under the route's own (apisix/plugin.lua merge_service_route). */
+function mergeService(route: RouteConf, service: { hosts?: string[]; plugins?: PluginsConf }): RouteConf {
+  const merged: RouteConf = { ...route };
+  if (route.host === undefined && route.hosts === undefined && service.hosts !== undefined) merged.hosts = service.hosts;
+  if (service.plugins !== undefined) merged.plugins = { ...service.plugins, ...route.plugins };
+  return merged;
+}
