@@ -45,6 +45,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     timeoutMs: config.etcd.timeoutMs,
     ...(config.etcd.username === undefined ? {} : { username: config.etcd.username }),
     ...(config.etcd.password === undefined ? {} : { password: config.etcd.password }),
+    ...(config.etcd.tls === undefined ? {} : { tls: config.etcd.tls }),
     keyring: config.dataEncryption.keyring,
     log,
     onChange: apply,

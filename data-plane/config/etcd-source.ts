@@ -10,6 +10,8 @@
  * between would skip them. So on `disconnected` the watcher is dropped and a new one is opened, after a jittered
  * backoff, from the mod_revision of the last event actually applied + 1.
  */
+import { readEtcdTls } from '../../shared/etcd-tls.ts';
+import type { EtcdTlsConfig } from '../../shared/config.ts';
 import { Etcd3, type IOptions, type IResponseHeader, type IWatchResponse, type Watcher } from 'etcd3';
 import type { Keyring } from '../../shared/crypto.ts';
 import { describe } from '../../shared/errors.ts';
@@ -29,6 +31,8 @@ export interface EtcdConfigSourceOptions {
   password?: string;
   /** `apisix.data_encryption.keyring`, to decrypt the private keys stored encrypted (shared/crypto.ts). */
   keyring?: Keyring;
+  /** `deployment.etcd.tls`: client certificate and CA for `https://` etcd endpoints. */
+  tls?: EtcdTlsConfig;
   log: Logger;
   /** Called with every new state after the first, which `start()` returns. Bursts are coalesced into one call. */
   onChange: (state: ConfigState) => void;
@@ -294,6 +298,11 @@ function clientOptions(options: EtcdConfigSourceOptions): IOptions {
   };
   if (options.username !== undefined && options.password !== undefined) {
     result.auth = { username: options.username, password: options.password };
+  }
+  const tls = readEtcdTls(options.tls);
+  if (tls !== undefined) {
+    result.credentials = tls.credentials;
+    result.grpcOptions = { ...result.grpcOptions, ...tls.grpcOptions };
   }
   return result;
 }

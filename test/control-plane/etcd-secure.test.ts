@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3 } from 'etcd3';
 import { createEtcdStore } from '../../control-plane/store/etcd-store.ts';
+import { createEtcdConfigSource } from '../../data-plane/config/etcd-source.ts';
 import { StoreUnavailable } from '../../shared/errors.ts';
 import { silentLogger } from '../../shared/logger.ts';
 import { makeCert } from '../helpers/certs.ts';
@@ -130,6 +131,33 @@ describe('etcd store: TLS with a client certificate', () => {
       await store.put('ssls', '1', () => ({ value: { n: 1 } }));
       assert.deepEqual((await store.get('ssls', '1'))?.value, { n: 1 });
     } finally {
+      await store.close();
+    }
+  });
+
+  it("the data plane's config source loads and watches over the same TLS settings", async () => {
+    const route = { uri: '/helloworld.Greeter/SayHello', upstream: { nodes: { '127.0.0.1:50051': 1 } } };
+    const store = createEtcdStore({ hosts: [endpoint], prefix: PREFIX, timeoutMs: 3000, tls: tlsConfig(), log: silentLogger() });
+    let changed: (() => void) | undefined;
+    const source = createEtcdConfigSource({
+      hosts: [endpoint],
+      prefix: PREFIX,
+      timeoutMs: 3000,
+      tls: tlsConfig(),
+      log: silentLogger(),
+      onChange: (state) => {
+        if (state.routes.has('2')) changed?.();
+      },
+    });
+    try {
+      await store.put('routes', '1', () => ({ value: route }));
+      const initial = await source.start();
+      assert.equal(initial.routes.get('1')?.value.uri, route.uri);
+      const seen = new Promise<void>((resolve) => (changed = resolve));
+      await store.put('routes', '2', () => ({ value: route }));
+      await seen;
+    } finally {
+      await source.close();
       await store.close();
     }
   });
