@@ -199,3 +199,28 @@ export function callReverse(client: Client, request: Buffer): Promise<BytesOutco
 export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
+
+/** What a flow test opens per test and must release after it: clients, raw sessions, fake upstreams, Greeter nodes. */
+export interface TestResources {
+  clients: { close(): void }[];
+  sessions: { destroy(): void }[];
+  fakes: { close(): Promise<void> }[];
+  nodes: { close(graceMs?: number): Promise<void> }[];
+  /** Closes and forgets everything registered so far (afterEach). */
+  release(): Promise<void>;
+}
+
+export function testResources(): TestResources {
+  const resources: TestResources = {
+    clients: [],
+    sessions: [],
+    fakes: [],
+    nodes: [],
+    async release() {
+      for (const client of resources.clients.splice(0)) client.close();
+      for (const session of resources.sessions.splice(0)) session.destroy();
+      await Promise.all([...resources.fakes.splice(0).map((f) => f.close()), ...resources.nodes.splice(0).map((n) => n.close(0))]);
+    },
+  };
+  return resources;
+}

@@ -17,7 +17,7 @@ import { startGateway, type GatewayFixture } from '../e2e/gateway-fixture.ts';
 import { decodeHelloMessage, grpcFrame, helloMessage, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { greeterClient, messageOf, openBidirectionalStream, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
 import { describeResult, finish, startRawCall } from '../faults/fault-kit.ts';
-import { DEFAULT_LIMIT_MS, TEST_TIMEOUT_MS, gatewaySession, putRoute, waitUntil, within } from './flow-kit.ts';
+import { DEFAULT_LIMIT_MS, gatewaySession, TEST_TIMEOUT_MS, testResources, putRoute, waitUntil, within } from './flow-kit.ts';
 
 const CLIENT_STREAM = '/helloworld.Greeter/SayHelloClientStream';
 const ROUNDS = 100;
@@ -31,22 +31,12 @@ const LEGS = [
 
 describe('half-close and turn-taking through the gateway', { timeout: TEST_TIMEOUT_MS * 6 }, () => {
   let gw: GatewayFixture;
-  let fakes: FakeUpstream[] = [];
-  let nodes: GreeterNode[] = [];
-  let clients: Client[] = [];
-  const sessions: { destroy(): void }[] = [];
+  const { clients, sessions, fakes, nodes, release } = testResources();
 
   before(async () => {
     gw = await startGateway();
   });
-  afterEach(async () => {
-    for (const client of clients) client.close();
-    for (const session of sessions.splice(0)) session.destroy();
-    await Promise.all([...fakes.map((f) => f.close()), ...nodes.map((n) => n.close(0))]);
-    clients = [];
-    fakes = [];
-    nodes = [];
-  });
+  afterEach(release);
   after(async () => gw.close());
 
   for (const leg of LEGS) {

@@ -17,29 +17,19 @@ import { startGateway, type GatewayFixture } from '../e2e/gateway-fixture.ts';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
 import { describeResult, finish, startRawCall } from '../faults/fault-kit.ts';
-import { DEFAULT_LIMIT_MS, TEST_TIMEOUT_MS, closedPort, gatewaySession, putRoute, startSilentServer, within } from './flow-kit.ts';
+import { closedPort, DEFAULT_LIMIT_MS, gatewaySession, TEST_TIMEOUT_MS, startSilentServer, testResources, putRoute, within } from './flow-kit.ts';
 
 const ATTEMPTS_HEADER = 'grpc-previous-rpc-attempts';
 const SAY_HELLO = '/helloworld.Greeter/SayHello';
 
 describe('retries and grpc-previous-rpc-attempts', { timeout: TEST_TIMEOUT_MS * 6 }, () => {
   let gw: GatewayFixture;
-  let fakes: FakeUpstream[] = [];
-  let nodes: GreeterNode[] = [];
-  let clients: Client[] = [];
-  const sessions: { destroy(): void }[] = [];
+  const { clients, sessions, fakes, nodes, release } = testResources();
 
   before(async () => {
     gw = await startGateway();
   });
-  afterEach(async () => {
-    for (const client of clients) client.close();
-    for (const session of sessions.splice(0)) session.destroy();
-    await Promise.all([...fakes.map((f) => f.close()), ...nodes.map((n) => n.close(0))]);
-    clients = [];
-    fakes = [];
-    nodes = [];
-  });
+  afterEach(release);
   after(async () => gw.close());
 
   test('a call to a node that refuses the connection succeeds on the next node, which sees grpc-previous-rpc-attempts 1', { timeout: TEST_TIMEOUT_MS }, async () => {
