@@ -1,6 +1,11 @@
 /**
- * Assembles one data plane: config source (etcd range + watch) → snapshots → session pool → listeners. Tests
- * start it in-process with their own config; main.ts starts it for real. close() drains and releases everything.
+ * Assembles one data plane: status server → config source (etcd range + watch) → snapshots → session pool →
+ * listeners. Tests start it in-process with their own config; main.ts starts it for real. close() drains and
+ * releases everything.
+ *
+ * The status server (when `apisix.status` is set) starts first, so that while the first load waits for etcd a probe
+ * sees a live process that is not ready (/healthz 200, /readyz 503) rather than a refused connection; /readyz turns
+ * 200 only once the snapshot is in service behind bound gRPC listeners, and 503 again when close() starts draining.
  */
 import type { GatewayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -9,10 +14,13 @@ import { Snapshots, buildSnapshot } from './config/snapshots.ts';
 import { startListeners, type BoundAddress } from './listeners.ts';
 import { loadDefaultCert, type PemPair } from './tls/default-cert.ts';
 import { SessionPool } from './upstream/pool.ts';
+import { StatusPhase, startStatusServer, type StatusAddress, type StatusServer } from './status-server.ts';
 
 export interface DataPlane {
   readonly addresses: readonly BoundAddress[];
   readonly snapshots: Snapshots;
+  /** Where /healthz and /readyz answer; undefined when `apisix.status` is off. */
+  readonly statusAddress: StatusAddress | undefined;
   /** Stops accepting, lets calls in flight finish for up to `graceMs`, then closes sessions and the watch. */
   close(graceMs?: number): Promise<void>;
 }
@@ -50,7 +58,21 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     log,
     onChange: apply,
   });
+  let phase: StatusPhase = StatusPhase.loading;
+  let status: StatusServer | undefined;
   try {
+    if (config.status !== undefined) {
+      status = await startStatusServer({
+        listen: config.status,
+        log,
+        report: () => ({
+          phase,
+          revision: snapshots?.current().revision,
+          routes: snapshots?.current().router.size ?? 0,
+          watch: source.health(),
+        }),
+      });
+    }
     const initial = await source.start();
     snapshots = new Snapshots(buildSnapshot(initial, undefined, log));
     log.info({ revision: initial.revision, routes: snapshots.current().router.size }, 'config loaded from etcd');
@@ -63,16 +85,21 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       deps: { snapshots, pool, log },
     });
     const current = snapshots;
+    const statusServer = status;
+    phase = StatusPhase.serving;
     let closing: Promise<void> | undefined;
     return {
       addresses: listeners.addresses,
       snapshots: current,
+      statusAddress: statusServer?.address,
       close: (graceMs = 0) => {
         closing ??= (async () => {
+          phase = StatusPhase.draining;
           await listeners.close(graceMs);
           // Every client stream is over, so every upstream stream is too: nothing left to wait for.
           await pool.close(0);
           await source.close();
+          await statusServer?.close();
         })();
         return closing;
       },
@@ -80,6 +107,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   } catch (err) {
     await source.close();
     await pool.close();
+    await status?.close();
     throw err;
   }
 }

@@ -17,6 +17,9 @@ try {
   for (const address of dataPlane.addresses) {
     log.info({ kind: address.kind, host: address.host, port: address.port }, 'gRPC listener ready');
   }
+  const status = dataPlane.statusAddress;
+  if (status === undefined) log.info('status server off (apisix.status)');
+  else log.info({ host: status.host, port: status.port, paths: ['/healthz', '/readyz'] }, 'status server ready');
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

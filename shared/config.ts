@@ -2,7 +2,8 @@
  * conf/config.yaml + environment → one typed, validated config. This is the only module that reads process.env
  * (through the `env` argument, so tests pass their own). Defaults are the seed document's: admin on
  * 127.0.0.1:9080, h2c on 9081, TLS on 9443, etcd at http://127.0.0.1:2379 under /apisix; the admin API answers
- * loopback clients only, and private keys are encrypted with APISIX's default keyring.
+ * loopback clients only, and private keys are encrypted with APISIX's default keyring. The data plane's status port
+ * is on only when configured (conf/config.yaml: 127.0.0.1:7085).
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -33,6 +34,11 @@ export const DOCUMENTED_KEYRING: readonly string[] = ['qeddd145sfvddff3', 'edd1c
 export const DEFAULT_ALLOW_ADMIN: readonly string[] = ['127.0.0.0/8', '::1/128'];
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_CONFIG_PATH = resolve(REPO_ROOT, 'conf/config.yaml');
+/**
+ * APISIX's status API address (`apisix.status`): loopback, since it tells anyone who asks the config revision, and
+ * port 7085 as in APISIX's docs. Used for a `status` mapping that leaves `ip` or `port` out.
+ */
+export const DEFAULT_STATUS_LISTEN: Readonly<ListenAddress> = { ip: '127.0.0.1', port: 7085 };
 
 export interface AdminKey {
   name: string;
@@ -75,6 +81,8 @@ export interface GatewayConfig {
   etcd: EtcdConfig;
   /** Keyring for private keys at rest (shared/crypto.ts); empty = stored in clear. */
   dataEncryption: { keyring: string[] };
+  /** The data plane's plain HTTP status port (/healthz, /readyz); undefined = no status server. */
+  status: ListenAddress | undefined;
   log: { level: string };
 }
 
@@ -137,9 +145,11 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
       // `keyring: ~` or `[]` turns encryption off; absent means APISIX's default keyring.
       keyring: parseKeyring(Object.hasOwn(encryption, 'keyring') ? (encryption['keyring'] ?? []) : DOCUMENTED_KEYRING, 'apisix.data_encryption.keyring'),
     },
+    status: parseStatus(apisix['status']),
     log: { level: optionalString(log['level'], 'log.level') ?? 'info' },
   };
   applyEnvOverrides(config, env);
+  checkStatusPort(config);
   return config;
 }
 
@@ -171,8 +181,43 @@ function applyEnvOverrides(config: GatewayConfig, env: Env): void {
   if (h2c) config.nodeListen = h2c.split(',').map((a) => parseHostPortEnv(a, 'GATEWAY_H2C_LISTEN'));
   const tls = env['GATEWAY_TLS_LISTEN'];
   if (tls) config.ssl.listen = tls.split(',').map((a) => parseHostPortEnv(a, 'GATEWAY_TLS_LISTEN'));
+  const status = env['GATEWAY_STATUS_LISTEN'];
+  if (status) config.status = parseStatusEnv(status);
   const level = env['LOG_LEVEL'];
   if (level) config.log.level = level;
+}
+
+/**
+ * `apisix.status`, as APISIX 3 has it: absent (or `~`, or `false`) means no status server, as in APISIX, where the
+ * status API is off unless configured; a mapping (or `true`) enables it, `ip` defaulting to 127.0.0.1 and `port` to 7085.
+ * conf/config.yaml ships it enabled on 127.0.0.1:7085.
+ */
+function parseStatus(value: unknown): ListenAddress | undefined {
+  if (value === undefined || value === null || value === false) return undefined;
+  if (value === true) return { ...DEFAULT_STATUS_LISTEN };
+  return parseAddress(value, 'apisix.status', DEFAULT_STATUS_LISTEN);
+}
+
+/**
+ * GATEWAY_STATUS_LISTEN: `ip:port` (port 0 picks a free port), a bare port (on 127.0.0.1, like the file's default:
+ * the status port is for probes on this host unless an address is named), or `off`. Several data planes on one
+ * machine each need their own port, or `off`.
+ */
+function parseStatusEnv(text: string): ListenAddress | undefined {
+  const trimmed = text.trim();
+  if (trimmed === 'off') return undefined;
+  if (/^\d+$/.test(trimmed)) return { ip: DEFAULT_STATUS_LISTEN.ip, port: port(Number(trimmed), 'GATEWAY_STATUS_LISTEN') };
+  return parseHostPortEnv(trimmed, 'GATEWAY_STATUS_LISTEN');
+}
+
+/** The status server is plain HTTP/1.1 and never shares a port with a gRPC listener: refuse the clash up front. */
+function checkStatusPort(config: GatewayConfig): void {
+  const status = config.status;
+  if (status === undefined || status.port === 0) return;
+  const grpc = [...config.nodeListen, ...(config.ssl.enable ? config.ssl.listen : [])];
+  if (grpc.some((address) => address.port === status.port)) {
+    throw new ConfigError(`apisix.status.port: ${status.port} is also a gRPC listener's port; the status server needs its own`);
+  }
 }
 
 function parseAllowAdmin(value: unknown, what: string): string[] {

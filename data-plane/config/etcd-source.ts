@@ -9,6 +9,9 @@
  * of every catch-up batch (mvcc `syncWatchers`), before the events up to it have been delivered; a disconnect in
  * between would skip them. So on `disconnected` the watcher is dropped and a new one is opened, after a jittered
  * backoff, from the mod_revision of the last event actually applied + 1.
+ *
+ * health() tells whether that watch is live: while it is not (etcd unreachable, a resync in progress), the state
+ * in service may lag behind etcd, though it stays in service (the data plane's `config_stale`).
  */
 import { readEtcdTls } from '../../shared/etcd-tls.ts';
 import type { EtcdTlsConfig } from '../../shared/config.ts';
@@ -38,10 +41,18 @@ export interface EtcdConfigSourceOptions {
   onChange: (state: ConfigState) => void;
 }
 
+/** Whether the watch is live (etcd acknowledged it), and since when it has been so or not (epoch ms). */
+export interface WatchHealth {
+  readonly connected: boolean;
+  readonly since: number;
+}
+
 export interface EtcdConfigSource {
   /** Resolves after the first full load, retrying while etcd is unreachable; rejects only if closed first. */
   start(): Promise<ConfigState>;
   current(): ConfigState | undefined;
+  /** Not connected before the first watch is acknowledged, while it is re-established, and once closed. */
+  health(): WatchHealth;
   /** Idempotent: stops the watch, the timers and the client. */
   close(): Promise<void>;
 }
@@ -75,6 +86,7 @@ class Source implements EtcdConfigSource {
   /** The revision the store is complete up to: the bootstrap's header.revision, then each applied event's. */
   #applied = 0n;
   #clusterId: string | undefined;
+  #health: WatchHealth = { connected: false, since: Date.now() };
 
   constructor(options: EtcdConfigSourceOptions) {
     this.#options = options;
@@ -97,9 +109,14 @@ class Source implements EtcdConfigSource {
     return this.#store.current();
   }
 
+  health(): WatchHealth {
+    return this.#health;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#setConnected(false);
     this.#lifetime.abort();
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
@@ -158,6 +175,7 @@ class Source implements EtcdConfigSource {
       if (watcher !== this.#watcher) return;
       if (this.#checkSameHistory(res.header)) {
         this.#backoff.reset();
+        this.#setConnected(true);
         this.#log.info({ fromRevision: from }, 'watching etcd');
       }
     });
@@ -240,7 +258,9 @@ class Source implements EtcdConfigSource {
     );
   }
 
+  /** Every path that loses or replaces the watch comes through here, so the health follows each of them. */
   #dropWatch(): void {
+    this.#setConnected(false);
     const watcher = this.#watcher;
     this.#watcher = undefined;
     watcher?.cancel().catch((err: unknown) => {
@@ -257,6 +277,10 @@ class Source implements EtcdConfigSource {
       const state = this.#store.commit(this.#applied.toString());
       if (state !== undefined) this.#emit(state);
     });
+  }
+
+  #setConnected(connected: boolean): void {
+    if (this.#health.connected !== connected) this.#health = { connected, since: Date.now() };
   }
 
   #emit(state: ConfigState): void {

@@ -125,4 +125,23 @@ deployment:
     assert.deepEqual([config.etcd.username, config.etcd.password, config.etcd.tls?.caFile], ['u', 'p', '/ca.pem']);
     assert.deepEqual(config.dataEncryption.keyring, ['abcdefghijklmnop', '0123456789abcdef']);
   });
+
+  test('the status port is on at 127.0.0.1:7085 in conf/config.yaml and off when apisix.status is absent or false', () => {
+    assert.deepEqual(loadConfig({}).status, { ip: '127.0.0.1', port: 7085 });
+    assert.equal(parseConfig('').status, undefined);
+    assert.equal(parseConfig('apisix: { status: false }').status, undefined);
+    assert.equal(parseConfig('apisix: { status: ~ }').status, undefined);
+    assert.deepEqual(parseConfig('apisix: { status: {} }').status, { ip: '127.0.0.1', port: 7085 });
+    assert.deepEqual(parseConfig('apisix: { status: { ip: 0.0.0.0, port: 0 } }').status, { ip: '0.0.0.0', port: 0 });
+    assert.throws(() => parseConfig('apisix: { status: { port: 70000 } }'), /apisix\.status\.port: invalid port 70000/);
+    assert.throws(() => parseConfig('apisix: { status: { port: 9081 } }'), /apisix\.status\.port: 9081 is also a gRPC listener's port/);
+  });
+
+  test('GATEWAY_STATUS_LISTEN sets the status address, a bare port on loopback, or turns it off', () => {
+    assert.deepEqual(parseConfig('', { GATEWAY_STATUS_LISTEN: '127.0.0.1:0' }).status, { ip: '127.0.0.1', port: 0 });
+    assert.deepEqual(parseConfig('', { GATEWAY_STATUS_LISTEN: '0.0.0.0:7086' }).status, { ip: '0.0.0.0', port: 7086 });
+    assert.deepEqual(parseConfig('', { GATEWAY_STATUS_LISTEN: '7086' }).status, { ip: '127.0.0.1', port: 7086 });
+    assert.equal(loadConfig({ GATEWAY_STATUS_LISTEN: 'off' }).status, undefined);
+    assert.throws(() => parseConfig('', { GATEWAY_STATUS_LISTEN: 'localhost' }), /GATEWAY_STATUS_LISTEN: expected ip:port/);
+  });
 });

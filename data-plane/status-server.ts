@@ -1,0 +1,118 @@
+/**
+ * The data plane's status port: a plain node:http (HTTP/1.1) server for probes, on its own address and never on
+ * a gRPC listener, so a load balancer's or kubelet's HTTP check needs no HTTP/2 and cannot disturb gRPC traffic.
+ * It plays the part of APISIX 3's status API (`apisix.status`, `/status` and `/status/ready`) under the names
+ * Kubernetes probes use:
+ *
+ * - `GET /healthz`: 200 while the process runs (liveness). It stays 200 while etcd is unreachable: restarting a
+ *   data plane that serves its last good config would only lose that config.
+ * - `GET /readyz`: 200 once the first config snapshot from etcd is in service behind the gRPC listeners, 503 before
+ *   that and while draining (readiness).
+ *
+ * Both bodies carry the same report: `revision` (the etcd revision of the snapshot in service, a string as etcd's
+ * int64 revisions are; null before the first load), `routes`, and `config_stale`, true while the etcd watch is down
+ * and the snapshot may lag behind etcd, with `since`, when that stale period began (ISO 8601; null while live).
+ * Readiness does not follow `config_stale`: a stale data plane still routes every call it routed before
+ * (DESIGN.md: replicas keep serving their last good config while etcd is unreachable).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { ListenAddress } from '../shared/config.ts';
+import { describe } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+
+export const StatusPhase = {
+  /** Reading the first config from etcd, or starting the gRPC listeners. */
+  loading: 'loading',
+  /** A snapshot is in service behind listening gRPC servers. */
+  serving: 'serving',
+  /** close() began: listeners stop accepting, calls in flight finish. */
+  draining: 'draining',
+} as const;
+export type StatusPhase = (typeof StatusPhase)[keyof typeof StatusPhase];
+
+/** What the data plane knows about itself at the moment of a probe. */
+export interface StatusReport {
+  phase: StatusPhase;
+  /** etcd revision of the snapshot in service; undefined before the first load. */
+  revision: string | undefined;
+  routes: number;
+  /** Whether the etcd watch is live; `since` is when it last became live or stopped being so (epoch ms). */
+  watch: { connected: boolean; since: number };
+}
+
+export interface StatusServerOptions {
+  listen: ListenAddress;
+  /** Called once per probe; cheap, never throws. */
+  report: () => StatusReport;
+  log: Logger;
+}
+
+export interface StatusAddress {
+  host: string;
+  port: number;
+}
+
+export interface StatusServer {
+  readonly address: StatusAddress;
+  /** Idempotent: stops accepting and closes every connection, idle keep-alive ones included. */
+  close(): Promise<void>;
+}
+
+const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' } as const;
+/** Probes send no body and a few headers; anything slower than this is not a probe worth a socket. */
+const REQUEST_TIMEOUT_MS = 5_000;
+
+export async function startStatusServer(options: StatusServerOptions): Promise<StatusServer> {
+  const log = options.log.child({ module: 'status-server' });
+  const server = createServer({ requestTimeout: REQUEST_TIMEOUT_MS }, (req, res) => answer(req, res, options.report));
+  server.on('clientError', (_err, socket) => socket.destroy());
+  const port = await listen(server, options.listen).catch((err: unknown) => {
+    throw new Error(`status server (apisix.status) cannot listen on ${options.listen.ip}:${options.listen.port}: ${describe(err)}`);
+  });
+  server.on('error', (err: Error) => log.error({ err: err.message }, 'status server error'));
+  let closing: Promise<void> | undefined;
+  return {
+    address: { host: options.listen.ip, port },
+    close: () => {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+function answer(req: IncomingMessage, res: ServerResponse, report: () => StatusReport): void {
+  const path = (req.url ?? '/').split('?', 1)[0];
+  if (path !== '/healthz' && path !== '/readyz') return send(res, 404, { error_msg: 'not found' });
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.setHeader('allow', 'GET, HEAD');
+    return send(res, 405, { error_msg: 'method not allowed' });
+  }
+  const now = report();
+  const body = {
+    revision: now.revision ?? null,
+    routes: now.routes,
+    config_stale: !now.watch.connected,
+    since: now.watch.connected ? null : new Date(now.watch.since).toISOString(),
+  };
+  if (path === '/healthz') return send(res, 200, { status: 'ok', ...body });
+  const ready = now.phase === StatusPhase.serving;
+  send(res, ready ? 200 : 503, { status: ready ? 'ok' : now.phase, ...body });
+}
+
+function send(res: ServerResponse, status: number, body: object): void {
+  res.writeHead(status, JSON_HEADERS).end(JSON.stringify(body)); // node:http sends no body to HEAD requests
+}
+
+function listen(server: Server, address: ListenAddress): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(address.port, address.ip, () => {
+      server.off('error', reject);
+      const bound = server.address();
+      resolve(bound !== null && typeof bound === 'object' ? bound.port : address.port);
+    });
+  });
+}
