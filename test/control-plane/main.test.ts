@@ -112,14 +112,16 @@ describe('control-plane main', () => {
     });
     children.push(running.child);
     await waitForOutput(running, 'admin API listening on');
+    // The placeholders are written one after another: wait for the last one, then check them all.
+    const dirs = ['routes', 'upstreams', 'services', 'ssls'].map((type) => `/apisix/${type}/`);
+    const read = async (): Promise<(string | null)[]> => Promise.all(dirs.map((dir) => raw.get(dir).string()));
     const deadline = Date.now() + START_DEADLINE_MS;
-    let placeholder = await raw.get('/apisix/routes/').string();
-    while (placeholder === null && Date.now() < deadline) {
+    let placeholders = await read();
+    while (placeholders.includes(null) && Date.now() < deadline) {
       await sleep(POLL_MS);
-      placeholder = await raw.get('/apisix/routes/').string();
+      placeholders = await read();
     }
-    assert.equal(placeholder, 'init_dir');
-    assert.equal(await raw.get('/apisix/ssls/').string(), 'init_dir');
+    assert.deepEqual(placeholders, dirs.map(() => 'init_dir'));
     running.child.kill('SIGINT');
     assert.equal(await running.exited, 0, running.output());
   });
