@@ -6,41 +6,35 @@
  * idle-stream leaks of landscape §2 item 1.
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { status as GrpcCode, type ClientDuplexStream } from '@grpc/grpc-js';
 import { openBidirectionalStream, sayHello } from '../helpers/greeter.ts';
 import {
   ALL_LEGS,
   DEFAULT_LIMIT_MS,
-  H2_ERRORS,
-  SERVER_STREAM,
-  TEST_TIMEOUT_MS,
   describeResult,
   finish,
+  H2_ERRORS,
   legName,
-  startBench,
+  SERVER_STREAM,
   startRawCall,
+  TEST_TIMEOUT_MS,
+  useBench,
   within,
-  type Bench,
 } from './fault-kit.ts';
 
 /** The deadline of the deadline tests: 200 ms, as `grpc-timeout: 200m` (PROTOCOL-HTTP2.md TimeoutValue + unit). */
 const DEADLINE_MS = 200;
 
 describe('cancellation and deadlines reach the upstream', { timeout: TEST_TIMEOUT_MS * 30 }, () => {
-  let bench: Bench;
-  before(async () => {
-    bench = await startBench();
-  });
-  afterEach(async () => bench.cleanup());
-  after(async () => bench.close());
+  const bench = useBench();
 
   for (const leg of ALL_LEGS) {
     describe(legName(leg), () => {
       test('a client RST_STREAM CANCEL before response headers resets the upstream stream with CANCEL', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream((_s, _h, ctl) => ctl.closed()); // never answers
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         const call = startRawCall(session, { end: false });
         const [upstream] = await fake.waitForStreams(1);
         call.stream.close(H2_ERRORS.CANCEL);
@@ -53,12 +47,12 @@ describe('cancellation and deadlines reach the upstream', { timeout: TEST_TIMEOU
       });
 
       test('a client RST_STREAM CANCEL mid-stream resets the upstream stream with CANCEL', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           await ctl.writeMessage('one');
           await ctl.closed();
         });
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         const call = startRawCall(session, { path: SERVER_STREAM, end: false });
         await within(
           new Promise<void>((resolve) => call.stream.once('data', () => resolve())),
@@ -74,12 +68,12 @@ describe('cancellation and deadlines reach the upstream', { timeout: TEST_TIMEOU
       });
 
       test('a grpc-js bidi call cancelled by the client leaves no upstream stream open', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           ctl.respond();
           await ctl.closed();
         });
-        const call: ClientDuplexStream<object, object> = openBidirectionalStream(bench.grpcClient(leg));
+        const call: ClientDuplexStream<object, object> = openBidirectionalStream(bench().grpcClient(leg));
         const status = new Promise<number>((resolve) => call.on('status', (s: { code: number }) => resolve(s.code)));
         call.on('error', () => undefined);
         call.write({ name: 'x' });
@@ -92,12 +86,12 @@ describe('cancellation and deadlines reach the upstream', { timeout: TEST_TIMEOU
       });
 
       test('a client connection dropped mid-call resets the upstream stream with CANCEL', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           ctl.respond();
           await ctl.closed();
         });
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         startRawCall(session, { end: false });
         startRawCall(session, { path: SERVER_STREAM });
         const upstreams = await fake.waitForStreams(2);
@@ -110,10 +104,10 @@ describe('cancellation and deadlines reach the upstream', { timeout: TEST_TIMEOU
       });
 
       test('a grpc-js deadline of 200 ms against a silent upstream: DEADLINE_EXCEEDED and the upstream stream reset with CANCEL', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream((_s, _h, ctl) => ctl.closed());
         const result = await within(
-          sayHello(bench.grpcClient(leg), 'x', undefined, { deadline: Date.now() + DEADLINE_MS }),
+          sayHello(bench().grpcClient(leg), 'x', undefined, { deadline: Date.now() + DEADLINE_MS }),
           DEFAULT_LIMIT_MS,
           'grpc-js call with a deadline',
         );
@@ -125,9 +119,9 @@ describe('cancellation and deadlines reach the upstream', { timeout: TEST_TIMEOU
       });
 
       test('grpc-timeout 200m from a client that does not enforce it: the gateway answers DEADLINE_EXCEEDED and cancels upstream', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream((_s, _h, ctl) => ctl.closed());
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         // A raw client sends the header and then simply waits, as a client with a broken clock would: only the
         // gateway can end this call.
         const call = startRawCall(session, { headers: { 'grpc-timeout': `${DEADLINE_MS}m` } });

@@ -18,6 +18,7 @@ import http2, {
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
 } from 'node:http2';
+import { after, afterEach, before } from 'node:test';
 import type { Client } from '@grpc/grpc-js';
 import { startGateway, type GatewayFixture } from '../e2e/gateway-fixture.ts';
 import { greeterClient } from '../helpers/greeter.ts';
@@ -30,6 +31,7 @@ import {
   within,
   type FakeUpstream,
   type FakeUpstreamOptions,
+  type StreamControl,
 } from '../helpers/fake-upstream.ts';
 
 export { DEFAULT_LIMIT_MS, within };
@@ -76,6 +78,30 @@ export interface Bench {
   /** Releases everything opened since the last cleanup: clients, sessions, fakes. */
   cleanup(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * Registers the suite's hooks: one bench for the file (before), each test's fakes and clients released
+ * (afterEach), the bench closed (after). Returns a getter, since the bench exists only once before() ran.
+ */
+export function useBench(): () => Bench {
+  let bench: Bench | undefined;
+  before(async () => {
+    bench = await startBench();
+  });
+  afterEach(async () => bench?.cleanup());
+  after(async () => bench?.close());
+  return () => {
+    if (bench === undefined) throw new Error('the bench is used before before() ran');
+    return bench;
+  };
+}
+
+/** The usual upstream answer: wait for the client's half-close, one message, OK trailers. */
+export async function answerOk(ctl: StreamControl, text = 'ok'): Promise<void> {
+  await ctl.requestEnded();
+  await ctl.writeMessage(text);
+  ctl.sendTrailers();
 }
 
 export async function startBench(): Promise<Bench> {

@@ -7,20 +7,20 @@
 import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { status as GrpcCode } from '@grpc/grpc-js';
 import type { StreamControl } from '../helpers/fake-upstream.ts';
 import {
   ALL_LEGS,
+  answerOk,
   DEFAULT_LIMIT_MS,
-  TEST_TIMEOUT_MS,
   describeResult,
   finish,
   legName,
-  startBench,
   startRawCall,
+  TEST_TIMEOUT_MS,
+  useBench,
   within,
-  type Bench,
 } from './fault-kit.ts';
 
 const HTTP1_REQUEST =
@@ -50,22 +50,11 @@ function describeBytes(bytes: Buffer): string {
   return `HTTP/2 frames of types [${frameTypes(bytes).join(', ')}] (4 SETTINGS, 7 GOAWAY)`;
 }
 
-async function answerOk(ctl: StreamControl): Promise<void> {
-  await ctl.requestEnded();
-  await ctl.writeMessage('ok');
-  ctl.sendTrailers();
-}
-
 describe('clients that do not speak gRPC over HTTP/2', { timeout: TEST_TIMEOUT_MS * 12 }, () => {
-  let bench: Bench;
-  before(async () => {
-    bench = await startBench();
-  });
-  afterEach(async () => bench.cleanup());
-  after(async () => bench.close());
+  const bench = useBench();
 
   test('a plaintext HTTP/1.1 request to the h2c listener is refused and the connection closed promptly', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-    const [host, port] = bench.gw.h2cAddress.split(':');
+    const [host, port] = bench().gw.h2cAddress.split(':');
     const socket = netConnect(Number(port), host ?? '127.0.0.1');
     const chunks: Buffer[] = [];
     try {
@@ -90,8 +79,8 @@ describe('clients that do not speak gRPC over HTTP/2', { timeout: TEST_TIMEOUT_M
   });
 
   test('a TLS client offering only ALPN http/1.1 is refused promptly', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-    const [host, port] = bench.gw.tlsAddress.split(':');
-    const socket = tlsConnect({ host: host ?? '127.0.0.1', port: Number(port), ca: bench.gw.defaultCert.cert, ALPNProtocols: ['http/1.1'] });
+    const [host, port] = bench().gw.tlsAddress.split(':');
+    const socket = tlsConnect({ host: host ?? '127.0.0.1', port: Number(port), ca: bench().gw.defaultCert.cert, ALPNProtocols: ['http/1.1'] });
     const chunks: Buffer[] = [];
     let alpn: string | false | undefined;
     try {
@@ -120,8 +109,8 @@ describe('clients that do not speak gRPC over HTTP/2', { timeout: TEST_TIMEOUT_M
   });
 
   test('a TLS client offering no ALPN at all gets a readable HTTP/1.1 505 and the connection closed', { timeout: TEST_TIMEOUT_MS }, async () => {
-    const [host, port] = bench.gw.tlsAddress.split(':');
-    const socket = tlsConnect({ host: host ?? '127.0.0.1', port: Number(port), ca: bench.gw.defaultCert.cert });
+    const [host, port] = bench().gw.tlsAddress.split(':');
+    const socket = tlsConnect({ host: host ?? '127.0.0.1', port: Number(port), ca: bench().gw.defaultCert.cert });
     const chunks: Buffer[] = [];
     try {
       const end = await within(
@@ -144,10 +133,10 @@ describe('clients that do not speak gRPC over HTTP/2', { timeout: TEST_TIMEOUT_M
   for (const leg of ALL_LEGS.filter((l) => l.up === 'grpc')) {
     describe(legName(leg), () => {
       test('a text/plain request to a route gets HTTP 415 or a gRPC error from the gateway, not a forwarded call', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         // An upstream that would happily answer anything: only the gateway can refuse the request.
         fake.onStream((_s, _h, ctl) => answerOk(ctl));
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         const result = await finish(
           startRawCall(session, { headers: { 'content-type': 'text/plain' }, messages: [Buffer.from('hello')] }),
           'text/plain request',

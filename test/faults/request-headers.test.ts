@@ -4,47 +4,36 @@
  * `pass_host`, and request metadata (including `-bin` values) unchanged.
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Metadata, status as GrpcCode } from '@grpc/grpc-js';
 import { sayHello } from '../helpers/greeter.ts';
 import type { StreamControl } from '../helpers/fake-upstream.ts';
 import {
   ALL_LEGS,
+  answerOk,
   DEFAULT_LIMIT_MS,
-  SAY_HELLO,
-  TEST_TIMEOUT_MS,
   finish,
   legName,
-  startBench,
+  SAY_HELLO,
   startRawCall,
+  TEST_TIMEOUT_MS,
+  useBench,
   within,
-  type Bench,
 } from './fault-kit.ts';
 import { openRawConnection } from './raw-frames.ts';
 
 /** RFC 9113 §8.2.2 (and `host`, which HTTP/2 carries as `:authority`). */
 const CONNECTION_SPECIFIC = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host'];
 
-async function answerOk(ctl: StreamControl): Promise<void> {
-  await ctl.requestEnded();
-  await ctl.writeMessage('ok');
-  ctl.sendTrailers();
-}
-
 describe('request headers sent upstream', { timeout: TEST_TIMEOUT_MS * 20 }, () => {
-  let bench: Bench;
-  before(async () => {
-    bench = await startBench();
-  });
-  afterEach(async () => bench.cleanup());
-  after(async () => bench.close());
+  const bench = useBench();
 
   for (const leg of ALL_LEGS) {
     describe(legName(leg), () => {
       test('te: trailers reaches the upstream even when the client sent none', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream((_s, _h, ctl) => answerOk(ctl));
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         const result = await finish(startRawCall(session, { headers: { te: undefined } }), 'call without te');
         assert.equal(result.grpcStatus, 0, JSON.stringify(result.trailers));
         const [seen] = await fake.waitForStreams(1);
@@ -52,9 +41,9 @@ describe('request headers sent upstream', { timeout: TEST_TIMEOUT_MS * 20 }, () 
       });
 
       test('a grpc-js call arrives with one te: trailers and no connection-specific header', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream((_s, _h, ctl) => answerOk(ctl));
-        const result = await within(sayHello(bench.grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
+        const result = await within(sayHello(bench().grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
         assert.equal(result.status.code, GrpcCode.OK, result.status.details);
         const [seen] = await fake.waitForStreams(1);
         assert.equal(seen?.headers.te, 'trailers');
@@ -63,9 +52,9 @@ describe('request headers sent upstream', { timeout: TEST_TIMEOUT_MS * 20 }, () 
       });
 
       test('a host header next to :authority is not forwarded', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream((_s, _h, ctl) => answerOk(ctl));
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         const result = await finish(
           startRawCall(session, { headers: { ':authority': 'svc.example:8443', host: 'other.example' } }),
           'call with host',
@@ -77,13 +66,13 @@ describe('request headers sent upstream', { timeout: TEST_TIMEOUT_MS * 20 }, () 
       });
 
       test('a request with connection-specific headers never reaches the upstream with them', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream((_s, _h, ctl) => answerOk(ctl));
-        const [host, port] = (leg.down === 'h2c' ? bench.gw.h2cAddress : bench.gw.tlsAddress).split(':');
+        const [host, port] = (leg.down === 'h2c' ? bench().gw.h2cAddress : bench().gw.tlsAddress).split(':');
         const conn = await openRawConnection({
           host: host ?? '127.0.0.1',
           port: Number(port),
-          ...(leg.down === 'tls' ? { tls: { ca: bench.gw.defaultCert.cert } } : {}),
+          ...(leg.down === 'tls' ? { tls: { ca: bench().gw.defaultCert.cert } } : {}),
         });
         try {
           const base: [string, string][] = [
@@ -122,39 +111,39 @@ describe('request headers sent upstream', { timeout: TEST_TIMEOUT_MS * 20 }, () 
       });
 
       test('pass_host pass sends the client :authority', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg, { upstream: { pass_host: 'pass' } });
+        const fake = await bench().fake(leg, { upstream: { pass_host: 'pass' } });
         fake.onStream((_s, _h, ctl) => answerOk(ctl));
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         await finish(startRawCall(session, { headers: { ':authority': 'client.example:9443' } }), 'pass');
         const [seen] = await fake.waitForStreams(1);
         assert.equal(seen?.headers[':authority'], 'client.example:9443');
       });
 
       test('pass_host node sends the node address', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg, { upstream: { pass_host: 'node' } });
+        const fake = await bench().fake(leg, { upstream: { pass_host: 'node' } });
         fake.onStream((_s, _h, ctl) => answerOk(ctl));
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         await finish(startRawCall(session, { headers: { ':authority': 'client.example:9443' } }), 'node');
         const [seen] = await fake.waitForStreams(1);
         assert.equal(seen?.headers[':authority'], fake.address);
       });
 
       test('pass_host rewrite sends upstream_host', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg, { upstream: { pass_host: 'rewrite', upstream_host: 'rewritten.example' } });
+        const fake = await bench().fake(leg, { upstream: { pass_host: 'rewrite', upstream_host: 'rewritten.example' } });
         fake.onStream((_s, _h, ctl) => answerOk(ctl));
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         await finish(startRawCall(session, { headers: { ':authority': 'client.example:9443' } }), 'rewrite');
         const [seen] = await fake.waitForStreams(1);
         assert.equal(seen?.headers[':authority'], 'rewritten.example');
       });
 
       test('metadata and -bin values reach the upstream unchanged', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream((_s, _h, ctl) => answerOk(ctl));
         const metadata = new Metadata();
         metadata.set('x-tenant', 'acme');
         metadata.set('trace-bin', Buffer.from([0x00, 0xff, 0x10, 0x80]));
-        const result = await within(sayHello(bench.grpcClient(leg), 'x', metadata), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
+        const result = await within(sayHello(bench().grpcClient(leg), 'x', metadata), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
         assert.equal(result.status.code, GrpcCode.OK, result.status.details);
         const [seen] = await fake.waitForStreams(1);
         assert.equal(seen?.headers['x-tenant'], 'acme');

@@ -5,23 +5,22 @@
  * must not touch grpc-message (percent-encoded UTF-8) or `-bin` values.
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { status as GrpcCode } from '@grpc/grpc-js';
 import { sayHello, sayHelloServerStream } from '../helpers/greeter.ts';
 import { decodeHelloMessage } from '../helpers/fake-upstream.ts';
 import {
   ALL_LEGS,
   DEFAULT_LIMIT_MS,
-  SAY_HELLO,
-  SERVER_STREAM,
-  TEST_TIMEOUT_MS,
   describeResult,
   finish,
   legName,
-  startBench,
+  SAY_HELLO,
+  SERVER_STREAM,
   startRawCall,
+  TEST_TIMEOUT_MS,
+  useBench,
   within,
-  type Bench,
 } from './fault-kit.ts';
 
 /** "café ✓ 100%" as PROTOCOL-HTTP2.md's Percent-Encoded form: UTF-8, bytes outside 0x20–0x7E and '%' encoded. */
@@ -33,12 +32,7 @@ const DETAILS_B64 = DETAILS.toString('base64');
 const TRACE_B64 = Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x01]).toString('base64');
 
 describe('trailers and trailers-only responses pass through unchanged', { timeout: TEST_TIMEOUT_MS * 40 }, () => {
-  let bench: Bench;
-  before(async () => {
-    bench = await startBench();
-  });
-  afterEach(async () => bench.cleanup());
-  after(async () => bench.close());
+  const bench = useBench();
 
   for (const leg of ALL_LEGS) {
     describe(legName(leg), () => {
@@ -47,7 +41,7 @@ describe('trailers and trailers-only responses pass through unchanged', { timeou
         ['server-streaming', SERVER_STREAM],
       ] as const) {
         test(`a trailers-only error on a ${kind} call stays one HEADERS frame with END_STREAM`, { timeout: TEST_TIMEOUT_MS }, async () => {
-          const fake = await bench.fake(leg);
+          const fake = await bench().fake(leg);
           fake.onStream(async (_s, _h, ctl) => {
             await ctl.requestEnded();
             ctl.trailersOnly(GrpcCode.FAILED_PRECONDITION, ENCODED_MESSAGE, {
@@ -55,7 +49,7 @@ describe('trailers and trailers-only responses pass through unchanged', { timeou
               'x-reason': 'quota',
             });
           });
-          const session = await bench.downSession(leg);
+          const session = await bench().downSession(leg);
           const result = await finish(startRawCall(session, { path }), `${kind} trailers-only`);
           assert.equal(result.trailersOnly, true, `not trailers-only: ${describeResult(result)}`);
           assert.equal(result.trailers, undefined, 'a separate trailers frame was sent');
@@ -71,12 +65,12 @@ describe('trailers and trailers-only responses pass through unchanged', { timeou
       }
 
       test('a grpc-js unary call reads the trailers-only status, message and -bin details', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           await ctl.requestEnded();
           ctl.trailersOnly(GrpcCode.FAILED_PRECONDITION, ENCODED_MESSAGE, { 'grpc-status-details-bin': DETAILS_B64 });
         });
-        const result = await within(sayHello(bench.grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
+        const result = await within(sayHello(bench().grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
         assert.equal(result.status.code, GrpcCode.FAILED_PRECONDITION);
         assert.equal(result.status.details, DECODED_MESSAGE);
         assert.equal(result.headers, undefined, 'grpc-js saw response headers: not trailers-only');
@@ -84,19 +78,19 @@ describe('trailers and trailers-only responses pass through unchanged', { timeou
       });
 
       test('a grpc-js server stream that fails at once gets the status and no message', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           await ctl.requestEnded();
           ctl.trailersOnly(GrpcCode.PERMISSION_DENIED, ENCODED_MESSAGE);
         });
-        const result = await within(sayHelloServerStream(bench.grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js server stream');
+        const result = await within(sayHelloServerStream(bench().grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js server stream');
         assert.equal(result.status.code, GrpcCode.PERMISSION_DENIED);
         assert.equal(result.status.details, DECODED_MESSAGE);
         assert.deepEqual(result.messages, []);
       });
 
       test('trailers after messages keep grpc-message and -bin values byte for byte', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           await ctl.requestEnded();
           ctl.respond({ 'x-trace-bin': TRACE_B64 });
@@ -109,7 +103,7 @@ describe('trailers and trailers-only responses pass through unchanged', { timeou
             'x-trace-bin': TRACE_B64,
           });
         });
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         const result = await finish(startRawCall(session, { path: SERVER_STREAM }), 'server stream with trailers');
         assert.equal(result.trailersOnly, false);
         assert.equal(result.headers?.['x-trace-bin'], TRACE_B64);
@@ -121,14 +115,14 @@ describe('trailers and trailers-only responses pass through unchanged', { timeou
       });
 
       test('a grpc-js server stream gets its messages, then the status and -bin trailers', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           await ctl.requestEnded();
           await ctl.writeMessage('one');
           await ctl.writeMessage('two');
           ctl.sendTrailers({ 'grpc-status': '0', 'x-trace-bin': TRACE_B64 });
         });
-        const result = await within(sayHelloServerStream(bench.grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js server stream');
+        const result = await within(sayHelloServerStream(bench().grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js server stream');
         assert.equal(result.status.code, GrpcCode.OK, result.status.details);
         assert.deepEqual(result.messages, ['one', 'two']);
         assert.deepEqual(result.status.metadata.get('x-trace-bin')[0], Buffer.from(TRACE_B64, 'base64'));

@@ -6,24 +6,23 @@
  * and doc/http-grpc-status-mapping.md for HTTP statuses; DESIGN.md §5 for what the gateway itself answers.
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { status as GrpcCode } from '@grpc/grpc-js';
 import { sayHello, sayHelloServerStream } from '../helpers/greeter.ts';
 import { decodeHelloMessage } from '../helpers/fake-upstream.ts';
 import {
   ALL_LEGS,
   DEFAULT_LIMIT_MS,
-  H2_ERRORS,
-  SERVER_STREAM,
-  TEST_TIMEOUT_MS,
   describeResult,
   finish,
+  H2_ERRORS,
   legName,
-  startBench,
-  startRawCall,
-  within,
-  type Bench,
   type RawResult,
+  SERVER_STREAM,
+  startRawCall,
+  TEST_TIMEOUT_MS,
+  useBench,
+  within,
 } from './fault-kit.ts';
 
 /** PROTOCOL-HTTP2.md "Errors": the status a client reports for an RST_STREAM from the server. */
@@ -50,20 +49,15 @@ function assertNotOk(result: RawResult, what: string): void {
 }
 
 describe('upstream resets and protocol breaks', { timeout: TEST_TIMEOUT_MS * 80 }, () => {
-  let bench: Bench;
-  before(async () => {
-    bench = await startBench();
-  });
-  afterEach(async () => bench.cleanup());
-  after(async () => bench.close());
+  const bench = useBench();
 
   for (const leg of ALL_LEGS) {
     describe(legName(leg), () => {
       for (const [code, expected] of RST_BEFORE_HEADERS) {
         test(`an upstream RST_STREAM ${code} before response headers becomes a trailers-only status ${expected}`, { timeout: TEST_TIMEOUT_MS }, async () => {
-          const fake = await bench.fake(leg);
+          const fake = await bench().fake(leg);
           fake.onStream((_s, _h, ctl) => ctl.reset(H2_ERRORS[code]));
-          const session = await bench.downSession(leg);
+          const session = await bench().downSession(leg);
           const result = await finish(startRawCall(session), `RST ${code}`);
           assert.equal(result.trailersOnly, true, describeResult(result));
           assert.equal(result.headers?.['content-type'], 'application/grpc');
@@ -72,22 +66,22 @@ describe('upstream resets and protocol breaks', { timeout: TEST_TIMEOUT_MS * 80 
       }
 
       test('a grpc-js call whose stream the upstream refuses gets UNAVAILABLE', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream((_s, _h, ctl) => ctl.reset(H2_ERRORS.REFUSED_STREAM));
-        const result = await within(sayHello(bench.grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
+        const result = await within(sayHello(bench().grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
         assert.equal(result.status.code, GrpcCode.UNAVAILABLE, result.status.details);
       });
 
       for (const code of ['INTERNAL_ERROR', 'CANCEL', 'NO_ERROR'] as const) {
         test(`an upstream RST_STREAM ${code} after two messages is a failure, with both messages delivered`, { timeout: TEST_TIMEOUT_MS }, async (t) => {
-          const fake = await bench.fake(leg);
+          const fake = await bench().fake(leg);
           fake.onStream(async (_s, _h, ctl) => {
             await ctl.requestEnded();
             await ctl.writeMessage('one');
             await ctl.writeMessage('two');
             ctl.reset(H2_ERRORS[code]);
           });
-          const session = await bench.downSession(leg);
+          const session = await bench().downSession(leg);
           const result = await finish(startRawCall(session, { path: SERVER_STREAM }), `RST ${code} mid-stream`);
           t.diagnostic(`client saw ${describeResult(result)}`);
           assert.deepEqual(result.messages.map(decodeHelloMessage), ['one', 'two'], describeResult(result));
@@ -96,54 +90,54 @@ describe('upstream resets and protocol breaks', { timeout: TEST_TIMEOUT_MS * 80 
       }
 
       test('a grpc-js server stream reset mid-way by the upstream never reports OK', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           await ctl.requestEnded();
           await ctl.writeMessage('one');
           await ctl.writeMessage('two');
           ctl.reset(H2_ERRORS.NO_ERROR);
         });
-        const result = await within(sayHelloServerStream(bench.grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js server stream');
+        const result = await within(sayHelloServerStream(bench().grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js server stream');
         assert.notEqual(result.status.code, GrpcCode.OK, 'RST_STREAM(NO_ERROR) mid-stream was reported as success');
         assert.deepEqual(result.messages, ['one', 'two']);
       });
 
       test('an upstream that ends the body without trailers is a failure, with the message delivered', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           await ctl.requestEnded();
           ctl.respond({}, { trailers: false });
           await ctl.writeMessage('one');
           ctl.endWithoutTrailers();
         });
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         const result = await finish(startRawCall(session, { path: SERVER_STREAM }), 'END_STREAM without trailers');
         t.diagnostic(`client saw ${describeResult(result)}`);
         assert.deepEqual(result.messages.map(decodeHelloMessage), ['one']);
         assertNotOk(result, 'END_STREAM without trailers');
-        const grpcJs = await within(sayHelloServerStream(bench.grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js server stream');
+        const grpcJs = await within(sayHelloServerStream(bench().grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js server stream');
         assert.notEqual(grpcJs.status.code, GrpcCode.OK, 'a body without trailers was reported as success');
       });
 
       test('an upstream that answers headers and then END_STREAM with nothing else is a failure', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           await ctl.requestEnded();
           ctl.endWithoutTrailers();
         });
-        const result = await within(sayHello(bench.grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
+        const result = await within(sayHello(bench().grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
         assert.notEqual(result.status.code, GrpcCode.OK);
         assert.equal(result.message, undefined);
       });
 
       for (const [httpStatus, expected] of HTTP_STATUSES) {
         test(`an upstream HTTP ${httpStatus} with a text body becomes a trailers-only status ${expected}`, { timeout: TEST_TIMEOUT_MS }, async () => {
-          const fake = await bench.fake(leg);
+          const fake = await bench().fake(leg);
           fake.onStream(async (_s, _h, ctl) => {
             await ctl.requestEnded();
             ctl.respondHttp(httpStatus, 'text/html', '<html><body>upstream error</body></html>');
           });
-          const session = await bench.downSession(leg);
+          const session = await bench().downSession(leg);
           const result = await finish(startRawCall(session), `HTTP ${httpStatus}`);
           assert.equal(result.trailersOnly, true, describeResult(result));
           assert.equal(result.headers?.[':status'], 200);
@@ -153,12 +147,12 @@ describe('upstream resets and protocol breaks', { timeout: TEST_TIMEOUT_MS * 80 
       }
 
       test('an upstream HTTP 200 with a non-gRPC content type is a gRPC error, not relayed HTML', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           await ctl.requestEnded();
           ctl.respondHttp(200, 'text/html; charset=utf-8', '<html><body>not grpc</body></html>');
         });
-        const session = await bench.downSession(leg);
+        const session = await bench().downSession(leg);
         const result = await finish(startRawCall(session), 'HTTP 200 text/html');
         // DESIGN.md §5: "upstream answered non-gRPC or broke the protocol → INTERNAL (13), or the spec's mapping"
         // (http-grpc-status-mapping.md has no gRPC status for a 200, so a client would say UNKNOWN).
@@ -168,7 +162,7 @@ describe('upstream resets and protocol breaks', { timeout: TEST_TIMEOUT_MS * 80 
           `expected INTERNAL or UNKNOWN: ${describeResult(result)}`,
         );
         assert.equal(result.data.length, 0, `the HTML body was relayed as gRPC data: ${result.data.toString('latin1')}`);
-        const grpcJs = await within(sayHello(bench.grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
+        const grpcJs = await within(sayHello(bench().grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
         assert.notEqual(grpcJs.status.code, GrpcCode.OK);
       });
     });

@@ -6,19 +6,19 @@
  * §8.7), which makes them safe to retry.
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { status as GrpcCode } from '@grpc/grpc-js';
 import { sayHello, sayHelloServerStream } from '../helpers/greeter.ts';
 import { type StreamControl } from '../helpers/fake-upstream.ts';
 import {
   ALL_LEGS,
+  answerOk,
   DEFAULT_LIMIT_MS,
   H2_ERRORS,
-  TEST_TIMEOUT_MS,
   legName,
-  startBench,
+  TEST_TIMEOUT_MS,
+  useBench,
   within,
-  type Bench,
 } from './fault-kit.ts';
 
 /** The concurrency limit of the test and the number of calls that exceed it tenfold. */
@@ -27,47 +27,36 @@ const CONCURRENT_CALLS = 100;
 /** Long enough for the limit's bookkeeping to matter; the test asserts no duration. */
 const ANSWER_DELAY_MS = 20;
 
-async function answerOk(ctl: StreamControl, text = 'ok'): Promise<void> {
-  await ctl.requestEnded();
-  await ctl.writeMessage(text);
-  ctl.sendTrailers();
-}
-
 describe('upstream sessions that die, drain or limit streams', { timeout: TEST_TIMEOUT_MS * 20 }, () => {
-  let bench: Bench;
-  before(async () => {
-    bench = await startBench();
-  });
-  afterEach(async () => bench.cleanup());
-  after(async () => bench.close());
+  const bench = useBench();
 
   for (const leg of ALL_LEGS) {
     describe(legName(leg), () => {
       test('an upstream session destroyed before response headers gives UNAVAILABLE', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           await ctl.requestEnded();
           ctl.destroySession();
         });
-        const result = await within(sayHello(bench.grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
+        const result = await within(sayHello(bench().grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js SayHello');
         assert.equal(result.status.code, GrpcCode.UNAVAILABLE, `${result.status.code}: ${result.status.details}`);
       });
 
       test('an upstream session destroyed mid-stream is a failure, with the first message delivered', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           await ctl.requestEnded();
           await ctl.writeMessage('one');
           ctl.destroySession();
         });
-        const result = await within(sayHelloServerStream(bench.grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js server stream');
+        const result = await within(sayHelloServerStream(bench().grpcClient(leg), 'x'), DEFAULT_LIMIT_MS, 'grpc-js server stream');
         t.diagnostic(`status ${result.status.code}: ${result.status.details}`);
         assert.notEqual(result.status.code, GrpcCode.OK, 'a dead upstream connection was reported as success');
         assert.deepEqual(result.messages, ['one']);
       });
 
       test('after the upstream session died, the next call succeeds on a new session', { timeout: TEST_TIMEOUT_MS }, async () => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         fake.onStream(async (_s, _h, ctl) => {
           if (ctl.session.index === 1) {
             await ctl.requestEnded();
@@ -76,7 +65,7 @@ describe('upstream sessions that die, drain or limit streams', { timeout: TEST_T
           }
           await answerOk(ctl);
         });
-        const client = bench.grpcClient(leg);
+        const client = bench().grpcClient(leg);
         const first = await within(sayHello(client, 'x'), DEFAULT_LIMIT_MS, 'first call');
         assert.notEqual(first.status.code, GrpcCode.OK);
         const second = await within(sayHello(client, 'y'), DEFAULT_LIMIT_MS, 'second call');
@@ -85,7 +74,7 @@ describe('upstream sessions that die, drain or limit streams', { timeout: TEST_T
       });
 
       test('GOAWAY with calls in flight: calls up to last-stream-id finish, new calls use a new session', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-        const fake = await bench.fake(leg);
+        const fake = await bench().fake(leg);
         let releaseFirstSession = (): void => undefined;
         const goawaySent = new Promise<void>((resolve) => (releaseFirstSession = resolve));
         let lastStreamId = 0;
@@ -100,7 +89,7 @@ describe('upstream sessions that die, drain or limit streams', { timeout: TEST_T
           }
           await answerOk(ctl, `stream ${ctl.record.id}`);
         });
-        const client = bench.grpcClient(leg);
+        const client = bench().grpcClient(leg);
         const inFlight = [sayHello(client, 'a'), sayHello(client, 'b'), sayHello(client, 'c')];
         const streams = await fake.waitForStreams(3);
         assert.deepEqual(
@@ -147,13 +136,13 @@ describe('upstream sessions that die, drain or limit streams', { timeout: TEST_T
       });
 
       test(`${CONCURRENT_CALLS} concurrent calls all succeed against SETTINGS_MAX_CONCURRENT_STREAMS ${MAX_CONCURRENT_STREAMS}`, { timeout: TEST_TIMEOUT_MS }, async (t) => {
-        const fake = await bench.fake(leg, { settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS } });
+        const fake = await bench().fake(leg, { settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS } });
         fake.onStream(async (_s, _h, ctl) => {
           await ctl.requestEnded();
           await new Promise((resolve) => setTimeout(resolve, ANSWER_DELAY_MS));
           await answerOk(ctl);
         });
-        const client = bench.grpcClient(leg);
+        const client = bench().grpcClient(leg);
         const calls = Array.from({ length: CONCURRENT_CALLS }, (_, i) => sayHello(client, `n${i}`));
         const results = await within(Promise.all(calls), 20_000, `${CONCURRENT_CALLS} concurrent calls`);
         const failures = results.filter((r) => r.status.code !== GrpcCode.OK);
