@@ -9,7 +9,7 @@
  */
 import type { GatewayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
-import { createEtcdConfigSource, type ConfigState } from './config/etcd-source.ts';
+import { createConfigSource, type ConfigState } from './config/source.ts';
 import { Snapshots, buildSnapshot } from './config/snapshots.ts';
 import { startListeners, type BoundAddress } from './listeners.ts';
 import { loadDefaultCert, type PemPair } from './tls/default-cert.ts';
@@ -47,17 +47,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       'config applied',
     );
   };
-  const source = createEtcdConfigSource({
-    hosts: config.etcd.hosts,
-    prefix: config.etcd.prefix,
-    timeoutMs: config.etcd.timeoutMs,
-    ...(config.etcd.username === undefined ? {} : { username: config.etcd.username }),
-    ...(config.etcd.password === undefined ? {} : { password: config.etcd.password }),
-    ...(config.etcd.tls === undefined ? {} : { tls: config.etcd.tls }),
-    keyring: config.dataEncryption.keyring,
-    log,
-    onChange: apply,
-  });
+  const source = createConfigSource(config, log, apply);
   let phase: StatusPhase = StatusPhase.loading;
   let status: StatusServer | undefined;
   try {
@@ -75,7 +65,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     }
     const initial = await source.start();
     snapshots = new Snapshots(buildSnapshot(initial, undefined, log));
-    log.info({ revision: initial.revision, routes: snapshots.current().router.size }, 'config loaded from etcd');
+    log.info({ revision: initial.revision, routes: snapshots.current().router.size, provider: config.dataPlane.configProvider }, 'config loaded');
     const defaultCert = options.defaultCert ?? (await loadDefaultCert(config.ssl.defaultCertFile, config.ssl.defaultKeyFile));
     const listeners = await startListeners({
       h2c: config.nodeListen,

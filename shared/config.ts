@@ -6,6 +6,7 @@
  * is on only when configured (conf/config.yaml: 127.0.0.1:7085).
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
@@ -83,7 +84,23 @@ export interface GatewayConfig {
   dataEncryption: { keyring: string[] };
   /** The data plane's plain HTTP status port (/healthz, /readyz); undefined = no status server. */
   status: ListenAddress | undefined;
+  dataPlane: DataPlaneProcessConfig;
   log: { level: string };
+}
+
+/** Where a data plane's configuration comes from (APISIX `deployment.role_data_plane.config_provider`). */
+export type ConfigProvider = 'etcd' | 'yaml';
+
+export interface DataPlaneProcessConfig {
+  /** Worker processes serving the same ports (`nginx_config.worker_processes`; `auto` = one per core). 1 = no workers. */
+  workerProcesses: number;
+  /** How long calls in flight may go on after SIGTERM before their sessions are closed (`nginx_config.worker_shutdown_timeout`). */
+  shutdownTimeoutMs: number;
+  configProvider: ConfigProvider;
+  /** The standalone file read when `configProvider` is `yaml` (APISIX's conf/apisix.yaml). */
+  standaloneFile: string;
+  /** etcd provider: where the last config read from etcd is kept, to start from when etcd is down; undefined = off. */
+  snapshotCache: string | undefined;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -117,6 +134,8 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
   const admin = asObject(deployment['admin'] ?? {}, 'deployment.admin');
   const etcd = asObject(deployment['etcd'] ?? {}, 'deployment.etcd');
   const log = asObject(root['log'] ?? {}, 'log');
+  const nginx = asObject(root['nginx_config'] ?? {}, 'nginx_config');
+  const roleDataPlane = asObject(deployment['role_data_plane'] ?? deployment['role_traditional'] ?? {}, 'deployment.role_data_plane');
   const globalHttp2 = optionalBoolean(apisix['enable_http2'], 'apisix.enable_http2') ?? true;
 
   const config: GatewayConfig = {
@@ -146,6 +165,13 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
       keyring: parseKeyring(Object.hasOwn(encryption, 'keyring') ? (encryption['keyring'] ?? []) : DOCUMENTED_KEYRING, 'apisix.data_encryption.keyring'),
     },
     status: parseStatus(apisix['status']),
+    dataPlane: {
+      workerProcesses: parseWorkerProcesses(nginx['worker_processes'] ?? 1, 'nginx_config.worker_processes'),
+      shutdownTimeoutMs: parseSeconds(nginx['worker_shutdown_timeout'] ?? 10, 'nginx_config.worker_shutdown_timeout'),
+      configProvider: parseProvider(roleDataPlane['config_provider'] ?? 'etcd', 'deployment.role_data_plane.config_provider'),
+      standaloneFile: resolvePath(optionalString(roleDataPlane['config_file'], 'deployment.role_data_plane.config_file') ?? DEFAULT_STANDALONE_FILE),
+      snapshotCache: optionalPath(etcd['snapshot_cache'], 'deployment.etcd.snapshot_cache'),
+    },
     log: { level: optionalString(log['level'], 'log.level') ?? 'info' },
   };
   applyEnvOverrides(config, env);
@@ -183,8 +209,58 @@ function applyEnvOverrides(config: GatewayConfig, env: Env): void {
   if (tls) config.ssl.listen = tls.split(',').map((a) => parseHostPortEnv(a, 'GATEWAY_TLS_LISTEN'));
   const status = env['GATEWAY_STATUS_LISTEN'];
   if (status) config.status = parseStatusEnv(status);
+  const workers = env['GATEWAY_WORKER_PROCESSES'];
+  if (workers) config.dataPlane.workerProcesses = parseWorkerProcesses(/^\d+$/.test(workers) ? Number(workers) : workers, 'GATEWAY_WORKER_PROCESSES');
+  const shutdown = env['GATEWAY_SHUTDOWN_TIMEOUT'];
+  if (shutdown) config.dataPlane.shutdownTimeoutMs = parseSeconds(Number.isNaN(Number(shutdown)) ? shutdown : Number(shutdown), 'GATEWAY_SHUTDOWN_TIMEOUT');
+  const provider = env['GATEWAY_CONFIG_PROVIDER'];
+  if (provider) config.dataPlane.configProvider = parseProvider(provider, 'GATEWAY_CONFIG_PROVIDER');
+  const standalone = env['GATEWAY_STANDALONE_FILE'];
+  if (standalone) config.dataPlane.standaloneFile = resolvePath(standalone);
+  const cache = env['GATEWAY_SNAPSHOT_CACHE'];
+  if (cache) config.dataPlane.snapshotCache = cache === 'off' ? undefined : resolvePath(cache);
   const level = env['LOG_LEVEL'];
   if (level) config.log.level = level;
+}
+
+/** APISIX's conf/apisix.yaml, next to conf/config.yaml. */
+export const DEFAULT_STANDALONE_FILE = resolve(REPO_ROOT, 'conf/apisix.yaml');
+
+/** `auto` (one per core, as nginx) or a count from 1; 1 runs the data plane in the main process. */
+function parseWorkerProcesses(value: unknown, what: string): number {
+  if (value === 'auto') return Math.max(1, availableParallelism());
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 256) {
+    throw new ConfigError(`${what}: expected auto or a whole number from 1 to 256`);
+  }
+  return value;
+}
+
+/** A number of seconds, or nginx's `10s` / `1m` form. */
+function parseSeconds(value: unknown, what: string): number {
+  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return Math.round(value * 1000);
+  if (typeof value === 'string') {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
+    if (m !== null && m[1] !== undefined) {
+      const n = Number(m[1]);
+      return Math.round(m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000);
+    }
+  }
+  throw new ConfigError(`${what}: expected seconds (a number, or 10s / 500ms / 2m)`);
+}
+
+function parseProvider(value: unknown, what: string): ConfigProvider {
+  if (value === 'etcd' || value === 'yaml') return value;
+  throw new ConfigError(`${what}: expected etcd or yaml (json and xds are not supported)`);
+}
+
+function optionalPath(value: unknown, what: string): string | undefined {
+  const text = optionalString(value, what);
+  return text === undefined || text === '' ? undefined : resolvePath(text);
+}
+
+/** Relative paths are relative to the working directory, as an operator typing them expects. */
+function resolvePath(path: string): string {
+  return isAbsolute(path) ? path : resolve(process.cwd(), path);
 }
 
 /**

@@ -22,8 +22,10 @@ import { normalizePrefix } from '../../shared/etcd-keys.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { Backoff, constantBackoff, delay } from './backoff.ts';
 import { ConfigStore, summary, type ConfigState } from './config-state.ts';
+import type { ConfigSource, WatchHealth } from './source.ts';
 
 export type { ConfigItem, ConfigMaps, ConfigState } from './config-state.ts';
+export type { WatchHealth } from './source.ts';
 
 export interface EtcdConfigSourceOptions {
   hosts: string[];
@@ -36,26 +38,18 @@ export interface EtcdConfigSourceOptions {
   keyring?: Keyring;
   /** `deployment.etcd.tls`: client certificate and CA for `https://` etcd endpoints. */
   tls?: EtcdTlsConfig;
+  /** A file to keep the last state read from etcd in, and to start from when etcd is down at start. */
+  snapshotCache?: string;
   log: Logger;
   /** Called with every new state after the first, which `start()` returns. Bursts are coalesced into one call. */
   onChange: (state: ConfigState) => void;
 }
 
-/** Whether the watch is live (etcd acknowledged it), and since when it has been so or not (epoch ms). */
-export interface WatchHealth {
-  readonly connected: boolean;
-  readonly since: number;
-}
-
-export interface EtcdConfigSource {
-  /** Resolves after the first full load, retrying while etcd is unreachable; rejects only if closed first. */
-  start(): Promise<ConfigState>;
-  current(): ConfigState | undefined;
-  /** Not connected before the first watch is acknowledged, while it is re-established, and once closed. */
-  health(): WatchHealth;
-  /** Idempotent: stops the watch, the timers and the client. */
-  close(): Promise<void>;
-}
+/**
+ * start() resolves after the first full load, retrying while etcd is unreachable; health() is not connected before
+ * the first watch is acknowledged, while it is re-established, and once closed.
+ */
+export type EtcdConfigSource = ConfigSource;
 
 /** grpc-js refuses messages over 4 MiB by default; a full range read of a large configuration can exceed that. */
 const UNLIMITED_MESSAGE_LENGTH = -1;

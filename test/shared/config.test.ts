@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DEFAULT_ALLOW_ADMIN, DOCUMENTED_ADMIN_KEY, DOCUMENTED_KEYRING, loadConfig, parseConfig } from '../../shared/config.ts';
@@ -143,5 +144,37 @@ deployment:
     assert.deepEqual(parseConfig('', { GATEWAY_STATUS_LISTEN: '7086' }).status, { ip: '127.0.0.1', port: 7086 });
     assert.equal(loadConfig({ GATEWAY_STATUS_LISTEN: 'off' }).status, undefined);
     assert.throws(() => parseConfig('', { GATEWAY_STATUS_LISTEN: 'localhost' }), /GATEWAY_STATUS_LISTEN: expected ip:port/);
+  });
+  test('data-plane processes: worker_processes, worker_shutdown_timeout, config_provider, snapshot_cache', () => {
+    const defaults = parseConfig('').dataPlane;
+    assert.equal(defaults.workerProcesses, 1);
+    assert.equal(defaults.shutdownTimeoutMs, 10_000);
+    assert.equal(defaults.configProvider, 'etcd');
+    assert.equal(defaults.snapshotCache, undefined);
+    assert.match(defaults.standaloneFile, /conf\/apisix\.yaml$/);
+    const shipped = loadConfig({}).dataPlane;
+    assert.equal(shipped.workerProcesses, availableParallelism());
+    assert.equal(shipped.snapshotCache, undefined);
+    const file = parseConfig(`
+nginx_config: { worker_processes: 3, worker_shutdown_timeout: 2m }
+deployment:
+  role_data_plane: { config_provider: yaml, config_file: /etc/gw/apisix.yaml }
+  etcd: { snapshot_cache: /var/cache/gw.json }
+`).dataPlane;
+    assert.deepEqual(file, { workerProcesses: 3, shutdownTimeoutMs: 120_000, configProvider: 'yaml', standaloneFile: '/etc/gw/apisix.yaml', snapshotCache: '/var/cache/gw.json' });
+    const env = parseConfig('', {
+      GATEWAY_WORKER_PROCESSES: '4',
+      GATEWAY_SHUTDOWN_TIMEOUT: '2.5',
+      GATEWAY_CONFIG_PROVIDER: 'yaml',
+      GATEWAY_STANDALONE_FILE: '/tmp/a.yaml',
+      GATEWAY_SNAPSHOT_CACHE: '/tmp/c.json',
+    }).dataPlane;
+    assert.deepEqual(env, { workerProcesses: 4, shutdownTimeoutMs: 2_500, configProvider: 'yaml', standaloneFile: '/tmp/a.yaml', snapshotCache: '/tmp/c.json' });
+    assert.equal(parseConfig('', { GATEWAY_WORKER_PROCESSES: 'auto' }).dataPlane.workerProcesses, availableParallelism());
+    assert.equal(parseConfig('deployment: { etcd: { snapshot_cache: /x.json } }', { GATEWAY_SNAPSHOT_CACHE: 'off' }).dataPlane.snapshotCache, undefined);
+    assert.throws(() => parseConfig('nginx_config: { worker_processes: 0 }'), /nginx_config\.worker_processes: expected auto or a whole number/);
+    assert.throws(() => parseConfig('', { GATEWAY_WORKER_PROCESSES: 'many' }), /GATEWAY_WORKER_PROCESSES: expected auto/);
+    assert.throws(() => parseConfig('deployment: { role_data_plane: { config_provider: xds } }'), /config_provider: expected etcd or yaml/);
+    assert.throws(() => parseConfig('nginx_config: { worker_shutdown_timeout: soon }'), /worker_shutdown_timeout: expected seconds/);
   });
 });
