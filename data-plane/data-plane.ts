@@ -14,13 +14,20 @@ import { Snapshots, buildSnapshot } from './config/snapshots.ts';
 import { startListeners, type BoundAddress } from './listeners.ts';
 import { loadDefaultCert, type PemPair } from './tls/default-cert.ts';
 import { SessionPool } from './upstream/pool.ts';
-import { StatusPhase, startStatusServer, type StatusAddress, type StatusServer } from './status-server.ts';
+import { StatusPhase, startStatusServer, type StatusAddress, type StatusReport, type StatusServer } from './status-server.ts';
+
+/** Rebuilds are at least this far apart: an isolated change applies at once, a burst shares rebuilds. */
+const MIN_REBUILD_INTERVAL_MS = 10;
+/** …and at least this many times the last build's duration apart, so large configs never spend most CPU rebuilding. */
+const REBUILD_INTERVAL_FACTOR = 4;
 
 export interface DataPlane {
   readonly addresses: readonly BoundAddress[];
   readonly snapshots: Snapshots;
   /** Where /healthz and /readyz answer; undefined when `apisix.status` is off. */
   readonly statusAddress: StatusAddress | undefined;
+  /** What /readyz would say now (worker processes send it to their primary, which serves the status port). */
+  report(): StatusReport;
   /** Stops accepting, lets calls in flight finish for up to `graceMs`, then closes sessions and the watch. */
   close(graceMs?: number): Promise<void>;
 }
@@ -36,31 +43,48 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const { config, log } = options;
   const pool = new SessionPool(log);
   let snapshots: Snapshots | undefined;
-  const apply = (state: ConfigState): void => {
-    if (snapshots === undefined) return;
+  // Leading-edge throttle: a change applies immediately unless a rebuild ran within the interval; then the latest
+  // state waits for the interval's end and every state that arrived meanwhile is skipped (each is complete).
+  let pending: ConfigState | undefined;
+  let throttle: NodeJS.Timeout | undefined;
+  let lastBuildAt = -Infinity;
+  let intervalMs = MIN_REBUILD_INTERVAL_MS;
+  const rebuild = (): void => {
+    throttle = undefined;
+    const state = pending;
+    pending = undefined;
+    if (snapshots === undefined || state === undefined) return;
     const started = performance.now();
     const next = buildSnapshot(state, snapshots.current(), log);
     snapshots.swap(next);
     pool.retain(next.nodeKeys);
-    log.info(
-      { revision: state.revision, routes: next.router.size, ssls: state.ssls.size, buildMs: +(performance.now() - started).toFixed(2) },
-      'config applied',
-    );
+    const buildMs = performance.now() - started;
+    lastBuildAt = performance.now();
+    intervalMs = Math.max(MIN_REBUILD_INTERVAL_MS, buildMs * REBUILD_INTERVAL_FACTOR);
+    log.info({ revision: state.revision, routes: next.router.size, ssls: state.ssls.size, buildMs: +buildMs.toFixed(2) }, 'config applied');
+  };
+  const apply = (state: ConfigState): void => {
+    pending = state;
+    if (throttle !== undefined) return;
+    const wait = lastBuildAt + intervalMs - performance.now();
+    if (wait <= 0) rebuild();
+    else throttle = setTimeout(rebuild, wait);
   };
   const source = createConfigSource(config, log, apply);
   let phase: StatusPhase = StatusPhase.loading;
+  const report = (): StatusReport => ({
+    phase,
+    revision: snapshots?.current().revision,
+    routes: snapshots?.current().router.size ?? 0,
+    watch: source.health(),
+  });
   let status: StatusServer | undefined;
   try {
     if (config.status !== undefined) {
       status = await startStatusServer({
         listen: config.status,
         log,
-        report: () => ({
-          phase,
-          revision: snapshots?.current().revision,
-          routes: snapshots?.current().router.size ?? 0,
-          watch: source.health(),
-        }),
+        report,
       });
     }
     const initial = await source.start();
@@ -82,9 +106,11 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       addresses: listeners.addresses,
       snapshots: current,
       statusAddress: statusServer?.address,
+      report,
       close: (graceMs = 0) => {
         closing ??= (async () => {
           phase = StatusPhase.draining;
+          clearTimeout(throttle);
           await listeners.close(graceMs);
           // Every client stream is over, so every upstream stream is too: nothing left to wait for.
           await pool.close(0);
@@ -95,6 +121,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       },
     };
   } catch (err) {
+    clearTimeout(throttle);
     await source.close();
     await pool.close();
     await status?.close();

@@ -54,8 +54,12 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
     stream.on('error', ignoreStreamError);
     handleStream(stream, headers, deps);
   };
+  const draining = { on: false };
   const track = (session: Http2Session): void => {
     sessions.add(session);
+    // A connection accepted just as the drain began (or sniffed after it) gets its GOAWAY at once, like the others:
+    // the client sends its calls elsewhere instead of having them cut when the grace ends.
+    if (draining.on) session.close();
     session.on('close', () => sessions.delete(session));
     session.on('error', (err: Error) => log.debug({ err: err.message }, 'client session error'));
   };
@@ -125,6 +129,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
   return {
     addresses,
     close: (graceMs = 0) => {
+      draining.on = true;
       closing ??= closeAll(servers, sessions, sockets, graceMs);
       return closing;
     },

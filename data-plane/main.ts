@@ -1,41 +1,103 @@
 /**
- * The data-plane process: config → logger → data plane (etcd sync, listeners) → graceful drain on SIGTERM/SIGINT.
+ * The data-plane process: config → logger → data plane (config sync, listeners) → graceful drain on SIGTERM/SIGINT.
  * It only reads etcd; any number of these can run against one etcd cluster.
+ *
+ * With `worker_processes` above 1 (conf/config.yaml: `auto`, one per core) this process becomes the primary of
+ * that many workers (data-plane/workers.ts), each of which runs this same file as a worker.
  */
+import cluster from 'node:cluster';
 import { loadConfig } from '../shared/config.ts';
 import { createLogger } from '../shared/logger.ts';
 import { startDataPlane } from './data-plane.ts';
+import { StatusPhase } from './status-server.ts';
+import type { PemPair } from './tls/default-cert.ts';
+import { WORKER_DEFAULT_CERT_ENV, WORKER_ID_ENV, startPrimary, type WorkerMessage } from './workers.ts';
 
-/** How long calls in flight may run on after SIGTERM before their sessions are destroyed. */
-const SHUTDOWN_GRACE_MS = 10_000;
+/** How often a worker checks whether its status changed, to tell the primary. */
+const WORKER_REPORT_MS = 250;
 
 const config = loadConfig();
-const log = createLogger({ level: config.log.level, name: 'data-plane' });
+const baseLog = createLogger({ level: config.log.level, name: 'data-plane' });
+const graceMs = config.dataPlane.shutdownTimeoutMs;
 
-try {
-  const dataPlane = await startDataPlane({ config, log });
-  for (const address of dataPlane.addresses) {
-    log.info({ kind: address.kind, host: address.host, port: address.port }, 'gRPC listener ready');
+if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
+  try {
+    const primary = await startPrimary(config, baseLog);
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      primary.stop(signal).then(
+        () => process.exit(0),
+        (err: unknown) => {
+          baseLog.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  } catch (err) {
+    baseLog.fatal({ err }, 'data plane failed to start');
+    process.exit(1);
   }
-  const status = dataPlane.statusAddress;
-  if (status === undefined) log.info('status server off (apisix.status)');
-  else log.info({ host: status.host, port: status.port, paths: ['/healthz', '/readyz'] }, 'status server ready');
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal, graceMs: SHUTDOWN_GRACE_MS }, 'draining');
-    dataPlane.close(SHUTDOWN_GRACE_MS).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+} else {
+  const worker = cluster.isWorker ? Number(process.env[WORKER_ID_ENV] ?? cluster.worker?.id ?? 0) : undefined;
+  const log = worker === undefined ? baseLog : baseLog.child({ worker });
+  const send = (message: WorkerMessage): void => {
+    if (process.connected) process.send?.(message);
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-} catch (err) {
-  log.fatal({ err }, 'data plane failed to start');
-  process.exit(1);
+  try {
+    // A worker's status is served by its primary; it presents the primary's default certificate.
+    const certText = process.env[WORKER_DEFAULT_CERT_ENV];
+    const defaultCert = worker !== undefined && certText !== undefined ? (JSON.parse(certText) as PemPair) : undefined;
+    if (worker !== undefined) send({ type: 'gateway:status', report: { phase: StatusPhase.loading, revision: undefined, routes: 0, watch: { connected: false, since: Date.now() } } });
+    const dataPlane = await startDataPlane({
+      config: worker === undefined ? config : { ...config, status: undefined },
+      log,
+      ...(defaultCert === undefined ? {} : { defaultCert }),
+    });
+    if (worker === undefined) {
+      for (const address of dataPlane.addresses) {
+        log.info({ kind: address.kind, host: address.host, port: address.port }, 'gRPC listener ready');
+      }
+      const status = dataPlane.statusAddress;
+      if (status === undefined) log.info('status server off (apisix.status)');
+      else log.info({ host: status.host, port: status.port, paths: ['/healthz', '/readyz'] }, 'status server ready');
+    } else {
+      send({ type: 'gateway:listening', addresses: dataPlane.addresses });
+      let last = '';
+      const report = (): void => {
+        const { phase, revision, routes, watch } = dataPlane.report();
+        const text = JSON.stringify([phase, revision, routes, watch.connected, watch.since]);
+        if (text === last) return;
+        last = text;
+        send({ type: 'gateway:status', report: { phase, revision, routes, watch } });
+      };
+      report();
+      setInterval(report, WORKER_REPORT_MS).unref();
+    }
+    let stopping = false;
+    const stop = (reason: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ reason, graceMs }, 'draining');
+      const closing = dataPlane.close(graceMs);
+      if (worker !== undefined) send({ type: 'gateway:status', report: { ...dataPlane.report(), phase: StatusPhase.draining } });
+      closing.then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    // A worker whose primary is gone gets no more connections: it finishes what it has and exits.
+    if (worker !== undefined) process.on('disconnect', () => stop('primary exited'));
+  } catch (err) {
+    log.fatal({ err }, 'data plane failed to start');
+    process.exit(1);
+  }
 }

@@ -38,6 +38,17 @@ export interface StatusReport {
   routes: number;
   /** Whether the etcd watch is live; `since` is when it last became live or stopped being so (epoch ms). */
   watch: { connected: boolean; since: number };
+  /** With worker processes: each worker's own report (the fields above are then their summary). */
+  workers?: readonly WorkerStatus[];
+}
+
+export interface WorkerStatus {
+  id: number;
+  pid: number;
+  phase: StatusPhase;
+  revision: string | undefined;
+  routes: number;
+  watch: { connected: boolean; since: number };
 }
 
 export interface StatusServerOptions {
@@ -96,6 +107,18 @@ function answer(req: IncomingMessage, res: ServerResponse, report: () => StatusR
     routes: now.routes,
     config_stale: !now.watch.connected,
     since: now.watch.connected ? null : new Date(now.watch.since).toISOString(),
+    ...(now.workers === undefined
+      ? {}
+      : {
+          workers: now.workers.map((w) => ({
+            id: w.id,
+            pid: w.pid,
+            status: w.phase === StatusPhase.serving ? 'ok' : w.phase,
+            revision: w.revision ?? null,
+            routes: w.routes,
+            config_stale: !w.watch.connected,
+          })),
+        }),
   };
   if (path === '/healthz') return send(res, 200, { status: 'ok', ...body });
   const ready = now.phase === StatusPhase.serving;

@@ -21,7 +21,8 @@ import { describe } from '../../shared/errors.ts';
 import { normalizePrefix } from '../../shared/etcd-keys.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { Backoff, constantBackoff, delay } from './backoff.ts';
-import { ConfigStore, summary, type ConfigState } from './config-state.ts';
+import { ConfigStore, summary, type ConfigState, type RawKeyValue } from './config-state.ts';
+import { readSnapshotCache, writeSnapshotCache } from './snapshot-cache.ts';
 import type { ConfigSource, WatchHealth } from './source.ts';
 
 export type { ConfigItem, ConfigMaps, ConfigState } from './config-state.ts';
@@ -57,6 +58,10 @@ const UNLIMITED_MESSAGE_LENGTH = -1;
 const ETCD3_WATCH_RETRY_MS = 100;
 /** Bounds how long close() waits for etcd to acknowledge the watch cancel before closing the channel anyway. */
 const CLOSE_CANCEL_TIMEOUT_MS = 1_000;
+/** A watch must stay up this long before the retry backoff starts again from its shortest delay (no flapping storm). */
+const STABLE_WATCH_MS = 10_000;
+/** The snapshot cache is rewritten at most this often: a burst of changes costs one write. */
+const CACHE_WRITE_DELAY_MS = 1_000;
 
 export function createEtcdConfigSource(options: EtcdConfigSourceOptions): EtcdConfigSource {
   return new Source(options);
@@ -66,6 +71,7 @@ class Source implements EtcdConfigSource {
   readonly #options: EtcdConfigSourceOptions;
   readonly #log: Logger;
   readonly #dir: string;
+  readonly #prefix: string;
   readonly #client: Etcd3;
   readonly #store: ConfigStore;
   readonly #backoff = new Backoff();
@@ -77,6 +83,11 @@ class Source implements EtcdConfigSource {
   #watcher: Watcher | undefined;
   #resyncing = false;
   #flush: NodeJS.Immediate | undefined;
+  #reconnect: NodeJS.Timeout | undefined;
+  /** Every key-value under the prefix as etcd holds it, for the snapshot cache (only kept when one is configured). */
+  readonly #raw = new Map<string, RawKeyValue>();
+  #cacheTimer: NodeJS.Timeout | undefined;
+  #cacheWrite: Promise<void> = Promise.resolve();
   /** The revision the store is complete up to: the bootstrap's header.revision, then each applied event's. */
   #applied = 0n;
   #clusterId: string | undefined;
@@ -87,16 +98,52 @@ class Source implements EtcdConfigSource {
     this.#log = options.log.child({ module: 'etcd-source' });
     const prefix = normalizePrefix(options.prefix);
     this.#dir = `${prefix}/`;
+    this.#prefix = prefix;
     this.#store = new ConfigStore(prefix, this.#log, options.keyring);
     this.#client = new Etcd3(clientOptions(options));
   }
 
   start(): Promise<ConfigState> {
-    this.#started ??= this.#loadUntilDone('initial load').then((state) => {
+    this.#started ??= this.#firstLoad();
+    return this.#started;
+  }
+
+  /**
+   * Without a usable snapshot cache: range reads until one succeeds (the data plane waits, not ready, logging each
+   * failure). With one: a single attempt, and if etcd cannot answer it, the cached state is served while the
+   * range read goes on in the background, as a resync whose result replaces it.
+   */
+  async #firstLoad(): Promise<ConfigState> {
+    const cacheFile = this.#options.snapshotCache;
+    const cached = cacheFile === undefined ? undefined : await readSnapshotCache(cacheFile, this.#prefix);
+    if (cached === undefined || typeof cached === 'string') {
+      if (cached !== undefined) this.#log.info({ file: cacheFile, reason: cached }, 'no usable config snapshot cache');
+      const state = await this.#loadUntilDone('initial load');
       this.#openWatch();
       return state;
-    });
-    return this.#started;
+    }
+    try {
+      const state = await this.#loadOnce('initial load');
+      this.#openWatch();
+      return state;
+    } catch (err) {
+      if (this.#closed) throw new Error('the etcd config source was closed before its configuration loaded');
+      const state = this.#store.replaceAll(cached.kvs, cached.revision);
+      this.#applied = BigInt(cached.revision);
+      this.#clusterId = cached.clusterId;
+      this.#log.warn(
+        {
+          hosts: this.#options.hosts,
+          error: describe(err),
+          file: cacheFile,
+          cachedAt: new Date(cached.writtenAt).toISOString(),
+          ...summary(state),
+        },
+        'etcd is unreachable at start: serving the cached configuration until it answers',
+      );
+      this.#resync('etcd unreachable at start');
+      return state;
+    }
   }
 
   current(): ConfigState | undefined {
@@ -115,6 +162,7 @@ class Source implements EtcdConfigSource {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     if (this.#flush !== undefined) clearImmediate(this.#flush);
+    await this.#cacheWrite;
     const watcher = this.#watcher;
     this.#watcher = undefined;
     if (watcher !== undefined) {
@@ -125,22 +173,32 @@ class Source implements EtcdConfigSource {
     this.#client.close();
   }
 
+  /** One range read of the whole prefix: the new complete state, or a rejection. */
+  async #loadOnce(reason: string): Promise<ConfigState> {
+    // One deadline for the whole attempt: etcd3 retries a failed call up to 3 times and a per-call deadline
+    // would let an unresponsive host hold the attempt (and its log line) for three times timeoutMs.
+    const deadline = Date.now() + this.#options.timeoutMs;
+    const res = await this.#client.getAll().prefix(this.#dir).options({ deadline }).exec();
+    if (this.#closed) throw new Error('closed');
+    const state = this.#store.replaceAll(res.kvs, res.header.revision);
+    this.#applied = BigInt(res.header.revision);
+    this.#clusterId = res.header.cluster_id;
+    this.#backoff.reset();
+    if (this.#options.snapshotCache !== undefined) {
+      this.#raw.clear();
+      for (const kv of res.kvs) this.#raw.set(kv.key.toString(), kv);
+      this.#scheduleCacheWrite();
+    }
+    this.#log.info({ reason, ...summary(state) }, 'configuration loaded from etcd');
+    return state;
+  }
+
   /** One range read of the whole prefix, retried with backoff until it succeeds or the source is closed. */
   async #loadUntilDone(reason: string): Promise<ConfigState> {
     for (let attempt = 1; ; attempt++) {
       if (this.#closed) throw new Error('the etcd config source was closed before its configuration loaded');
       try {
-        // One deadline for the whole attempt: etcd3 retries a failed call up to 3 times and a per-call deadline
-        // would let an unresponsive host hold the attempt (and its log line) for three times timeoutMs.
-        const deadline = Date.now() + this.#options.timeoutMs;
-        const res = await this.#client.getAll().prefix(this.#dir).options({ deadline }).exec();
-        if (this.#closed) continue;
-        const state = this.#store.replaceAll(res.kvs, res.header.revision);
-        this.#applied = BigInt(res.header.revision);
-        this.#clusterId = res.header.cluster_id;
-        this.#backoff.reset();
-        this.#log.info({ reason, ...summary(state) }, 'configuration loaded from etcd');
-        return state;
+        return await this.#loadOnce(reason);
       } catch (err) {
         if (this.#closed) continue;
         const delayMs = this.#backoff.next();
@@ -168,7 +226,10 @@ class Source implements EtcdConfigSource {
       this.#cancelTimer(connectTimer);
       if (watcher !== this.#watcher) return;
       if (this.#checkSameHistory(res.header)) {
-        this.#backoff.reset();
+        // Only a watch that stays up resets the backoff: one that connects and drops again at once keeps backing off.
+        this.#after(STABLE_WATCH_MS, () => {
+          if (watcher === this.#watcher && this.#health.connected) this.#backoff.reset();
+        });
         this.#setConnected(true);
         this.#log.info({ fromRevision: from }, 'watching etcd');
       }
@@ -194,10 +255,15 @@ class Source implements EtcdConfigSource {
 
   #onWatchResponse(res: IWatchResponse): void {
     if (!this.#checkSameHistory(res.header)) return;
+    const keepRaw = this.#options.snapshotCache !== undefined;
     for (const event of res.events) {
       if (event.type === 'Put') this.#store.applyPut(event.kv);
       else this.#store.applyDelete(event.kv);
       this.#applied = BigInt(event.kv.mod_revision);
+      if (keepRaw) {
+        if (event.type === 'Put') this.#raw.set(event.kv.key.toString(), event.kv);
+        else this.#raw.delete(event.kv.key.toString());
+      }
     }
     // An empty response is a progress notification: every event up to header.revision has been sent.
     const progress = BigInt(res.header.revision);
@@ -234,12 +300,19 @@ class Source implements EtcdConfigSource {
       { error: describe(err), resumeRevision: (this.#applied + 1n).toString(), retryInMs: delayMs },
       'etcd watch disconnected, resuming',
     );
-    this.#after(delayMs, () => this.#openWatch());
+    this.#reconnect = this.#after(delayMs, () => {
+      this.#reconnect = undefined;
+      this.#openWatch();
+    });
   }
 
   /** Full re-read after a compaction or an etcd restart, then a new watch from the new revision + 1. */
   #resync(reason: string): void {
     this.#dropWatch();
+    if (this.#reconnect !== undefined) {
+      this.#cancelTimer(this.#reconnect); // the resync opens the next watch itself
+      this.#reconnect = undefined;
+    }
     if (this.#resyncing || this.#closed) return;
     this.#resyncing = true;
     this.#loadUntilDone(reason).then(
@@ -270,6 +343,23 @@ class Source implements EtcdConfigSource {
       if (this.#resyncing || this.#closed) return; // the resync's full state supersedes these events
       const state = this.#store.commit(this.#applied.toString());
       if (state !== undefined) this.#emit(state);
+      this.#scheduleCacheWrite();
+    });
+  }
+
+  /** At most one write per CACHE_WRITE_DELAY_MS, of the raw key-values the store is complete up to. */
+  #scheduleCacheWrite(): void {
+    const file = this.#options.snapshotCache;
+    if (file === undefined || this.#cacheTimer !== undefined || this.#closed) return;
+    this.#cacheTimer = this.#after(CACHE_WRITE_DELAY_MS, () => {
+      this.#cacheTimer = undefined;
+      const snapshot = { revision: this.#applied.toString(), clusterId: this.#clusterId, kvs: [...this.#raw.values()] };
+      this.#cacheWrite = this.#cacheWrite
+        .then(() => writeSnapshotCache(file, this.#prefix, snapshot))
+        .then(
+          () => this.#log.debug({ file, revision: snapshot.revision }, 'config snapshot cache written'),
+          (err: unknown) => this.#log.warn({ file, error: describe(err) }, 'cannot write the config snapshot cache'),
+        );
     });
   }
 

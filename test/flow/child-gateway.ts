@@ -22,6 +22,8 @@ export interface ChildGateway {
   /** `127.0.0.1:<port>` of the h2c listener. */
   readonly h2cAddress: string;
   readonly tlsAddress: string;
+  /** `127.0.0.1:<port>` of the status port (/healthz, /readyz). */
+  readonly statusAddress: string;
   /** VmRSS of the process in KiB; undefined once it has exited. */
   rssKiB(): number | undefined;
   /** The process exited (on its own or stopped). */
@@ -31,15 +33,28 @@ export interface ChildGateway {
   stop(): Promise<void>;
 }
 
-export async function spawnChildGateway(etcdEndpoint: string): Promise<ChildGateway> {
-  const h2cPort = await freePort();
-  const tlsPort = await freePort();
+export interface ChildGatewayOptions {
+  /** GATEWAY_WORKER_PROCESSES; default 1 (the data plane runs in the child itself, whose RSS is then its own). */
+  workers?: number;
+  /** Fixed ports (a restarted replica keeps its addresses); free ones by default. */
+  ports?: { h2c: number; tls: number; status: number };
+  /** More environment (GATEWAY_SHUTDOWN_TIMEOUT, GATEWAY_SNAPSHOT_CACHE, …). */
+  env?: Record<string, string>;
+}
+
+export async function spawnChildGateway(etcdEndpoint: string, options: ChildGatewayOptions = {}): Promise<ChildGateway> {
+  const h2cPort = options.ports?.h2c ?? (await freePort());
+  const tlsPort = options.ports?.tls ?? (await freePort());
+  const statusPort = options.ports?.status ?? (await freePort());
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     GATEWAY_ETCD_HOSTS: etcdEndpoint,
     GATEWAY_H2C_LISTEN: `127.0.0.1:${h2cPort}`,
     GATEWAY_TLS_LISTEN: `127.0.0.1:${tlsPort}`,
+    GATEWAY_STATUS_LISTEN: `127.0.0.1:${statusPort}`,
+    GATEWAY_WORKER_PROCESSES: String(options.workers ?? 1),
     LOG_LEVEL: 'warn',
+    ...options.env,
   };
   // The test runner marks its own children; the gateway is not one of them.
   delete env['NODE_TEST_CONTEXT'];
@@ -72,6 +87,7 @@ export async function spawnChildGateway(etcdEndpoint: string): Promise<ChildGate
     pid: spawned,
     h2cAddress: `127.0.0.1:${h2cPort}`,
     tlsAddress: `127.0.0.1:${tlsPort}`,
+    statusAddress: `127.0.0.1:${statusPort}`,
     get exited() {
       return exited;
     },

@@ -1,0 +1,142 @@
+/**
+ * Worker processes (`nginx_config.worker_processes`): the primary forks N data-plane workers with node:cluster, all
+ * serving the same gRPC ports (the primary accepts and hands connections out round-robin), each following etcd
+ * itself. The primary proxies nothing: it owns the status port, replaces a worker that dies, and on SIGTERM asks
+ * every worker to drain and waits for them.
+ *
+ * Workers report to the primary over the cluster IPC channel: their bound addresses once, and their status
+ * (phase, revision, route count, watch health) whenever it changes. /readyz is 200 while at least one worker
+ * serves (the primary hands connections only to workers that listen); `config_stale` if any worker's watch is down;
+ * `revision` is the oldest revision in service, so a probe never sees a change before every worker has it.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import type { GatewayConfig } from '../shared/config.ts';
+import { describe } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { BoundAddress } from './listeners.ts';
+import { StatusPhase, startStatusServer, type StatusReport, type StatusServer, type WorkerStatus } from './status-server.ts';
+import { loadDefaultCert } from './tls/default-cert.ts';
+
+/** The environment variable carrying the primary's default certificate to its workers, so all present the same one. */
+export const WORKER_DEFAULT_CERT_ENV = 'GATEWAY_WORKER_DEFAULT_CERT';
+export const WORKER_ID_ENV = 'GATEWAY_WORKER_ID';
+
+/** Messages from a worker to the primary. */
+export type WorkerMessage =
+  | { type: 'gateway:listening'; addresses: readonly BoundAddress[] }
+  | { type: 'gateway:status'; report: Omit<WorkerStatus, 'id' | 'pid'> };
+
+/** A worker that lived less than this before dying counts as a crash loop, and its replacement waits longer. */
+const HEALTHY_LIFETIME_MS = 10_000;
+const RESPAWN_MIN_MS = 100;
+const RESPAWN_MAX_MS = 30_000;
+/** Beyond the drain grace: how long workers get to exit after SIGTERM before they are killed. */
+const EXIT_MARGIN_MS = 5_000;
+
+export interface Primary {
+  /** Resolves once every worker exited, after stop(). */
+  stop(signal: string): Promise<void>;
+}
+
+interface Slot {
+  id: number;
+  worker: Worker | undefined;
+  startedAt: number;
+  crashes: number;
+  status: WorkerStatus | undefined;
+  respawn: NodeJS.Timeout | undefined;
+}
+
+export async function startPrimary(config: GatewayConfig, log: Logger): Promise<Primary> {
+  const count = config.dataPlane.workerProcesses;
+  const defaultCert = await loadDefaultCert(config.ssl.defaultCertFile, config.ssl.defaultKeyFile);
+  const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, worker: undefined, startedAt: 0, crashes: 0, status: undefined, respawn: undefined }));
+  const startedAt = Date.now();
+  let stopping = false;
+  let announced = false;
+
+  const report = (): StatusReport => {
+    const workers = slots.flatMap((slot) => (slot.status === undefined ? [] : [slot.status]));
+    const serving = workers.filter((w) => w.phase === StatusPhase.serving);
+    const phase = stopping ? StatusPhase.draining : serving.length > 0 ? StatusPhase.serving : StatusPhase.loading;
+    const oldest = serving.reduce<WorkerStatus | undefined>((min, w) => (min === undefined || BigInt(w.revision ?? '0') < BigInt(min.revision ?? '0') ? w : min), undefined);
+    const stale = workers.filter((w) => !w.watch.connected);
+    const watch =
+      stale.length > 0
+        ? { connected: false, since: Math.min(...stale.map((w) => w.watch.since)) }
+        : { connected: workers.length > 0, since: Math.max(startedAt, ...workers.map((w) => w.watch.since)) };
+    return { phase, revision: oldest?.revision, routes: oldest?.routes ?? 0, watch, workers };
+  };
+
+  let status: StatusServer | undefined;
+  if (config.status !== undefined) {
+    status = await startStatusServer({ listen: config.status, log, report });
+    log.info({ host: status.address.host, port: status.address.port, paths: ['/healthz', '/readyz'] }, 'status server ready');
+  } else {
+    log.info('status server off (apisix.status)');
+  }
+
+  const fork = (slot: Slot): void => {
+    slot.respawn = undefined;
+    if (stopping) return;
+    const worker = cluster.fork({ [WORKER_ID_ENV]: String(slot.id), [WORKER_DEFAULT_CERT_ENV]: JSON.stringify(defaultCert) });
+    slot.worker = worker;
+    slot.startedAt = Date.now();
+    slot.status = undefined;
+    worker.on('message', (message: WorkerMessage) => {
+      if (slot.worker !== worker) return;
+      if (message.type === 'gateway:status') {
+        slot.status = { id: slot.id, pid: worker.process.pid ?? 0, ...message.report };
+      } else if (message.type === 'gateway:listening' && !announced) {
+        announced = true;
+        for (const address of message.addresses) log.info({ kind: address.kind, host: address.host, port: address.port, workers: count }, 'gRPC listener ready');
+      }
+    });
+    worker.on('error', (err: Error) => log.warn({ worker: slot.id, error: describe(err) }, 'worker IPC error'));
+    worker.on('exit', (code, signal) => {
+      if (slot.worker !== worker) return;
+      slot.worker = undefined;
+      slot.status = undefined;
+      if (stopping) return;
+      const lived = Date.now() - slot.startedAt;
+      slot.crashes = lived < HEALTHY_LIFETIME_MS ? slot.crashes + 1 : 0;
+      const delayMs = slot.crashes === 0 ? RESPAWN_MIN_MS : Math.min(RESPAWN_MAX_MS, RESPAWN_MIN_MS * 2 ** slot.crashes);
+      log.error({ worker: slot.id, pid: worker.process.pid, code, signal, livedMs: lived, respawnInMs: delayMs }, 'data-plane worker died; its peers keep serving, starting a replacement');
+      slot.respawn = setTimeout(() => fork(slot), delayMs);
+    });
+  };
+  for (const slot of slots) fork(slot);
+  log.info({ workers: count, pid: process.pid }, 'data-plane primary started its workers');
+
+  let stopped: Promise<void> | undefined;
+  return {
+    stop: (signal) => {
+      stopped ??= (async () => {
+        stopping = true;
+        const graceMs = config.dataPlane.shutdownTimeoutMs;
+        log.info({ signal, graceMs, workers: slots.filter((s) => s.worker !== undefined).length }, 'draining the workers');
+        const exits: Promise<void>[] = [];
+        for (const slot of slots) {
+          clearTimeout(slot.respawn);
+          const worker = slot.worker;
+          if (worker === undefined) continue;
+          exits.push(
+            new Promise<void>((resolve) => {
+              if (worker.isDead()) return resolve();
+              worker.once('exit', () => resolve());
+              const kill = setTimeout(() => {
+                log.warn({ worker: slot.id, pid: worker.process.pid }, 'worker did not exit in time, killing it');
+                worker.process.kill('SIGKILL');
+              }, graceMs + EXIT_MARGIN_MS);
+              worker.once('exit', () => clearTimeout(kill));
+              worker.process.kill('SIGTERM');
+            }),
+          );
+        }
+        await Promise.all(exits);
+        await status?.close();
+      })();
+      return stopped;
+    },
+  };
+}
