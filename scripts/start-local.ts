@@ -43,8 +43,8 @@ async function waitFor(what: string, check: () => Promise<boolean>): Promise<voi
   throw new Error(`${what} did not become ready within ${READY_TIMEOUT_MS / 1000} s`);
 }
 
-function start(name: string, command: string, args: string[]): ChildProcess {
-  const proc = spawn(command, args, { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'], env: process.env });
+function start(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  const proc = spawn(command, args, { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'], env });
   children.push({ name, proc });
   proc.on('exit', (code, signal) => {
     if (stopping) return;
@@ -119,13 +119,15 @@ try {
   const admin = config.admin;
   const adminUrl = `http://${admin.ip}:${admin.port}/apisix/admin`;
   await waitFor('control plane', () => tcpOpen(admin.ip, admin.port));
-  start('data-plane', process.execPath, [...tsx, 'data-plane/main.ts']);
+  // The data plane keeps its last config from etcd in ./data, so a restart while etcd is down still serves.
+  start('data-plane', process.execPath, [...tsx, 'data-plane/main.ts'], { GATEWAY_SNAPSHOT_CACHE: 'data/config-cache.json', ...process.env });
   for (const address of [...config.nodeListen, ...(config.ssl.enable ? config.ssl.listen : [])]) {
     await waitFor(`data plane port ${address.port}`, () => tcpOpen(address.ip, address.port));
   }
   say(`admin API:  ${adminUrl}  (X-API-KEY: ${admin.keys[0]?.key ?? '(none)'})`);
   for (const address of config.nodeListen) say(`gRPC h2c:   ${address.ip}:${address.port}`);
   if (config.ssl.enable) for (const address of config.ssl.listen) say(`gRPC TLS:   ${address.ip}:${address.port}`);
+  if (config.status !== undefined) say(`status:     http://${config.status.ip}:${config.status.port}/readyz  (${config.dataPlane.workerProcesses} data-plane worker processes)`);
   say('ready; Ctrl-C stops everything');
 } catch (err) {
   say(`cannot start: ${describe(err)}`);
