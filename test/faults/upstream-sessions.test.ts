@@ -158,4 +158,37 @@ describe('upstream sessions that die, drain or limit streams', { timeout: TEST_T
       });
     });
   }
+
+  test('a node removed from the route drains: its call in flight completes, new calls go elsewhere, then its session closes', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const leg = ALL_LEGS[0];
+    assert.ok(leg !== undefined);
+    const removed = await bench().fake(leg);
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    removed.onStream(async (_s, _h, ctl) => {
+      await ctl.requestEnded();
+      await held;
+      await answerOk(ctl, 'from the removed node');
+    });
+    const inFlight = sayHello(bench().grpcClient(leg), 'in flight');
+    await removed.waitForStreams(1);
+    const kept = await bench().fake(leg); // routes /helloworld.Greeter/* to the new node only
+    kept.onStream((_s, _h, ctl) => answerOk(ctl, 'from the kept node'));
+    const fresh = await within(sayHello(bench().grpcClient(leg), 'new'), DEFAULT_LIMIT_MS, 'a new call');
+    assert.equal(fresh.message, 'from the kept node');
+    assert.equal(removed.streams.length, 1, 'no new stream on the removed node');
+    assert.equal(removed.sessions[0]?.closed, false, 'the session stays open while its call is in flight');
+    release();
+    const old = await within(inFlight, DEFAULT_LIMIT_MS, 'the call in flight');
+    assert.deepEqual([old.status.code, old.message], [GrpcCode.OK, 'from the removed node']);
+    await within(
+      (async () => {
+        while (removed.sessions.some((record) => !record.closed)) await new Promise((resolve) => setTimeout(resolve, 20));
+      })(),
+      DEFAULT_LIMIT_MS,
+      "the removed node's session closing once its call ended",
+    );
+  });
 });
