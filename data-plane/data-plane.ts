@@ -9,6 +9,7 @@
  */
 import type { GatewayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
+import { RebuildThrottle } from './config/rebuild-throttle.ts';
 import { createConfigSource, type ConfigState } from './config/source.ts';
 import { Snapshots, buildSnapshot } from './config/snapshots.ts';
 import { startListeners, type BoundAddress } from './listeners.ts';
@@ -16,10 +17,6 @@ import { loadDefaultCert, type PemPair } from './tls/default-cert.ts';
 import { SessionPool } from './upstream/pool.ts';
 import { StatusPhase, startStatusServer, type StatusAddress, type StatusReport, type StatusServer } from './status-server.ts';
 
-/** Rebuilds are at least this far apart: an isolated change applies at once, a burst shares rebuilds. */
-const MIN_REBUILD_INTERVAL_MS = 10;
-/** …and at least this many times the last build's duration apart, so large configs never spend most CPU rebuilding. */
-const REBUILD_INTERVAL_FACTOR = 4;
 
 export interface DataPlane {
   readonly addresses: readonly BoundAddress[];
@@ -43,33 +40,17 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const { config, log } = options;
   const pool = new SessionPool(log);
   let snapshots: Snapshots | undefined;
-  // Leading-edge throttle: a change applies immediately unless a rebuild ran within the interval; then the latest
-  // state waits for the interval's end and every state that arrived meanwhile is skipped (each is complete).
-  let pending: ConfigState | undefined;
-  let throttle: NodeJS.Timeout | undefined;
-  let lastBuildAt = -Infinity;
-  let intervalMs = MIN_REBUILD_INTERVAL_MS;
-  const rebuild = (): void => {
-    throttle = undefined;
-    const state = pending;
-    pending = undefined;
-    if (snapshots === undefined || state === undefined) return;
+  // An isolated change applies at once; a burst shares rebuilds (config/rebuild-throttle.ts).
+  const throttle = new RebuildThrottle<ConfigState>((state) => {
+    if (snapshots === undefined) return;
     const started = performance.now();
     const next = buildSnapshot(state, snapshots.current(), log);
     snapshots.swap(next);
     pool.retain(next.nodeKeys);
-    const buildMs = performance.now() - started;
-    lastBuildAt = performance.now();
-    intervalMs = Math.max(MIN_REBUILD_INTERVAL_MS, buildMs * REBUILD_INTERVAL_FACTOR);
-    log.info({ revision: state.revision, routes: next.router.size, ssls: state.ssls.size, buildMs: +buildMs.toFixed(2) }, 'config applied');
-  };
-  const apply = (state: ConfigState): void => {
-    pending = state;
-    if (throttle !== undefined) return;
-    const wait = lastBuildAt + intervalMs - performance.now();
-    if (wait <= 0) rebuild();
-    else throttle = setTimeout(rebuild, wait);
-  };
+    const buildMs = +(performance.now() - started).toFixed(2);
+    log.info({ revision: state.revision, routes: next.router.size, ssls: state.ssls.size, buildMs }, 'config applied');
+  });
+  const apply = (state: ConfigState): void => throttle.push(state);
   const source = createConfigSource(config, log, apply);
   let phase: StatusPhase = StatusPhase.loading;
   const report = (): StatusReport => ({
@@ -110,7 +91,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       close: (graceMs = 0) => {
         closing ??= (async () => {
           phase = StatusPhase.draining;
-          clearTimeout(throttle);
+          throttle.close();
           await listeners.close(graceMs);
           // Every client stream is over, so every upstream stream is too: nothing left to wait for.
           await pool.close(0);
@@ -121,7 +102,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       },
     };
   } catch (err) {
-    clearTimeout(throttle);
+    throttle.close();
     await source.close();
     await pool.close();
     await status?.close();
