@@ -101,6 +101,8 @@ export interface DataPlaneProcessConfig {
   standaloneFile: string;
   /** etcd provider: where the last config read from etcd is kept, to start from when etcd is down; undefined = off. */
   snapshotCache: string | undefined;
+  /** yaml provider: how often the file is checked for changes, in ms; 1000 (APISIX's) when unset. For tests only. */
+  standalonePollMs?: number;
 }
 
 export type Env = Record<string, string | undefined>;

@@ -30,7 +30,7 @@ export interface ConfigSource {
 export function createConfigSource(config: GatewayConfig, log: Logger, onChange: (state: ConfigState) => void): ConfigSource {
   const keyring = config.dataEncryption.keyring;
   if (config.dataPlane.configProvider === 'yaml') {
-    return createYamlConfigSource({ file: config.dataPlane.standaloneFile, keyring, log, onChange });
+    return createYamlConfigSource({ file: config.dataPlane.standaloneFile, keyring, log, onChange, ...(config.dataPlane.standalonePollMs === undefined ? {} : { pollMs: config.dataPlane.standalonePollMs }) });
   }
   const { etcd } = config;
   return createEtcdConfigSource({
