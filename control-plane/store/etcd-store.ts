@@ -13,7 +13,7 @@ import { CompareResult, CompareTarget, Etcd3, type ICompare, type IKeyValue, typ
 import { GatewayError, StoreConflict, StoreUnavailable, describe } from '../../shared/errors.ts';
 import { RESOURCE_TYPES, normalizePrefix, parseKey, resourceDir, resourceKey, type ResourceType } from '../../shared/etcd-keys.ts';
 import type { EtcdTlsConfig } from '../../shared/config.ts';
-import { readEtcdTls } from '../../shared/etcd-tls.ts';
+import { ETCD_CHANNEL_OPTIONS, readEtcdTls } from '../../shared/etcd-tls.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { BuildValue, CheckDelete, ListedItem, Listing, Precondition, PutResult, ResourceStore, StoredItem } from './resource-store.ts';
 
@@ -225,6 +225,7 @@ function clientOptions(options: EtcdStoreOptions, callTimeoutMs: number): IOptio
     dialTimeout: callTimeoutMs, // unread by etcd3 1.1.2 (see MAX_CALL_TIMEOUT_MS), set for a version that reads it
     // Watch streams are long-lived by design; only unary calls get a deadline (the control plane opens none).
     defaultCallOptions: (context) => (context.isStream ? {} : deadline()),
+    grpcOptions: { ...ETCD_CHANNEL_OPTIONS },
   };
   if (options.username !== undefined && options.password !== undefined) {
     result.auth = { username: options.username, password: options.password, callOptions: deadline };
@@ -232,7 +233,7 @@ function clientOptions(options: EtcdStoreOptions, callTimeoutMs: number): IOptio
   const tls = readEtcdTls(options.tls);
   if (tls !== undefined) {
     result.credentials = tls.credentials;
-    result.grpcOptions = tls.grpcOptions;
+    result.grpcOptions = { ...result.grpcOptions, ...tls.grpcOptions };
   }
   return result;
 }

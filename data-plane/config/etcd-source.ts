@@ -13,7 +13,7 @@
  * health() tells whether that watch is live: while it is not (etcd unreachable, a resync in progress), the state
  * in service may lag behind etcd, though it stays in service (the data plane's `config_stale`).
  */
-import { readEtcdTls } from '../../shared/etcd-tls.ts';
+import { ETCD_CHANNEL_OPTIONS, readEtcdTls } from '../../shared/etcd-tls.ts';
 import type { EtcdTlsConfig } from '../../shared/config.ts';
 import { Etcd3, type IOptions, type IResponseHeader, type IWatchResponse, type Watcher } from 'etcd3';
 import type { Keyring } from '../../shared/crypto.ts';
@@ -72,7 +72,9 @@ class Source implements EtcdConfigSource {
   readonly #log: Logger;
   readonly #dir: string;
   readonly #prefix: string;
-  readonly #client: Etcd3;
+  /** A client for one member at a time (see #switchMember). */
+  #client: Etcd3;
+  #member = 0;
   readonly #store: ConfigStore;
   readonly #backoff = new Backoff();
   readonly #timers = new Set<NodeJS.Timeout>();
@@ -100,7 +102,9 @@ class Source implements EtcdConfigSource {
     this.#dir = `${prefix}/`;
     this.#prefix = prefix;
     this.#store = new ConfigStore(prefix, this.#log, options.keyring);
-    this.#client = new Etcd3(clientOptions(options));
+    // A random member to start with, so that N data planes spread their watches over the cluster.
+    this.#member = Math.floor(Math.random() * options.hosts.length);
+    this.#client = new Etcd3(clientOptions(options, this.#memberHost()));
   }
 
   start(): Promise<ConfigState> {
@@ -173,6 +177,23 @@ class Source implements EtcdConfigSource {
     this.#client.close();
   }
 
+  #memberHost(): string {
+    return this.#options.hosts[this.#member % this.#options.hosts.length] ?? '';
+  }
+
+  /**
+   * Moves to the next member after a failed read or a lost watch, with a new client. etcd3 keeps one watch stream
+   * per client and picks a member for it at random; a member that hangs (accepts TCP, never answers) would get the
+   * stream back again and again. One member per client, chosen here in turn, makes each retry go elsewhere.
+   */
+  #switchMember(): void {
+    if (this.#closed) return;
+    const previous = this.#client;
+    this.#member = (this.#member + 1) % this.#options.hosts.length;
+    this.#client = new Etcd3(clientOptions(this.#options, this.#memberHost()));
+    previous.close();
+  }
+
   /** One range read of the whole prefix: the new complete state, or a rejection. */
   async #loadOnce(reason: string): Promise<ConfigState> {
     // One deadline for the whole attempt: etcd3 retries a failed call up to 3 times and a per-call deadline
@@ -202,8 +223,10 @@ class Source implements EtcdConfigSource {
       } catch (err) {
         if (this.#closed) continue;
         const delayMs = this.#backoff.next();
+        const failedHost = this.#memberHost();
+        this.#switchMember();
         this.#log.warn(
-          { reason, attempt, hosts: this.#options.hosts, prefix: this.#dir, error: describe(err), retryInMs: delayMs },
+          { reason, attempt, host: failedHost, next: this.#memberHost(), prefix: this.#dir, error: describe(err), retryInMs: delayMs },
           'cannot read the configuration from etcd, retrying',
         );
         await delay(delayMs, this.#lifetime.signal);
@@ -231,7 +254,7 @@ class Source implements EtcdConfigSource {
           if (watcher === this.#watcher && this.#health.connected) this.#backoff.reset();
         });
         this.#setConnected(true);
-        this.#log.info({ fromRevision: from }, 'watching etcd');
+        this.#log.info({ fromRevision: from, host: this.#memberHost() }, 'watching etcd');
       }
     });
     watcher.on('data', (res: IWatchResponse) => {
@@ -296,8 +319,10 @@ class Source implements EtcdConfigSource {
     if (watcher !== this.#watcher || this.#closed) return;
     this.#dropWatch();
     const delayMs = this.#backoff.next();
+    const failedHost = this.#memberHost();
+    this.#switchMember();
     this.#log.warn(
-      { error: describe(err), resumeRevision: (this.#applied + 1n).toString(), retryInMs: delayMs },
+      { error: describe(err), host: failedHost, next: this.#memberHost(), resumeRevision: (this.#applied + 1n).toString(), retryInMs: delayMs },
       'etcd watch disconnected, resuming',
     );
     this.#reconnect = this.#after(delayMs, () => {
@@ -392,15 +417,14 @@ class Source implements EtcdConfigSource {
   }
 }
 
-function clientOptions(options: EtcdConfigSourceOptions): IOptions {
+function clientOptions(options: EtcdConfigSourceOptions, host: string): IOptions {
   const { timeoutMs } = options;
   const result: IOptions = {
-    hosts: options.hosts,
-    grpcOptions: { 'grpc.max_receive_message_length': UNLIMITED_MESSAGE_LENGTH },
+    hosts: [host],
+    grpcOptions: { ...ETCD_CHANNEL_OPTIONS, 'grpc.max_receive_message_length': UNLIMITED_MESSAGE_LENGTH },
     // Unary calls get a deadline so an unreachable or blackholed host fails (and is logged) instead of hanging;
-    // the watch stream is long-lived and must not get one. etcd3's default per-host circuit breaker (open for 5 s
-    // after 3 failures) stays: it lets a call skip a dead member of a cluster, at the cost of up to 5 s more
-    // before the first read succeeds after a complete outage.
+    // the watch stream is long-lived and must not get one. Each client talks to one member and is replaced after a
+    // failure (#switchMember), so etcd3's per-host circuit breaker never gets to delay a retry.
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeoutMs }),
     faultHandling: { watchBackoff: constantBackoff(ETCD3_WATCH_RETRY_MS) },
   };
