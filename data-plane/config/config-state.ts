@@ -7,6 +7,10 @@
  * stays; a delete removes the key. States handed out are never mutated: changes go to a copy-on-write draft that
  * `commit()` freezes into a new state, so in-flight streams keep the snapshot they pinned.
  *
+ * The copy is per type: a change to one route copies the routes map only, and the new state shares the other maps
+ * (and every unchanged item) with the previous one by identity. Snapshot builds rely on that identity to reuse what
+ * an unchanged item resolved to (snapshots.ts).
+ *
  * Private keys are stored encrypted by the admin API (or by APISIX) with the keyring; they are decrypted here,
  * before validation, so the rest of the data plane only ever sees PEM text. A key no keyring entry decrypts makes
  * the value invalid like any other.
@@ -40,7 +44,10 @@ export interface RawKeyValue {
   mod_revision: string;
 }
 
-type DraftMaps = { [K in ResourceType]: Map<string, ConfigItem<ResourceConfs[K]>> };
+type ItemMap<K extends ResourceType> = Map<string, ConfigItem<ResourceConfs[K]>>;
+type DraftMaps = { [K in ResourceType]: ItemMap<K> };
+/** The maps changed since the last commit, each a private copy; the other types are still the committed maps. */
+type PartialDraft = { [K in ResourceType]?: ItemMap<K> };
 
 type Decoded =
   | { kind: 'ignored' }
@@ -52,7 +59,7 @@ export class ConfigStore {
   readonly #log: Logger;
   readonly #keyring: Keyring;
   #state: ConfigState | undefined;
-  #draft: DraftMaps | undefined;
+  #draft: PartialDraft | undefined;
 
   constructor(prefix: string, log: Logger, keyring: Keyring = []) {
     this.#prefix = prefix;
@@ -76,13 +83,13 @@ export class ConfigStore {
       this.#warnInvalid(kv, decoded.error, this.#latest(decoded.type).has(decoded.id));
       return;
     }
-    setItem(this.#editable(), decoded.type, decoded.item);
+    setItem(this.#editable(decoded.type), decoded.item);
   }
 
   applyDelete(kv: RawKeyValue): void {
     const parsed = parseKey(this.#prefix, kv.key.toString());
     if (parsed === undefined || !this.#latest(parsed.type).has(parsed.id)) return;
-    this.#editable()[parsed.type].delete(parsed.id);
+    this.#editable(parsed.type).delete(parsed.id);
   }
 
   /** Freezes the draft into a new state at `revision`; undefined when nothing changed since the last commit. */
@@ -90,7 +97,16 @@ export class ConfigStore {
     const draft = this.#draft;
     if (draft === undefined) return undefined;
     this.#draft = undefined;
-    this.#state = freezeState(draft, revision);
+    const base: ConfigMaps = this.#state ?? emptyDraft();
+    this.#state = freezeState(
+      {
+        routes: draft.routes ?? base.routes,
+        upstreams: draft.upstreams ?? base.upstreams,
+        services: draft.services ?? base.services,
+        ssls: draft.ssls ?? base.ssls,
+      },
+      revision,
+    );
     return this.#state;
   }
 
@@ -104,11 +120,11 @@ export class ConfigStore {
     for (const kv of kvs) {
       const decoded = this.#decode(kv);
       if (decoded.kind === 'item') {
-        setItem(next, decoded.type, decoded.item);
+        setItem(next[decoded.type], decoded.item);
       } else if (decoded.kind === 'invalid') {
         const previous = this.#latest(decoded.type).get(decoded.id);
         this.#warnInvalid(kv, decoded.error, previous !== undefined);
-        if (previous !== undefined) setItem(next, decoded.type, previous);
+        if (previous !== undefined) setItem(next[decoded.type], previous);
       }
     }
     this.#draft = undefined;
@@ -150,15 +166,24 @@ export class ConfigStore {
 
   /** The newest maps, committed or not: what "the last good value" of a key refers to. */
   #latest<K extends ResourceType>(type: K): ReadonlyMap<string, ConfigItem<ResourceConfs[K]>> {
-    if (this.#draft !== undefined) return this.#draft[type];
+    const draft: ItemMap<K> | undefined = this.#draft?.[type];
+    if (draft !== undefined) return draft;
     const committed: ConfigMaps | undefined = this.#state;
     return committed === undefined ? new Map() : committed[type];
   }
 
-  /** Copy-on-write: the first change after a commit copies the maps, so handed-out states stay untouched. */
-  #editable(): DraftMaps {
-    if (this.#draft === undefined) this.#draft = this.#state === undefined ? emptyDraft() : copyMaps(this.#state);
-    return this.#draft;
+  /**
+   * Copy-on-write per type: the first change of a type after a commit copies that type's map, so handed-out
+   * states stay untouched and the next state shares the maps of the other types.
+   */
+  #editable<K extends ResourceType>(type: K): ItemMap<K> {
+    const draft: PartialDraft = (this.#draft ??= {});
+    const existing: ItemMap<K> | undefined = draft[type];
+    if (existing !== undefined) return existing;
+    const committed: ConfigMaps | undefined = this.#state;
+    const copy: ItemMap<K> = new Map(committed?.[type]);
+    Object.assign(draft, { [type]: copy }); // `draft[type] = copy` is beyond TypeScript for a generic K
+    return copy;
   }
 }
 
@@ -173,8 +198,8 @@ export function summary(state: ConfigState): { revision: string; routes: number;
   };
 }
 
-function setItem<K extends ResourceType>(maps: DraftMaps, type: K, item: ConfigItem<ResourceConfs[K]>): void {
-  maps[type].set(item.id, item);
+function setItem<T>(map: Map<string, ConfigItem<T>>, item: ConfigItem<T>): void {
+  map.set(item.id, item);
 }
 
 // Written out per type on purpose: adding a type to RESOURCE_TYPES makes these literals fail to compile until the
@@ -183,16 +208,7 @@ function emptyDraft(): DraftMaps {
   return { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map() };
 }
 
-function copyMaps(state: ConfigMaps): DraftMaps {
-  return {
-    routes: new Map(state.routes),
-    upstreams: new Map(state.upstreams),
-    services: new Map(state.services),
-    ssls: new Map(state.ssls),
-  };
-}
-
-function freezeState(maps: DraftMaps, revision: string): ConfigState {
+function freezeState(maps: ConfigMaps, revision: string): ConfigState {
   const state: ConfigState = { revision, routes: maps.routes, upstreams: maps.upstreams, services: maps.services, ssls: maps.ssls };
   return Object.freeze(state);
 }

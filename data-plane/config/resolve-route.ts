@@ -8,11 +8,14 @@
  * A reference to an object that is not (or no longer) in etcd does not drop the route: its calls are answered with
  * the status APISIX's HTTP answer maps to (missing upstream: 502 → UNAVAILABLE; missing service: 404 →
  * UNIMPLEMENTED), so a half-applied change is visible instead of silently routing elsewhere.
+ *
+ * Every object looked up on the way is recorded (found or not), so a later build can tell by identity whether the
+ * resolution would come out the same: the route item and every recorded lookup unchanged means the same answer.
  */
 import type { PluginsConf } from '../../shared/schema/plugins.ts';
 import type { RouteConf } from '../../shared/schema/route.ts';
 import type { UpstreamConf } from '../../shared/schema/upstream.ts';
-import type { ConfigState } from './config-state.ts';
+import type { ConfigItem, ConfigState } from './config-state.ts';
 
 export interface ClientCertificate {
   /** Where it came from, so sessions are pooled per certificate (`inline@<upstream>` or `ssl/<id>@<revision>`). */
@@ -34,15 +37,36 @@ export type ResolvedRoute =
     }
   | { ok: false; route: RouteConf; reason: 'upstream' | 'service'; detail: string };
 
-export function resolveRoute(id: string, route: RouteConf, modRevision: string, state: ConfigState): ResolvedRoute {
+/** The maps a route's references point into. */
+type ReferencedType = 'services' | 'upstreams' | 'ssls';
+
+/** One object a resolution looked up: in which map, under which id, and the item found (undefined: absent). */
+export interface Lookup {
+  readonly type: ReferencedType;
+  readonly id: string;
+  readonly found: ConfigItem<unknown> | undefined;
+}
+
+/** True when every lookup would find the same item (by identity) in `state`: the resolution would not change. */
+export function lookupsHold(lookups: readonly Lookup[], state: ConfigState): boolean {
+  for (const lookup of lookups) {
+    if (state[lookup.type].get(lookup.id) !== lookup.found) return false;
+  }
+  return true;
+}
+
+/** `lookups`, when given, receives every object the resolution looked up, in order. */
+export function resolveRoute(id: string, route: RouteConf, modRevision: string, state: ConfigState, lookups?: Lookup[]): ResolvedRoute {
   let effective = route;
   let upstreamSource: { upstream?: UpstreamConf; upstream_id?: string | number } = route;
   let sourceKey = `route/${id}`;
   let sourceRevision = modRevision;
   if (route.service_id !== undefined) {
-    const service = state.services.get(String(route.service_id));
+    const serviceId = String(route.service_id);
+    const service = state.services.get(serviceId);
+    lookups?.push({ type: 'services', id: serviceId, found: service });
     if (service === undefined) {
-      return { ok: false, route, reason: 'service', detail: `service ${String(route.service_id)} not found` };
+      return { ok: false, route, reason: 'service', detail: `service ${serviceId} not found` };
     }
     effective = mergeService(route, service.value);
     if (route.upstream === undefined && route.upstream_id === undefined) {
@@ -55,9 +79,11 @@ export function resolveRoute(id: string, route: RouteConf, modRevision: string, 
   let upstreamKey = sourceKey;
   let upstreamRevision = sourceRevision;
   if (upstream === undefined && upstreamSource.upstream_id !== undefined) {
-    const item = state.upstreams.get(String(upstreamSource.upstream_id));
+    const upstreamId = String(upstreamSource.upstream_id);
+    const item = state.upstreams.get(upstreamId);
+    lookups?.push({ type: 'upstreams', id: upstreamId, found: item });
     if (item === undefined) {
-      return { ok: false, route: effective, reason: 'upstream', detail: `upstream ${String(upstreamSource.upstream_id)} not found` };
+      return { ok: false, route: effective, reason: 'upstream', detail: `upstream ${upstreamId} not found` };
     }
     upstream = item.value;
     upstreamKey = `upstreams/${item.id}`;
@@ -70,9 +96,11 @@ export function resolveRoute(id: string, route: RouteConf, modRevision: string, 
   if (tls?.client_cert !== undefined && tls.client_key !== undefined) {
     clientCert = { id: `inline@${upstreamKey}#${upstreamRevision}`, cert: tls.client_cert, key: tls.client_key };
   } else if (tls?.client_cert_id !== undefined) {
-    const ssl = state.ssls.get(String(tls.client_cert_id));
+    const sslId = String(tls.client_cert_id);
+    const ssl = state.ssls.get(sslId);
+    lookups?.push({ type: 'ssls', id: sslId, found: ssl });
     if (ssl === undefined || ssl.value.type !== 'client') {
-      return { ok: false, route: effective, reason: 'upstream', detail: `ssl ${String(tls.client_cert_id)} is not a client certificate` };
+      return { ok: false, route: effective, reason: 'upstream', detail: `ssl ${sslId} is not a client certificate` };
     }
     clientCert = { id: `ssl/${ssl.id}#${ssl.modRevision}`, cert: ssl.value.cert, key: ssl.value.key };
   }

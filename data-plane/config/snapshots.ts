@@ -5,14 +5,28 @@
  *
  * Rebuilding keeps what did not change: a route whose upstream settings are the same keeps its ResolvedUpstream
  * (and so its balancer position), and unchanged certificates keep their secure contexts.
+ *
+ * Rebuilding is incremental, so one change costs little at 10,000 routes. ConfigStore keeps unchanged items (and
+ * whole maps of unchanged types) by identity from one state to the next, and each route's build remembers the
+ * item it came from and every object its resolution looked up (resolve-route.ts). A route whose item is the same
+ * and whose lookups all find the same items (or still find nothing) would resolve exactly as before, so it keeps
+ * its RouteEntry; the others are resolved again, and the router is derived from the previous one with only those
+ * entries swapped (Router.with). A change to an upstream, a service or an ssl therefore rebuilds exactly the routes
+ * that reference it, a deleted upstream included (they answer UNAVAILABLE). The shared upstreams and the node keys
+ * in use are counted per route and updated by difference, and `targets` is a view of the route builds, so a change
+ * fills one map of all routes (plus the router's copy) instead of five. Measured with bench/route-scale.ts: one
+ * change at 10,000 routes went from about 14 ms to under 2 ms.
+ *
+ * A route whose references are missing is logged when it is (re)built, not again on every later rebuild.
  */
 import type { Logger } from '../../shared/logger.ts';
+import type { RouteConf } from '../../shared/schema/route.ts';
 import { Router, type RouteEntry } from '../routing/router.ts';
 import { SniTable } from '../tls/sni-table.ts';
 import { resolveUpstream, type ResolvedUpstream } from '../upstream/upstream.ts';
 import { NoHealthyNode, RouteNotFound, type GatewayError } from '../../shared/errors.ts';
-import type { ConfigState } from './config-state.ts';
-import { resolveRoute } from './resolve-route.ts';
+import type { ConfigItem, ConfigState } from './config-state.ts';
+import { lookupsHold, resolveRoute, type Lookup } from './resolve-route.ts';
 
 /** What a matched route resolves to for its calls. */
 export interface RouteTarget {
@@ -24,6 +38,21 @@ export interface RouteTarget {
   readonly maxResponseMessageBytes: number | undefined;
 }
 
+/** How one route was built: what the next build compares to decide whether it may keep the route's entry. */
+export interface RouteBuild {
+  readonly item: ConfigItem<RouteConf>;
+  /** Every object its resolution looked up, with what was found. */
+  readonly lookups: readonly Lookup[];
+  readonly entry: RouteEntry<RouteTarget>;
+  /** What its upstream was built from (JSON); undefined when the route resolves to an error. */
+  readonly fingerprint: string | undefined;
+  /**
+   * The upstream comes from an upstream object or a service, so other routes may share it (upstreamCache). An
+   * inline upstream is the route's own: its fingerprint names the route, no other route can have it.
+   */
+  readonly shared: boolean;
+}
+
 export interface Snapshot {
   readonly revision: string;
   readonly router: Router<RouteTarget>;
@@ -32,49 +61,185 @@ export interface Snapshot {
   readonly nodeKeys: ReadonlySet<string>;
   /** Route id → its target (also for routes with `status: 0`, which the router leaves out). */
   readonly targets: ReadonlyMap<string, RouteTarget>;
-  /** Resolved upstreams by what they were built from, for reuse by the next build and among routes. */
+  /** Shared resolved upstreams (from upstream objects and services) by fingerprint, for reuse among routes and builds. */
   readonly upstreamCache: ReadonlyMap<string, ResolvedUpstream>;
+  /** Route id → how it was built, for the next build to reuse. */
+  readonly routeBuilds: ReadonlyMap<string, RouteBuild>;
+  /** How many routes use each upstreamCache entry and each node key: the next build updates them by difference. */
+  readonly uses: Uses;
+  /** The ssls map the SNI table was built from: the next build keeps the table while the map is the same. */
+  readonly sniSource: ConfigState['ssls'];
 }
 
+interface Uses {
+  readonly upstreams: ReadonlyMap<string, number>;
+  readonly nodes: ReadonlyMap<string, number>;
+}
+
+/**
+ * Above this share of changed routes, the router is built from scratch rather than derived: copying the tables
+ * and re-sorting many paths would cost about as much.
+ */
+const INCREMENTAL_ROUTER_MAX_SHARE = 0.25;
+
 export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined, log: Logger): Snapshot {
-  const entries: RouteEntry<RouteTarget>[] = [];
-  const targets = new Map<string, RouteTarget>();
-  const upstreamCache = new Map<string, ResolvedUpstream>();
-  const nodeKeys = new Set<string>();
+  const routeBuilds = new Map<string, RouteBuild>();
+  const previousBuilds = previous?.routeBuilds;
+  // Relative to `previous`: the builds it had that this one does not keep, and the builds made now.
+  const removed: RouteBuild[] = [];
+  const added: RouteBuild[] = [];
+  const shared: Sharing = { previous: previous?.upstreamCache, fresh: new Map() };
+  let carriedOver = 0; // routes of the previous snapshot still in the config
   for (const item of input.routes.values()) {
-    const resolved = resolveRoute(item.id, item.value, item.modRevision, input);
-    let target: RouteTarget;
-    if (!resolved.ok) {
-      log.warn({ route: item.id, detail: resolved.detail }, 'route references a missing object; its calls fail until it exists');
-      const error = resolved.reason === 'service' ? new RouteNotFound(`${item.value.uri ?? item.id} (${resolved.detail})`) : new NoHealthyNode(`route ${item.id}: ${resolved.detail}`);
-      target = { upstream: EMPTY_UPSTREAM, error, maxRequestMessageBytes: undefined, maxResponseMessageBytes: undefined };
+    const before = previousBuilds?.get(item.id);
+    let build: RouteBuild;
+    if (before !== undefined && before.item === item && lookupsHold(before.lookups, input)) {
+      build = before;
     } else {
-      // Routes that share an upstream object (and timeouts and client certificate) share one balancer, as in
-      // APISIX; an unchanged upstream keeps its balancer position and sessions across rebuilds.
-      const fingerprint = JSON.stringify([resolved.upstreamKey, resolved.upstream, item.value.timeout ?? null, resolved.clientCert?.id ?? null]);
-      let upstream = upstreamCache.get(fingerprint) ?? previous?.upstreamCache.get(fingerprint);
-      if (upstream === undefined) upstream = resolveUpstream(resolved.upstreamKey, resolved.upstream, item.value.timeout, resolved.clientCert);
-      upstreamCache.set(fingerprint, upstream);
-      for (const node of upstream.nodes) nodeKeys.add(node.key);
-      const limits = resolved.route.plugins?.['grpc-limits'];
-      target = {
-        upstream,
-        error: undefined,
-        maxRequestMessageBytes: limits?.max_request_message_bytes,
-        maxResponseMessageBytes: limits?.max_response_message_bytes,
-      };
+      build = buildRoute(item, input, before, shared, log);
+      if (before !== undefined) removed.push(before);
+      added.push(build);
     }
-    targets.set(item.id, target);
-    entries.push({ id: item.id, route: resolved.route, target });
+    if (before !== undefined) carriedOver++;
+    routeBuilds.set(item.id, build);
   }
+  if (previousBuilds !== undefined && carriedOver < previousBuilds.size) {
+    for (const [id, build] of previousBuilds) if (!routeBuilds.has(id)) removed.push(build);
+  }
+  const { upstreamCache, uses } = tally(previous, removed, added);
+  const incremental = previous !== undefined && removed.length + added.length <= input.routes.size * INCREMENTAL_ROUTER_MAX_SHARE;
   return {
     revision: input.revision,
-    router: new Router(entries),
-    sni: new SniTable(input.ssls.values(), previous?.sni, log),
-    nodeKeys,
-    targets,
+    router: incremental
+      ? previous.router.with(
+          removed.map((b) => b.entry),
+          added.map((b) => b.entry),
+        )
+      : new Router(entriesOf(routeBuilds)),
+    sni: previous !== undefined && previous.sniSource === input.ssls ? previous.sni : new SniTable(input.ssls.values(), previous?.sni, log),
+    nodeKeys: new Set(uses.nodes.keys()),
+    targets: new TargetsById(routeBuilds),
     upstreamCache,
+    routeBuilds,
+    uses,
+    sniSource: input.ssls,
   };
+}
+
+/** Where a route built now finds an upstream to share: one built earlier in this build, or the previous snapshot's. */
+interface Sharing {
+  readonly previous: ReadonlyMap<string, ResolvedUpstream> | undefined;
+  readonly fresh: Map<string, ResolvedUpstream>;
+}
+
+/** Resolves one route against `input`, reusing an upstream already built for the same settings when there is one. */
+function buildRoute(item: ConfigItem<RouteConf>, input: ConfigState, before: RouteBuild | undefined, sharing: Sharing, log: Logger): RouteBuild {
+  const lookups: Lookup[] = [];
+  const resolved = resolveRoute(item.id, item.value, item.modRevision, input, lookups);
+  if (!resolved.ok) {
+    log.warn({ route: item.id, detail: resolved.detail }, 'route references a missing object; its calls fail until it exists');
+    const error = resolved.reason === 'service' ? new RouteNotFound(`${item.value.uri ?? item.id} (${resolved.detail})`) : new NoHealthyNode(`route ${item.id}: ${resolved.detail}`);
+    const target: RouteTarget = { upstream: EMPTY_UPSTREAM, error, maxRequestMessageBytes: undefined, maxResponseMessageBytes: undefined };
+    return { item, lookups, entry: { id: item.id, route: resolved.route, target }, fingerprint: undefined, shared: false };
+  }
+  // Routes that share an upstream object or service (and timeouts and client certificate) share one balancer, as
+  // in APISIX; an upstream whose settings did not change keeps its balancer position across rebuilds.
+  const fingerprint = JSON.stringify([resolved.upstreamKey, resolved.upstream, item.value.timeout ?? null, resolved.clientCert?.id ?? null]);
+  const shared = resolved.upstreamKey !== `route/${item.id}`;
+  let upstream = shared
+    ? (sharing.fresh.get(fingerprint) ?? sharing.previous?.get(fingerprint))
+    : before?.fingerprint === fingerprint
+      ? before.entry.target.upstream
+      : undefined;
+  if (upstream === undefined) {
+    upstream = resolveUpstream(resolved.upstreamKey, resolved.upstream, item.value.timeout, resolved.clientCert);
+    if (shared) sharing.fresh.set(fingerprint, upstream);
+  }
+  const limits = resolved.route.plugins?.['grpc-limits'];
+  const target: RouteTarget = {
+    upstream,
+    error: undefined,
+    maxRequestMessageBytes: limits?.max_request_message_bytes,
+    maxResponseMessageBytes: limits?.max_response_message_bytes,
+  };
+  return { item, lookups, entry: { id: item.id, route: resolved.route, target }, fingerprint, shared };
+}
+
+/**
+ * The previous snapshot's counts with the removed builds taken out and the added ones put in: the shared upstreams
+ * still used by some route, and the node keys in use. Only the (few) entries of changed routes are touched.
+ */
+function tally(previous: Snapshot | undefined, removed: readonly RouteBuild[], added: readonly RouteBuild[]): { upstreamCache: ReadonlyMap<string, ResolvedUpstream>; uses: Uses } {
+  const upstreamCache = new Map(previous?.upstreamCache);
+  const upstreams = new Map(previous?.uses.upstreams);
+  const nodes = new Map(previous?.uses.nodes);
+  for (const build of removed) {
+    if (build.shared && build.fingerprint !== undefined && count(upstreams, build.fingerprint, -1) === 0) upstreamCache.delete(build.fingerprint);
+    for (const node of build.entry.target.upstream.nodes) count(nodes, node.key, -1);
+  }
+  for (const build of added) {
+    if (build.shared && build.fingerprint !== undefined) {
+      count(upstreams, build.fingerprint, 1);
+      upstreamCache.set(build.fingerprint, build.entry.target.upstream);
+    }
+    for (const node of build.entry.target.upstream.nodes) count(nodes, node.key, 1);
+  }
+  return { upstreamCache, uses: { upstreams, nodes } };
+}
+
+/** Adds `delta` to the count of `key`, deleting it at zero; returns the new count. */
+function count(counts: Map<string, number>, key: string, delta: number): number {
+  const next = (counts.get(key) ?? 0) + delta;
+  if (next > 0) counts.set(key, next);
+  else counts.delete(key);
+  return next;
+}
+
+function entriesOf(builds: ReadonlyMap<string, RouteBuild>): RouteEntry<RouteTarget>[] {
+  const entries: RouteEntry<RouteTarget>[] = [];
+  for (const build of builds.values()) entries.push(build.entry);
+  return entries;
+}
+
+/** `targets` as a view of `routeBuilds`: one map fewer to fill per build (about 0.6 ms at 10,000 routes). */
+class TargetsById implements ReadonlyMap<string, RouteTarget> {
+  readonly #builds: ReadonlyMap<string, RouteBuild>;
+
+  constructor(builds: ReadonlyMap<string, RouteBuild>) {
+    this.#builds = builds;
+  }
+
+  get size(): number {
+    return this.#builds.size;
+  }
+
+  get(id: string): RouteTarget | undefined {
+    return this.#builds.get(id)?.entry.target;
+  }
+
+  has(id: string): boolean {
+    return this.#builds.has(id);
+  }
+
+  forEach(callback: (target: RouteTarget, id: string, map: ReadonlyMap<string, RouteTarget>) => void, thisArg?: unknown): void {
+    for (const [id, build] of this.#builds) callback.call(thisArg, build.entry.target, id, this);
+  }
+
+  *entries(): MapIterator<[string, RouteTarget]> {
+    for (const [id, build] of this.#builds) yield [id, build.entry.target];
+  }
+
+  keys(): MapIterator<string> {
+    return this.#builds.keys();
+  }
+
+  *values(): MapIterator<RouteTarget> {
+    for (const build of this.#builds.values()) yield build.entry.target;
+  }
+
+  [Symbol.iterator](): MapIterator<[string, RouteTarget]> {
+    return this.entries();
+  }
 }
 
 const EMPTY_UPSTREAM = resolveUpstream('(none)', { nodes: [] }, undefined);

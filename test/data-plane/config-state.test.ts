@@ -65,3 +65,53 @@ describe('config state: encrypted private keys and new resource types', () => {
     assert.equal(state.services.get('s')?.value.upstream_id, 'u');
   });
 });
+
+describe('config state: copy-on-write per type', () => {
+  function seeded(): ConfigStore {
+    const store = new ConfigStore('/apisix', silentLogger());
+    store.replaceAll(
+      [
+        kv('/apisix/upstreams/u', { nodes: { '127.0.0.1:1': 1 } }, 2),
+        kv('/apisix/routes/a', { uri: '/a.B/C', upstream_id: 'u' }, 3),
+        kv('/apisix/routes/b', { uri: '/b.B/C', upstream_id: 'u' }, 4),
+      ],
+      '4',
+    );
+    return store;
+  }
+
+  test('a route change shares the maps of the other types and the unchanged items with the previous state', () => {
+    const store = seeded();
+    const before = store.current();
+    store.applyPut(kv('/apisix/routes/b', { uri: '/b.B/D', upstream_id: 'u' }, 5));
+    const after = store.commit('5');
+    assert.ok(before !== undefined && after !== undefined);
+    assert.equal(after.upstreams, before.upstreams);
+    assert.equal(after.services, before.services);
+    assert.equal(after.ssls, before.ssls);
+    assert.notEqual(after.routes, before.routes);
+    assert.equal(after.routes.get('a'), before.routes.get('a'));
+    assert.equal(after.routes.get('b')?.value.uri, '/b.B/D');
+  });
+
+  test('states handed out stay as they were when later changes are applied and committed', () => {
+    const store = seeded();
+    const before = store.current();
+    store.applyDelete(kv('/apisix/routes/a', {}, 5));
+    store.applyPut(kv('/apisix/upstreams/u', { nodes: { '127.0.0.1:2': 1 } }, 6));
+    store.applyPut(kv('/apisix/routes/c', { uri: '/c.B/C', upstream_id: 'u' }, 7));
+    const after = store.commit('7');
+    assert.ok(before !== undefined && after !== undefined);
+    assert.deepEqual([...before.routes.keys()].sort(), ['a', 'b']);
+    assert.deepEqual(Object.keys(before.upstreams.get('u')?.value.nodes ?? {}), ['127.0.0.1:1']);
+    assert.deepEqual([...after.routes.keys()].sort(), ['b', 'c']);
+    assert.deepEqual(Object.keys(after.upstreams.get('u')?.value.nodes ?? {}), ['127.0.0.1:2']);
+  });
+
+  test('a delete of a key that is not there changes nothing', () => {
+    const store = seeded();
+    store.applyDelete(kv('/apisix/routes/none', {}, 5));
+    assert.equal(store.dirty, false);
+    assert.equal(store.commit('5'), undefined);
+  });
+});
