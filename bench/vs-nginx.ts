@@ -1,0 +1,311 @@
+/**
+ * The gateway against nginx's grpc_pass on the same machine (issue #6), in one go:
+ *
+ *   npm run bench -- [--quick] [--rounds N] [--seconds S] [--cases idle,unary-100,...] [--targets direct,nginx,gateway]
+ *                    [--workers auto|N] [--nginx-reuseport] [--idle-connections N] [--skip-setup]
+ *
+ * --quick: 1 round of 2 s runs (about a minute); default 3 rounds of 8 s runs (about 10 minutes). --workers sets the
+ * gateway's GATEWAY_WORKER_PROCESSES (default auto, like nginx's worker_processes auto). --nginx-reuseport adds
+ * `reuseport` to nginx's listeners (the kernel spreads connections over its workers; without it a worker may take
+ * most of a handful of connections, as the default nginx does).
+ *
+ * 1. bench/setup.sh installs what is missing from Debian (h2load, nginx, Go + grpc-go sources, etcd) and builds the
+ *    Go upstream offline (bench/.build/upstream-go).
+ * 2. Starts the upstream, nginx (grpc_pass with upstream keepalive) and the gateway (etcd, control plane, data plane
+ *    with a worker per core; routes PUT through the admin API), all on loopback.
+ * 3. The idle-connections case first (fresh processes), then ROUNDS rounds of the load cases; in each round every
+ *    case runs once per target, targets interleaved (their order rotates per round). Each run: a short h2load -D
+ *    warm-up that also sizes the run, then `h2load -n N --log-file` so every request completes and is counted.
+ * 4. Every run is verified: h2load's succeeded == N == 200s in its log, the upstream's count of OK calls grew by
+ *    exactly N with no failed call, and the DATA bytes received are N × the expected response; before a case's
+ *    first run, a sample of grpc-js calls checks grpc-status 0 and the payload through each target.
+ * 5. CPU per call of every process of each target from /proc/<pid>/stat (utime+stime deltas, master/primary and
+ *    workers), the client's from bash `times`, and the CPU that other programs took meanwhile (noise).
+ * 6. Writes a markdown report to bench/results/<timestamp>.md and prints it. Everything started is stopped at the
+ *    end, on failure and on Ctrl-C.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { REPO_ROOT } from '../shared/config.ts';
+import { selfSignedCert } from '../examples/self-signed.ts';
+import { percentile } from './lib/stats.ts';
+import { CASES, responseDataBytes, writeBody, type IdleCase, type LoadCase } from './vs-nginx/cases.ts';
+import { stopAll, stopAllOnSignals } from './vs-nginx/children.ts';
+import { runH2load } from './vs-nginx/h2load.ts';
+import { measureIdle, type IdleResult } from './vs-nginx/idle.ts';
+import { cpuDelta, cpuSnapshot, machineCpu, openFilesLimit, processTree, US_PER_TICK } from './vs-nginx/proc.ts';
+import { renderReport, type MachineInfo, type RunRecord, type SampleRecord } from './vs-nginx/report.ts';
+import { directTarget, nginxBinary, startGateway, startNginx, startUpstream, url, type Target, type TargetName } from './vs-nginx/targets.ts';
+import { sampleCalls } from './vs-nginx/verify.ts';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    seconds: { type: 'string' },
+    cases: { type: 'string' },
+    targets: { type: 'string', default: 'direct,nginx,gateway' },
+    workers: { type: 'string', default: 'auto' },
+    'skip-setup': { type: 'boolean', default: false },
+    'idle-connections': { type: 'string' },
+    'nginx-reuseport': { type: 'boolean', default: false },
+  },
+});
+
+const quick = values.quick === true;
+const rounds = Number(values.rounds ?? (quick ? 1 : 3));
+/** Measured seconds per run; a case's own `seconds` is scaled to this. */
+const secondsOverride = values.seconds === undefined ? undefined : Number(values.seconds);
+const WARMUP_SECONDS = quick ? 0.5 : 1;
+const wantedCases = values.cases?.split(',').map((s) => s.trim()) ?? CASES.map((c) => c.id);
+const unknownCase = wantedCases.find((id) => !CASES.some((c) => c.id === id));
+if (unknownCase !== undefined) {
+  console.error(`unknown case ${unknownCase}; cases: ${CASES.map((c) => c.id).join(', ')}`);
+  process.exit(2);
+}
+const targetNames = (values.targets ?? '').split(',').map((s) => s.trim()) as TargetName[];
+const selected = CASES.filter((c) => wantedCases.includes(c.id));
+const loadCases = selected.filter((c): c is LoadCase => c.kind === 'load');
+const idleCases = selected.filter((c): c is IdleCase => c.kind === 'idle');
+const idleConnections = values['idle-connections'] === undefined ? undefined : Number(values['idle-connections']);
+
+function say(line: string): void {
+  process.stderr.write(`[bench] ${line}\n`);
+}
+
+function seconds(c: LoadCase): number {
+  return secondsOverride ?? (quick ? 2 : c.seconds);
+}
+
+function versionOf(command: string): string {
+  const out = spawnSync('bash', ['-c', command], { encoding: 'utf8' });
+  return `${out.stdout ?? ''}${out.stderr ?? ''}`.trim().split('\n')[0] ?? '?';
+}
+
+function machineInfo(): MachineInfo {
+  const model = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? '?';
+  return {
+    date: new Date().toISOString(),
+    cpu: model.trim(),
+    cores: cpus().length,
+    kernel: release(),
+    node: process.version,
+    nginx: versionOf(`${nginxBinary()} -v`).replace(/^nginx version: nginx\//, ''),
+    go: versionOf('go version').replace(/^go version go/, ''),
+    grpcGo: versionOf("dpkg-query -W -f='${Version}' golang-google-grpc-dev"),
+    h2load: versionOf('h2load --version'),
+    nginxListen: values['nginx-reuseport'] === true ? 'reuseport' : 'default accept',
+    gatewayWorkers: values.workers ?? 'auto',
+    loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
+  };
+}
+
+/**
+ * The proxies hold 10,000 client sockets in the idle case (their workers inherit this process's limit): raise
+ * RLIMIT_NOFILE to 65536 where allowed (root with CAP_SYS_RESOURCE), else the soft limit to the hard one.
+ */
+function raiseOpenFiles(needed: number): void {
+  const wanted = 65_536;
+  if (spawnSync('prlimit', [`--pid=${process.pid}`, `--nofile=${wanted}:${wanted}`]).status === 0) return;
+  const [soft, hard] = openFilesLimit();
+  if (soft < hard) spawnSync('prlimit', [`--pid=${process.pid}`, `--nofile=${hard}:${hard}`]);
+  const [now] = openFilesLimit();
+  if (now < needed) say(`RLIMIT_NOFILE is ${now} and cannot be raised (no CAP_SYS_RESOURCE): the idle case needs about ${needed}`);
+}
+
+async function main(): Promise<void> {
+  stopAllOnSignals();
+  if (values['skip-setup'] !== true) {
+    const setup = spawnSync('bash', [join(REPO_ROOT, 'bench/setup.sh')], { stdio: 'inherit' });
+    if (setup.status !== 0) throw new Error(`bench/setup.sh failed (exit ${String(setup.status)})`);
+  }
+  raiseOpenFiles((idleConnections ?? Math.max(0, ...idleCases.map((c) => c.connections))) + 1_024);
+  const machine = machineInfo();
+  const dir = mkdtempSync(join(tmpdir(), 'gw-bench-'));
+  const records: RunRecord[] = [];
+  const samples: SampleRecord[] = [];
+  const idle: { target: TargetName; result: IdleResult }[] = [];
+  const notes: string[] = [];
+  let gatewayOutput: (() => string) | undefined;
+  try {
+    const pems = await selfSignedCert({ sans: ['127.0.0.1', 'localhost'] });
+    const tls = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+    writeFileSync(tls.cert, pems.cert);
+    writeFileSync(tls.key, pems.key, { mode: 0o644 });
+
+    say('starting the upstream, nginx and the gateway');
+    const upstream = await startUpstream(tls);
+    const targets: Target[] = [];
+    for (const name of targetNames) {
+      if (name === 'direct') targets.push(directTarget(upstream));
+      else if (name === 'nginx') targets.push(await startNginx(join(dir, 'nginx'), upstream, tls, values['nginx-reuseport'] === true));
+      else if (name === 'gateway') {
+        const gateway = await startGateway(upstream, { workers: values.workers ?? 'auto' });
+        gatewayOutput = gateway.output;
+        targets.push(gateway);
+      } else throw new Error(`unknown target ${String(name)}`);
+    }
+    for (const t of targets) say(`${t.name}: processes ${t.proxyPids().join(', ')}`);
+    const upstreamPids = (): number[] => processTree([upstream.pid]);
+
+    // Idle connections first, while every process is fresh: later cases grow heaps that would hide the cost.
+    for (const c of idleCases) {
+      for (const target of targets) {
+        const count = idleConnections ?? c.connections;
+        say(`${c.id}: ${count} idle connections to ${target.name}`);
+        const result = await measureIdle(target.h2c, count, () => target.proxyPids());
+        idle.push({ target: target.name, result });
+        if (result.established !== count || result.openAtMeasure !== result.established) {
+          notes.push(`${c.id} ${target.name}: ${result.established}/${count} established, ${result.openAtMeasure} open when measured${result.firstError === '' ? '' : ` (first error: ${result.firstError})`}`);
+        }
+      }
+    }
+
+    const bodies = new Map(loadCases.map((c) => [c.id, writeBody(dir, c)]));
+    const sampled = new Set<string>();
+    for (let round = 0; round < rounds; round++) {
+      const order = targets.map((_, i) => targets[(i + round) % targets.length] as Target);
+      for (const c of loadCases) {
+        for (const target of order) {
+          const key = `${c.id}/${target.name}`;
+          if (!sampled.has(key)) {
+            sampled.add(key);
+            const before = await upstream.stats();
+            const { address, tls: useTls } = target.endpoint(c);
+            const sample = await sampleCalls(address, useTls, c);
+            const after = await upstream.stats();
+            const upstreamOk = after[c.method === 'Unary' ? 'unary' : 'stream'] - before[c.method === 'Unary' ? 'unary' : 'stream'];
+            samples.push({ caseId: c.id, target: target.name, ...sample, upstreamOk });
+            if (sample.ok !== sample.calls) notes.push(`${key}: grpc-js sample ${sample.ok}/${sample.calls} ok: ${sample.problems.join('; ')}`);
+          }
+          say(`round ${round + 1}/${rounds} ${c.id} → ${target.name}`);
+          records.push(await measure(c, target, round, bodies.get(c.id) as string, upstream, upstreamPids, dir));
+          const last = records[records.length - 1] as RunRecord;
+          if (last.problems.length > 0) notes.push(`round ${round + 1} ${key}: ${last.problems.join('; ')}`);
+        }
+      }
+    }
+  } finally {
+    const gatewayLog = gatewayOutput?.() ?? '';
+    say('stopping everything');
+    await stopAll();
+    let nginxLog = '';
+    try {
+      nginxLog = readFileSync(join(dir, 'nginx', 'error.log'), 'utf8');
+    } catch {
+      // nginx was not started
+    }
+    const nginxLines = nginxLog.split('\n').filter((l) => /\[(warn|error|crit|alert|emerg)\]/.test(l));
+    if (nginxLines.length > 0) notes.push(`nginx error.log (last ${Math.min(nginxLines.length, 5)} of ${nginxLines.length} warn+ lines): ${nginxLines.slice(-5).join(' | ').slice(0, 1500)}`);
+    rmSync(dir, { recursive: true, force: true });
+    const lines = gatewayLog.split('\n').filter((l) => /"level":(40|50|60)|warn|error/i.test(l));
+    if (lines.length > 0) notes.push(`gateway log (warn and above, last ${Math.min(lines.length, 5)} of ${lines.length}): ${lines.slice(-5).join(' | ').slice(0, 1500)}`);
+  }
+  // tsx's own esbuild service is this process's child and lives as long as it does.
+  const leftovers = [...cpuSnapshot(processTree([process.pid]).filter((pid) => pid !== process.pid)).comm].filter(([, comm]) => comm !== 'esbuild');
+  if (leftovers.length > 0) notes.push(`processes left behind: ${leftovers.map(([pid, comm]) => `${pid} (${comm})`).join(', ')}`);
+
+  const report = renderReport({ machine, rounds, quick, records, samples, idle, notes, seconds: loadCases.map((c) => seconds(c)),
+    command: ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
+  });
+  const resultsDir = join(REPO_ROOT, 'bench/results');
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${machine.date.replace(/[:.]/g, '-')}.md`);
+  writeFileSync(file, report);
+  process.stdout.write(`${report}\n`);
+  say(`written to ${file}`);
+}
+
+async function measure(
+  c: LoadCase,
+  target: Target,
+  round: number,
+  bodyFile: string,
+  upstream: Awaited<ReturnType<typeof startUpstream>>,
+  upstreamPids: () => number[],
+  dir: string,
+): Promise<RunRecord> {
+  const common = {
+    url: url(target, c),
+    bodyFile,
+    connections: c.connections,
+    streamsPerConnection: c.streamsPerConnection,
+  };
+  // Warm-up, which also sizes the measured run to last about `seconds`.
+  const warm = await runH2load({ ...common, durationSeconds: WARMUP_SECONDS, limitMs: 60_000 });
+  const rate = Number.isFinite(warm.succeeded) ? warm.succeeded / WARMUP_SECONDS : 0;
+  const inFlight = c.connections * c.streamsPerConnection;
+  const requests = Math.max(inFlight * 10, Math.min(20_000_000, Math.round(rate * seconds(c))));
+  await sleep(200); // requests cut at the warm-up's end finish or fail before counting starts
+
+  const proxyPids = target.name === 'direct' ? [] : target.proxyPids();
+  const upPids = upstreamPids();
+  const countKey = c.method === 'Unary' ? 'unary' : 'stream';
+  const statsBefore = await upstream.stats();
+  const proxyBefore = cpuSnapshot(proxyPids);
+  const upBefore = cpuSnapshot(upPids);
+  const machineBefore = machineCpu();
+  const started = process.hrtime.bigint();
+  const logFile = join(dir, `${c.id}-${target.name}-${round}.log`);
+  const run = await runH2load({ ...common, requests, logFile, limitMs: Math.max(60_000, seconds(c) * 20_000) });
+  const elapsedUs = Number(process.hrtime.bigint() - started) / 1000;
+  const machineAfter = machineCpu();
+  const proxyAfter = cpuSnapshot(target.name === 'direct' ? [] : target.proxyPids());
+  const upAfter = cpuSnapshot(upstreamPids());
+  const statsAfter = await upstream.stats();
+  rmSync(logFile, { force: true });
+
+  const proxyCpu = cpuDelta(proxyBefore, proxyAfter);
+  const upCpu = cpuDelta(upBefore, upAfter);
+  const upstreamOk = statsAfter[countKey] - statsBefore[countKey];
+  const upstreamFailed = statsAfter.failed - statsBefore.failed;
+  const expectedData = requests * responseDataBytes(c);
+
+  const problems: string[] = [];
+  if (run.exitCode !== 0) problems.push(`h2load exit ${String(run.exitCode)}: ${run.stdout.slice(-400)}`);
+  if (run.succeeded !== requests) problems.push(`h2load succeeded ${run.succeeded} of ${requests} (failed ${run.failed}, errored ${run.errored}, timeout ${run.timeouts})`);
+  if (run.status2xx !== requests) problems.push(`${run.status2xx} 2xx of ${requests}`);
+  if (run.latenciesUs.length !== requests) problems.push(`log: ${run.latenciesUs.length} status-200 lines of ${requests} (${run.logNon200} other)`);
+  if (upstreamOk !== requests) problems.push(`upstream completed ${upstreamOk} calls OK for ${requests} requests`);
+  if (upstreamFailed !== 0) problems.push(`upstream saw ${upstreamFailed} failed calls`);
+  if (run.dataBytes !== expectedData) problems.push(`response DATA ${run.dataBytes} B, expected ${expectedData} B`);
+  for (const [name, delta] of [['proxy', proxyCpu], ['upstream', upCpu]] as const) {
+    if (delta.vanished.length > 0 || delta.appeared.length > 0) {
+      problems.push(`${name} processes changed during the run (gone: ${delta.vanished.join(',') || '-'}, new: ${delta.appeared.join(',') || '-'})`);
+    }
+  }
+
+  const sorted = [...run.latenciesUs].sort((a, b) => a - b);
+  const ok = run.latenciesUs.length;
+  const machineBusyUs = (machineAfter.busy - machineBefore.busy) * US_PER_TICK;
+  const ours = (target.name === 'direct' ? 0 : proxyCpu.totalUs) + upCpu.totalUs + (Number.isFinite(run.clientCpuUs) ? run.clientCpuUs : 0);
+  return {
+    caseId: c.id,
+    target: target.name,
+    round,
+    requests,
+    verified: problems.length === 0,
+    problems,
+    reqPerSec: ok / (run.logWindowUs / 1e6),
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    p999: percentile(sorted, 99.9),
+    proxyCpuUsPerCall: target.name === 'direct' ? Number.NaN : proxyCpu.totalUs / requests,
+    proxyCpuPerProcess: [...proxyCpu.perPid].map(([pid, v]) => ({ pid, comm: v.comm, usPerCall: v.us / requests })),
+    upstreamCpuUsPerCall: upCpu.totalUs / requests,
+    clientCpuUsPerCall: run.clientCpuUs / requests,
+    otherCores: Math.max(0, machineBusyUs - ours) / elapsedUs,
+  };
+}
+
+main()
+  .then(() => process.exit(0))
+  .catch(async (err: unknown) => {
+    console.error(`[bench] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    await stopAll();
+    process.exit(1);
+  });
