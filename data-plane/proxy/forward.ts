@@ -35,6 +35,14 @@ import { statusForRst, rstName } from './rst-codes.ts';
 export const REPLAY_LIMIT_BYTES = 64 * 1024;
 const END_STREAM = constants.NGHTTP2_FLAG_END_STREAM;
 
+/**
+ * The call a stream belongs to. Listeners are shared module functions that find their call through the stream they
+ * are called on, so a call allocates no closure per listener (the hot path: one ProxyCall, two streams).
+ */
+const CALL = Symbol('proxy call');
+type Tagged<S> = S & { [CALL]?: ProxyCall };
+const callOf = (stream: Tagged<ServerHttp2Stream> | Tagged<ClientHttp2Stream>): ProxyCall | undefined => stream[CALL];
+
 export interface CallDeps {
   pool: SessionPool;
   log: Logger;
@@ -67,6 +75,9 @@ export class ProxyCall {
   private deadlineAt = 0;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private sendTimer: NodeJS.Timeout | undefined;
+  /** Response data is being relayed from `up` to the client (between response headers and the end or a failure). */
+  private relaying = false;
+  private responseMeter: MessageMeter | undefined;
 
   constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, target: RouteTarget, node: UpstreamNode, deps: CallDeps) {
     this.down = down;
@@ -79,15 +90,16 @@ export class ProxyCall {
   }
 
   start(): void {
-    const { down } = this;
-    down.on('aborted', this.onDownGone);
-    down.on('close', this.onDownGone);
-    down.on('end', this.onDownEnd);
-    down.on('wantTrailers', this.onWantTrailers);
+    const down = this.down as Tagged<ServerHttp2Stream>;
+    down[CALL] = this;
+    down.on('aborted', downGone);
+    down.on('close', downGone);
+    down.on('end', downEnd);
+    down.on('wantTrailers', downWantTrailers);
     const timeoutMs = parseGrpcTimeout(this.headers['grpc-timeout']);
     if (timeoutMs !== undefined) {
       this.deadlineAt = this.startedAt + timeoutMs;
-      this.deadlineTimer = setTimeout(this.onDeadline, timeoutMs);
+      this.deadlineTimer = setTimeout(deadlinePassed, timeoutMs, this);
     }
     this.connect();
   }
@@ -97,20 +109,23 @@ export class ProxyCall {
   private connect(): void {
     const ready = this.deps.pool.ready(this.node);
     if (ready !== undefined) return this.open(ready);
-    this.deps.pool.acquire(this.node, this.upstream.connectTimeoutMs).then(this.onConnected, this.onConnectFailed);
+    this.deps.pool.acquire(this.node, this.upstream.connectTimeoutMs).then(
+      (pooled) => this.onConnected(pooled),
+      (err: unknown) => this.onConnectFailed(err),
+    );
   }
 
-  private readonly onConnected = (pooled: PooledSession): void => {
+  private onConnected(pooled: PooledSession): void {
     if (this.phase === 'finished') return;
     this.open(pooled);
-  };
+  }
 
-  private readonly onConnectFailed = (err: unknown): void => {
+  private onConnectFailed(err: unknown): void {
     if (this.phase === 'finished') return;
     this.deps.log.warn({ node: this.node.key, err: describe(err) }, 'upstream connect failed');
     this.attempts++; // an attempt, though it never reached a server: the next one says it is a retry
     this.retryOrFail(err, false);
-  };
+  }
 
   private open(pooled: PooledSession): void {
     let up: ClientHttp2Stream;
@@ -125,18 +140,19 @@ export class ProxyCall {
     this.up = up;
     this.pooled = pooled;
     this.phase = 'waiting';
-    up.on('response', (headers: IncomingHttpHeaders, flags: number) => this.onResponse(up, headers, flags));
-    up.on('trailers', (headers: IncomingHttpHeaders) => this.onTrailers(up, headers));
-    up.on('close', () => this.onUpClose(up));
+    (up as Tagged<ClientHttp2Stream>)[CALL] = this;
+    up.on('response', upResponse);
+    up.on('trailers', upTrailers);
+    up.on('close', upClose);
     up.on('error', ignore); // 'close' follows with rstCode set; the status is decided there
-    up.on('drain', this.onUpDrain);
+    up.on('drain', upDrain);
     if (this.upstream.readTimeoutMs > 0) up.setTimeout(this.upstream.readTimeoutMs, () => this.onIdle(up));
     if (this.replay !== undefined) for (const chunk of this.replay) up.write(chunk);
     if (this.requestEnded) {
       up.end();
     } else if (!this.reading) {
       this.reading = true;
-      this.down.on('data', this.onDownData);
+      this.down.on('data', downData);
     } else if (!up.writableNeedDrain) {
       this.down.resume();
     }
@@ -184,7 +200,7 @@ export class ProxyCall {
 
   // ---- request direction: client → upstream -------------------------------------------------------------------
 
-  private readonly onDownData = (chunk: Buffer): void => {
+  onDownData(chunk: Buffer): void {
     if (this.requestMeter !== undefined) {
       const size = this.requestMeter.feed(chunk);
       if (size >= 0) return this.fail(new MessageTooLarge('request', size, this.target.maxRequestMessageBytes ?? 0));
@@ -202,25 +218,26 @@ export class ProxyCall {
     if (!up.write(chunk)) {
       this.down.pause();
       if (this.upstream.sendTimeoutMs > 0 && this.sendTimer === undefined) {
-        this.sendTimer = setTimeout(this.onSendTimeout, this.upstream.sendTimeoutMs);
+        this.sendTimer = setTimeout(sendTimedOut, this.upstream.sendTimeoutMs, this);
       }
     }
-  };
+  }
 
-  private readonly onUpDrain = (): void => {
+  onUpDrain(up: ClientHttp2Stream): void {
+    if (up !== this.up) return;
     this.clearSendTimer();
     if (this.phase !== 'finished') this.down.resume();
-  };
+  }
 
-  private readonly onDownEnd = (): void => {
+  onDownEnd(): void {
     this.requestEnded = true; // the client's half-close; passed on exactly when it happens
     const { up } = this;
     if (up !== undefined && !up.destroyed) up.end();
-  };
+  }
 
   // ---- response direction: upstream → client ------------------------------------------------------------------
 
-  private onResponse(up: ClientHttp2Stream, headers: IncomingHttpHeaders, flags: number): void {
+  onResponse(up: ClientHttp2Stream, headers: IncomingHttpHeaders, flags: number): void {
     if (up !== this.up || this.phase !== 'waiting') return;
     if (this.downGone()) return this.onDownGone();
     // Node types :status as a string but hands over a number; Number() accepts both.
@@ -243,38 +260,65 @@ export class ProxyCall {
     }
     this.phase = 'streaming';
     if (!this.safely(() => this.down.respond(out, { waitForTrailers: true }))) return;
-    up.pipe(this.down);
-    // After pipe(), so that the chunk which crosses the cap is written before the call ends (a listener removed
-    // while 'data' is being emitted still runs, and a write after end() would reset the client stream).
     const limit = this.target.maxResponseMessageBytes;
-    if (limit !== undefined) {
-      const meter = new MessageMeter(limit);
-      up.on('data', (chunk: Buffer) => {
-        const size = meter.feed(chunk);
-        if (size >= 0) this.fail(new MessageTooLarge('response', size, limit));
-      });
+    if (limit !== undefined) this.responseMeter = new MessageMeter(limit);
+    // The body is relayed by hand rather than with pipe(): the same backpressure (pause the upstream stream while
+    // the client's window is full, resume on its 'drain') for fewer listeners and allocations per call.
+    this.relaying = true;
+    up.on('data', upData);
+    up.on('end', upEnd);
+    this.down.on('drain', downDrain);
+  }
+
+  onUpData(up: ClientHttp2Stream, chunk: Buffer): void {
+    if (up !== this.up || !this.relaying) return;
+    // Written before the cap is checked, so that the chunk which crosses it reaches the client before the error.
+    if (!this.down.write(chunk)) up.pause();
+    const meter = this.responseMeter;
+    if (meter !== undefined) {
+      const size = meter.feed(chunk);
+      if (size >= 0) this.fail(new MessageTooLarge('response', size, this.target.maxResponseMessageBytes ?? 0));
     }
   }
 
-  private onTrailers(up: ClientHttp2Stream, headers: IncomingHttpHeaders): void {
+  onUpEnd(up: ClientHttp2Stream): void {
+    if (up !== this.up || !this.relaying) return;
+    this.stopRelaying();
+    if (!this.down.writableEnded && !this.downGone()) this.down.end();
+  }
+
+  onDownDrain(): void {
+    const { up } = this;
+    if (this.relaying && up !== undefined && !up.destroyed) up.resume();
+  }
+
+  /** Stops relaying response data (it ends, fails, or the rest is moved over at once). */
+  private stopRelaying(): void {
+    if (!this.relaying) return;
+    this.relaying = false;
+    this.up?.off('data', upData);
+    this.down.off('drain', downDrain);
+  }
+
+  onTrailers(up: ClientHttp2Stream, headers: IncomingHttpHeaders): void {
     if (up !== this.up || this.phase !== 'streaming') return;
     this.trailers = relayedHeaders(headers);
     this.responseComplete = true;
     // Everything the upstream sent is in `up` now. Move what is still buffered to the client at once (at most a
     // window), so a reset the upstream sends after its trailers cannot truncate a complete response.
-    up.unpipe(this.down);
+    this.stopRelaying();
     for (let chunk: unknown = up.read(); chunk !== null; chunk = up.read()) this.down.write(chunk);
     if (!this.down.writableEnded) this.down.end();
     up.resume();
   }
 
-  private readonly onWantTrailers = (): void => {
+  onWantTrailers(): void {
     const trailers = this.trailers !== undefined && this.trailers['grpc-status'] !== undefined ? this.trailers : errorTrailers(missingStatus());
     this.finish();
     this.safely(() => this.down.sendTrailers(trailers));
-  };
+  }
 
-  private onUpClose(up: ClientHttp2Stream): void {
+  onUpClose(up: ClientHttp2Stream): void {
     if (up !== this.up) return;
     this.clearSendTimer();
     if (this.phase === 'finished' || this.responseComplete) return;
@@ -292,20 +336,20 @@ export class ProxyCall {
 
   // ---- endings --------------------------------------------------------------------------------------------------
 
-  private readonly onDownGone = (): void => {
+  onDownGone(): void {
     this.cancelUp();
     this.finish();
-  };
+  }
 
-  private readonly onDeadline = (): void => {
+  onDeadline(): void {
     this.deadlineTimer = undefined;
     this.fail(new DeadlineExceeded(`deadline exceeded: grpc-timeout ${String(this.headers['grpc-timeout'])} passed at the gateway`));
-  };
+  }
 
-  private readonly onSendTimeout = (): void => {
+  onSendTimeout(): void {
     this.sendTimer = undefined;
     this.fail(new UpstreamTimeout(`upstream did not accept request data for ${this.upstream.sendTimeoutMs / 1000} s (timeout.send)`));
-  };
+  }
 
   private onIdle(up: ClientHttp2Stream): void {
     if (up !== this.up) return;
@@ -324,7 +368,7 @@ export class ProxyCall {
     // Response headers are out: end the body; wantTrailers sends the status.
     this.trailers = errorTrailers(err);
     this.responseComplete = true;
-    this.up?.unpipe(this.down);
+    this.stopRelaying();
     this.stopReading();
     if (this.downGone()) return this.finish();
     if (!this.down.writableEnded) this.down.end();
@@ -345,7 +389,7 @@ export class ProxyCall {
   private stopReading(): void {
     if (!this.reading) return;
     this.reading = false;
-    this.down.off('data', this.onDownData);
+    this.down.off('data', downData);
     this.down.resume();
   }
 
@@ -385,4 +429,46 @@ function missingStatus(): UpstreamProtocolError {
 
 function ignore(): void {
   // see the 'error' listener above
+}
+
+// ---- shared listeners: `this` is the stream, its call is found through CALL -------------------------------------
+
+function downGone(this: Tagged<ServerHttp2Stream>): void {
+  callOf(this)?.onDownGone();
+}
+function downEnd(this: Tagged<ServerHttp2Stream>): void {
+  callOf(this)?.onDownEnd();
+}
+function downWantTrailers(this: Tagged<ServerHttp2Stream>): void {
+  callOf(this)?.onWantTrailers();
+}
+function downData(this: Tagged<ServerHttp2Stream>, chunk: Buffer): void {
+  callOf(this)?.onDownData(chunk);
+}
+function downDrain(this: Tagged<ServerHttp2Stream>): void {
+  callOf(this)?.onDownDrain();
+}
+function upResponse(this: Tagged<ClientHttp2Stream>, headers: IncomingHttpHeaders, flags: number): void {
+  callOf(this)?.onResponse(this, headers, flags);
+}
+function upTrailers(this: Tagged<ClientHttp2Stream>, headers: IncomingHttpHeaders): void {
+  callOf(this)?.onTrailers(this, headers);
+}
+function upClose(this: Tagged<ClientHttp2Stream>): void {
+  callOf(this)?.onUpClose(this);
+}
+function upDrain(this: Tagged<ClientHttp2Stream>): void {
+  callOf(this)?.onUpDrain(this);
+}
+function upData(this: Tagged<ClientHttp2Stream>, chunk: Buffer): void {
+  callOf(this)?.onUpData(this, chunk);
+}
+function upEnd(this: Tagged<ClientHttp2Stream>): void {
+  callOf(this)?.onUpEnd(this);
+}
+function deadlinePassed(call: ProxyCall): void {
+  call.onDeadline();
+}
+function sendTimedOut(call: ProxyCall): void {
+  call.onSendTimeout();
 }

@@ -73,7 +73,7 @@ export class PooledSession {
     // keepalive_pool.requests: a session that served its share takes no new streams and closes when idle.
     if (++this.served >= this.node.pool.maxStreamsPerSession) this.draining = true;
     this.lastUsed = Date.now();
-    stream.once('close', this.onStreamClose);
+    stream.on('close', this.onStreamClose); // 'close' comes once: on() spares once()'s wrapper per stream
     return stream;
   }
 }
