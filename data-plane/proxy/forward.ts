@@ -41,6 +41,9 @@ const END_STREAM = constants.NGHTTP2_FLAG_END_STREAM;
  */
 const CALL = Symbol('proxy call');
 type Tagged<S> = S & { [CALL]?: ProxyCall };
+/** respond() copies its options: shared constants spare an object per call. No `date`: the upstream's headers, as sent. */
+const RESPOND_STREAMING = { waitForTrailers: true, sendDate: false } as const;
+const RESPOND_TRAILERS_ONLY = { endStream: true, sendDate: false } as const;
 const callOf = (stream: Tagged<ServerHttp2Stream> | Tagged<ClientHttp2Stream>): ProxyCall | undefined => stream[CALL];
 
 export interface CallDeps {
@@ -77,6 +80,9 @@ export class ProxyCall {
   private sendTimer: NodeJS.Timeout | undefined;
   /** Response data is being relayed from `up` to the client (between response headers and the end or a failure). */
   private relaying = false;
+  /** The upstream stream with our 'drain' listener, and whether the client stream has one (added on backpressure). */
+  private drainingUp: ClientHttp2Stream | undefined;
+  private drainingDown = false;
   private responseMeter: MessageMeter | undefined;
 
   constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, target: RouteTarget, node: UpstreamNode, deps: CallDeps) {
@@ -145,7 +151,6 @@ export class ProxyCall {
     up.on('trailers', upTrailers);
     up.on('close', upClose);
     up.on('error', ignore); // 'close' follows with rstCode set; the status is decided there
-    up.on('drain', upDrain);
     if (this.upstream.readTimeoutMs > 0) up.setTimeout(this.upstream.readTimeoutMs, () => this.onIdle(up));
     if (this.replay !== undefined) for (const chunk of this.replay) up.write(chunk);
     if (this.requestEnded) {
@@ -217,6 +222,11 @@ export class ProxyCall {
     }
     if (!up.write(chunk)) {
       this.down.pause();
+      // 'drain' listeners only once there is backpressure: most calls never need one.
+      if (this.drainingUp !== up) {
+        this.drainingUp = up;
+        up.on('drain', upDrain);
+      }
       if (this.upstream.sendTimeoutMs > 0 && this.sendTimer === undefined) {
         this.sendTimer = setTimeout(sendTimedOut, this.upstream.sendTimeoutMs, this);
       }
@@ -255,11 +265,11 @@ export class ProxyCall {
       // Trailers-only: one HEADERS frame carrying grpc-status. Keep it one frame.
       if (out['grpc-status'] === undefined) Object.assign(out, errorTrailers(missingStatus()));
       this.finish();
-      this.safely(() => this.down.respond(out, { endStream: true }));
+      this.safely(() => this.down.respond(out, RESPOND_TRAILERS_ONLY));
       return;
     }
     this.phase = 'streaming';
-    if (!this.safely(() => this.down.respond(out, { waitForTrailers: true }))) return;
+    if (!this.safely(() => this.down.respond(out, RESPOND_STREAMING))) return;
     const limit = this.target.maxResponseMessageBytes;
     if (limit !== undefined) this.responseMeter = new MessageMeter(limit);
     // The body is relayed by hand rather than with pipe(): the same backpressure (pause the upstream stream while
@@ -267,13 +277,18 @@ export class ProxyCall {
     this.relaying = true;
     up.on('data', upData);
     up.on('end', upEnd);
-    this.down.on('drain', downDrain);
   }
 
   onUpData(up: ClientHttp2Stream, chunk: Buffer): void {
     if (up !== this.up || !this.relaying) return;
     // Written before the cap is checked, so that the chunk which crosses it reaches the client before the error.
-    if (!this.down.write(chunk)) up.pause();
+    if (!this.down.write(chunk)) {
+      up.pause();
+      if (!this.drainingDown) {
+        this.drainingDown = true;
+        this.down.on('drain', downDrain);
+      }
+    }
     const meter = this.responseMeter;
     if (meter !== undefined) {
       const size = meter.feed(chunk);

@@ -68,7 +68,7 @@ export class PooledSession {
 
   /** Opens a stream and counts it against this session until it closes. Throws like session.request(). */
   request(headers: OutgoingHttpHeaders): ClientHttp2Stream {
-    const stream = this.session.request(headers, { endStream: false });
+    const stream = this.session.request(headers, OPEN_STREAM);
     this.active++;
     // keepalive_pool.requests: a session that served its share takes no new streams and closes when idle.
     if (++this.served >= this.node.pool.maxStreamsPerSession) this.draining = true;
@@ -77,6 +77,9 @@ export class PooledSession {
     return stream;
   }
 }
+
+/** request() copies its options: one shared object. */
+const OPEN_STREAM = { endStream: false } as const;
 
 interface NodeSessions {
   sessions: PooledSession[];
