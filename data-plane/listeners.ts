@@ -20,6 +20,7 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import type { ListenAddress } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Snapshot, Snapshots } from './config/snapshots.ts';
+import { LOCAL_SETTINGS, widenSessionWindow } from './http2-settings.ts';
 import { handleStream, type ProxyDeps } from './proxy/handle-stream.ts';
 import type { PemPair } from './tls/default-cert.ts';
 
@@ -57,6 +58,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
   const draining = { on: false };
   const track = (session: Http2Session): void => {
     sessions.add(session);
+    widenSessionWindow(session);
     // A connection accepted just as the drain began (or sniffed after it) gets its GOAWAY at once, like the others:
     // the client sends its calls elsewhere instead of having them cut when the grace ends.
     if (draining.on) session.close();
@@ -71,7 +73,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
 
   try {
     for (const address of options.h2c) {
-      const h2 = http2.createServer();
+      const h2 = http2.createServer({ settings: LOCAL_SETTINGS });
       h2.on('stream', onStream);
       h2.on('session', track);
       const front = net.createServer((socket) => {
@@ -97,6 +99,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
           key: current.key,
           allowHTTP1: false,
           ALPNProtocols: ['h2'],
+          settings: LOCAL_SETTINGS,
           SNICallback: (servername, callback) => {
             const snapshot = deps.snapshots.current();
             callback(null, snapshot.sni.lookup(servername)?.context ?? fallback(snapshot).context);

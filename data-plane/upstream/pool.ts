@@ -26,6 +26,7 @@ import http2, {
   type OutgoingHttpHeaders,
   type SecureClientSessionOptions,
 } from 'node:http2';
+import { LOCAL_SETTINGS, widenSessionWindow } from '../http2-settings.ts';
 import { UpstreamConnectError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { UpstreamNode } from './upstream.ts';
@@ -143,7 +144,7 @@ export class SessionPool {
 
   private dial(node: UpstreamNode, entry: NodeSessions, connectTimeoutMs: number): Promise<PooledSession> {
     const url = `${node.scheme === 'grpcs' ? 'https' : 'http'}://${node.host}:${node.port}`;
-    const options: SecureClientSessionOptions = {};
+    const options: SecureClientSessionOptions = { settings: LOCAL_SETTINGS };
     if (node.tls !== undefined) {
       options.ALPNProtocols = ['h2'];
       options.rejectUnauthorized = node.tls.verify;
@@ -153,6 +154,7 @@ export class SessionPool {
       }
     }
     const session = http2.connect(url, options);
+    session.once('connect', () => widenSessionWindow(session));
     const pooled = new PooledSession(session, node);
     entry.sessions.push(pooled);
     session.on('goaway', (code: number, lastStreamID: number) => {
