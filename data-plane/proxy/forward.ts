@@ -341,6 +341,9 @@ export class ProxyCall {
     if (this.phase === 'waiting' && code === constants.NGHTTP2_REFUSED_STREAM) {
       return this.retryOrFail(new UpstreamReset(`upstream refused the stream (${rstName(code)})`), true);
     }
+    if (this.phase === 'waiting' && this.pooled?.unprocessed(up) === true) {
+      return this.retryOrFail(new UpstreamReset(`upstream never processed the stream (above its GOAWAY's last-stream-id)`), true);
+    }
     if (this.pooled?.session.destroyed === true) {
       // Node closes the streams of a dead session with CANCEL though nothing was sent: the connection was lost.
       return this.fail(new UpstreamReset(`lost the connection to ${this.node.key}`));

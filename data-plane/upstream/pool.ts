@@ -49,6 +49,8 @@ export class PooledSession {
   draining = false;
   lastUsed = Date.now();
   lastPing = Date.now();
+  /** The last-stream-id of a GOAWAY the upstream sent: streams above it were never processed (RFC 9113 §6.8). */
+  goawayLastStreamId: number | undefined;
   private readonly onStreamClose = (): void => {
     this.active--;
     this.lastUsed = Date.now();
@@ -57,6 +59,16 @@ export class PooledSession {
   constructor(session: ClientHttp2Session, node: UpstreamNode) {
     this.session = session;
     this.node = node;
+  }
+
+  /**
+   * Whether the upstream never processed this stream: it was not sent yet (no id), or its id is above the last-stream-id
+   * of a GOAWAY. Such a stream is safe to retry whatever code Node closed it with (REFUSED_STREAM, or CANCEL when the
+   * session went away first, as newer Node versions do).
+   */
+  unprocessed(stream: { readonly id?: number | undefined }): boolean {
+    if (stream.id === undefined) return true;
+    return this.goawayLastStreamId !== undefined && stream.id > this.goawayLastStreamId;
   }
 
   get usable(): boolean {
@@ -159,6 +171,7 @@ export class SessionPool {
     entry.sessions.push(pooled);
     session.on('goaway', (code: number, lastStreamID: number) => {
       this.log.info({ node: node.key, code, lastStreamID }, 'upstream session received GOAWAY');
+      pooled.goawayLastStreamId = Math.min(lastStreamID, pooled.goawayLastStreamId ?? lastStreamID);
       pooled.draining = true;
       this.remove(pooled);
     });
