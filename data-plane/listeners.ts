@@ -18,10 +18,10 @@ import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { ListenAddress } from '../shared/config.ts';
-import type { Logger } from '../shared/logger.ts';
-import type { Snapshot, Snapshots } from './config/snapshots.ts';
+import type { Snapshot } from './config/snapshots.ts';
 import { LOCAL_SETTINGS, widenSessionWindow } from './http2-settings.ts';
 import { handleStream, type ProxyDeps } from './proxy/handle-stream.ts';
+import { listenOn } from './listen.ts';
 import type { PemPair } from './tls/default-cert.ts';
 
 export interface ListenerOptions {
@@ -81,7 +81,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
         sniffPreface(socket, h2);
       });
       servers.push(front);
-      addresses.push({ kind: 'h2c', host: address.ip, port: await listen(front, address) });
+      addresses.push({ kind: 'h2c', host: address.ip, port: await listenOn(front, address) });
       front.on('error', onServerError);
     }
     if (options.tls.length > 0) {
@@ -112,7 +112,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
         server.on('tlsClientError', (err: Error) => log.debug({ err: err.message }, 'TLS handshake failed'));
         servers.push(server);
         tlsServers.push(server);
-        addresses.push({ kind: 'tls', host: address.ip, port: await listen(server, address) });
+        addresses.push({ kind: 'tls', host: address.ip, port: await listenOn(server, address) });
         server.on('error', onServerError);
       }
       deps.snapshots.onSwap((snapshot) => {
@@ -166,16 +166,6 @@ function sniffPreface(socket: Socket, h2: Http2Server): void {
   });
 }
 
-function listen(server: net.Server | Http2SecureServer, address: ListenAddress): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(address.port, address.ip, () => {
-      server.off('error', reject);
-      const bound = server.address();
-      resolve(bound !== null && typeof bound === 'object' ? bound.port : address.port);
-    });
-  });
-}
 
 async function closeAll(
   servers: (net.Server | Http2SecureServer)[],

@@ -7,7 +7,7 @@
  */
 import cluster from 'node:cluster';
 import { loadConfig } from '../shared/config.ts';
-import { createLogger } from '../shared/logger.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
 import { startDataPlane } from './data-plane.ts';
 import { StatusPhase } from './status-server.ts';
 import type { PemPair } from './tls/default-cert.ts';
@@ -23,20 +23,7 @@ const graceMs = config.dataPlane.shutdownTimeoutMs;
 if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
   try {
     const primary = await startPrimary(config, baseLog);
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      primary.stop(signal).then(
-        () => process.exit(0),
-        (err: unknown) => {
-          baseLog.error({ err }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    stopOnSignals(baseLog, (signal) => primary.stop(signal));
   } catch (err) {
     baseLog.fatal({ err }, 'data plane failed to start');
     process.exit(1);
@@ -77,27 +64,35 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
       report();
       setInterval(report, WORKER_REPORT_MS).unref();
     }
-    let stopping = false;
-    const stop = (reason: string): void => {
-      if (stopping) return;
-      stopping = true;
+    const stop = stopOnSignals(log, (reason) => {
       log.info({ reason, graceMs }, 'draining');
       const closing = dataPlane.close(graceMs);
       if (worker !== undefined) send({ type: 'gateway:status', report: { ...dataPlane.report(), phase: StatusPhase.draining } });
-      closing.then(
-        () => process.exit(0),
-        (err: unknown) => {
-          log.error({ err }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+      return closing;
+    });
     // A worker whose primary is gone gets no more connections: it finishes what it has and exits.
     if (worker !== undefined) process.on('disconnect', () => stop('primary exited'));
   } catch (err) {
     log.fatal({ err }, 'data plane failed to start');
     process.exit(1);
   }
+}
+
+/** SIGTERM/SIGINT run `shutdown` once, then the process exits (0, or 1 if it failed). Returns the trigger. */
+function stopOnSignals(log: Logger, shutdown: (reason: string) => Promise<void>): (reason: string) => void {
+  let stopping = false;
+  const stop = (reason: string): void => {
+    if (stopping) return;
+    stopping = true;
+    shutdown(reason).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  return stop;
 }

@@ -15,10 +15,11 @@
  * Readiness does not follow `config_stale`: a stale data plane still routes every call it routed before
  * (DESIGN.md: replicas keep serving their last good config while etcd is unreachable).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { ListenAddress } from '../shared/config.ts';
 import { describe } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import { listenOn } from './listen.ts';
 
 export const StatusPhase = {
   /** Reading the first config from etcd, or starting the gRPC listeners. */
@@ -77,7 +78,7 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
   const log = options.log.child({ module: 'status-server' });
   const server = createServer({ requestTimeout: REQUEST_TIMEOUT_MS }, (req, res) => answer(req, res, options.report));
   server.on('clientError', (_err, socket) => socket.destroy());
-  const port = await listen(server, options.listen).catch((err: unknown) => {
+  const port = await listenOn(server, options.listen).catch((err: unknown) => {
     throw new Error(`status server (apisix.status) cannot listen on ${options.listen.ip}:${options.listen.port}: ${describe(err)}`);
   });
   server.on('error', (err: Error) => log.error({ err: err.message }, 'status server error'));
@@ -129,13 +130,3 @@ function send(res: ServerResponse, status: number, body: object): void {
   res.writeHead(status, JSON_HEADERS).end(JSON.stringify(body)); // node:http sends no body to HEAD requests
 }
 
-function listen(server: Server, address: ListenAddress): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(address.port, address.ip, () => {
-      server.off('error', reject);
-      const bound = server.address();
-      resolve(bound !== null && typeof bound === 'object' ? bound.port : address.port);
-    });
-  });
-}

@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT } from '../../shared/config.ts';
 import { freePort } from '../../test/helpers/ports.ts';
+import { stopChild } from '../../scripts/local-processes.ts';
 import { NO_STATUS, openProbe } from './grpc.ts';
 
 const STOP_LIMIT_MS = 5_000;
@@ -134,17 +135,13 @@ function spawnNode(args: readonly string[], env: Record<string, string>): Spawne
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   let exited = false;
-  const exit = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = true;
-      keep(Buffer.from(`\n[exited: code ${String(code)}, signal ${String(signal)}]\n`));
-      resolve();
-    });
-    child.once('error', (err) => {
-      exited = true;
-      keep(Buffer.from(`\n[spawn failed: ${err.message}]\n`));
-      resolve();
-    });
+  child.once('exit', (code, signal) => {
+    exited = true;
+    keep(Buffer.from(`\n[exited: code ${String(code)}, signal ${String(signal)}]\n`));
+  });
+  child.once('error', (err) => {
+    exited = true;
+    keep(Buffer.from(`\n[spawn failed: ${err.message}]\n`));
   });
   let stopping: Promise<void> | undefined;
   return {
@@ -154,20 +151,8 @@ function spawnNode(args: readonly string[], env: Record<string, string>): Spawne
     },
     output: () => tail,
     stop() {
-      stopping ??= (async () => {
-        if (exited) return;
-        child.kill('SIGTERM');
-        let timer: NodeJS.Timeout | undefined;
-        const killed = new Promise<void>((resolve) => {
-          timer = setTimeout(() => {
-            if (!exited) child.kill('SIGKILL');
-            resolve();
-          }, STOP_LIMIT_MS);
-        });
-        await Promise.race([exit, killed]);
-        clearTimeout(timer);
-        await exit;
-      })();
+      // SIGTERM (the data plane drains), SIGKILL if it has not exited within STOP_LIMIT_MS.
+      stopping ??= stopChild(child, STOP_LIMIT_MS);
       return stopping;
     },
   };

@@ -338,11 +338,9 @@ export class ProxyCall {
     this.clearSendTimer();
     if (this.phase === 'finished' || this.responseComplete) return;
     const code = up.rstCode ?? constants.NGHTTP2_NO_ERROR;
-    if (this.phase === 'waiting' && code === constants.NGHTTP2_REFUSED_STREAM) {
+    // Refused, or above the last-stream-id of the upstream's GOAWAY: never processed, so safe to retry.
+    if (this.phase === 'waiting' && (code === constants.NGHTTP2_REFUSED_STREAM || this.pooled?.unprocessed(up) === true)) {
       return this.retryOrFail(new UpstreamReset(`upstream refused the stream (${rstName(code)})`), true);
-    }
-    if (this.phase === 'waiting' && this.pooled?.unprocessed(up) === true) {
-      return this.retryOrFail(new UpstreamReset(`upstream never processed the stream (above its GOAWAY's last-stream-id)`), true);
     }
     if (this.pooled?.session.destroyed === true) {
       // Node closes the streams of a dead session with CANCEL though nothing was sent: the connection was lost.

@@ -4,6 +4,7 @@
  * (HTTP PUT to the admin API with the key, curl's form content type) and then wait, with a bounded poll, until the
  * data plane has applied the change. close() releases everything.
  */
+import http2, { type ClientHttp2Session } from 'node:http2';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../control-plane/app.ts';
 import { createEtcdStore } from '../../control-plane/store/etcd-store.ts';
@@ -14,6 +15,7 @@ import { parseConfig, type GatewayConfig } from '../../shared/config.ts';
 import { silentLogger } from '../../shared/logger.ts';
 import { makeCert, type CertAndKey } from '../helpers/certs.ts';
 import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
+import { DEFAULT_LIMIT_MS, within } from '../helpers/fake-upstream.ts';
 
 export const ADMIN_KEY = 'e2e-admin-key-3b9d';
 const WAIT_LIMIT_MS = 10_000;
@@ -120,4 +122,22 @@ export function seedRoute(nodes: Record<string, number>, scheme: 'grpc' | 'grpcs
     uri: '/helloworld.Greeter/SayHello',
     upstream: { scheme, type: 'roundrobin', nodes },
   };
+}
+
+/** A connected raw HTTP/2 session to the gateway's h2c or TLS listener. */
+export async function gatewaySession(gw: GatewayFixture, kind: 'h2c' | 'tls'): Promise<ClientHttp2Session> {
+  const session =
+    kind === 'h2c'
+      ? http2.connect(`http://${gw.h2cAddress}`)
+      : http2.connect(`https://${gw.tlsAddress}`, { ca: gw.defaultCert.cert, ALPNProtocols: ['h2'] });
+  session.on('error', () => undefined); // failures surface on the streams
+  await within(
+    new Promise<void>((resolve, reject) => {
+      session.once('connect', () => resolve());
+      session.once('error', reject);
+    }),
+    DEFAULT_LIMIT_MS,
+    `connect to the gateway's ${kind} listener`,
+  );
+  return session;
 }

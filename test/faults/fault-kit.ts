@@ -11,7 +11,7 @@
  * Every wait is bounded by `within()`/`waitUntil()` and fails with a message naming what did not happen.
  */
 import assert from 'node:assert/strict';
-import http2, {
+import {
   constants,
   type ClientHttp2Session,
   type ClientHttp2Stream,
@@ -20,7 +20,7 @@ import http2, {
 } from 'node:http2';
 import { after, afterEach, before } from 'node:test';
 import type { Client } from '@grpc/grpc-js';
-import { startGateway, type GatewayFixture } from '../e2e/gateway-fixture.ts';
+import { gatewaySession, startGateway, type GatewayFixture } from '../e2e/gateway-fixture.ts';
 import { greeterClient } from '../helpers/greeter.ts';
 import {
   DEFAULT_LIMIT_MS,
@@ -133,20 +133,8 @@ export async function startBench(): Promise<Bench> {
       await gw.waitForSnapshot(() => JSON.stringify(gw.routeNodes(ROUTE_ID)) === want, `route to ${want}`);
     },
     async downSession(leg) {
-      const session =
-        leg.down === 'h2c'
-          ? http2.connect(`http://${gw.h2cAddress}`)
-          : http2.connect(`https://${gw.tlsAddress}`, { ca: gw.defaultCert.cert, ALPNProtocols: ['h2'] });
+      const session = await gatewaySession(gw, leg.down);
       sessions.push(session);
-      session.on('error', () => undefined); // failures surface on the streams
-      await within(
-        new Promise<void>((resolve, reject) => {
-          session.once('connect', () => resolve());
-          session.once('error', reject);
-        }),
-        DEFAULT_LIMIT_MS,
-        `connect to the gateway's ${leg.down} listener`,
-      );
       return session;
     },
     grpcClient(leg) {

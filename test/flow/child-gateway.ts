@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { REPO_ROOT } from '../../shared/config.ts';
+import { stopChild } from '../../scripts/local-processes.ts';
 import { freePort } from '../helpers/ports.ts';
 
 /** How long a SIGTERM may take before the process is killed. */
@@ -70,12 +71,9 @@ export async function spawnChildGateway(etcdEndpoint: string, options: ChildGate
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   let exited = false;
-  const exit = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = true;
-      keep(Buffer.from(`\n[gateway exited: code ${String(code)}, signal ${String(signal)}]\n`));
-      resolve();
-    });
+  child.once('exit', (code, signal) => {
+    exited = true;
+    keep(Buffer.from(`\n[gateway exited: code ${String(code)}, signal ${String(signal)}]\n`));
   });
   const spawned = await new Promise<number>((resolve, reject) => {
     child.once('spawn', () => resolve(child.pid ?? 0));
@@ -102,20 +100,8 @@ export async function spawnChildGateway(etcdEndpoint: string, options: ChildGate
     },
     output: () => tail,
     stop() {
-      stopping ??= (async () => {
-        if (exited) return;
-        child.kill('SIGTERM');
-        let timer: NodeJS.Timeout | undefined;
-        const killed = new Promise<void>((resolve) => {
-          timer = setTimeout(() => {
-            if (!exited) child.kill('SIGKILL');
-            resolve();
-          }, STOP_LIMIT_MS);
-        });
-        await Promise.race([exit, killed]);
-        clearTimeout(timer);
-        await exit; // after SIGKILL the exit event follows at once
-      })();
+      // SIGTERM (the data plane drains), SIGKILL if it has not exited within STOP_LIMIT_MS.
+      stopping ??= stopChild(child, STOP_LIMIT_MS);
       return stopping;
     },
   };

@@ -9,7 +9,6 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import http2, { type ClientHttp2Session } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import {
   Client,
@@ -22,9 +21,9 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import type { GatewayFixture } from '../e2e/gateway-fixture.ts';
-import { DEFAULT_LIMIT_MS, within } from '../helpers/fake-upstream.ts';
 import { freePort } from '../helpers/ports.ts';
 
+export { gatewaySession } from '../e2e/gateway-fixture.ts';
 export { DEFAULT_LIMIT_MS, waitUntil, within } from '../helpers/fake-upstream.ts';
 
 /** Per-test backstop for node:test, above every bounded wait inside a test. */
@@ -53,23 +52,6 @@ export async function putRoute(gw: GatewayFixture, id: string, route: Record<str
   await gw.waitForSnapshot((snapshot) => BigInt(snapshot.revision) >= revision, `route ${id} at revision ${revision}`);
 }
 
-/** A connected raw HTTP/2 session to the gateway's h2c or TLS listener. */
-export async function gatewaySession(gw: GatewayFixture, kind: 'h2c' | 'tls'): Promise<ClientHttp2Session> {
-  const session =
-    kind === 'h2c'
-      ? http2.connect(`http://${gw.h2cAddress}`)
-      : http2.connect(`https://${gw.tlsAddress}`, { ca: gw.defaultCert.cert, ALPNProtocols: ['h2'] });
-  session.on('error', () => undefined); // failures surface on the streams
-  await within(
-    new Promise<void>((resolve, reject) => {
-      session.once('connect', () => resolve());
-      session.once('error', reject);
-    }),
-    DEFAULT_LIMIT_MS,
-    `connect to the gateway's ${kind} listener`,
-  );
-  return session;
-}
 
 /** A loopback port nobody listens on: connecting to it is refused. */
 export async function closedPort(): Promise<number> {
