@@ -79,7 +79,21 @@ export async function startGreeter(options: GreeterOptions = {}): Promise<Greete
   const track = (socket: Socket): void => {
     connections += 1;
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.once('close', () => {
+      sockets.delete(socket);
+      if (sockets.size === 0) for (const resolve of whenNoSockets.splice(0)) resolve();
+    });
+  };
+  const whenNoSockets: (() => void)[] = [];
+  /** Resolves once every tracked connection has closed, or after `ms`. */
+  const socketsClosed = async (ms: number): Promise<void> => {
+    if (sockets.size === 0 || ms <= 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      whenNoSockets.push(resolve);
+      timer = setTimeout(resolve, ms);
+    });
+    clearTimeout(timer);
   };
 
   let listener: NetServer;
@@ -114,6 +128,7 @@ export async function startGreeter(options: GreeterOptions = {}): Promise<Greete
   const close = (graceMs = DEFAULT_CLOSE_GRACE_MS): Promise<void> => {
     closing ??= (async () => {
       const listenerClosed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      const deadline = Date.now() + graceMs;
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => grpcServer.forceShutdown(), graceMs);
         grpcServer.tryShutdown(() => {
@@ -121,6 +136,10 @@ export async function startGreeter(options: GreeterOptions = {}): Promise<Greete
           resolve();
         });
       });
+      // On Node 24, tryShutdown calls back as soon as it has sent GOAWAY on the injected connections, while their
+      // calls are still in flight; the connections close themselves once those calls are answered, so wait for
+      // that (within the grace) before anything is destroyed.
+      await socketsClosed(deadline - Date.now());
       injector.destroy();
       // Connections that never became HTTP/2 sessions (a half-done handshake) are not grpc-js's to close.
       for (const socket of sockets) socket.destroy();
