@@ -10,6 +10,7 @@ import { loadConfig } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { startDataPlane } from './data-plane.ts';
 import { StatusPhase } from './status-server.ts';
+import { missingDataPlaneNodeFlags } from './node-flags.ts';
 import type { PemPair } from './tls/default-cert.ts';
 import { WORKER_DEFAULT_CERT_ENV, WORKER_ID_ENV, startPrimary, type WorkerMessage } from './workers.ts';
 
@@ -45,6 +46,8 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
       ...(defaultCert === undefined ? {} : { defaultCert }),
     });
     if (worker === undefined) {
+      const missing = missingDataPlaneNodeFlags(process.execArgv);
+      if (missing.length > 0) log.info({ missing }, 'single data-plane process started without its V8 flags (data-plane/node-flags.ts): large messages cost more CPU');
       for (const address of dataPlane.addresses) {
         log.info({ kind: address.kind, host: address.host, port: address.port }, 'gRPC listener ready');
       }

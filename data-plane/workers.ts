@@ -14,6 +14,7 @@ import type { GatewayConfig } from '../shared/config.ts';
 import { describe } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { BoundAddress } from './listeners.ts';
+import { withDataPlaneNodeFlags } from './node-flags.ts';
 import { StatusPhase, startStatusServer, type StatusReport, type StatusServer, type WorkerStatus } from './status-server.ts';
 import { loadDefaultCert } from './tls/default-cert.ts';
 
@@ -76,6 +77,8 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
     log.info('status server off (apisix.status)');
   }
 
+  // Workers get the data plane's V8 flags (node-flags.ts) whatever the primary was started with.
+  cluster.setupPrimary({ execArgv: withDataPlaneNodeFlags(process.execArgv) });
   const fork = (slot: Slot): void => {
     slot.respawn = undefined;
     if (stopping) return;

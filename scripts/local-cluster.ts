@@ -23,6 +23,7 @@ import { createServer } from 'node:net';
 import { join, relative, resolve } from 'node:path';
 import { REPO_ROOT, loadConfig } from '../shared/config.ts';
 import { describe } from '../shared/errors.ts';
+import { dataPlaneNodeFlags } from '../data-plane/node-flags.ts';
 import {
   clientUrl,
   etcdHealthy,
@@ -347,7 +348,7 @@ async function main(): Promise<void> {
   // data-plane replicas
   const replicas = Array.from({ length: options.replicas }, (_, i) => {
     const status = `http://127.0.0.1:${options.statusPort + i}`;
-    const child = start(`replica-${i}`, 'data-plane', process.execPath, ['--import', 'tsx', 'data-plane/main.ts'], {
+    const child = start(`replica-${i}`, 'data-plane', process.execPath, [...dataPlaneNodeFlags(), '--import', 'tsx', 'data-plane/main.ts'], {
       env: {
         ...planeEnv,
         GATEWAY_H2C_LISTEN: `${grpcIp}:${options.h2cPort + i}`,

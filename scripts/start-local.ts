@@ -13,6 +13,7 @@ import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT, isLoopback, loadConfig } from '../shared/config.ts';
 import { describe } from '../shared/errors.ts';
+import { dataPlaneNodeFlags } from '../data-plane/node-flags.ts';
 
 const READY_TIMEOUT_MS = 30_000;
 const ETCD_PEER_PORT = 2380;
@@ -120,7 +121,7 @@ try {
   const adminUrl = `http://${admin.ip}:${admin.port}/apisix/admin`;
   await waitFor('control plane', () => tcpOpen(admin.ip, admin.port));
   // The data plane keeps its last config from etcd in ./data, so a restart while etcd is down still serves.
-  start('data-plane', process.execPath, [...tsx, 'data-plane/main.ts'], { GATEWAY_SNAPSHOT_CACHE: 'data/config-cache.json', ...process.env });
+  start('data-plane', process.execPath, [...dataPlaneNodeFlags(), ...tsx, 'data-plane/main.ts'], { GATEWAY_SNAPSHOT_CACHE: 'data/config-cache.json', ...process.env });
   for (const address of [...config.nodeListen, ...(config.ssl.enable ? config.ssl.listen : [])]) {
     await waitFor(`data plane port ${address.port}`, () => tcpOpen(address.ip, address.port));
   }

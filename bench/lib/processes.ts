@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT } from '../../shared/config.ts';
 import { freePort } from '../../test/helpers/ports.ts';
 import { stopChild } from '../../scripts/local-processes.ts';
+import { withDataPlaneNodeFlags } from '../../data-plane/node-flags.ts';
 import { NO_STATUS, openProbe } from './grpc.ts';
 
 const STOP_LIMIT_MS = 5_000;
@@ -52,7 +53,7 @@ export async function spawnDataPlane(etcdEndpoint: string, options: SpawnDataPla
   const readyLimitMs = options.readyLimitMs ?? 60_000;
   const h2cPort = await freePort();
   const tlsPort = await freePort();
-  const child = spawnNode([...(options.nodeArgs ?? []), 'data-plane/main.ts'], {
+  const child = spawnNode([...withDataPlaneNodeFlags(options.nodeArgs ?? []), 'data-plane/main.ts'], {
     GATEWAY_ETCD_HOSTS: etcdEndpoint,
     GATEWAY_H2C_LISTEN: `127.0.0.1:${h2cPort}`,
     GATEWAY_TLS_LISTEN: `127.0.0.1:${tlsPort}`,

@@ -14,9 +14,11 @@
  * Every wait is bounded; timings are printed as diagnostics only.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Metadata, type Client } from '@grpc/grpc-js';
+import { dataPlaneNodeFlags } from '../../data-plane/node-flags.ts';
 import { SERVER_STREAM_REPLIES } from '../../examples/greeter-service.ts';
 import { putEtcdJson, spawnChildGateway, type ChildGateway } from '../flow/child-gateway.ts';
 import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
@@ -146,6 +148,11 @@ describe('data-plane worker processes', { timeout: 180_000 }, () => {
     assert.deepEqual(new Set(status.workers?.map((w) => w.id)), new Set([0, 1]));
     assert.equal(new Set(status.workers?.map((w) => w.pid)).size, 2, 'two distinct worker processes');
     assert.ok(!status.workers?.some((w) => w.pid === gw.pid), 'the primary proxies nothing itself');
+    // Each worker runs with the data plane's V8 flags (data-plane/node-flags.ts), though the primary was started without.
+    for (const w of status.workers ?? []) {
+      const argv = readFileSync(`/proc/${w.pid}/cmdline`, 'utf8').split('\0');
+      for (const flag of dataPlaneNodeFlags()) assert.ok(argv.includes(flag), `worker ${w.pid} runs without ${flag}: ${argv.join(' ')}`);
+    }
     t.diagnostic(`status: ${JSON.stringify(status)}`);
   });
 
