@@ -7,8 +7,8 @@
  * at ~400 calls/s allocates ~800 MiB/s of such buffers and triggered a full mark-compact every 50–100 ms although the
  * JS heap held ~25 MiB, costing 2.4–2.8 ms of CPU per call against 1.4 ms on Node 22. With external memory counted
  * in V8's global limit and an initial old-generation limit of 128 MiB, the same run needs no mark-compact at all:
- * 1.2 ms per call (faster than Node 22), unary calls unchanged, RSS under that load +65 MiB (bounded: the limit is
- * a limit). Both are V8 heap-configuration flags, read when the isolate is created, so they must be on the command
+ * 1.2 ms per call (faster than Node 22), unary calls unchanged, and RSS under that load 65 MiB higher (then flat:
+ * the old generation is collected once it reaches its limit). Both are V8 heap-configuration flags, read when the isolate is created, so they must be on the command
  * line (`v8.setFlagsFromString` at start-up measured no better than without them), and Node 20/22 reject the first.
  */
 
