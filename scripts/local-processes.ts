@@ -137,6 +137,23 @@ export async function stopChild(proc: ChildProcess, graceMs: number): Promise<vo
   }
 }
 
+/** The last `maxChars` of what a child writes to stdout and stderr, to explain a failure. */
+export interface OutputTail {
+  text(): string;
+  /** Appends a line of our own (an exit, a spawn failure) to the tail. */
+  note(line: string): void;
+}
+
+export function keepOutputTail(proc: ChildProcess, maxChars: number): OutputTail {
+  let tail = '';
+  const keep = (chunk: Buffer | string): void => {
+    tail = (tail + chunk.toString()).slice(-maxChars);
+  };
+  proc.stdout?.on('data', keep);
+  proc.stderr?.on('data', keep);
+  return { text: () => tail, note: (line) => keep(`\n${line}\n`) };
+}
+
 /** SIGKILL and wait for the exit. */
 export async function killChild(proc: ChildProcess): Promise<void> {
   if (hasExited(proc) || proc.pid === undefined) return;

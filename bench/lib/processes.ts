@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT } from '../../shared/config.ts';
 import { freePort } from '../../test/helpers/ports.ts';
-import { stopChild } from '../../scripts/local-processes.ts';
+import { keepOutputTail, stopChild } from '../../scripts/local-processes.ts';
 import { withDataPlaneNodeFlags } from '../../data-plane/node-flags.ts';
 import { NO_STATUS, openProbe } from './grpc.ts';
 
@@ -129,20 +129,15 @@ function spawnNode(args: readonly string[], env: Record<string, string>): Spawne
     env: fullEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let tail = '';
-  const keep = (chunk: Buffer): void => {
-    tail = (tail + chunk.toString()).slice(-OUTPUT_TAIL_CHARS);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
+  const tail = keepOutputTail(child, OUTPUT_TAIL_CHARS);
   let exited = false;
   child.once('exit', (code, signal) => {
     exited = true;
-    keep(Buffer.from(`\n[exited: code ${String(code)}, signal ${String(signal)}]\n`));
+    tail.note(`[exited: code ${String(code)}, signal ${String(signal)}]`);
   });
   child.once('error', (err) => {
     exited = true;
-    keep(Buffer.from(`\n[spawn failed: ${err.message}]\n`));
+    tail.note(`[spawn failed: ${err.message}]`);
   });
   let stopping: Promise<void> | undefined;
   return {
@@ -150,7 +145,7 @@ function spawnNode(args: readonly string[], env: Record<string, string>): Spawne
     get exited() {
       return exited;
     },
-    output: () => tail,
+    output: () => tail.text(),
     stop() {
       // SIGTERM (the data plane drains), SIGKILL if it has not exited within STOP_LIMIT_MS.
       stopping ??= stopChild(child, STOP_LIMIT_MS);

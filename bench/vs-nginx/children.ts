@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { identities, processTree, stillAlive } from './proc.ts';
+import { keepOutputTail, stopChild } from '../../scripts/local-processes.ts';
 
 const GRACE_MS = 6_000;
 const OUTPUT_TAIL_CHARS = 8_000;
@@ -51,12 +52,7 @@ export interface Spawned {
 export function spawnTracked(name: string, command: string, args: readonly string[], options: SpawnOptions = {}): Spawned {
   if (stoppingAll !== undefined) throw new Error(`not starting ${name}: the benchmark is stopping`);
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
-  let tail = '';
-  const keep = (chunk: Buffer): void => {
-    tail = (tail + chunk.toString()).slice(-OUTPUT_TAIL_CHARS);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
+  const tail = keepOutputTail(child, OUTPUT_TAIL_CHARS);
   let exited = false;
   const exit = new Promise<number | string>((resolve) => {
     child.once('exit', (code, signal) => {
@@ -65,7 +61,7 @@ export function spawnTracked(name: string, command: string, args: readonly strin
     });
     child.once('error', (err) => {
       exited = true;
-      keep(Buffer.from(`\n[spawn failed: ${err.message}]\n`));
+      tail.note(`[spawn failed: ${err.message}]`);
       resolve('spawn-error');
     });
   });
@@ -78,17 +74,10 @@ export function spawnTracked(name: string, command: string, args: readonly strin
       return exited;
     },
     exit,
-    output: () => tail,
+    output: () => tail.text(),
     stop() {
-      stopping ??= (async () => {
-        if (exited) return;
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => {
-          if (!exited) child.kill('SIGKILL');
-        }, GRACE_MS);
-        await exit;
-        clearTimeout(timer);
-      })();
+      // SIGTERM, SIGKILL if it has not exited within GRACE_MS.
+      stopping ??= stopChild(child, GRACE_MS);
       return stopping;
     },
   };

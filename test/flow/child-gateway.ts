@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { REPO_ROOT } from '../../shared/config.ts';
-import { stopChild } from '../../scripts/local-processes.ts';
+import { keepOutputTail, stopChild } from '../../scripts/local-processes.ts';
 import { freePort } from '../helpers/ports.ts';
 
 /** How long a SIGTERM may take before the process is killed. */
@@ -64,16 +64,11 @@ export async function spawnChildGateway(etcdEndpoint: string, options: ChildGate
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let tail = '';
-  const keep = (chunk: Buffer): void => {
-    tail = (tail + chunk.toString()).slice(-OUTPUT_TAIL_CHARS);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
+  const tail = keepOutputTail(child, OUTPUT_TAIL_CHARS);
   let exited = false;
   child.once('exit', (code, signal) => {
     exited = true;
-    keep(Buffer.from(`\n[gateway exited: code ${String(code)}, signal ${String(signal)}]\n`));
+    tail.note(`[gateway exited: code ${String(code)}, signal ${String(signal)}]`);
   });
   const spawned = await new Promise<number>((resolve, reject) => {
     child.once('spawn', () => resolve(child.pid ?? 0));
@@ -98,7 +93,7 @@ export async function spawnChildGateway(etcdEndpoint: string, options: ChildGate
         return undefined;
       }
     },
-    output: () => tail,
+    output: () => tail.text(),
     stop() {
       // SIGTERM (the data plane drains), SIGKILL if it has not exited within STOP_LIMIT_MS.
       stopping ??= stopChild(child, STOP_LIMIT_MS);
