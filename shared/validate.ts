@@ -8,13 +8,14 @@
  * here. That referenced objects (`upstream_id`, `service_id`, `tls.client_cert_id`) exist is a question for etcd,
  * answered by the admin API when it writes, not by this module.
  */
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { Ajv, type ValidateFunction } from 'ajv';
 import type { ResourceType } from './etcd-keys.ts';
+import { jsonShapeError } from './json-bounds.ts';
 import { RouteSchema, type RouteConf } from './schema/route.ts';
 import { ServiceSchema, type ServiceConf } from './schema/service.ts';
 import { SslSchema, type SslConf } from './schema/ssl.ts';
-import { UpstreamSchema, type UpstreamConf } from './schema/upstream.ts';
+import { MAX_METADATA_JSON_BYTES, UpstreamSchema, type UpstreamConf } from './schema/upstream.ts';
+import { checkServablePairs, type CertKeyPair } from './tls-check.ts';
 import { formatAjvErrors } from './validate-errors.ts';
 
 export { formatAjvErrors } from './validate-errors.ts';
@@ -61,12 +62,17 @@ export interface ValidateOptions {
 /**
  * Validates one resource value. The message names the field and the rule, without the `invalid configuration: `
  * prefix (the admin API adds it, the data plane logs it as is).
+ *
+ * The shape check (depth, prototype keys; shared/json-bounds.ts) runs first and iteratively: nothing recursive,
+ * ajv included, sees a value nested deeper than MAX_JSON_DEPTH.
  */
 export function validateResource<K extends ResourceType>(
   type: K,
   value: unknown,
   options: ValidateOptions = {},
 ): ValidationResult<ResourceConfs[K]> {
+  const shapeError = jsonShapeError(value);
+  if (shapeError !== undefined) return { ok: false, error: shapeError };
   const validate = compiled[type] as ValidateFunction<ResourceConfs[K]>;
   if (!validate(value)) return { ok: false, error: formatAjvErrors(validate.errors ?? []) };
   const semantic = checkers[type](value as never, options.atWrite === true);
@@ -120,14 +126,18 @@ export function checkUpstream(upstream: UpstreamConf, atWrite = false): string |
     return 'property "tls" validation failed: only one of "client_cert_id" or "client_cert" and "client_key" is allowed';
   }
   if (tls.client_cert === undefined || tls.client_key === undefined) return undefined;
-  const pairError = checkCertKeyPair(tls.client_cert, tls.client_key, atWrite);
+  const pairError = checkServablePairs([{ cert: tls.client_cert, key: tls.client_key }], { atWrite });
   return pairError === undefined ? undefined : `property "tls" validation failed: ${pairError}`;
 }
 
 function checkNodes(nodes: UpstreamConf['nodes']): string | undefined {
   if (Array.isArray(nodes)) {
-    for (const node of nodes) {
+    for (const [index, node] of nodes.entries()) {
       if (node.host.includes(':') && !node.host.startsWith('[')) return "IPv6 address must be enclosed with '[' and ']'";
+      const metadataError = checkMetadataSize(node.metadata);
+      if (metadataError !== undefined) {
+        return `property "nodes" validation failed: property "${index}" validation failed: property "metadata" validation failed: ${metadataError}`;
+      }
     }
     return undefined;
   }
@@ -135,6 +145,16 @@ function checkNodes(nodes: UpstreamConf['nodes']): string | undefined {
     if (parseHostPort(address) === undefined) return `invalid node address "${address}": expected host or host:port`;
   }
   return undefined;
+}
+
+/**
+ * The schema bounds metadata's keys and top-level count; its total size, which nested values make up, is bounded
+ * here. Safe to serialise: the shape check has already bounded its depth.
+ */
+function checkMetadataSize(metadata: Record<string, unknown> | undefined): string | undefined {
+  if (metadata === undefined) return undefined;
+  const bytes = Buffer.byteLength(JSON.stringify(metadata));
+  return bytes > MAX_METADATA_JSON_BYTES ? `too large, expected at most ${MAX_METADATA_JSON_BYTES} bytes of JSON, got ${bytes}` : undefined;
 }
 
 /** `host`, `host:port`, `[v6]` or `[v6]:port`; undefined when the port is not 1..65535 or the host is empty. */
@@ -167,33 +187,10 @@ function checkSsl(ssl: SslConf, atWrite: boolean): string | undefined {
   if (type === 'server' && (ssl.sni === undefined) === (ssl.snis === undefined)) {
     return 'exactly one of "sni" or "snis" is required for a server certificate';
   }
-  const pairError = checkCertKeyPair(ssl.cert, ssl.key, atWrite);
-  if (pairError !== undefined) return pairError;
   const certs = ssl.certs ?? [];
   const keys = ssl.keys ?? [];
   if (certs.length !== keys.length) return 'mismatched number of certs and keys';
-  for (let i = 0; i < certs.length; i++) {
-    const extraError = checkCertKeyPair(certs[i] ?? '', keys[i] ?? '', atWrite);
-    if (extraError !== undefined) return `failed to handle cert-key pair[${i + 1}]: ${extraError}`;
-  }
-  return undefined;
-}
-
-/** Parses the PEM pair at write time: bad PEM, a key that does not match, or an expired certificate is refused. */
-function checkCertKeyPair(certPem: string, keyPem: string, atWrite: boolean): string | undefined {
-  let cert: X509Certificate;
-  let key: KeyObject;
-  try {
-    cert = new X509Certificate(certPem);
-  } catch {
-    return 'failed to parse cert: not a PEM certificate';
-  }
-  try {
-    key = createPrivateKey(keyPem);
-  } catch {
-    return 'failed to parse key: not a PEM private key';
-  }
-  if (!cert.checkPrivateKey(key)) return 'the private key does not match the certificate';
-  if (atWrite && Date.parse(cert.validTo) < Date.now()) return `certificate expired at ${cert.validTo}`;
-  return undefined;
+  const pairs: CertKeyPair[] = [{ cert: ssl.cert, key: ssl.key }];
+  for (let i = 0; i < certs.length; i++) pairs.push({ cert: certs[i] ?? '', key: keys[i] ?? '' });
+  return checkServablePairs(pairs, { atWrite });
 }

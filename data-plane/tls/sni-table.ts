@@ -5,10 +5,11 @@
  * `status: 0` are not served. Secure contexts are expensive to build, so unchanged objects (same id and etcd
  * mod revision) reuse the context of the previous table.
  */
-import { createSecureContext, type SecureContext } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import { describe } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { SslConf } from '../../shared/schema/ssl.ts';
+import { createCertificateContext } from '../../shared/tls-check.ts';
 import type { ConfigItem } from '../config/config-state.ts';
 
 type SslItem = ConfigItem<SslConf>;
@@ -71,7 +72,8 @@ export class SniTable {
 function buildContext(item: SslItem): CachedContext {
   const cert = [item.value.cert, ...(item.value.certs ?? [])];
   const key = [item.value.key, ...(item.value.keys ?? [])];
-  const context = createSecureContext({ cert, key: key.map((pem) => ({ pem })) });
+  // The same loader the admin API tried at write time (shared/tls-check.ts), so what it accepted loads here.
+  const context = createCertificateContext(cert, key);
   return { id: item.id, modRevision: item.modRevision, context, cert, key };
 }
 

@@ -21,22 +21,61 @@ export const HostSchema = Type.String({ pattern: '^\\*$|^\\*?[0-9a-zA-Z-._\\[\\]
  * TypeBox's `Record` (`patternProperties: {"^(.*)$": …}`): the same rule, but OpenAPI generators keep it as is, so
  * the published OpenAPI bodies stay identical to the validation schemas.
  */
-export function StringMap<T extends TSchema>(value: T): TUnsafe<Record<string, Static<T>>> {
-  return Type.Unsafe<Record<string, Static<T>>>({ type: 'object', additionalProperties: value });
+export function StringMap<T extends TSchema>(value: T, bounds: ObjectBounds = {}): TUnsafe<Record<string, Static<T>>> {
+  return Type.Unsafe<Record<string, Static<T>>>({ type: 'object', additionalProperties: value, ...bounds });
 }
 
-export const LabelsSchema = StringMap(Type.String({ pattern: '^\\S+$', minLength: 1, maxLength: 256 }));
+/** JSON Schema's size keywords for an object with free-form keys. */
+export interface ObjectBounds {
+  maxProperties?: number;
+  propertyNames?: { minLength?: number; maxLength?: number };
+}
+
+/**
+ * Bounds that APISIX does not set (its `labels_def` bounds each value only): labels are matched by list filters and
+ * shown in dashboards, so 64 pairs with keys as long as values (256) is generous; Kubernetes allows 63-character
+ * names. Without them one object could carry a 1.5 MiB label set into every replica's memory and every list answer.
+ */
+export const MAX_LABELS = 64;
+export const MAX_KEY_LENGTH = 256;
+
+/** An object key: non-empty and at most MAX_KEY_LENGTH characters (JSON Schema `propertyNames`). */
+export const KeyNameSchema = { minLength: 1, maxLength: MAX_KEY_LENGTH } as const;
+
+export const LabelsSchema = StringMap(Type.String({ pattern: '^\\S+$', minLength: 1, maxLength: 256 }), {
+  maxProperties: MAX_LABELS,
+  propertyNames: KeyNameSchema,
+});
 
 export const NameSchema = Type.String({ minLength: 1, maxLength: 256 });
 export const DescSchema = Type.String({ maxLength: 256 });
 export const TimestampSchema = Type.Integer();
 
+/**
+ * Upper bound of every duration in seconds (timeouts, `retry_timeout`, `keepalive_pool.idle_timeout`). APISIX only
+ * says > 0 (or ≥ 0); a bound is needed because Node clamps a timer above 2^31−1 ms (24.8 days) to 1 ms with a
+ * TimeoutOverflowWarning, so `timeout.connect: 3000000` became a 1 ms connect timeout (issue #11 case 1). One day
+ * is far beyond any sensible connect, send, read, retry or idle time and far below the clamp, even in milliseconds
+ * with a multiplier applied.
+ */
+export const MAX_DURATION_SECONDS = 86400;
+
+/** A positive duration in seconds, fractions allowed. */
+export function PositiveSeconds(): ReturnType<typeof Type.Number> {
+  return Type.Number({ exclusiveMinimum: 0, maximum: MAX_DURATION_SECONDS });
+}
+
+/** A duration in seconds where 0 means "none" (APISIX `retry_timeout`, `idle_timeout`). */
+export function OptionalSeconds(): ReturnType<typeof Type.Number> {
+  return Type.Number({ minimum: 0, maximum: MAX_DURATION_SECONDS });
+}
+
 /** Seconds, fractions allowed; APISIX requires all three when `timeout` is present. */
 export const TimeoutSchema = Type.Object(
   {
-    connect: Type.Number({ exclusiveMinimum: 0 }),
-    send: Type.Number({ exclusiveMinimum: 0 }),
-    read: Type.Number({ exclusiveMinimum: 0 }),
+    connect: PositiveSeconds(),
+    send: PositiveSeconds(),
+    read: PositiveSeconds(),
   },
   { additionalProperties: false },
 );

@@ -12,7 +12,9 @@ import {
   Enum,
   HostSchema,
   IdSchema,
+  KeyNameSchema,
   NamedObjectFields,
+  OptionalSeconds,
   PrivateKeySchema,
   StringMap,
   TimeoutSchema,
@@ -22,19 +24,36 @@ export const UPSTREAM_SCHEMES = ['grpc', 'grpcs'] as const;
 export const BALANCER_TYPES = ['roundrobin'] as const;
 export const PASS_HOST_MODES = ['pass', 'node', 'rewrite'] as const;
 
+/**
+ * Nodes per upstream. APISIX sets no bound; this one is Kubernetes': an Endpoints object is truncated at 1,000
+ * addresses (EndpointSlices hold 100 each), so a static list longer than that is a mistake or an attack. The
+ * roundrobin pick and the per-node pools are linear in it, and a 1.5 MiB body could otherwise hold ~60,000 nodes.
+ */
+export const MAX_NODES = 1000;
+
+/**
+ * Node `metadata` is free-form and unused by the gateway (APISIX keeps it for plugins). Its keys are bounded here
+ * (64 of at most 256 characters) and its serialised size in shared/validate.ts (4 KiB, a page; the 1.5 MiB body limit
+ * bounds the sum); its depth, like every value's, by shared/json-bounds.ts.
+ */
+export const MAX_METADATA_KEYS = 64;
+export const MAX_METADATA_JSON_BYTES = 4096;
+
+export const NodeMetadataSchema = Type.Object({}, { maxProperties: MAX_METADATA_KEYS, propertyNames: KeyNameSchema });
+
 export const NodeSchema = Type.Object(
   {
     host: HostSchema,
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
     weight: Type.Integer({ minimum: 0 }),
     priority: Type.Optional(Type.Integer()),
-    metadata: Type.Optional(Type.Object({})),
+    metadata: Type.Optional(NodeMetadataSchema),
   },
   { additionalProperties: false },
 );
 
 /** `{"host:port": weight}`: the hash-map form of the seed document. */
-export const NodeMapSchema = StringMap(Type.Integer({ minimum: 0 }));
+export const NodeMapSchema = StringMap(Type.Integer({ minimum: 0 }), { maxProperties: MAX_NODES });
 
 /**
  * Per-upstream connection pool (APISIX `keepalive_pool`; its defaults 320 / 60 s / 1000 are nginx's and are not
@@ -44,7 +63,7 @@ export const NodeMapSchema = StringMap(Type.Integer({ minimum: 0 }));
 export const KeepalivePoolSchema = Type.Object(
   {
     size: Type.Optional(Type.Integer({ minimum: 1 })),
-    idle_timeout: Type.Optional(Type.Number({ minimum: 0 })),
+    idle_timeout: Type.Optional(OptionalSeconds()),
     requests: Type.Optional(Type.Integer({ minimum: 1 })),
   },
   { additionalProperties: false },
@@ -72,12 +91,12 @@ export const UpstreamTlsSchema = Type.Object(
 export const UpstreamSchema = Type.Object(
   {
     ...NamedObjectFields,
-    nodes: Type.Union([NodeMapSchema, Type.Array(NodeSchema)]),
+    nodes: Type.Union([NodeMapSchema, Type.Array(NodeSchema, { maxItems: MAX_NODES })]),
     scheme: Type.Optional(Enum(UPSTREAM_SCHEMES)),
     type: Type.Optional(Enum(BALANCER_TYPES)),
     timeout: Type.Optional(TimeoutSchema),
     retries: Type.Optional(Type.Integer({ minimum: 0 })),
-    retry_timeout: Type.Optional(Type.Number({ minimum: 0 })),
+    retry_timeout: Type.Optional(OptionalSeconds()),
     pass_host: Type.Optional(Enum(PASS_HOST_MODES)),
     upstream_host: Type.Optional(HostSchema),
     keepalive_pool: Type.Optional(KeepalivePoolSchema),
