@@ -51,7 +51,9 @@ export async function startTestPlane(options: TestPlaneOptions): Promise<TestPla
   };
   await rewrite(options.apisixYaml);
   const extra = options.ssl === undefined ? '' : `, ${options.ssl}`;
-  const config = parseConfig(`
+  let plane: DataPlane;
+  try {
+    const config = parseConfig(`
 apisix:
   node_listen: [{ ip: 127.0.0.1, port: 0, enable_http2: true }]
   ssl: { listen: [{ ip: 127.0.0.1, port: 0 }]${extra} }
@@ -59,9 +61,7 @@ deployment:
   role_data_plane: { config_provider: yaml, config_file: ${JSON.stringify(file)} }
   etcd: { host: ["http://127.0.0.1:9"] }
 `);
-  config.dataPlane.standalonePollMs = POLL_MS;
-  let plane: DataPlane;
-  try {
+    config.dataPlane.standalonePollMs = POLL_MS;
     plane = await startDataPlane({ config, log: options.log ?? silentLogger(), defaultCert: options.defaultCert });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
