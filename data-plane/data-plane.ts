@@ -14,6 +14,7 @@ import { createConfigSource, type ConfigState } from './config/source.ts';
 import { Snapshots, buildSnapshot } from './config/snapshots.ts';
 import { startListeners, type BoundAddress } from './listeners.ts';
 import { loadDefaultCert, type PemPair } from './tls/default-cert.ts';
+import { listenerTlsOptions, loadUpstreamTls } from './tls/tls-policy.ts';
 import { SessionPool } from './upstream/pool.ts';
 import { StatusPhase, startStatusServer, type StatusAddress, type StatusReport, type StatusServer } from './status-server.ts';
 
@@ -38,13 +39,14 @@ export interface DataPlaneOptions {
 
 export async function startDataPlane(options: DataPlaneOptions): Promise<DataPlane> {
   const { config, log } = options;
-  const pool = new SessionPool(log);
+  const tlsPolicy = listenerTlsOptions(config.tls);
+  const pool = new SessionPool(log, await loadUpstreamTls(config.tls.trustedCertificateFile));
   let snapshots: Snapshots | undefined;
   // An isolated change applies at once; a burst shares rebuilds (config/rebuild-throttle.ts).
   const throttle = new RebuildThrottle<ConfigState>((state) => {
     if (snapshots === undefined) return;
     const started = performance.now();
-    const next = buildSnapshot(state, snapshots.current(), log);
+    const next = buildSnapshot(state, snapshots.current(), log, tlsPolicy);
     snapshots.swap(next);
     pool.retain(next.nodeKeys);
     const buildMs = +(performance.now() - started).toFixed(2);
@@ -69,7 +71,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       });
     }
     const initial = await source.start();
-    snapshots = new Snapshots(buildSnapshot(initial, undefined, log));
+    snapshots = new Snapshots(buildSnapshot(initial, undefined, log, tlsPolicy));
     log.info({ revision: initial.revision, routes: snapshots.current().router.size, provider: config.dataPlane.configProvider }, 'config loaded');
     const defaultCert = options.defaultCert ?? (await loadDefaultCert(config.ssl.defaultCertFile, config.ssl.defaultKeyFile));
     const listeners = await startListeners({
@@ -77,6 +79,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       tls: config.ssl.enable ? config.ssl.listen : [],
       fallbackSni: config.ssl.fallbackSni,
       defaultCert,
+      tlsPolicy,
       deps: { snapshots, pool, log },
     });
     const current = snapshots;

@@ -23,12 +23,15 @@ import { LOCAL_SETTINGS, widenSessionWindow } from './http2-settings.ts';
 import { handleStream, type ProxyDeps } from './proxy/handle-stream.ts';
 import { listenOn } from './listen.ts';
 import type { PemPair } from './tls/default-cert.ts';
+import type { ListenerTlsOptions } from './tls/tls-policy.ts';
 
 export interface ListenerOptions {
   h2c: readonly ListenAddress[];
   tls: readonly ListenAddress[];
   fallbackSni: string | undefined;
   defaultCert: PemPair;
+  /** Versions and ciphers (data-plane/tls/tls-policy.ts): in the server options and every context it is given. */
+  tlsPolicy: ListenerTlsOptions;
   deps: ProxyDeps;
 }
 
@@ -85,7 +88,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
       front.on('error', onServerError);
     }
     if (options.tls.length > 0) {
-      const defaultContext = createSecureContext({ cert: options.defaultCert.cert, key: options.defaultCert.key });
+      const defaultContext = createSecureContext({ ...options.tlsPolicy, cert: options.defaultCert.cert, key: options.defaultCert.key });
       const fallback = (snapshot: Snapshot): { context: SecureContext; cert: string | string[]; key: string | string[]; id: string } => {
         const chosen = options.fallbackSni === undefined ? undefined : snapshot.sni.lookup(options.fallbackSni);
         if (chosen !== undefined) return { context: chosen.context, cert: chosen.cert, key: chosen.key, id: `${chosen.id}@${chosen.modRevision}` };
@@ -95,6 +98,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
       const tlsServers: Http2SecureServer[] = [];
       for (const address of options.tls) {
         const server = http2.createSecureServer({
+          ...options.tlsPolicy,
           cert: current.cert,
           key: current.key,
           allowHTTP1: false,
@@ -119,7 +123,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
         const next = fallback(snapshot);
         if (next.id === current.id) return;
         current = next;
-        for (const server of tlsServers) server.setSecureContext({ cert: next.cert, key: next.key });
+        for (const server of tlsServers) server.setSecureContext({ ...options.tlsPolicy, cert: next.cert, key: next.key });
         log.info({ certificate: next.id }, 'certificate for clients without SNI changed');
       });
     }

@@ -17,6 +17,7 @@ import type { BoundAddress } from './listeners.ts';
 import { withDataPlaneNodeFlags } from './node-flags.ts';
 import { StatusPhase, startStatusServer, type StatusReport, type StatusServer, type WorkerStatus } from './status-server.ts';
 import { loadDefaultCert } from './tls/default-cert.ts';
+import { loadUpstreamTls } from './tls/tls-policy.ts';
 
 /** The environment variable carrying the primary's default certificate to its workers, so all present the same one. */
 export const WORKER_DEFAULT_CERT_ENV = 'GATEWAY_WORKER_DEFAULT_CERT';
@@ -51,6 +52,7 @@ interface Slot {
 export async function startPrimary(config: GatewayConfig, log: Logger): Promise<Primary> {
   const count = config.dataPlane.workerProcesses;
   const defaultCert = await loadDefaultCert(config.ssl.defaultCertFile, config.ssl.defaultKeyFile);
+  await loadUpstreamTls(config.tls.trustedCertificateFile); // an unreadable CA bundle stops the start here, not in every worker
   const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, worker: undefined, startedAt: 0, crashes: 0, status: undefined, respawn: undefined }));
   const startedAt = Date.now();
   let stopping = false;

@@ -22,6 +22,7 @@ import {
   stringList,
   type ListenAddress,
 } from './config-values.ts';
+import { parseTlsPolicy, type TlsPolicyConfig } from './config-tls.ts';
 import { keyringEntryProblem } from './crypto.ts';
 import { ConfigError, describe } from './errors.ts';
 import { normalizePrefix } from './etcd-keys.ts';
@@ -77,6 +78,8 @@ export interface GatewayConfig {
     defaultCertFile: string | undefined;
     defaultKeyFile: string | undefined;
   };
+  /** TLS versions and ciphers of the TLS listeners, CA for `grpcs` upstreams (`apisix.ssl`, shared/config-tls.ts). */
+  tls: TlsPolicyConfig;
   /** `allowAdmin`: CIDR blocks whose clients may use the admin API; others get 403. */
   admin: ListenAddress & { keys: AdminKey[]; allowAdmin: string[] };
   etcd: EtcdConfig;
@@ -149,6 +152,7 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
       defaultCertFile: optionalString(ssl['default_cert'], 'apisix.ssl.default_cert'),
       defaultKeyFile: optionalString(ssl['default_key'], 'apisix.ssl.default_key'),
     },
+    tls: parseTlsPolicy(ssl),
     admin: {
       ...parseAddress(admin['admin_listen'] ?? {}, 'deployment.admin.admin_listen', { ip: '127.0.0.1', port: 9080 }),
       keys: parseAdminKeys(admin['admin_key'] ?? [{ name: 'admin', key: DOCUMENTED_ADMIN_KEY, role: 'admin' }]),

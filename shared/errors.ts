@@ -2,22 +2,42 @@
  * The one error hierarchy of the gateway. Every error the gateway raises itself carries a stable code, the gRPC
  * status the data plane answers with (only data-plane/proxy/respond-error.ts writes it) and the HTTP status the
  * admin API answers with (only control-plane/admin/error-handler.ts writes it).
+ *
+ * `message` is the detail, for the log line; `publicMessage` is what a gRPC client is told in `grpc-message`. Errors
+ * about the upstream leg keep node addresses, socket and TLS/OpenSSL errors in the detail only: a client learns that
+ * the upstream failed and how (the status and a stable text), never where the upstream is or why its handshake
+ * failed (Envoy answers "upstream connect error or disconnect/reset before headers" the same way).
  */
 import { GrpcStatus, type GrpcStatusCode } from './grpc-status.ts';
+
+export interface GatewayErrorOptions extends ErrorOptions {
+  /** What clients are told; the message itself when unset (an error whose detail is safe to show). */
+  publicMessage?: string;
+}
 
 export class GatewayError extends Error {
   readonly code: string;
   readonly grpcStatus: GrpcStatusCode;
   readonly httpStatus: number;
+  readonly publicMessage: string;
 
-  constructor(code: string, message: string, grpcStatus: GrpcStatusCode, httpStatus: number, options?: ErrorOptions) {
+  constructor(code: string, message: string, grpcStatus: GrpcStatusCode, httpStatus: number, options?: GatewayErrorOptions) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
     this.grpcStatus = grpcStatus;
     this.httpStatus = httpStatus;
+    this.publicMessage = options?.publicMessage ?? message;
   }
 }
+
+/** The client-facing texts of upstream failures: stable, with no address and no socket or TLS error in them. */
+export const PublicMessage = {
+  upstreamConnect: 'upstream connect failed',
+  upstreamStream: 'upstream stream failed',
+  upstreamProtocol: 'upstream broke the gRPC protocol',
+  internal: 'gateway internal error',
+} as const;
 
 // ---- data plane -------------------------------------------------------------------------------------------------
 
@@ -37,19 +57,21 @@ export class UpstreamConnectError extends GatewayError {
   constructor(target: string, cause: unknown) {
     super('UPSTREAM_CONNECT', `failed to connect to upstream ${target}: ${describe(cause)}`, GrpcStatus.UNAVAILABLE, 502, {
       cause,
+      publicMessage: PublicMessage.upstreamConnect,
     });
   }
 }
 
+/** A stream to the upstream failed: refused, reset, not openable, or its connection lost. */
 export class UpstreamReset extends GatewayError {
   constructor(detail: string, grpcStatus: GrpcStatusCode = GrpcStatus.UNAVAILABLE) {
-    super('UPSTREAM_RESET', `upstream stream failed: ${detail}`, grpcStatus, 502);
+    super('UPSTREAM_RESET', `upstream stream failed: ${detail}`, grpcStatus, 502, { publicMessage: PublicMessage.upstreamStream });
   }
 }
 
 export class UpstreamProtocolError extends GatewayError {
   constructor(detail: string, grpcStatus: GrpcStatusCode = GrpcStatus.INTERNAL) {
-    super('UPSTREAM_PROTOCOL', `upstream broke the gRPC protocol: ${detail}`, grpcStatus, 502);
+    super('UPSTREAM_PROTOCOL', `upstream broke the gRPC protocol: ${detail}`, grpcStatus, 502, { publicMessage: PublicMessage.upstreamProtocol });
   }
 }
 

@@ -9,7 +9,7 @@
  * Only plaintext PEM gets here: encrypted keys are decrypted first (shared/crypto.ts).
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 
 /**
  * RSA below 2048 bits is refused by OpenSSL 3 at security level 2 (112-bit security, SP 800-57), Node's default:
@@ -68,8 +68,9 @@ export function checkServablePairs(pairs: readonly CertKeyPair[], options: Certi
  * The TLS context for a certificate object: every certificate (with its chain) and every key, as the data plane
  * serves them. Throws OpenSSL's error when they cannot be loaded.
  */
-export function createCertificateContext(certs: readonly string[], keys: readonly string[]): SecureContext {
-  return createSecureContext({ cert: [...certs], key: keys.map((pem) => ({ pem })) });
+export function createCertificateContext(certs: readonly string[], keys: readonly string[], policy?: SecureContextOptions): SecureContext {
+  // `policy`: the listeners' versions and ciphers (data-plane/tls/tls-policy.ts), for contexts that serve clients.
+  return createSecureContext({ ...policy, cert: [...certs], key: keys.map((pem) => ({ pem })) });
 }
 
 /** The pair's key type (`rsa`, `ec`, …) when it is servable, else the reason it is not. */

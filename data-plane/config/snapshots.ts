@@ -23,6 +23,7 @@ import type { Logger } from '../../shared/logger.ts';
 import type { RouteConf } from '../../shared/schema/route.ts';
 import { Router, type RouteEntry } from '../routing/router.ts';
 import { SniTable } from '../tls/sni-table.ts';
+import type { ListenerTlsOptions } from '../tls/tls-policy.ts';
 import { resolveUpstream, type ResolvedUpstream } from '../upstream/upstream.ts';
 import { NoHealthyNode, RouteNotFound, type GatewayError } from '../../shared/errors.ts';
 import type { ConfigItem, ConfigState } from './config-state.ts';
@@ -82,7 +83,7 @@ interface Uses {
  */
 const INCREMENTAL_ROUTER_MAX_SHARE = 0.25;
 
-export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined, log: Logger): Snapshot {
+export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined, log: Logger, tls?: ListenerTlsOptions): Snapshot {
   const routeBuilds = new Map<string, RouteBuild>();
   const previousBuilds = previous?.routeBuilds;
   // Relative to `previous`: the builds it had that this one does not keep, and the builds made now.
@@ -116,7 +117,7 @@ export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined
           added.map((b) => b.entry),
         )
       : new Router(entriesOf(routeBuilds)),
-    sni: previous !== undefined && previous.sniSource === input.ssls ? previous.sni : new SniTable(input.ssls.values(), previous?.sni, log),
+    sni: previous !== undefined && previous.sniSource === input.ssls ? previous.sni : new SniTable(input.ssls.values(), previous?.sni, log, tls),
     nodeKeys: new Set(uses.nodes.keys()),
     targets: new TargetsById(routeBuilds),
     upstreamCache,

@@ -19,7 +19,7 @@
  * - A stream that ends without grpc-status, a lost connection, a non-200 or non-gRPC answer is never a success.
  */
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { DeadlineExceeded, MessageTooLarge, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
+import { DeadlineExceeded, MessageTooLarge, UpstreamConnectError, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
 import { GrpcStatus, grpcStatusFromHttp } from '../../shared/grpc-status.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { RouteTarget } from '../config/snapshots.ts';
@@ -375,6 +375,9 @@ export class ProxyCall {
   /** Ends the call with a gateway-made status: trailers-only before response headers, error trailers after. */
   private fail(err: unknown): void {
     if (this.phase === 'finished') return;
+    // Clients get the public text only (shared/errors.ts); the detail goes here, with the node (connect failures
+    // were logged when they happened).
+    if (!(err instanceof UpstreamConnectError)) this.deps.log.info({ node: this.node.key, err: describe(err) }, 'call failed at the gateway');
     this.cancelUp();
     if (this.phase !== 'streaming') {
       this.finish();

@@ -3,9 +3,12 @@
  * response (`:status 200`, `content-type: application/grpc`, `grpc-status`, `grpc-message`, END_STREAM), which
  * every gRPC client reads as a proper status rather than "unexpected content-type" (the nginx family's HTML pages).
  * After headers went out, the status travels in the trailers instead (see errorTrailers).
+ *
+ * Clients get an error's public message only (shared/errors.ts): upstream addresses and socket or TLS errors stay in
+ * the detail, which the caller logs.
  */
 import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { GatewayError, UnsupportedMediaType, describe } from '../../shared/errors.ts';
+import { GatewayError, PublicMessage, UnsupportedMediaType } from '../../shared/errors.ts';
 import { GrpcStatus, type GrpcStatusCode } from '../../shared/grpc-status.ts';
 
 export function respondError(stream: ServerHttp2Stream, err: unknown): void {
@@ -34,8 +37,8 @@ export function errorTrailers(err: unknown): OutgoingHttpHeaders {
 }
 
 function statusOf(err: unknown): { status: GrpcStatusCode; message: string } {
-  if (err instanceof GatewayError) return { status: err.grpcStatus, message: err.message };
-  return { status: GrpcStatus.INTERNAL, message: `gateway error: ${describe(err)}` };
+  if (err instanceof GatewayError) return { status: err.grpcStatus, message: err.publicMessage };
+  return { status: GrpcStatus.INTERNAL, message: PublicMessage.internal };
 }
 
 /**

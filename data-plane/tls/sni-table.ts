@@ -3,7 +3,8 @@
  * radixtree_sni semantics, apisix-compat §4.2): names are matched case-insensitively without a trailing dot, an
  * exact name first, then `*.example.com` (exactly one more label), then `*`. Objects of `type: client` or with
  * `status: 0` are not served. Secure contexts are expensive to build, so unchanged objects (same id and etcd
- * mod revision) reuse the context of the previous table.
+ * mod revision) reuse the context of the previous table. Every context carries the listeners' TLS policy
+ * (tls-policy.ts explains why the server's options are the ones OpenSSL applies).
  */
 import type { SecureContext } from 'node:tls';
 import { describe } from '../../shared/errors.ts';
@@ -11,6 +12,7 @@ import type { Logger } from '../../shared/logger.ts';
 import type { SslConf } from '../../shared/schema/ssl.ts';
 import { createCertificateContext } from '../../shared/tls-check.ts';
 import type { ConfigItem } from '../config/config-state.ts';
+import type { ListenerTlsOptions } from './tls-policy.ts';
 
 type SslItem = ConfigItem<SslConf>;
 
@@ -30,7 +32,7 @@ export class SniTable {
   /** id → context, handed to the next table so unchanged certificates are not parsed again. */
   readonly contexts: ReadonlyMap<string, CachedContext>;
 
-  constructor(items: Iterable<SslItem>, previous: SniTable | undefined, log: Logger) {
+  constructor(items: Iterable<SslItem>, previous: SniTable | undefined, log: Logger, policy?: ListenerTlsOptions) {
     const contexts = new Map<string, CachedContext>();
     for (const item of items) {
       const ssl = item.value;
@@ -38,7 +40,7 @@ export class SniTable {
       let cached = previous?.contexts.get(item.id);
       if (cached === undefined || cached.modRevision !== item.modRevision) {
         try {
-          cached = buildContext(item);
+          cached = buildContext(item, policy);
         } catch (err) {
           log.warn({ ssl: item.id, err: describe(err) }, 'skipping ssl object whose certificate cannot be loaded');
           continue;
@@ -69,11 +71,11 @@ export class SniTable {
   }
 }
 
-function buildContext(item: SslItem): CachedContext {
+function buildContext(item: SslItem, policy: ListenerTlsOptions | undefined): CachedContext {
   const cert = [item.value.cert, ...(item.value.certs ?? [])];
   const key = [item.value.key, ...(item.value.keys ?? [])];
   // The same loader the admin API tried at write time (shared/tls-check.ts), so what it accepted loads here.
-  const context = createCertificateContext(cert, key);
+  const context = createCertificateContext(cert, key, policy);
   return { id: item.id, modRevision: item.modRevision, context, cert, key };
 }
 

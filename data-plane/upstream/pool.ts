@@ -30,6 +30,7 @@ import { LOCAL_SETTINGS, widenSessionWindow } from '../http2-settings.ts';
 import { UpstreamConnectError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { UpstreamNode } from './upstream.ts';
+import { UPSTREAM_MIN_VERSION, type UpstreamTlsDefaults } from '../tls/tls-policy.ts';
 
 /** How often the pool looks at its sessions (idle closing, keepalive). */
 export const CHECK_INTERVAL_MS = 10_000;
@@ -106,8 +107,12 @@ export class SessionPool {
   private readonly keepalive: NodeJS.Timeout;
   private closed = false;
 
-  constructor(log: Logger) {
+  /** The CA bundle for `tls.verify: true` (`apisix.ssl.ssl_trusted_certificate`, tls/tls-policy.ts). */
+  private readonly tls: UpstreamTlsDefaults;
+
+  constructor(log: Logger, tls: UpstreamTlsDefaults = { ca: undefined }) {
     this.log = log.child({ module: 'pool' });
+    this.tls = tls;
     this.keepalive = setInterval(() => this.checkSessions(), CHECK_INTERVAL_MS);
     this.keepalive.unref();
   }
@@ -160,6 +165,8 @@ export class SessionPool {
     if (node.tls !== undefined) {
       options.ALPNProtocols = ['h2'];
       options.rejectUnauthorized = node.tls.verify;
+      options.minVersion = UPSTREAM_MIN_VERSION; // ciphers: Node's client defaults (tls/tls-policy.ts says why)
+      if (node.tls.verify && this.tls.ca !== undefined) options.ca = this.tls.ca; // replaces the root store
       if (node.tls.clientCert !== undefined) {
         options.cert = node.tls.clientCert.cert;
         options.key = node.tls.clientCert.key;
