@@ -80,7 +80,8 @@ export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
       return await pool.run(call);
     } catch (err) {
       if (err instanceof GatewayError) throw err;
-      const error = new StoreUnavailable(new Error(explain(err), { cause: err }));
+      // The pool's error names each member tried and why it failed; a fatal etcd error comes as etcd said it.
+      const error = new StoreUnavailable(new Error(describe(err), { cause: err }));
       log.warn({ op, hosts: options.hosts, err: error.message }, 'etcd operation failed');
       throw error;
     }
@@ -157,7 +158,7 @@ export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
     put(type: ResourceType, id: string, build: BuildValue): Promise<PutResult> {
       const key = resourceKey(prefix, type, id);
       return lanes.run(key, async (lane) => {
-        let current = lane.known ?? (await readKv(key));
+        let current = lane.known === undefined ? await readKv(key) : lane.known;
         for (let attempt = 1; attempt <= PUT_ATTEMPTS; attempt++) {
           // build runs outside `run`: what it throws (a validation error, say) reaches the caller unchanged.
           const plan = await build(current === null ? undefined : decode(key, current));
@@ -188,7 +189,7 @@ export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
     delete(type: ResourceType, id: string, check?: CheckDelete): Promise<boolean> {
       const key = resourceKey(prefix, type, id);
       return lanes.run(key, async (lane) => {
-        let current = lane.known ?? (await readKv(key));
+        let current = lane.known === undefined ? await readKv(key) : lane.known;
         let ambiguous = false;
         for (let attempt = 1; attempt <= PUT_ATTEMPTS; attempt++) {
           // Gone after an attempt that may have been applied: that attempt deleted it.
@@ -262,11 +263,6 @@ function prefixEnd(dir: string): Buffer {
   const last = end.length - 1;
   end[last] = (end[last] ?? 0) + 1;
   return end;
-}
-
-/** The pool's error names each member tried and why it failed; a fatal etcd error is passed on as it is. */
-function explain(err: unknown): string {
-  return describe(err);
 }
 
 function clientOptions(options: EtcdStoreOptions): IOptions {
