@@ -6,24 +6,34 @@
  * update found on a second try; and a delete that finds the key gone after such an attempt did delete it (200, not
  * 404). Reading back is what tells the two apart (control-plane/store/etcd-store.ts).
  *
+ * And the member itself: its circuit opens when it goes silent and closes again, by the store's background probe,
+ * once it answers again (no admin request pays for finding that out).
+ *
  * The lost answer is made by a TCP relay in front of a real etcd that stops passing etcd's bytes back once told
  * to; the store lists the relay first and etcd itself second, two "members" of the same single-member cluster.
  */
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3 } from 'etcd3';
+import { pino } from 'pino';
 import { createEtcdStore } from '../../control-plane/store/etcd-store.ts';
 import type { ResourceStore } from '../../control-plane/store/resource-store.ts';
-import { silentLogger } from '../../shared/logger.ts';
+import { silentLogger, type Logger } from '../../shared/logger.ts';
 import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
 
 const PREFIX = '/lost-answer';
+/** How long a member that answers again may take to be seen by the store's probe (it re-probes every 2 s). */
+const BACK_IN_USE_LIMIT_MS = 15_000;
 
 interface Relay {
   endpoint: string;
   /** From now on, nothing etcd sends reaches the client (requests still reach etcd). */
   dropAnswers(): void;
+  /** Pass etcd's answers again (the member "resumed"). */
+  passAnswers(): void;
   close(): Promise<void>;
 }
 
@@ -52,6 +62,9 @@ async function startRelay(target: URL): Promise<Relay> {
     dropAnswers: () => {
       dropping = true;
     },
+    passAnswers: () => {
+      dropping = false;
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -59,7 +72,7 @@ async function startRelay(target: URL): Promise<Relay> {
   };
 }
 
-describe('a write whose answer is lost', () => {
+describe('an etcd member that loses its answers', () => {
   let etcd: EtcdProcess | undefined;
   let raw: Etcd3 | undefined;
   const opened: { relay: Relay; store: ResourceStore }[] = [];
@@ -79,10 +92,10 @@ describe('a write whose answer is lost', () => {
   });
 
   /** A store whose first member is a relay to etcd (its answers droppable), its second etcd itself. */
-  async function lossyStore(): Promise<{ relay: Relay; store: ResourceStore }> {
+  async function lossyStore(log: Logger = silentLogger()): Promise<{ relay: Relay; store: ResourceStore }> {
     assert.ok(etcd !== undefined);
     const relay = await startRelay(new URL(etcd.endpoint));
-    const store = createEtcdStore({ hosts: [relay.endpoint, etcd.endpoint], prefix: PREFIX, timeoutMs: 5_000, log: silentLogger() });
+    const store = createEtcdStore({ hosts: [relay.endpoint, etcd.endpoint], prefix: PREFIX, timeoutMs: 5_000, log });
     opened.push({ relay, store });
     return { relay, store };
   }
@@ -119,5 +132,26 @@ describe('a write whose answer is lost', () => {
     });
     assert.equal(deleted, true, 'the admin API would answer 404 to a delete that worked');
     assert.equal(await stored('doomed'), undefined);
+  });
+
+  test('a member that answers again is taken back into use', async () => {
+    const messages: { msg?: string; host?: string }[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n')) if (line !== '') messages.push(JSON.parse(line) as { msg?: string; host?: string });
+        done();
+      },
+    });
+    const { relay, store } = await lossyStore(pino({ level: 'info' }, sink));
+    await store.put('routes', 'circuit', () => ({ value: { uri: '/circuit', n: 1 } }));
+    relay.dropAnswers();
+    await store.put('routes', 'circuit', () => ({ value: { uri: '/circuit', n: 2 } }));
+    const said = (msg: string): boolean => messages.some((m) => m.msg === msg && m.host === relay.endpoint);
+    assert.ok(said('etcd member not answering, moving to the next member'), JSON.stringify(messages));
+    relay.passAnswers();
+    const deadline = Date.now() + BACK_IN_USE_LIMIT_MS;
+    while (!said('etcd member answers again, back in use') && Date.now() < deadline) await sleep(100);
+    assert.ok(said('etcd member answers again, back in use'), JSON.stringify(messages));
+    assert.deepEqual((await store.get('routes', 'circuit'))?.value, { uri: '/circuit', n: 2 });
   });
 });
