@@ -190,10 +190,8 @@ export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
       const key = resourceKey(prefix, type, id);
       return lanes.run(key, async (lane) => {
         let current = lane.known === undefined ? await readKv(key) : lane.known;
-        let ambiguous = false;
+        if (current === null) return false;
         for (let attempt = 1; attempt <= PUT_ATTEMPTS; attempt++) {
-          // Gone after an attempt that may have been applied: that attempt deleted it.
-          if (current === null) return ambiguous;
           const preconditions = check === undefined ? [] : await check();
           const del: IRequestOp = { request_delete_range: { key: Buffer.from(key) } };
           const done = await commit(key, [unchanged(key, current.modRevision), ...preconditions.map(toCompare)], del);
@@ -201,8 +199,9 @@ export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
             lane.known = null;
             return true;
           }
-          ambiguous = done.ambiguous;
-          current = done.fresh ?? null;
+          // Gone after an attempt that may have been applied: that attempt deleted it (else another writer did: 404).
+          if (done.fresh === null || done.fresh === undefined) return done.ambiguous;
+          current = done.fresh;
           log.debug({ key, attempt }, 'key or precondition changed during delete, retrying');
           await sleep(Math.random() * CONFLICT_JITTER_MS * attempt);
         }
