@@ -155,12 +155,13 @@ export class AdminRouteNotFound extends GatewayError {
 }
 
 /**
- * A compare-and-swap write lost the race against other writers more times than the store retries. APISIX answers
- * this with 503 `value changed before overwritten` (apisix-compat §2.3, PATCH).
+ * A compare-and-swap write lost the race against other writers more times than the store retries. APISIX's text
+ * (`value changed before overwritten`, apisix-compat §2.3, PATCH), but 409 where APISIX answers 503: a write
+ * conflict is not an outage, and a client or monitor must be able to tell the two apart (issue #11, case 10).
  */
 export class StoreConflict extends GatewayError {
   constructor(key: string) {
-    super('STORE_CONFLICT', `value changed before overwritten: ${key}`, GrpcStatus.ABORTED, 503);
+    super('STORE_CONFLICT', `value changed before overwritten: ${key}`, GrpcStatus.ABORTED, 409);
   }
 }
 

@@ -64,7 +64,8 @@ const RESPONSES = {
   401: { description: '`{"error_msg":"failed to check token","description":…}`', type: 'object' },
   403: { description: 'client address outside deployment.admin.allow_admin', type: 'object' },
   404: { description: '`{"message":"Key not found"}`', type: 'object' },
-  503: { description: 'etcd unavailable, or `value changed before overwritten`', type: 'object' },
+  409: { description: '`value changed before overwritten`: concurrent writers kept changing the object', type: 'object' },
+  503: { description: 'etcd unavailable', type: 'object' },
 } as const;
 
 /** The route schema (documentation only) of one operation on one resource type. */

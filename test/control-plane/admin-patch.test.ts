@@ -131,12 +131,12 @@ describe('admin API: PATCH', () => {
     const labels = (await stored())['labels'] as Json;
     let succeeded = 0;
     results.forEach((res, i) => {
-      // A writer may lose every retry (503 value changed before overwritten), but a 200 must have landed.
+      // A writer may lose every retry (409 value changed before overwritten), but a 200 must have landed.
       if (res.statusCode === 200) {
         succeeded += 1;
         assert.equal(labels[`w${i}`], 'yes', `writer ${i} answered 200 but its label is gone`);
       } else {
-        assert.equal(res.statusCode, 503, res.body);
+        assert.equal(res.statusCode, 409, res.body);
         assert.match(String(jsonOf(res)['error_msg']), /^value changed before overwritten/);
       }
     });
