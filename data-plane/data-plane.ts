@@ -78,6 +78,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       fallbackSni: config.ssl.fallbackSni,
       defaultCert,
       deps: { snapshots, pool, log },
+      connections: config.connections,
     });
     const current = snapshots;
     const statusServer = status;
