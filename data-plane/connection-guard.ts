@@ -178,27 +178,28 @@ class Tracked {
     if (this.disposed) return;
     this.headerTimeouts.hit({ client: this.ip, client_header_timeout_ms: this.limits.headerTimeoutMs, http2: this.session !== undefined });
     if (this.session === undefined) this.socket.destroy();
-    else closeGracefully(this.session);
+    else closeGracefully(this.session, this.socket);
   };
 
   private readonly onIdleTimeout = (): void => {
     if (this.disposed || this.openStreams > 0 || this.session === undefined) return;
-    closeGracefully(this.session);
+    closeGracefully(this.session, this.socket);
   };
 }
 
 /**
  * GOAWAY(NO_ERROR) and a graceful close (RFC 9113 §6.8: the client learns no new stream will be served and opens
- * its next call elsewhere); destroyed after CLOSE_GRACE_MS if the peer does not let it finish.
+ * its next call elsewhere), then the TCP socket destroyed after CLOSE_GRACE_MS. node:http2's graceful close only
+ * half-closes the socket and waits for the peer's FIN, which a client that never reads never sends: without the
+ * destroy, each such client would keep its file descriptor forever.
  */
-function closeGracefully(session: Http2Session): void {
-  if (session.destroyed) return;
-  session.close();
-  setTimeout(destroySession, CLOSE_GRACE_MS, session).unref();
+function closeGracefully(session: Http2Session, socket: Socket): void {
+  if (!session.destroyed) session.close();
+  setTimeout(destroySocket, CLOSE_GRACE_MS, socket).unref();
 }
 
-function destroySession(session: Http2Session): void {
-  if (!session.destroyed) session.destroy();
+function destroySocket(socket: Socket): void {
+  if (!socket.destroyed) socket.destroy();
 }
 
 /**

@@ -8,12 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { status as GrpcCode, type Client } from '@grpc/grpc-js';
-import { sayHello } from '../helpers/greeter.ts';
 import {
   DEFAULT_LIMIT_MS,
   dialRaw,
   EMPTY_SETTINGS,
+  legitimateCallSucceeds,
   PREFACE,
   startConnectionGateway,
   TEST_TIMEOUT_MS,
@@ -35,11 +34,6 @@ async function admittedSession(port: number, localAddress: string, opened: RawDi
   opened.push(dial);
   await dial.waitForBytes(`a connection from ${localAddress} within the caps`);
   return dial;
-}
-
-async function legitimateCallSucceeds(client: Client, name: string): Promise<void> {
-  const result = await sayHello(client, name);
-  assert.equal(result.status.code, GrpcCode.OK, `legitimate call beside the attack: ${result.status.details}`);
 }
 
 describe('per-address connection cap (max_connections_per_ip)', { timeout: TEST_TIMEOUT_MS * 2 }, () => {

@@ -5,19 +5,20 @@
  * from a chosen loopback source address (127.0.0.2 and 127.0.0.3 are distinct clients on Linux loopback), writes
  * what an attacker writes, and tells whether and when the gateway closed it. Every wait is bounded.
  */
+import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import type { Client } from '@grpc/grpc-js';
+import { status as GrpcCode, type Client } from '@grpc/grpc-js';
 import { startDataPlane, type DataPlane } from '../../data-plane/data-plane.ts';
 import { parseConfig } from '../../shared/config.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { makeCert, type CertAndKey } from '../helpers/certs.ts';
 import { DEFAULT_LIMIT_MS, waitUntil } from '../helpers/fake-upstream.ts';
-import { greeterClient, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
+import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
 
 export { DEFAULT_LIMIT_MS, waitUntil };
 
@@ -25,6 +26,9 @@ export { DEFAULT_LIMIT_MS, waitUntil };
 export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 /** An empty SETTINGS frame: 9-byte header, length 0, type 4, no flags, stream 0. */
 export const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+/** How often waitReset() writes; a byte that is never read costs the gateway nothing. */
+const WRITE_PROBE_MS = 100;
+const PROBE_BYTE = Buffer.from([0]);
 /** Per-test backstop for node:test, above every bounded wait inside a test. */
 export const TEST_TIMEOUT_MS = 30_000;
 
@@ -95,6 +99,13 @@ deployment:
   };
 }
 
+/** A Greeter call through the gateway, asserted to succeed: what a legitimate client beside an attack sees. */
+export async function legitimateCallSucceeds(client: Client, name: string): Promise<void> {
+  const result = await sayHello(client, name);
+  assert.equal(result.status.code, GrpcCode.OK, `legitimate call beside the attack: ${result.status.details}`);
+  assert.equal(result.message, `Hello ${name}`);
+}
+
 /** A pino logger at `warn` whose lines land, parsed, in `lines`. */
 export function captureLog(): { lines: LogLine[]; log: Logger } {
   const lines: LogLine[] = [];
@@ -114,18 +125,24 @@ export interface RawDial {
   readonly closed: boolean;
   /** Resolves once the gateway closed the connection; rejects naming `what` after `limitMs`. */
   waitClosed(what: string, limitMs?: number): Promise<void>;
+  /**
+   * For a dial made with `read: false`, which sees no FIN: writes a byte every WRITE_PROBE_MS until a write fails,
+   * which shows the gateway's socket is gone (a socket only half-closed by the gateway would take the bytes).
+   */
+  waitReset(what: string, limitMs?: number): Promise<void>;
   /** Resolves once the gateway sent at least one byte (its SETTINGS: the connection was admitted). */
   waitForBytes(what: string, limitMs?: number): Promise<void>;
   destroy(): void;
 }
 
 /** A plain TCP connection to `port` on 127.0.0.1 from `localAddress` (default 127.0.0.1), writing `first` if given. */
-export async function dialRaw(port: number, options: { localAddress?: string; first?: Buffer } = {}): Promise<RawDial> {
+export async function dialRaw(port: number, options: { localAddress?: string; first?: Buffer; read?: boolean } = {}): Promise<RawDial> {
   const socket = netConnect({ host: '127.0.0.1', port, localAddress: options.localAddress ?? '127.0.0.1' });
   const chunks: Buffer[] = [];
   let closed = false;
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-  socket.on('error', () => undefined); // a reset by the gateway is one of the outcomes under test
+  let failed = false;
+  if (options.read !== false) socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.on('error', () => (failed = true)); // a reset by the gateway is one of the outcomes under test
   socket.on('close', () => (closed = true));
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve);
@@ -139,6 +156,14 @@ export async function dialRaw(port: number, options: { localAddress?: string; fi
       return closed;
     },
     waitClosed: (what, limitMs = DEFAULT_LIMIT_MS) => waitUntil(() => closed, limitMs, () => `the gateway did not close ${what}`),
+    async waitReset(what, limitMs = DEFAULT_LIMIT_MS) {
+      const deadline = Date.now() + limitMs;
+      while (!failed && !closed) {
+        if (Date.now() > deadline) throw new Error(`no result within ${limitMs} ms: the gateway still holds ${what}`);
+        socket.write(PROBE_BYTE);
+        await new Promise((resolve) => setTimeout(resolve, WRITE_PROBE_MS));
+      }
+    },
     waitForBytes: (what, limitMs = DEFAULT_LIMIT_MS) =>
       waitUntil(() => chunks.length > 0 || closed, limitMs, () => `the gateway sent nothing on ${what}`).then(() => {
         if (chunks.length === 0) throw new Error(`the gateway closed ${what} without a byte`);
