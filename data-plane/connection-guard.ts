@@ -44,6 +44,8 @@ const CLOSE_GRACE_MS = 1_000;
  * upstream connections are pooled per node, so a few hundred cover even a large upstream set.
  */
 const FD_RESERVE = 256;
+/** Under a small limit (a container's 1024), the reserve is this fraction of it instead (1/4). */
+const FD_RESERVE_SHARE = 4;
 
 /** An IPv4 client of a dual-stack (`::`) listener appears as `::ffff:a.b.c.d`: one address, one count. */
 const V4_MAPPED_PREFIX = '::ffff:';
@@ -95,12 +97,16 @@ export function createConnectionGuard(limits: ConnectionLimits, log: Logger): Co
       return true;
     },
     watchSession(session) {
-      const socket = session.socket as Socket | undefined;
-      const tracked = socket === undefined ? undefined : byTuple.get(tupleOf(socket));
+      let tracked: Tracked | undefined;
+      try {
+        tracked = byTuple.get(tupleOf(session.socket));
+      } catch {
+        return; // node:http2 throws ERR_HTTP2_SOCKET_UNBOUND for a session already torn down: nothing to watch
+      }
       tracked?.attach(session);
     },
     acceptError(err) {
-      const code = (err as NodeJS.ErrnoException).code;
+      const code = 'code' in err ? err.code : undefined;
       if (code !== 'EMFILE' && code !== 'ENFILE') return false;
       outOfFds.hit({ code, open, worker_connections: maxConnections });
       return true;
@@ -152,13 +158,14 @@ class Tracked {
     this.session?.off('stream', this.onStream);
   }
 
-  private readonly onStream = (stream: { once(event: 'close', listener: () => void): unknown }): void => {
+  private readonly onStream = (stream: { on(event: 'close', listener: () => void): unknown }): void => {
     if (this.headerTimer !== undefined) {
       clearTimeout(this.headerTimer);
       this.headerTimer = undefined;
     }
     this.openStreams += 1;
-    stream.once('close', this.onStreamClose);
+    // on, not once: 'close' comes once, and once() would wrap the listener in a new closure per stream.
+    stream.on('close', this.onStreamClose);
   };
 
   private readonly onStreamClose = (): void => {
@@ -213,10 +220,18 @@ function fdLimitCap(configured: number, log: Logger): number {
   } catch {
     return configured;
   }
-  const soft = /^Max open files\s+(\d+)/m.exec(text)?.[1];
-  if (soft === undefined) return configured; // "unlimited"
-  const room = Math.max(1, Number(soft) - FD_RESERVE);
-  if (configured <= room) return configured;
-  log.warn({ worker_connections: configured, open_file_limit: Number(soft), used: room }, 'worker_connections lowered to fit the open-file limit');
-  return room;
+  const cap = capForOpenFileLimit(configured, text);
+  if (cap.limit !== undefined && cap.used < configured) {
+    log.warn({ worker_connections: configured, open_file_limit: cap.limit, used: cap.used }, 'worker_connections lowered to fit the open-file limit');
+  }
+  return cap.used;
+}
+
+/** `limitsText` is /proc/self/limits; `limit` is undefined when it says "unlimited" or cannot be read. */
+export function capForOpenFileLimit(configured: number, limitsText: string): { used: number; limit: number | undefined } {
+  const soft = /^Max open files\s+(\d+)/m.exec(limitsText)?.[1];
+  if (soft === undefined) return { used: configured, limit: undefined };
+  const limit = Number(soft);
+  const room = Math.max(1, limit - Math.min(FD_RESERVE, Math.floor(limit / FD_RESERVE_SHARE)));
+  return { used: Math.min(configured, room), limit };
 }

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
+import { capForOpenFileLimit } from '../../data-plane/connection-guard.ts';
 import { limitedLog } from '../../data-plane/rate-limited-log.ts';
 import { DEFAULT_CONFIG_PATH, parseConfig } from '../../shared/config.ts';
 import { DEFAULT_CONNECTION_LIMITS } from '../../shared/config-connections.ts';
@@ -40,6 +41,15 @@ nginx_config:
     assert.throws(() => parseConfig('nginx_config: { max_connections_per_ip: -1 }'), /max_connections_per_ip: expected a whole number from 0/);
     assert.throws(() => parseConfig('nginx_config: { max_connections_per_ip: 2.5 }'), /max_connections_per_ip/);
     assert.throws(() => parseConfig('nginx_config: { max_connections_per_ip: "many" }'), /max_connections_per_ip: expected a number/);
+  });
+
+  test('worker_connections is kept below the open-file limit so that the process never meets EMFILE first', () => {
+    const limits = (soft: string): string => `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                ${soft}                files\n`;
+    assert.deepEqual(capForOpenFileLimit(10_620, limits('20000')), { used: 10_620, limit: 20_000 });
+    assert.deepEqual(capForOpenFileLimit(10_620, limits('1024')), { used: 768, limit: 1024 }, 'a container\'s 1024 keeps a quarter in reserve');
+    assert.deepEqual(capForOpenFileLimit(10_620, limits('8192')), { used: 7936, limit: 8192 }, 'a larger limit keeps 256 in reserve');
+    assert.deepEqual(capForOpenFileLimit(10_620, limits('unlimited')), { used: 10_620, limit: undefined });
+    assert.deepEqual(capForOpenFileLimit(10_620, ''), { used: 10_620, limit: undefined });
   });
 });
 
