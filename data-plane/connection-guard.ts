@@ -37,7 +37,7 @@ export interface ConnectionGuard {
   close(): void;
 }
 
-/** After GOAWAY, how long a session may take to close before it is destroyed (a client that never reads). */
+/** After GOAWAY, how long a session may take to close before its socket is destroyed (a client that never reads). */
 const CLOSE_GRACE_MS = 1_000;
 /**
  * File descriptors kept free of client connections: upstream sessions, etcd, log and config files. A worker's
@@ -66,7 +66,8 @@ export function createConnectionGuard(limits: ConnectionLimits, log: Logger): Co
     const left = (perIp.get(tracked.ip) ?? 1) - 1;
     if (left > 0) perIp.set(tracked.ip, left);
     else perIp.delete(tracked.ip);
-    byTuple.delete(tracked.tuple);
+    // A 4-tuple reused by a newer connection (its accept seen before this 'close') stays with the newer one.
+    if (byTuple.get(tracked.tuple) === tracked) byTuple.delete(tracked.tuple);
     tracked.dispose();
   };
 
