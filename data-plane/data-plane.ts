@@ -81,6 +81,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       defaultCert,
       tlsPolicy,
       deps: { snapshots, pool, log },
+      connections: config.connections,
     });
     const current = snapshots;
     const statusServer = status;

@@ -18,7 +18,9 @@ import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { ListenAddress } from '../shared/config.ts';
+import type { ConnectionLimits } from '../shared/config-connections.ts';
 import type { Snapshot } from './config/snapshots.ts';
+import { createConnectionGuard } from './connection-guard.ts';
 import { LOCAL_SETTINGS, widenSessionWindow } from './http2-settings.ts';
 import { handleStream, type ProxyDeps } from './proxy/handle-stream.ts';
 import { listenOn } from './listen.ts';
@@ -33,6 +35,8 @@ export interface ListenerOptions {
   /** Versions and ciphers (data-plane/tls/tls-policy.ts): in the server options and every context it is given. */
   tlsPolicy: ListenerTlsOptions;
   deps: ProxyDeps;
+  /** Caps, header deadline and idle timeout of client connections (connection-guard.ts). */
+  connections: ConnectionLimits;
 }
 
 export interface BoundAddress {
@@ -50,6 +54,7 @@ export interface Listeners {
 export async function startListeners(options: ListenerOptions): Promise<Listeners> {
   const { deps } = options;
   const log = deps.log.child({ module: 'listeners' });
+  const guard = createConnectionGuard(options.connections, log);
   const sessions = new Set<Http2Session>();
   const sockets = new Set<Socket>();
   const servers: (net.Server | Http2SecureServer)[] = [];
@@ -61,6 +66,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
   const draining = { on: false };
   const track = (session: Http2Session): void => {
     sessions.add(session);
+    guard.watchSession(session);
     widenSessionWindow(session);
     // A connection accepted just as the drain began (or sniffed after it) gets its GOAWAY at once, like the others:
     // the client sends its calls elsewhere instead of having them cut when the grace ends.
@@ -72,7 +78,9 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   };
-  const onServerError = (err: Error): void => log.error({ err: err.message }, 'listener error');
+  const onServerError = (err: Error): void => {
+    if (!guard.acceptError(err)) log.error({ err: err.message }, 'listener error');
+  };
 
   try {
     for (const address of options.h2c) {
@@ -80,6 +88,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
       h2.on('stream', onStream);
       h2.on('session', track);
       const front = net.createServer((socket) => {
+        if (!guard.admit(socket)) return; // over a connection cap: closed before a byte is read
         trackSocket(socket);
         sniffPreface(socket, h2);
       });
@@ -111,7 +120,10 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
         });
         server.on('stream', onStream);
         server.on('session', track);
-        server.on('connection', trackSocket);
+        server.on('connection', (socket: Socket) => {
+          // Node's TLS wrapper exists by now, but no byte of the handshake has been read: a refusal costs no crypto.
+          if (guard.admit(socket)) trackSocket(socket);
+        });
         server.on('unknownProtocol', (socket: Duplex) => socket.end(NOT_HTTP2_RESPONSE));
         server.on('tlsClientError', (err: Error) => log.debug({ err: err.message }, 'TLS handshake failed'));
         servers.push(server);
@@ -129,6 +141,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
     }
   } catch (err) {
     for (const server of servers) server.close();
+    guard.close();
     throw err;
   }
 
@@ -137,7 +150,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
     addresses,
     close: (graceMs = 0) => {
       draining.on = true;
-      closing ??= closeAll(servers, sessions, sockets, graceMs);
+      closing ??= closeAll(servers, sessions, sockets, graceMs).finally(() => guard.close());
       return closing;
     },
   };

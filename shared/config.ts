@@ -22,6 +22,7 @@ import {
   stringList,
   type ListenAddress,
 } from './config-values.ts';
+import { parseConnectionLimits, type ConnectionLimits } from './config-connections.ts';
 import { parseTlsPolicy, type TlsPolicyConfig } from './config-tls.ts';
 import { keyringEntryProblem } from './crypto.ts';
 import { ConfigError, describe } from './errors.ts';
@@ -88,6 +89,8 @@ export interface GatewayConfig {
   /** The data plane's plain HTTP status port (/healthz, /readyz); undefined = no status server. */
   status: ListenAddress | undefined;
   dataPlane: DataPlaneProcessConfig;
+  /** Client connection timeouts and caps of the data plane (shared/config-connections.ts). */
+  connections: ConnectionLimits;
   log: { level: string };
 }
 
@@ -178,6 +181,7 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
       standaloneFile: resolvePath(optionalString(roleDataPlane['config_file'], 'deployment.role_data_plane.config_file') ?? DEFAULT_STANDALONE_FILE),
       snapshotCache: optionalPath(etcd['snapshot_cache'], 'deployment.etcd.snapshot_cache'),
     },
+    connections: parseConnectionLimits(nginx),
     log: { level: optionalString(log['level'], 'log.level') ?? 'info' },
   };
   applyEnvOverrides(config, env);
@@ -242,7 +246,7 @@ function parseWorkerProcesses(value: unknown, what: string): number {
 }
 
 /** A number of seconds, or nginx's `10s` / `1m` form. */
-function parseSeconds(value: unknown, what: string): number {
+export function parseSeconds(value: unknown, what: string): number {
   if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return Math.round(value * 1000);
   if (typeof value === 'string') {
     const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());

@@ -41,6 +41,8 @@ export interface ChildGatewayOptions {
   ports?: { h2c: number; tls: number; status: number };
   /** More environment (GATEWAY_SHUTDOWN_TIMEOUT, GATEWAY_SNAPSHOT_CACHE, …). */
   env?: Record<string, string>;
+  /** A command that execs the node command line it is given, e.g. `['prlimit', '--nofile=400']` (same pid). */
+  launcher?: readonly string[];
 }
 
 export async function spawnChildGateway(etcdEndpoint: string, options: ChildGatewayOptions = {}): Promise<ChildGateway> {
@@ -59,7 +61,8 @@ export async function spawnChildGateway(etcdEndpoint: string, options: ChildGate
   };
   // The test runner marks its own children; the gateway is not one of them.
   delete env['NODE_TEST_CONTEXT'];
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'data-plane/main.ts'], {
+  const command = [...(options.launcher ?? []), process.execPath, '--import', 'tsx', 'data-plane/main.ts'];
+  const child: ChildProcess = spawn(command[0] ?? process.execPath, command.slice(1), {
     cwd: REPO_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
