@@ -12,6 +12,7 @@ import type { Logger } from '../shared/logger.ts';
 import { RebuildThrottle } from './config/rebuild-throttle.ts';
 import { createConfigSource, type ConfigState } from './config/source.ts';
 import { Snapshots, buildSnapshot } from './config/snapshots.ts';
+import { upstreamSettings } from './http2-settings.ts';
 import { startListeners, type BoundAddress } from './listeners.ts';
 import { loadDefaultCert, type PemPair } from './tls/default-cert.ts';
 import { SessionPool } from './upstream/pool.ts';
@@ -38,7 +39,7 @@ export interface DataPlaneOptions {
 
 export async function startDataPlane(options: DataPlaneOptions): Promise<DataPlane> {
   const { config, log } = options;
-  const pool = new SessionPool(log);
+  const pool = new SessionPool(log, upstreamSettings(config.http2));
   let snapshots: Snapshots | undefined;
   // An isolated change applies at once; a burst shares rebuilds (config/rebuild-throttle.ts).
   const throttle = new RebuildThrottle<ConfigState>((state) => {
@@ -77,6 +78,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       tls: config.ssl.enable ? config.ssl.listen : [],
       fallbackSni: config.ssl.fallbackSni,
       defaultCert,
+      limits: config.http2,
       deps: { snapshots, pool, log },
     });
     const current = snapshots;

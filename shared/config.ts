@@ -22,6 +22,7 @@ import {
   stringList,
   type ListenAddress,
 } from './config-values.ts';
+import { parseHttp2Limits, type Http2Limits } from './config-http2.ts';
 import { keyringEntryProblem } from './crypto.ts';
 import { ConfigError, describe } from './errors.ts';
 import { normalizePrefix } from './etcd-keys.ts';
@@ -85,6 +86,8 @@ export interface GatewayConfig {
   /** The data plane's plain HTTP status port (/healthz, /readyz); undefined = no status server. */
   status: ListenAddress | undefined;
   dataPlane: DataPlaneProcessConfig;
+  /** HTTP/2 limits of the data plane's listeners and its memory watermark (`nginx_config.http2`, `.overload`). */
+  http2: Http2Limits;
   log: { level: string };
 }
 
@@ -174,6 +177,7 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
       standaloneFile: resolvePath(optionalString(roleDataPlane['config_file'], 'deployment.role_data_plane.config_file') ?? DEFAULT_STANDALONE_FILE),
       snapshotCache: optionalPath(etcd['snapshot_cache'], 'deployment.etcd.snapshot_cache'),
     },
+    http2: parseHttp2Limits(nginx),
     log: { level: optionalString(log['level'], 'log.level') ?? 'info' },
   };
   applyEnvOverrides(config, env);

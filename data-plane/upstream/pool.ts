@@ -25,8 +25,9 @@ import http2, {
   type ClientHttp2Stream,
   type OutgoingHttpHeaders,
   type SecureClientSessionOptions,
+  type Settings,
 } from 'node:http2';
-import { LOCAL_SETTINGS, widenSessionWindow } from '../http2-settings.ts';
+import { upstreamSettings, widenSessionWindow } from '../http2-settings.ts';
 import { UpstreamConnectError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { UpstreamNode } from './upstream.ts';
@@ -105,9 +106,12 @@ export class SessionPool {
   private readonly log: Logger;
   private readonly keepalive: NodeJS.Timeout;
   private closed = false;
+  /** SETTINGS of every session dialled (data-plane/http2-settings.ts: the stream window follows the client budget). */
+  private readonly settings: Settings;
 
-  constructor(log: Logger) {
+  constructor(log: Logger, settings: Settings = upstreamSettings()) {
     this.log = log.child({ module: 'pool' });
+    this.settings = settings;
     this.keepalive = setInterval(() => this.checkSessions(), CHECK_INTERVAL_MS);
     this.keepalive.unref();
   }
@@ -156,7 +160,7 @@ export class SessionPool {
 
   private dial(node: UpstreamNode, entry: NodeSessions, connectTimeoutMs: number): Promise<PooledSession> {
     const url = `${node.scheme === 'grpcs' ? 'https' : 'http'}://${node.host}:${node.port}`;
-    const options: SecureClientSessionOptions = { settings: LOCAL_SETTINGS };
+    const options: SecureClientSessionOptions = { settings: this.settings };
     if (node.tls !== undefined) {
       options.ALPNProtocols = ['h2'];
       options.rejectUnauthorized = node.tls.verify;
