@@ -21,6 +21,7 @@ import type { Http2Limits } from '../../shared/config-http2.ts';
 import type { RateLimitedLog } from './rate-limited-log.ts';
 
 const GUARD = Symbol('connection guard');
+const PREMATURE_RESETS = 'too many premature stream resets';
 const STARTED = Symbol('stream started at');
 type GuardedSession = Http2Session & { [GUARD]?: ConnectionGuard };
 type GuardedStream = ServerHttp2Stream & { [GUARD]?: ConnectionGuard; [STARTED]?: number };
@@ -88,9 +89,9 @@ export class ConnectionGuard {
       { client: socket?.remoteAddress, streams: this.closedStreams, prematureResets: this.premature },
       'client reset too many streams prematurely (rapid reset): GOAWAY ENHANCE_YOUR_CALM',
     );
-    // destroy(code) sends a last GOAWAY with `code` and closes the socket; its streams end with it. (Not
-    // destroy(undefined, code): the undefined error defaults to NO_ERROR, which then overrides the code.)
-    this.session.destroy(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    // destroy(error, code) sends a last GOAWAY with `code` and closes the socket; its streams end with it. An error
+    // is needed: destroy(undefined, code) takes the undefined error for its default, NO_ERROR, which wins over `code`.
+    this.session.destroy(new Error(PREMATURE_RESETS), constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 }
 

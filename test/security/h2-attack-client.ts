@@ -28,6 +28,10 @@ export const SettingId = {
 } as const;
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+/** RFC 9113 §6.10; not in raw-frames' FrameType. */
+const CONTINUATION = 0x9;
+/** RFC 9113 §4.2: SETTINGS_MAX_FRAME_SIZE until the server raises it (servers here never do). */
+const MAX_FRAME_BYTES = 16_384;
 const FRAME_HEADER_BYTES = 9;
 const SETTING_BYTES = 6;
 const CANCEL = 0x8;
@@ -114,9 +118,19 @@ export class AttackClient {
     }
   }
 
+  /** HEADERS, followed by CONTINUATION frames when the block is larger than one frame may be. */
   headers(streamId: number, headers: readonly (readonly [string, string])[], endStream = false): void {
     const block = Buffer.concat(headers.map(([name, value]) => literalWithoutIndexing(name, value)));
-    this.frame(FrameType.HEADERS, FrameFlag.END_HEADERS | (endStream ? FrameFlag.END_STREAM : 0), streamId, block);
+    const endStreamFlag = endStream ? FrameFlag.END_STREAM : 0;
+    if (block.length <= MAX_FRAME_BYTES) {
+      this.frame(FrameType.HEADERS, FrameFlag.END_HEADERS | endStreamFlag, streamId, block);
+      return;
+    }
+    this.frame(FrameType.HEADERS, endStreamFlag, streamId, block.subarray(0, MAX_FRAME_BYTES));
+    for (let at = MAX_FRAME_BYTES; at < block.length; at += MAX_FRAME_BYTES) {
+      const last = at + MAX_FRAME_BYTES >= block.length;
+      this.frame(CONTINUATION, last ? FrameFlag.END_HEADERS : 0, streamId, block.subarray(at, at + MAX_FRAME_BYTES));
+    }
   }
 
   data(streamId: number, payload: Buffer, endStream = false): void {
