@@ -23,6 +23,12 @@ export interface FloodOptions {
   durationMs: number;
   /** Stop after this many connections (default: unlimited). */
   maxConnections?: number;
+  /**
+   * Pause between bursts (default 0: as fast as the socket takes them). At full speed node:http2's own limits may
+   * close the connection first (GOAWAY INTERNAL_ERROR: its streams are freed a turn after they close, so a read
+   * full of new streams finds the table full); a paced flood is what the premature-reset rule must catch.
+   */
+  paceMs?: number;
 }
 
 export interface FloodResult {
@@ -60,7 +66,8 @@ export async function rapidResetFlood(options: FloodOptions): Promise<FloodResul
         }
       });
       result.streamsSent += burst;
-      await nextTurn();
+      if (options.paceMs !== undefined && options.paceMs > 0) await sleep(options.paceMs);
+      else await nextTurn();
       while (client.bufferedBytes > BACKLOG_BYTES && !client.closed && Date.now() < deadline) await sleep(1);
     }
     const goaway = client.goaway();
