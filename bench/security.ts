@@ -98,7 +98,9 @@ async function runRapidReset(): Promise<Record<string, unknown>> {
       streamsSent: floods.reduce((n, f) => n + f.streamsSent, 0),
       connections: floods.reduce((n, f) => n + f.connections, 0),
       goawayCodes: floods.map((f) => f.goawayCodes),
-      streamsReachingUpstream: statsAfter.unary + statsAfter.stream + statsAfter.failed - (statsBefore.unary + statsBefore.stream + statsBefore.failed),
+      // Calls the upstream saw end (completed or failed) during the attack, less the legitimate unary calls.
+      attackStreamsReachingUpstream:
+        statsAfter.unary + statsAfter.stream + statsAfter.failed - (statsBefore.unary + statsBefore.stream + statsBefore.failed) - during.latencies.length - during.failures,
       legitimateBefore: summarize(before.latencies),
       legitimateDuring: summarize(during.latencies),
       legitimateFailuresDuring: during.failures,
