@@ -74,6 +74,17 @@ describe('rapid reset', { timeout: TEST_TIMEOUT_MS * 3 }, () => {
     assert.deepEqual(outcome, { messages: 2, code: 0 }, 'the long-lived stream did not finish normally');
   });
 
+  test('a rapid-reset flood over TLS gets GOAWAY ENHANCE_YOUR_CALM too, and calls go on', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const b = bench();
+    const [flood, failures] = await Promise.all([
+      rapidResetFlood({ target: b.tls, path: SERVER_STREAM, maxStreams: FLOOD_STREAMS, maxConnections: 1, durationMs: FLOOD_LIMIT_MS, paceMs: PACE_MS }),
+      b.legitimateCalls(LEGITIMATE_CALLS),
+    ]);
+    assert.deepEqual(failures, [], `legitimate calls failed: ${JSON.stringify(flood)}`);
+    assert.equal(flood.goawayCodes[constants.NGHTTP2_ENHANCE_YOUR_CALM], 1, `GOAWAY codes: ${JSON.stringify(flood.goawayCodes)}`);
+    assert.ok(flood.streamsSent <= MAX_STREAMS_PER_ATTACK_CONNECTION + 2 * BURST_STREAMS, `the connection got to send ${flood.streamsSent} streams`);
+  });
+
   test('a flood spread over several connections gets each of them closed, and calls go on', { timeout: TEST_TIMEOUT_MS }, async () => {
     const b = bench();
     const [flood, failures] = await Promise.all([
