@@ -12,6 +12,7 @@ import type { Logger } from '../shared/logger.ts';
 import { RebuildThrottle } from './config/rebuild-throttle.ts';
 import { createConfigSource, type ConfigState } from './config/source.ts';
 import { Snapshots, buildSnapshot } from './config/snapshots.ts';
+import { upstreamSettings } from './http2-settings.ts';
 import { startListeners, type BoundAddress } from './listeners.ts';
 import { loadDefaultCert, type PemPair } from './tls/default-cert.ts';
 import { listenerTlsOptions, loadUpstreamTls } from './tls/tls-policy.ts';
@@ -40,7 +41,7 @@ export interface DataPlaneOptions {
 export async function startDataPlane(options: DataPlaneOptions): Promise<DataPlane> {
   const { config, log } = options;
   const tlsPolicy = listenerTlsOptions(config.tls);
-  const pool = new SessionPool(log, await loadUpstreamTls(config.tls.trustedCertificateFile));
+  const pool = new SessionPool(log, upstreamSettings(config.http2), await loadUpstreamTls(config.tls.trustedCertificateFile));
   let snapshots: Snapshots | undefined;
   // An isolated change applies at once; a burst shares rebuilds (config/rebuild-throttle.ts).
   const throttle = new RebuildThrottle<ConfigState>((state) => {
@@ -80,6 +81,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       fallbackSni: config.ssl.fallbackSni,
       defaultCert,
       tlsPolicy,
+      limits: config.http2,
       deps: { snapshots, pool, log },
       connections: config.connections,
     });

@@ -13,16 +13,18 @@
  * `apisix.ssl.fallback_sni` when it names a configured certificate and the default certificate otherwise; it is
  * replaced with setSecureContext() whenever a new snapshot changes that choice.
  */
-import http2, { type Http2Server, type Http2SecureServer, type Http2Session, type ServerHttp2Stream } from 'node:http2';
+import http2, { type Http2Server, type Http2SecureServer, type Http2Session, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext } from 'node:tls';
+import type { Http2Limits } from '../shared/config-http2.ts';
 import type { ListenAddress } from '../shared/config.ts';
 import type { ConnectionLimits } from '../shared/config-connections.ts';
 import type { Snapshot } from './config/snapshots.ts';
 import { createConnectionGuard } from './connection-guard.ts';
-import { LOCAL_SETTINGS, widenSessionWindow } from './http2-settings.ts';
-import { handleStream, type ProxyDeps } from './proxy/handle-stream.ts';
+import { widenSessionWindow } from './http2-settings.ts';
+import { createStreamLimits } from './limits/stream-limits.ts';
+import type { ProxyDeps } from './proxy/handle-stream.ts';
 import { listenOn } from './listen.ts';
 import type { PemPair } from './tls/default-cert.ts';
 import type { ListenerTlsOptions } from './tls/tls-policy.ts';
@@ -34,6 +36,8 @@ export interface ListenerOptions {
   defaultCert: PemPair;
   /** Versions and ciphers (data-plane/tls/tls-policy.ts): in the server options and every context it is given. */
   tlsPolicy: ListenerTlsOptions;
+  /** HTTP/2 limits (data-plane/limits/): SETTINGS, per-connection guards, memory watermark. */
+  limits: Http2Limits;
   deps: ProxyDeps;
   /** Caps, header deadline and idle timeout of client connections (connection-guard.ts). */
   connections: ConnectionLimits;
@@ -59,15 +63,17 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
   const sockets = new Set<Socket>();
   const servers: (net.Server | Http2SecureServer)[] = [];
   const addresses: BoundAddress[] = [];
+  const limits = createStreamLimits(options.limits, log);
   const onStream = (stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void => {
     stream.on('error', ignoreStreamError);
-    handleStream(stream, headers, deps);
+    limits.onStream(stream, headers, deps);
   };
   const draining = { on: false };
-  const track = (session: Http2Session): void => {
+  const track = (session: ServerHttp2Session): void => {
     sessions.add(session);
     guard.watchSession(session);
     widenSessionWindow(session);
+    limits.watchSession(session);
     // A connection accepted just as the drain began (or sniffed after it) gets its GOAWAY at once, like the others:
     // the client sends its calls elsewhere instead of having them cut when the grace ends.
     if (draining.on) session.close();
@@ -84,7 +90,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
 
   try {
     for (const address of options.h2c) {
-      const h2 = http2.createServer({ settings: LOCAL_SETTINGS });
+      const h2 = http2.createServer({ settings: limits.settings });
       h2.on('stream', onStream);
       h2.on('session', track);
       const front = net.createServer((socket) => {
@@ -112,7 +118,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
           key: current.key,
           allowHTTP1: false,
           ALPNProtocols: ['h2'],
-          settings: LOCAL_SETTINGS,
+          settings: limits.settings,
           SNICallback: (servername, callback) => {
             const snapshot = deps.snapshots.current();
             callback(null, snapshot.sni.lookup(servername)?.context ?? fallback(snapshot).context);
@@ -142,6 +148,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
   } catch (err) {
     for (const server of servers) server.close();
     guard.close();
+    limits.close();
     throw err;
   }
 
@@ -150,6 +157,7 @@ export async function startListeners(options: ListenerOptions): Promise<Listener
     addresses,
     close: (graceMs = 0) => {
       draining.on = true;
+      limits.close();
       closing ??= closeAll(servers, sessions, sockets, graceMs).finally(() => guard.close());
       return closing;
     },

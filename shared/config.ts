@@ -24,6 +24,7 @@ import {
 } from './config-values.ts';
 import { parseConnectionLimits, type ConnectionLimits } from './config-connections.ts';
 import { parseTlsPolicy, type TlsPolicyConfig } from './config-tls.ts';
+import { parseHttp2Limits, type Http2Limits } from './config-http2.ts';
 import { keyringEntryProblem } from './crypto.ts';
 import { ConfigError, describe } from './errors.ts';
 import { normalizePrefix } from './etcd-keys.ts';
@@ -91,6 +92,8 @@ export interface GatewayConfig {
   dataPlane: DataPlaneProcessConfig;
   /** Client connection timeouts and caps of the data plane (shared/config-connections.ts). */
   connections: ConnectionLimits;
+  /** HTTP/2 limits of the data plane's listeners and its memory watermark (`nginx_config.http2`, `.overload`). */
+  http2: Http2Limits;
   log: { level: string };
 }
 
@@ -182,6 +185,7 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
       snapshotCache: optionalPath(etcd['snapshot_cache'], 'deployment.etcd.snapshot_cache'),
     },
     connections: parseConnectionLimits(nginx),
+    http2: parseHttp2Limits(nginx),
     log: { level: optionalString(log['level'], 'log.level') ?? 'info' },
   };
   applyEnvOverrides(config, env);

@@ -200,6 +200,8 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
       GATEWAY_TLS_LISTEN: `127.0.0.1:${tlsPort}`,
       GATEWAY_STATUS_LISTEN: `127.0.0.1:${statusPort}`,
       GATEWAY_SHUTDOWN_TIMEOUT: '2',
+      // Connections kept for the whole run, as nginx's keepalive_requests above: h2load does not reconnect after GOAWAY.
+      GATEWAY_KEEPALIVE_REQUESTS: '0',
       LOG_LEVEL: 'warn',
       ...options.env,
     },

@@ -25,8 +25,9 @@ import http2, {
   type ClientHttp2Stream,
   type OutgoingHttpHeaders,
   type SecureClientSessionOptions,
+  type Settings,
 } from 'node:http2';
-import { LOCAL_SETTINGS, widenSessionWindow } from '../http2-settings.ts';
+import { upstreamSettings, widenSessionWindow } from '../http2-settings.ts';
 import { UpstreamConnectError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { UpstreamNode } from './upstream.ts';
@@ -106,12 +107,15 @@ export class SessionPool {
   private readonly log: Logger;
   private readonly keepalive: NodeJS.Timeout;
   private closed = false;
+  /** SETTINGS of every session dialled (data-plane/http2-settings.ts: the stream window follows the client budget). */
+  private readonly settings: Settings;
 
   /** The CA bundle for `tls.verify: true` (`apisix.ssl.ssl_trusted_certificate`, tls/tls-policy.ts). */
   private readonly tls: UpstreamTlsDefaults;
 
-  constructor(log: Logger, tls: UpstreamTlsDefaults = { ca: undefined }) {
+  constructor(log: Logger, settings: Settings = upstreamSettings(), tls: UpstreamTlsDefaults = { ca: undefined }) {
     this.log = log.child({ module: 'pool' });
+    this.settings = settings;
     this.tls = tls;
     this.keepalive = setInterval(() => this.checkSessions(), CHECK_INTERVAL_MS);
     this.keepalive.unref();
@@ -161,7 +165,7 @@ export class SessionPool {
 
   private dial(node: UpstreamNode, entry: NodeSessions, connectTimeoutMs: number): Promise<PooledSession> {
     const url = `${node.scheme === 'grpcs' ? 'https' : 'http'}://${node.host}:${node.port}`;
-    const options: SecureClientSessionOptions = { settings: LOCAL_SETTINGS };
+    const options: SecureClientSessionOptions = { settings: this.settings };
     if (node.tls !== undefined) {
       options.ALPNProtocols = ['h2'];
       options.rejectUnauthorized = node.tls.verify;

@@ -115,7 +115,7 @@ export function encodeFrame(type: number, flags: number, streamId: number, paylo
 }
 
 /** RFC 7541 §6.2.2 with a new name: 0000 0000, name string, value string; strings raw (H = 0). */
-function literalWithoutIndexing(name: string, value: string): Buffer {
+export function literalWithoutIndexing(name: string, value: string): Buffer {
   return Buffer.concat([Buffer.from([0x00]), hpackString(name), hpackString(value)]);
 }
 

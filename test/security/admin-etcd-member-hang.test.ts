@@ -18,6 +18,7 @@ import { createEtcdStore } from '../../control-plane/store/etcd-store.ts';
 import type { ResourceStore } from '../../control-plane/store/resource-store.ts';
 import { DEFAULT_ALLOW_ADMIN } from '../../shared/config.ts';
 import { silentLogger } from '../../shared/logger.ts';
+import { MAX_LABELS } from '../../shared/schema/common.ts';
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from '../helpers/etcd-cluster.ts';
 
 const ADMIN_KEY = 'etcd-hang-admin-key-3f9d';
@@ -26,7 +27,8 @@ const WRITES_WHILE_FROZEN = 12;
 /** Concurrent PUTs of one key through one admin API (the issue measured 1,000; 400 keep the suite short). */
 const CONCURRENT_PUTS = 400;
 /** Concurrent PATCHes of one key, each adding its own label. */
-const CONCURRENT_PATCHES = 200;
+/** Each PATCH adds one label: stay within the schema's MAX_LABELS so that every one is valid. */
+const CONCURRENT_PATCHES = MAX_LABELS - 1;
 /** Concurrent PUTs of one key through each of two admin APIs (two control planes on one etcd). */
 const PUTS_PER_CONTROL_PLANE = 200;
 /** Bound of one admin request; the store answers within its own 5 s bound per etcd call, this only catches a hang. */
