@@ -114,11 +114,12 @@ test('a call reset while its upstream dial is still open never reaches the upstr
   // The gateway dialled (its SETTINGS arrived) but has no session to use until ours come.
   await up.waitFor(() => up.frames.some((f) => f.type === FrameType.SETTINGS && f.streamId === 0), 'the gateway did not dial');
   down.rst(1, CANCEL);
+  await down.ping(); // the gateway has seen the reset
   // A second call waits on the same dial: once it reaches the upstream, the first one would have too.
   down.headers(3, REQUEST);
   down.data(3, MESSAGE, true);
   up.releaseSettings();
-  await up.waitFor(() => up.streams().length > 0 && endStreamFrames(up.frames, up.streams()[0] ?? 0).length > 0, 'the second call never arrived');
+  await up.waitFor(() => up.streams().some((id) => endStreamFrames(up.frames, id).length > 0), 'the second call never arrived');
   assert.equal(up.streams().length, 1, `the reset call was forwarded: ${describeFrames(up.frames)}`);
   await beside;
 });

@@ -27,12 +27,18 @@ export interface RecordedFrame {
   readonly type: number;
   readonly flags: number;
   readonly streamId: number;
-  /** The error code of an RST_STREAM frame. */
+  /** The error code of an RST_STREAM or GOAWAY frame. */
   readonly rstCode: number | undefined;
   readonly length: number;
 }
 
 export type HeaderList = readonly (readonly [string, string])[];
+
+function errorCodeOf(type: number, payload: Buffer): number | undefined {
+  if (type === FrameType.RST_STREAM && payload.length >= 4) return payload.readUInt32BE(0);
+  if (type === FrameType.GOAWAY && payload.length >= 8) return payload.readUInt32BE(4);
+  return undefined;
+}
 
 /** Splits a byte stream into frames; calls `onFrame` for each complete one. */
 class FrameReader {
@@ -54,7 +60,7 @@ class FrameReader {
         type,
         flags: this.#pending.readUInt8(4),
         streamId: this.#pending.readUInt32BE(5) & 0x7fffffff,
-        rstCode: type === FrameType.RST_STREAM && length >= 4 ? payload.readUInt32BE(0) : undefined,
+        rstCode: errorCodeOf(type, payload),
         length,
       };
       this.#pending = this.#pending.subarray(FRAME_HEADER_BYTES + length);
@@ -135,6 +141,8 @@ export async function startRecordingUpstream(options: { holdSettings?: boolean }
   const sockets = new Set<Socket>();
   const streamSocket = new Map<number, Socket>();
   let settingsHeld = options.holdSettings === true;
+  /** Connections whose SETTINGS wait for an ACK: RFC 9113 §3.4, our own SETTINGS must be the first frame we send. */
+  const ackPending = new Set<Socket>();
   const sendSettings = (socket: Socket): void => {
     socket.write(encodeFrame(FrameType.SETTINGS, 0, 0, EMPTY));
   };
@@ -146,7 +154,8 @@ export async function startRecordingUpstream(options: { holdSettings?: boolean }
     const reader = new FrameReader((frame, payload) => {
       frames.push(frame);
       if (frame.type === FrameType.HEADERS && !streamSocket.has(frame.streamId)) streamSocket.set(frame.streamId, socket);
-      answerControl(socket, frame, payload);
+      if (settingsHeld && frame.type === FrameType.SETTINGS && (frame.flags & FrameFlag.ACK) === 0) ackPending.add(socket);
+      else answerControl(socket, frame, payload);
     });
     if (!settingsHeld) sendSettings(socket);
     socket.on('data', (chunk: Buffer) => {
@@ -175,6 +184,8 @@ export async function startRecordingUpstream(options: { holdSettings?: boolean }
       if (!settingsHeld) return;
       settingsHeld = false;
       for (const socket of sockets) sendSettings(socket);
+      for (const socket of ackPending) socket.write(encodeFrame(FrameType.SETTINGS, FrameFlag.ACK, 0, EMPTY));
+      ackPending.clear();
     },
     respondHeaders(streamId) {
       const block = headerBlock([
@@ -199,6 +210,8 @@ export interface RawClient {
   headers(streamId: number, headers: HeaderList, endStream?: boolean): void;
   data(streamId: number, payload: Buffer, endStream?: boolean): void;
   rst(streamId: number, code: number): void;
+  /** PING, resolved by its ACK: the gateway has processed every frame sent before it (RFC 9113 §6.7). */
+  ping(): Promise<void>;
   waitFor(predicate: () => boolean, what: string, limitMs?: number): Promise<void>;
   close(): void;
 }
@@ -229,6 +242,15 @@ export async function openRawClient(address: string): Promise<RawClient> {
     },
     rst(streamId, code) {
       socket.write(encodeFrame(FrameType.RST_STREAM, 0, streamId, rstPayload(code)));
+    },
+    async ping() {
+      const acksBefore = frames.filter((f) => f.type === FrameType.PING && (f.flags & FrameFlag.ACK) !== 0).length;
+      socket.write(encodeFrame(FrameType.PING, 0, 0, Buffer.alloc(8)));
+      await waitUntil(
+        () => frames.filter((f) => f.type === FrameType.PING && (f.flags & FrameFlag.ACK) !== 0).length > acksBefore,
+        WAIT_LIMIT_MS,
+        () => 'the gateway never acknowledged a PING',
+      );
     },
     waitFor: (predicate, what, limitMs = WAIT_LIMIT_MS) => waitUntil(predicate, limitMs, () => `${what}; client frames: ${describeFrames(frames)}`),
     close() {
