@@ -66,7 +66,10 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
       stale.length > 0
         ? { connected: false, since: Math.min(...stale.map((w) => w.watch.since)) }
         : { connected: workers.length > 0, since: Math.max(startedAt, ...workers.map((w) => w.watch.since)) };
-    return { phase, revision: oldest?.revision, routes: oldest?.routes ?? 0, watch, workers };
+    // A worker that cannot apply the configuration makes the whole stale (status-server.ts): its error is shown.
+    const failing = workers.find((w) => w.config?.error !== undefined);
+    const config = { error: failing?.config?.error, skipped: Math.max(0, ...workers.map((w) => w.config?.skipped ?? 0)) };
+    return { phase, revision: oldest?.revision, routes: oldest?.routes ?? 0, watch, config, workers };
   };
 
   let status: StatusServer | undefined;

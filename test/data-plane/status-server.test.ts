@@ -181,7 +181,7 @@ describe('status server phases', () => {
     t.after(server.close);
     const ready = await probe(server.base, '/readyz');
     assert.equal(ready.status, 503);
-    assert.deepEqual(ready.body, { status: 'loading', revision: null, routes: 0, config_stale: true, since: new Date(0).toISOString() });
+    assert.deepEqual(ready.body, { status: 'loading', revision: null, routes: 0, config_stale: true, since: new Date(0).toISOString(), config_error: null, config_skipped: 0 });
     assert.equal((await probe(server.base, '/healthz')).status, 200);
   });
 
