@@ -11,14 +11,13 @@ import { pino } from 'pino';
 import { ConfigStore, type RawKeyValue } from '../../data-plane/config/config-state.ts';
 import { RebuildThrottle } from '../../data-plane/config/rebuild-throttle.ts';
 import { buildSnapshot } from '../../data-plane/config/snapshots.ts';
-import { startDataPlane, type DataPlane } from '../../data-plane/data-plane.ts';
+import type { DataPlane } from '../../data-plane/data-plane.ts';
 import { StatusPhase, startStatusServer } from '../../data-plane/status-server.ts';
-import { parseConfig } from '../../shared/config.ts';
 import { GrpcStatus } from '../../shared/grpc-status.ts';
 import { silentLogger } from '../../shared/logger.ts';
 import { spawnChildGateway, putEtcdJson, type ChildGateway } from '../flow/child-gateway.ts';
-import { makeCert } from '../helpers/certs.ts';
 import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
+import { startStatusDataPlane } from '../helpers/status-data-plane.ts';
 import { waitUntil } from '../helpers/fake-upstream.ts';
 import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
 
@@ -151,15 +150,7 @@ describe('a data plane fed a value it cannot build', () => {
     etcd = await startEtcd();
     greeter = await startGreeterNode({ id: 'isolation' });
     await putEtcdJson(etcd.endpoint, '/apisix/routes/before', JSON.parse(routeJson('helloworld.Greeter', greeter.address)) as unknown);
-    const config = parseConfig(`
-apisix:
-  node_listen: [{ ip: 127.0.0.1, port: 0, enable_http2: true }]
-  ssl: { enable: false }
-  status: { ip: 127.0.0.1, port: 0 }
-deployment:
-  etcd: { host: ["${etcd.endpoint}"], prefix: /apisix, timeout: 2 }
-`);
-    dataPlane = await startDataPlane({ config, log: silentLogger(), defaultCert: await makeCert({ sans: ['localhost'] }) });
+    dataPlane = await startStatusDataPlane(etcd.endpoint);
   });
 
   after(async () => {
