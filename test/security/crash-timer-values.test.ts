@@ -11,6 +11,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { MALFORMED_TIMEOUT, formatGrpcTimeout, parseGrpcTimeout } from '../../data-plane/proxy/grpc-timeout.ts';
+import { MAX_TIMER_DELAY_MS, clampDelay } from '../../data-plane/timers.ts';
 import { SessionPool } from '../../data-plane/upstream/pool.ts';
 import { resolveUpstream, type UpstreamNode } from '../../data-plane/upstream/upstream.ts';
 import { GrpcStatus } from '../../shared/grpc-status.ts';
@@ -52,6 +54,24 @@ async function uncaughtDuring(run: () => Promise<void>): Promise<Error[]> {
   }
   return seen;
 }
+
+test('every delay a timer is armed with stays within what Node can time', () => {
+  assert.equal(clampDelay(HUGE_CONNECT_TIMEOUT_MS), MAX_TIMER_DELAY_MS);
+  assert.equal(clampDelay(Number.POSITIVE_INFINITY), MAX_TIMER_DELAY_MS);
+  assert.equal(clampDelay(0.001), 1);
+  assert.equal(clampDelay(Number.NaN), 1);
+  assert.equal(clampDelay(1500), 1500);
+});
+
+test('the longest grpc-timeout the header can say is parsed and forwarded within 8 digits', () => {
+  const longest = parseGrpcTimeout('99999999H');
+  assert.equal(longest, 99_999_999 * 3_600_000);
+  assert.equal(formatGrpcTimeout(longest ?? 0), '99999999H');
+  assert.equal(formatGrpcTimeout(2_592_000_000), '2592000S');
+  assert.equal(formatGrpcTimeout(1500), '1500m');
+  for (const malformed of ['', '1', '1.5S', '123456789S', '10X', '-1S']) assert.equal(parseGrpcTimeout(malformed), MALFORMED_TIMEOUT, malformed);
+  assert.equal(parseGrpcTimeout(undefined), undefined);
+});
 
 describe('session pool', () => {
   const greeters: GreeterNode[] = [];
@@ -122,6 +142,25 @@ describe('grpc-timeout from the wire', () => {
     assert.equal(String(forwarded).endsWith('S') && Number(String(forwarded).slice(0, -1)) > 719 * 3600, true, `forwarded ${String(forwarded)}`);
     const beside = await sayHello(bench().grpcClient(H2C), 'beside');
     assert.equal(beside.status.code, GrpcStatus.OK);
+  });
+
+  test('calls through an upstream whose connect timeout races every connect fail cleanly and the gateway serves on', { timeout: TEST_TIMEOUT_MS }, async () => {
+    for (const up of ['grpc', 'grpcs'] as const) {
+      const leg: Leg = { down: 'h2c', up };
+      const racing = await bench().fake(leg, { upstream: { timeout: { connect: 0.001, send: 60, read: 60 } } });
+      racing.onStream((_stream, _headers, ctl) => answerOk(ctl, 'raced'));
+      const errors = await uncaughtDuring(async () => {
+        const client = bench().grpcClient(leg);
+        const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => sayHello(client, `race ${i}`)));
+        for (const outcome of outcomes) assert.ok(outcome.status.code === GrpcStatus.OK || outcome.status.code === GrpcStatus.UNAVAILABLE, outcome.status.details);
+      });
+      assert.deepEqual(errors.map((e) => e.stack), [], `${up}: a callback threw`);
+      // A sane route again: the same gateway, in this process, still serves.
+      const sane = await bench().fake(leg);
+      sane.onStream((_stream, _headers, ctl) => answerOk(ctl, 'after the race'));
+      const after = await sayHello(bench().grpcClient(leg), 'after');
+      assert.equal(after.status.code, GrpcStatus.OK, after.status.details);
+    }
   });
 
   for (const malformed of ['abc', '1.5S', '123456789S', 'S', '10X']) {
