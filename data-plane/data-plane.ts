@@ -21,6 +21,7 @@ import { createConfigSource, type ConfigState } from './config/source.ts';
 import { Snapshots, buildSnapshot, type Snapshot } from './config/snapshots.ts';
 import { startListeners, type BoundAddress } from './listeners.ts';
 import { loadDefaultCert, type PemPair } from './tls/default-cert.ts';
+import { clampDelay } from './timers.ts';
 import { SessionPool } from './upstream/pool.ts';
 import { StatusPhase, startStatusServer, type StatusAddress, type StatusReport, type StatusServer } from './status-server.ts';
 
@@ -119,7 +120,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
         closing ??= (async () => {
           phase = StatusPhase.draining;
           throttle.close();
-          await listeners.close(graceMs);
+          await listeners.close(clampDelay(graceMs)); // worker_shutdown_timeout, from config: timers.ts
           // Every client stream is over, so every upstream stream is too: nothing left to wait for.
           await pool.close(0);
           await source.close();

@@ -15,6 +15,7 @@ import { describe } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { BoundAddress } from './listeners.ts';
 import { withDataPlaneNodeFlags } from './node-flags.ts';
+import { clampDelay } from './timers.ts';
 import { StatusPhase, startStatusServer, type StatusReport, type StatusServer, type WorkerStatus } from './status-server.ts';
 import { loadDefaultCert } from './tls/default-cert.ts';
 
@@ -133,7 +134,7 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
               const kill = setTimeout(() => {
                 log.warn({ worker: slot.id, pid: worker.process.pid }, 'worker did not exit in time, killing it');
                 worker.process.kill('SIGKILL');
-              }, graceMs + EXIT_MARGIN_MS);
+              }, clampDelay(graceMs + EXIT_MARGIN_MS)); // worker_shutdown_timeout, from config: timers.ts
               worker.once('exit', () => clearTimeout(kill));
               worker.process.kill('SIGTERM');
             }),
