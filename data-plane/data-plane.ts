@@ -6,19 +6,26 @@
  * The status server (when `apisix.status` is set) starts first, so that while the first load waits for etcd a probe
  * sees a live process that is not ready (/healthz 200, /readyz 503) rather than a refused connection; /readyz turns
  * 200 only once the snapshot is in service behind bound gRPC listeners, and 503 again when close() starts draining.
+ *
+ * A configuration that cannot be applied never takes the process down: a route whose build throws is skipped
+ * (snapshots.ts), a whole build that throws leaves the last good snapshot in service (RebuildThrottle's handler
+ * below) and the next change is built as usual, and a first load that cannot be built starts with an empty
+ * snapshot instead of exiting (a restarted worker would otherwise crash-loop on the same etcd value). Either way
+ * /readyz says so (`config_error`, `config_skipped`, `config_stale`; status-server.ts).
  */
 import type { GatewayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import { RebuildThrottle } from './config/rebuild-throttle.ts';
+import { describe } from '../shared/errors.ts';
 import { createConfigSource, type ConfigState } from './config/source.ts';
-import { Snapshots, buildSnapshot } from './config/snapshots.ts';
+import { Snapshots, buildSnapshot, type Snapshot } from './config/snapshots.ts';
 import { upstreamSettings } from './http2-settings.ts';
 import { startListeners, type BoundAddress } from './listeners.ts';
 import { loadDefaultCert, type PemPair } from './tls/default-cert.ts';
 import { listenerTlsOptions, loadUpstreamTls } from './tls/tls-policy.ts';
+import { clampDelay } from './timers.ts';
 import { SessionPool } from './upstream/pool.ts';
 import { StatusPhase, startStatusServer, type StatusAddress, type StatusReport, type StatusServer } from './status-server.ts';
-
 
 export interface DataPlane {
   readonly addresses: readonly BoundAddress[];
@@ -42,17 +49,37 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const { config, log } = options;
   const tlsPolicy = listenerTlsOptions(config.tls);
   const pool = new SessionPool(log, upstreamSettings(config.http2), await loadUpstreamTls(config.tls.trustedCertificateFile));
+  /** Why the newest state could not be applied; undefined while the newest state is in service. */
+  let configError: { revision: string; error: string } | undefined;
+  /** The first snapshot; one that cannot be built is reported and replaced by an empty one (see the file comment). */
+  const firstSnapshot = (initial: ConfigState): Snapshot => {
+    try {
+      return buildSnapshot(initial, undefined, log, tlsPolicy);
+    } catch (err) {
+      configError = { revision: initial.revision, error: describe(err) };
+      log.error(configError, 'cannot build the configuration; serving none until a change can be applied');
+      return buildSnapshot(emptyState(initial.revision), undefined, log, tlsPolicy);
+    }
+  };
   let snapshots: Snapshots | undefined;
   // An isolated change applies at once; a burst shares rebuilds (config/rebuild-throttle.ts).
-  const throttle = new RebuildThrottle<ConfigState>((state) => {
-    if (snapshots === undefined) return;
-    const started = performance.now();
-    const next = buildSnapshot(state, snapshots.current(), log, tlsPolicy);
-    snapshots.swap(next);
-    pool.retain(next.nodeKeys);
-    const buildMs = +(performance.now() - started).toFixed(2);
-    log.info({ revision: state.revision, routes: next.router.size, ssls: state.ssls.size, buildMs }, 'config applied');
-  });
+  const throttle = new RebuildThrottle<ConfigState>(
+    (state) => {
+      if (snapshots === undefined) return;
+      const started = performance.now();
+      const next = buildSnapshot(state, snapshots.current(), log, tlsPolicy);
+      snapshots.swap(next);
+      configError = undefined;
+      pool.retain(next.nodeKeys);
+      const buildMs = +(performance.now() - started).toFixed(2);
+      log.info({ revision: state.revision, routes: next.router.size, skipped: next.failed.size, ssls: state.ssls.size, buildMs }, 'config applied');
+    },
+    undefined,
+    (err, state) => {
+      configError = { revision: state.revision, error: describe(err) };
+      log.error({ ...configError, inService: snapshots?.current().revision }, 'cannot apply the configuration; the last good one stays in service');
+    },
+  );
   const apply = (state: ConfigState): void => throttle.push(state);
   const source = createConfigSource(config, log, apply);
   let phase: StatusPhase = StatusPhase.loading;
@@ -61,6 +88,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     revision: snapshots?.current().revision,
     routes: snapshots?.current().router.size ?? 0,
     watch: source.health(),
+    config: { error: configError === undefined ? undefined : `revision ${configError.revision}: ${configError.error}`, skipped: snapshots?.current().failed.size ?? 0 },
   });
   let status: StatusServer | undefined;
   try {
@@ -72,7 +100,9 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       });
     }
     const initial = await source.start();
-    snapshots = new Snapshots(buildSnapshot(initial, undefined, log, tlsPolicy));
+  const tlsPolicy = listenerTlsOptions(config.tls);
+  const pool = new SessionPool(log, upstreamSettings(config.http2), await loadUpstreamTls(config.tls.trustedCertificateFile));
+    snapshots = new Snapshots(firstSnapshot(initial));
     log.info({ revision: initial.revision, routes: snapshots.current().router.size, provider: config.dataPlane.configProvider }, 'config loaded');
     const defaultCert = options.defaultCert ?? (await loadDefaultCert(config.ssl.defaultCertFile, config.ssl.defaultKeyFile));
     const listeners = await startListeners({
@@ -98,7 +128,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
         closing ??= (async () => {
           phase = StatusPhase.draining;
           throttle.close();
-          await listeners.close(graceMs);
+          await listeners.close(clampDelay(graceMs)); // worker_shutdown_timeout, from config: timers.ts
           // Every client stream is over, so every upstream stream is too: nothing left to wait for.
           await pool.close(0);
           await source.close();
@@ -114,4 +144,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     await status?.close();
     throw err;
   }
+}
+
+function emptyState(revision: string): ConfigState {
+  return { revision, routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map() };
 }

@@ -58,11 +58,11 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
       send({ type: 'gateway:listening', addresses: dataPlane.addresses });
       let last = '';
       const report = (): void => {
-        const { phase, revision, routes, watch } = dataPlane.report();
-        const text = JSON.stringify([phase, revision, routes, watch.connected, watch.since]);
+        const { phase, revision, routes, watch, config: configHealth } = dataPlane.report();
+        const text = JSON.stringify([phase, revision, routes, watch.connected, watch.since, configHealth]);
         if (text === last) return;
         last = text;
-        send({ type: 'gateway:status', report: { phase, revision, routes, watch } });
+        send({ type: 'gateway:status', report: { phase, revision, routes, watch, ...(configHealth === undefined ? {} : { config: configHealth }) } });
       };
       report();
       setInterval(report, WORKER_REPORT_MS).unref();

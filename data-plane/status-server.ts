@@ -14,6 +14,13 @@
  * and the snapshot may lag behind etcd, with `since`, when that stale period began (ISO 8601; null while live).
  * Readiness does not follow `config_stale`: a stale data plane still routes every call it routed before
  * (DESIGN.md: replicas keep serving their last good config while etcd is unreachable).
+ *
+ * The same holds when etcd is reachable but the configuration cannot be applied (issue #11): `config_error` says
+ * why the newest state is not in service (null once a later one applies) and makes `config_stale` true, since the
+ * snapshot then lags behind etcd as surely as with the watch down; `config_skipped` counts routes left out (or kept
+ * at their last good build) because they could not be built. Readiness stays 200: the process still serves its
+ * last good config, and taking every replica out of a load balancer because of one bad etcd value would turn an
+ * isolated config error into a full outage. Alerting belongs on `config_stale`/`config_error`.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { ListenAddress } from '../shared/config.ts';
@@ -39,6 +46,8 @@ export interface StatusReport {
   routes: number;
   /** Whether the etcd watch is live; `since` is when it last became live or stopped being so (epoch ms). */
   watch: { connected: boolean; since: number };
+  /** Whether the configuration could be applied; absent from reports of an older worker or before the first load. */
+  config?: ConfigHealth;
   /** With worker processes: each worker's own report (the fields above are then their summary). */
   workers?: readonly WorkerStatus[];
 }
@@ -50,6 +59,14 @@ export interface WorkerStatus {
   revision: string | undefined;
   routes: number;
   watch: { connected: boolean; since: number };
+  config?: ConfigHealth;
+}
+
+export interface ConfigHealth {
+  /** Why the newest configuration state is not in service; undefined while it is. */
+  error: string | undefined;
+  /** Routes that could not be built: left out, or kept at their last good build. */
+  skipped: number;
 }
 
 export interface StatusServerOptions {
@@ -106,8 +123,10 @@ function answer(req: IncomingMessage, res: ServerResponse, report: () => StatusR
   const body = {
     revision: now.revision ?? null,
     routes: now.routes,
-    config_stale: !now.watch.connected,
+    config_stale: isStale(now),
     since: now.watch.connected ? null : new Date(now.watch.since).toISOString(),
+    config_error: now.config?.error ?? null,
+    config_skipped: now.config?.skipped ?? 0,
     ...(now.workers === undefined
       ? {}
       : {
@@ -117,13 +136,20 @@ function answer(req: IncomingMessage, res: ServerResponse, report: () => StatusR
             status: w.phase === StatusPhase.serving ? 'ok' : w.phase,
             revision: w.revision ?? null,
             routes: w.routes,
-            config_stale: !w.watch.connected,
+            config_stale: isStale(w),
+            config_error: w.config?.error ?? null,
+            config_skipped: w.config?.skipped ?? 0,
           })),
         }),
   };
   if (path === '/healthz') return send(res, 200, { status: 'ok', ...body });
   const ready = now.phase === StatusPhase.serving;
   send(res, ready ? 200 : 503, { status: ready ? 'ok' : now.phase, ...body });
+}
+
+/** The snapshot may lag behind etcd: the watch is down, or the newest state could not be applied. */
+function isStale(status: { watch: { connected: boolean }; config?: ConfigHealth | undefined }): boolean {
+  return !status.watch.connected || status.config?.error !== undefined;
 }
 
 function send(res: ServerResponse, status: number, body: object): void {

@@ -15,6 +15,7 @@ import { describe } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { BoundAddress } from './listeners.ts';
 import { withDataPlaneNodeFlags } from './node-flags.ts';
+import { clampDelay } from './timers.ts';
 import { StatusPhase, startStatusServer, type StatusReport, type StatusServer, type WorkerStatus } from './status-server.ts';
 import { loadDefaultCert } from './tls/default-cert.ts';
 import { loadUpstreamTls } from './tls/tls-policy.ts';
@@ -68,7 +69,10 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
       stale.length > 0
         ? { connected: false, since: Math.min(...stale.map((w) => w.watch.since)) }
         : { connected: workers.length > 0, since: Math.max(startedAt, ...workers.map((w) => w.watch.since)) };
-    return { phase, revision: oldest?.revision, routes: oldest?.routes ?? 0, watch, workers };
+    // A worker that cannot apply the configuration makes the whole stale (status-server.ts): its error is shown.
+    const failing = workers.find((w) => w.config?.error !== undefined);
+    const config = { error: failing?.config?.error, skipped: Math.max(0, ...workers.map((w) => w.config?.skipped ?? 0)) };
+    return { phase, revision: oldest?.revision, routes: oldest?.routes ?? 0, watch, config, workers };
   };
 
   let status: StatusServer | undefined;
@@ -132,7 +136,7 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
               const kill = setTimeout(() => {
                 log.warn({ worker: slot.id, pid: worker.process.pid }, 'worker did not exit in time, killing it');
                 worker.process.kill('SIGKILL');
-              }, graceMs + EXIT_MARGIN_MS);
+              }, clampDelay(graceMs + EXIT_MARGIN_MS)); // worker_shutdown_timeout, from config: timers.ts
               worker.once('exit', () => clearTimeout(kill));
               worker.process.kill('SIGTERM');
             }),

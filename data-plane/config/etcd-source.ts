@@ -20,6 +20,7 @@ import type { Keyring } from '../../shared/crypto.ts';
 import { describe } from '../../shared/errors.ts';
 import { normalizePrefix } from '../../shared/etcd-keys.ts';
 import type { Logger } from '../../shared/logger.ts';
+import { clampDelay } from '../timers.ts';
 import { Backoff, constantBackoff, delay } from './backoff.ts';
 import { ConfigStore, summary, type ConfigState, type RawKeyValue } from './config-state.ts';
 import { readSnapshotCache, writeSnapshotCache } from './snapshot-cache.ts';
@@ -402,11 +403,12 @@ class Source implements EtcdConfigSource {
     }
   }
 
+  /** `delayMs` may come from config (etcd.timeout): clamped like every such timer (timers.ts). */
   #after(delayMs: number, run: () => void): NodeJS.Timeout {
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
       if (!this.#closed) run();
-    }, delayMs);
+    }, clampDelay(delayMs));
     this.#timers.add(timer);
     return timer;
   }

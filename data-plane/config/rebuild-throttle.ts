@@ -4,6 +4,10 @@
  * skipped (each state is complete, so the newest one supersedes them). The interval is at least MIN_INTERVAL_MS and
  * at least FACTOR times the last build's duration, so a large config never spends most of its CPU rebuilding while
  * an isolated change still applies with no added delay.
+ *
+ * A build that throws never escapes: it would otherwise end the watch callback that pushed the state or, from the
+ * timer, the whole process (an uncaught exception). The error goes to `onError`; the snapshot in service stays (the
+ * build never swapped it), and the next state pushed is built as usual.
  */
 export const MIN_INTERVAL_MS = 10;
 export const FACTOR = 4;
@@ -20,8 +24,16 @@ const realClock: Clock = {
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
 
+/** Told about a build that threw, with the state it was building. */
+export type BuildErrorHandler<S> = (err: unknown, state: S) => void;
+
+function ignoreBuildError(): void {
+  // tests that drive the throttle alone; the data plane passes a handler that logs and reports
+}
+
 export class RebuildThrottle<S> {
   readonly #build: (state: S) => void;
+  readonly #onError: BuildErrorHandler<S>;
   readonly #clock: Clock;
   #pending: S | undefined;
   #timer: unknown;
@@ -29,9 +41,10 @@ export class RebuildThrottle<S> {
   #intervalMs = MIN_INTERVAL_MS;
   #closed = false;
 
-  /** `build` is called with the newest state; its duration sets the next interval. */
-  constructor(build: (state: S) => void, clock: Clock = realClock) {
+  /** `build` is called with the newest state; its duration sets the next interval; `onError` hears of its throws. */
+  constructor(build: (state: S) => void, clock: Clock = realClock, onError: BuildErrorHandler<S> = ignoreBuildError) {
     this.#build = build;
+    this.#onError = onError;
     this.#clock = clock;
   }
 
@@ -59,9 +72,19 @@ export class RebuildThrottle<S> {
     const started = this.#clock.now();
     try {
       this.#build(state);
+    } catch (err) {
+      this.#report(err, state);
     } finally {
       this.#lastEnd = this.#clock.now();
       this.#intervalMs = Math.max(MIN_INTERVAL_MS, (this.#lastEnd - started) * FACTOR);
+    }
+  }
+
+  #report(err: unknown, state: S): void {
+    try {
+      this.#onError(err, state);
+    } catch {
+      // the handler only logs; a throw there must not escape either
     }
   }
 }

@@ -26,6 +26,7 @@ import type { Keyring } from '../../shared/crypto.ts';
 import { describe } from '../../shared/errors.ts';
 import { resourceKey } from '../../shared/etcd-keys.ts';
 import type { Logger } from '../../shared/logger.ts';
+import { clampDelay } from '../timers.ts';
 import { ConfigStore, summary, type ConfigState, type RawKeyValue } from './config-state.ts';
 import type { ConfigSource, WatchHealth } from './source.ts';
 import { KEY_PREFIX, parseStandalone } from './standalone-file.ts';
@@ -117,7 +118,7 @@ class YamlSource implements ConfigSource {
     } catch (err) {
       this.#log.error({ error: describe(err) }, 'checking the standalone config file failed');
     }
-    if (!this.#closed) this.#timer = setTimeout(() => void this.#tick(), this.#pollMs);
+    if (!this.#closed) this.#timer = setTimeout(() => void this.#tick(), clampDelay(this.#pollMs)); // from config: timers.ts
   }
 
   async #check(): Promise<void> {

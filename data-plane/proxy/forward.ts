@@ -15,19 +15,23 @@
  *   upstream a call is a retry (gRFC A6).
  * - `grpc-timeout` is enforced here (DEADLINE_EXCEEDED, upstream reset with CANCEL) and forwarded as the time left.
  * - A client reset, or the client going away, resets the upstream stream with CANCEL; no upstream stream outlives
- *   its client stream.
+ *   its client stream. A reset travels as a reset, never as a half-close (reset-stream.ts): the upstream of a
+ *   cancelled upload must not see END_STREAM, which says the request is complete.
+ * - A malformed `grpc-timeout` is answered INTERNAL, as gRPC servers do, and never forwarded (grpc-timeout.ts).
  * - A stream that ends without grpc-status, a lost connection, a non-200 or non-gRPC answer is never a success.
  */
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { DeadlineExceeded, MessageTooLarge, UpstreamConnectError, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
+import { BadRequest, DeadlineExceeded, MessageTooLarge, UpstreamConnectError, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
 import { GrpcStatus, grpcStatusFromHttp } from '../../shared/grpc-status.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { RouteTarget } from '../config/snapshots.ts';
 import type { PooledSession, SessionPool } from '../upstream/pool.ts';
 import type { ResolvedUpstream, UpstreamNode } from '../upstream/upstream.ts';
-import { formatGrpcTimeout, parseGrpcTimeout } from './grpc-timeout.ts';
+import { MAX_TIMER_DELAY_MS, clampDelay } from '../timers.ts';
+import { MALFORMED_TIMEOUT, formatGrpcTimeout, parseGrpcTimeout } from './grpc-timeout.ts';
 import { relayedHeaders, upstreamRequestHeaders } from './headers.ts';
 import { MessageMeter } from './message-meter.ts';
+import { resetStream } from './reset-stream.ts';
 import { errorTrailers, respondError } from './respond-error.ts';
 import { statusForRst, rstName } from './rst-codes.ts';
 
@@ -104,8 +108,9 @@ export class ProxyCall {
     down.on('wantTrailers', downWantTrailers);
     const timeoutMs = parseGrpcTimeout(this.headers['grpc-timeout']);
     if (timeoutMs !== undefined) {
+      if (timeoutMs === MALFORMED_TIMEOUT) return this.fail(new BadRequest(MALFORMED_TIMEOUT_MESSAGE));
       this.deadlineAt = this.startedAt + timeoutMs;
-      this.deadlineTimer = setTimeout(deadlinePassed, timeoutMs, this);
+      this.deadlineTimer = setTimeout(deadlinePassed, clampDelay(timeoutMs), this);
     }
     this.connect();
   }
@@ -151,7 +156,7 @@ export class ProxyCall {
     up.on('trailers', upTrailers);
     up.on('close', upClose);
     up.on('error', ignore); // 'close' follows with rstCode set; the status is decided there
-    if (this.upstream.readTimeoutMs > 0) up.setTimeout(this.upstream.readTimeoutMs, () => this.onIdle(up));
+    if (this.upstream.readTimeoutMs > 0) up.setTimeout(clampDelay(this.upstream.readTimeoutMs), () => this.onIdle(up));
     if (this.replay !== undefined) for (const chunk of this.replay) up.write(chunk);
     if (this.requestEnded) {
       up.end();
@@ -228,7 +233,7 @@ export class ProxyCall {
         up.on('drain', upDrain);
       }
       if (this.upstream.sendTimeoutMs > 0 && this.sendTimer === undefined) {
-        this.sendTimer = setTimeout(sendTimedOut, this.upstream.sendTimeoutMs, this);
+        this.sendTimer = setTimeout(sendTimedOut, clampDelay(this.upstream.sendTimeoutMs), this);
       }
     }
   }
@@ -240,6 +245,9 @@ export class ProxyCall {
   }
 
   onDownEnd(): void {
+    // node:http2 ends the readable side of a stream the client reset too ('end' after the RST): that is a cancel,
+    // and must reach the upstream as one, never as END_STREAM.
+    if (this.down.aborted || (this.down.rstCode ?? constants.NGHTTP2_NO_ERROR) !== constants.NGHTTP2_NO_ERROR) return this.onDownGone();
     this.requestEnded = true; // the client's half-close; passed on exactly when it happens
     const { up } = this;
     if (up !== undefined && !up.destroyed) up.end();
@@ -359,6 +367,12 @@ export class ProxyCall {
 
   onDeadline(): void {
     this.deadlineTimer = undefined;
+    // A deadline beyond what a timer holds (grpc-timeout 720H) fired at the clamp: wait for the rest.
+    const left = this.deadlineAt - Date.now();
+    if (left > 0 && this.deadlineAt - this.startedAt > MAX_TIMER_DELAY_MS) {
+      this.deadlineTimer = setTimeout(deadlinePassed, clampDelay(left), this);
+      return;
+    }
     this.fail(new DeadlineExceeded(`deadline exceeded: grpc-timeout ${String(this.headers['grpc-timeout'])} passed at the gateway`));
   }
 
@@ -414,7 +428,7 @@ export class ProxyCall {
 
   private cancelUp(): void {
     const { up } = this;
-    if (up !== undefined && !up.closed && !up.destroyed) up.close(constants.NGHTTP2_CANCEL);
+    if (up !== undefined) resetStream(up, constants.NGHTTP2_CANCEL);
   }
 
   private clearSendTimer(): void {
@@ -441,6 +455,8 @@ export class ProxyCall {
     }
   }
 }
+
+const MALFORMED_TIMEOUT_MESSAGE = 'malformed grpc-timeout: expected 1 to 8 digits and a unit (H, M, S, m, u or n)';
 
 function missingStatus(): UpstreamProtocolError {
   return new UpstreamProtocolError('stream ended without grpc-status', GrpcStatus.UNAVAILABLE);

@@ -27,7 +27,9 @@ import http2, {
   type SecureClientSessionOptions,
   type Settings,
 } from 'node:http2';
+import type { Socket } from 'node:net';
 import { upstreamSettings, widenSessionWindow } from '../http2-settings.ts';
+import { clampDelay } from '../timers.ts';
 import { UpstreamConnectError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { UpstreamNode } from './upstream.ts';
@@ -148,7 +150,14 @@ export class SessionPool {
       this.nodes.set(node.key, entry);
     }
     if (entry.dialing !== undefined) return entry.dialing;
-    const dialing = this.dial(node, entry, connectTimeoutMs);
+    let dialing: Promise<PooledSession>;
+    try {
+      dialing = this.dial(node, entry, connectTimeoutMs);
+    } catch (err) {
+      // http2.connect() throws synchronously on what it cannot even start (a TLS key or CA it cannot load, an
+      // address no URL can hold): that is a failed connect for this call, never an exception in the stream handler.
+      return Promise.reject(new UpstreamConnectError(node.key, err));
+    }
     entry.dialing = dialing;
     const clear = (): void => {
       if (entry.dialing === dialing) entry.dialing = undefined;
@@ -195,12 +204,13 @@ export class SessionPool {
       this.remove(pooled);
     });
     const ready = new Promise<PooledSession>((resolve, reject) => {
+      // Clamped (timers.ts): an enormous timeout.connect must not become Node's 1 ms and tear every dial down.
       const timer = setTimeout(() => {
         const err = new Error(`connect timed out after ${connectTimeoutMs} ms`);
         session.destroy(err);
         this.remove(pooled);
         reject(new UpstreamConnectError(node.key, err)); // settle even if the destroyed session stays silent
-      }, connectTimeoutMs);
+      }, clampDelay(connectTimeoutMs));
       const fail = (err: Error): void => {
         clearTimeout(timer);
         reject(new UpstreamConnectError(node.key, err));
@@ -215,12 +225,20 @@ export class SessionPool {
       session.once('close', () => fail(new Error('connection closed')));
       // A TLS 1.3 peer that rejects our client certificate does so after the handshake seemed complete: Node then
       // destroys the session without emitting 'error' or 'close' on it, so the socket's own events are watched.
+      // 'connect' can still come after the session was destroyed (a connect timeout racing the handshake): its
+      // socket is then gone (undefined), and the destroy already settled the dial.
       session.once('connect', () => {
-        session.socket.once('error', (err: Error) => {
+        const socket: Socket | undefined = session.socket;
+        if (socket === undefined || session.destroyed || socket.destroyed) {
+          this.remove(pooled);
+          fail(new Error('connection closed'));
+          return;
+        }
+        socket.once('error', (err: Error) => {
           this.remove(pooled);
           fail(err);
         });
-        session.socket.once('close', () => {
+        socket.once('close', () => {
           this.remove(pooled);
           fail(new Error('connection closed'));
         });
@@ -272,10 +290,15 @@ export class SessionPool {
       session.destroy();
     }, PING_TIMEOUT_MS);
     timer.unref();
-    const sent = session.ping((err) => {
-      clearTimeout(timer);
-      if (err !== null && !session.destroyed) session.destroy();
-    });
+    let sent = false;
+    try {
+      sent = session.ping((err) => {
+        clearTimeout(timer);
+        if (err !== null && !session.destroyed) session.destroy();
+      });
+    } catch {
+      // ping() throws on a session that closed since the check: nothing to keep alive
+    }
     if (!sent) clearTimeout(timer);
   }
 
@@ -308,7 +331,7 @@ export class SessionPool {
               // Node does not always emit 'close' for a session destroyed while its socket is still settling.
               session.destroy();
               resolve();
-            }, graceMs);
+            }, clampDelay(graceMs));
             session.once('close', () => {
               clearTimeout(timer);
               resolve();

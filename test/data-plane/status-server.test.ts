@@ -12,8 +12,8 @@ import { startDataPlane, type DataPlane } from '../../data-plane/data-plane.ts';
 import { StatusPhase, startStatusServer, type StatusReport } from '../../data-plane/status-server.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { silentLogger } from '../../shared/logger.ts';
-import { makeCert } from '../helpers/certs.ts';
 import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
+import { startStatusDataPlane } from '../helpers/status-data-plane.ts';
 
 /** Bounds every poll: etcd restarts, the watch's connect deadline (timeout: 2 s) and its retry backoff fit well in it. */
 const WAIT_MS = 30_000;
@@ -74,15 +74,7 @@ describe('status port of a running data plane', () => {
 
   before(async () => {
     etcd = await startEtcd();
-    const config = parseConfig(`
-apisix:
-  node_listen: [{ ip: 127.0.0.1, port: 0, enable_http2: true }]
-  ssl: { enable: false }
-  status: { ip: 127.0.0.1, port: 0 }
-deployment:
-  etcd: { host: ["${etcd.endpoint}"], prefix: /apisix, timeout: 2 }
-`);
-    dataPlane = await startDataPlane({ config, log: silentLogger(), defaultCert: await makeCert({ sans: ['localhost'] }) });
+    dataPlane = await startStatusDataPlane(etcd.endpoint);
     const address = dataPlane.statusAddress;
     assert.ok(address !== undefined, 'apisix.status is set, so the data plane has a status address');
     base = `http://${address.host}:${address.port}`;
@@ -181,7 +173,7 @@ describe('status server phases', () => {
     t.after(server.close);
     const ready = await probe(server.base, '/readyz');
     assert.equal(ready.status, 503);
-    assert.deepEqual(ready.body, { status: 'loading', revision: null, routes: 0, config_stale: true, since: new Date(0).toISOString() });
+    assert.deepEqual(ready.body, { status: 'loading', revision: null, routes: 0, config_stale: true, since: new Date(0).toISOString(), config_error: null, config_skipped: 0 });
     assert.equal((await probe(server.base, '/healthz')).status, 200);
   });
 
