@@ -100,8 +100,6 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       });
     }
     const initial = await source.start();
-  const tlsPolicy = listenerTlsOptions(config.tls);
-  const pool = new SessionPool(log, upstreamSettings(config.http2), await loadUpstreamTls(config.tls.trustedCertificateFile));
     snapshots = new Snapshots(firstSnapshot(initial));
     log.info({ revision: initial.revision, routes: snapshots.current().router.size, provider: config.dataPlane.configProvider }, 'config loaded');
     const defaultCert = options.defaultCert ?? (await loadDefaultCert(config.ssl.defaultCertFile, config.ssl.defaultKeyFile));

@@ -106,6 +106,9 @@ export class ProxyCall {
     down.on('close', downGone);
     down.on('end', downEnd);
     down.on('wantTrailers', downWantTrailers);
+    // The stream reaches us a turn after its HEADERS (limits/stream-limits.ts): a request that was one HEADERS frame
+    // plus an empty END_STREAM (an empty client stream) has already emitted 'end' by then.
+    if (down.readableEnded) this.requestEnded = true;
     const timeoutMs = parseGrpcTimeout(this.headers['grpc-timeout']);
     if (timeoutMs !== undefined) {
       if (timeoutMs === MALFORMED_TIMEOUT) return this.fail(new BadRequest(MALFORMED_TIMEOUT_MESSAGE));
