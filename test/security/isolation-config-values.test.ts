@@ -1,14 +1,15 @@
 /**
- * Issue #11, case 2: one etcd value must not stop every config update. A route whose `nodes[].metadata` is nested
- * 10,000 levels deep is schema-valid (bounds on depth are the admin API's and the schema's business; the build must
- * be safe without them), but made the snapshot build throw: running workers kept their config forever and
- * restarted ones crash-looped. Values are written straight into etcd, bypassing the admin API, as anyone who can
- * write etcd could.
+ * Issue #11, case 2: one etcd value must not stop every config update. A route whose `nodes[].metadata` was nested
+ * 10,000 levels deep passed the schema then and made the snapshot build throw: running workers kept their config
+ * forever and restarted ones crash-looped. The shared schema check now refuses such a value before any build
+ * (shared/json-bounds.ts), so it is skipped like any invalid value; the build must still be safe on its own, so the
+ * unit tests below hand it a value that got past validation. Values are written straight into etcd, bypassing the
+ * admin API, as anyone who can write etcd could.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
-import { ConfigStore, type RawKeyValue } from '../../data-plane/config/config-state.ts';
+import { ConfigStore, type ConfigState, type RawKeyValue } from '../../data-plane/config/config-state.ts';
 import { RebuildThrottle } from '../../data-plane/config/rebuild-throttle.ts';
 import { buildSnapshot } from '../../data-plane/config/snapshots.ts';
 import type { DataPlane } from '../../data-plane/data-plane.ts';
@@ -40,6 +41,26 @@ const kv = (id: string, json: string, revision: number): RawKeyValue => ({
   mod_revision: String(revision),
 });
 
+/**
+ * `state` with route `id` replaced by the deep value as if it had passed validation (it no longer does): what a gap in
+ * the schema checks would let through to the build.
+ */
+function withUnbuildableRoute(state: ConfigState, id: string, modRevision: number): ConfigState {
+  const value = JSON.parse(routeJson('deep.Svc', '127.0.0.1:1', DEPTH)) as never;
+  return withRoute(state, { id, value, modRevision: String(modRevision) });
+}
+
+/** `state` with `item` in place of its route of the same id (the same object, as an unchanged etcd value stays). */
+function withRoute(state: ConfigState, item: ConfigState['routes'] extends ReadonlyMap<string, infer I> ? I : never): ConfigState {
+  return { ...state, routes: new Map(state.routes).set(item.id, item) };
+}
+
+function snapshotState(store: ConfigStore): ConfigState {
+  const state = store.current();
+  assert.ok(state !== undefined);
+  return state;
+}
+
 /** A pino logger whose lines (parsed) land in `lines`. */
 function capturingLogger(lines: Record<string, unknown>[]): ReturnType<typeof silentLogger> {
   return pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
@@ -49,7 +70,7 @@ describe('snapshot builds', () => {
   test('a route that cannot be built is skipped with its key and revision logged, and the other routes apply', () => {
     const lines: Record<string, unknown>[] = [];
     const store = new ConfigStore('/apisix', silentLogger());
-    const state = store.replaceAll([kv('deep', routeJson('deep.Svc', '127.0.0.1:1', DEPTH), 5), kv('good', routeJson('good.Svc', '127.0.0.1:2'), 6)], '6');
+    const state = withUnbuildableRoute(store.replaceAll([kv('good', routeJson('good.Svc', '127.0.0.1:2'), 6)], '6'), 'deep', 5);
     const snapshot = buildSnapshot(state, undefined, capturingLogger(lines));
     assert.equal(snapshot.targets.has('good'), true);
     assert.equal(snapshot.targets.has('deep'), false);
@@ -65,16 +86,16 @@ describe('snapshot builds', () => {
     const store = new ConfigStore('/apisix', silentLogger());
     let snapshot = buildSnapshot(store.replaceAll([kv('deep', routeJson('deep.Svc', '127.0.0.1:1'), 5)], '5'), undefined, log);
     assert.equal(snapshot.targets.has('deep'), true, 'the route applied while it was buildable');
-    store.applyPut(kv('deep', routeJson('deep.Svc', '127.0.0.1:1', DEPTH), 6));
-    const broken = store.commit('6');
-    assert.ok(broken !== undefined);
+    const broken = withUnbuildableRoute(snapshotState(store), 'deep', 6);
+    const brokenItem = broken.routes.get('deep');
+    assert.ok(brokenItem !== undefined);
     snapshot = buildSnapshot(broken, snapshot, log);
     assert.equal(snapshot.targets.get('deep')?.upstream.nodes[0]?.key, 'grpc://127.0.0.1:1', 'its last good build stays in service');
     for (let revision = 7; revision < 10; revision++) {
       store.applyPut(kv(`later-${revision}`, routeJson(`later${revision}.Svc`, '127.0.0.1:3'), revision));
       const next = store.commit(String(revision));
       assert.ok(next !== undefined);
-      snapshot = buildSnapshot(next, snapshot, log);
+      snapshot = buildSnapshot(withRoute(next, brokenItem), snapshot, log);
       assert.equal(snapshot.targets.has(`later-${revision}`), true, `the change at revision ${revision} applied`);
     }
     assert.equal(lines.filter((l) => l['key'] === 'routes/deep').length, 1, 'the unchanged failure is logged once, not per rebuild');
@@ -140,7 +161,7 @@ async function readyBody(gateway: ChildGateway): Promise<Record<string, unknown>
   throw new Error(`the data plane never became ready (exited: ${String(gateway.exited)}): ${gateway.output()}`);
 }
 
-describe('a data plane fed a value it cannot build', () => {
+describe('a data plane fed a value nested 10,000 levels deep', () => {
   let etcd: EtcdProcess;
   let greeter: GreeterNode;
   let dataPlane: DataPlane;
@@ -160,7 +181,7 @@ describe('a data plane fed a value it cannot build', () => {
     await etcd.close();
   });
 
-  test('the other routes still apply and serve, and /readyz stays ready while reporting the skipped route', { timeout: TEST_TIMEOUT_MS }, async () => {
+  test('the other routes still apply and serve, the deep one is skipped, and /readyz stays ready without a config error', { timeout: TEST_TIMEOUT_MS }, async () => {
     // The raw put: etcd3's put takes a string, and JSON.stringify cannot even write this value.
     const { Etcd3 } = await import('etcd3');
     const client = new Etcd3({ hosts: etcd.endpoint });
@@ -183,8 +204,9 @@ describe('a data plane fed a value it cannot build', () => {
     const res = await fetch(`http://${status.host}:${status.port}/readyz`);
     const body = (await res.json()) as Record<string, unknown>;
     assert.equal(res.status, 200, 'a data plane serving its config stays ready');
-    assert.equal(body['config_skipped'], 1, JSON.stringify(body));
-    assert.equal(body['config_error'], null);
+    assert.equal(dataPlane.snapshots.current().targets.has('deep'), false, 'the deep route is skipped as invalid');
+    assert.equal(body['config_error'], null, JSON.stringify(body));
+    assert.equal(body['config_stale'], false, JSON.stringify(body));
   });
 
   test('a data plane (with workers) started while the bad value is in etcd starts and serves the other routes', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -192,7 +214,8 @@ describe('a data plane fed a value it cannot build', () => {
     const started = child;
     const body = await readyBody(started);
     assert.equal(started.exited, false, `the data plane exited: ${started.output()}`);
-    assert.equal(body['config_skipped'], 1, JSON.stringify(body));
+    assert.equal(body['config_error'], null, JSON.stringify(body));
+    assert.equal(body['routes'], 2, `the two valid routes are in service: ${JSON.stringify(body)}`);
     const grpc = greeterClient(started.h2cAddress);
     try {
       const outcome = await sayHello(grpc, 'after restart');
