@@ -21,7 +21,7 @@ import type { Http2Limits } from '../shared/config-http2.ts';
 import type { ListenAddress } from '../shared/config.ts';
 import type { ConnectionLimits } from '../shared/config-connections.ts';
 import type { Snapshot } from './config/snapshots.ts';
-import { createConnectionGuard } from './connection-guard.ts';
+import { createConnectionGuard } from './limits/connection-guard.ts';
 import { widenSessionWindow } from './http2-settings.ts';
 import { createStreamLimits } from './limits/stream-limits.ts';
 import type { ProxyDeps } from './proxy/handle-stream.ts';
@@ -39,7 +39,7 @@ export interface ListenerOptions {
   /** HTTP/2 limits (data-plane/limits/): SETTINGS, per-connection guards, memory watermark. */
   limits: Http2Limits;
   deps: ProxyDeps;
-  /** Caps, header deadline and idle timeout of client connections (connection-guard.ts). */
+  /** Caps, header deadline and idle timeout of client connections (limits/connection-guard.ts). */
   connections: ConnectionLimits;
 }
 

@@ -2,7 +2,7 @@
  * The HTTP/2 limits of the listeners (issue #11), in one place the listeners call once per session and once per
  * stream: the SETTINGS every client gets (data-plane/http2-settings.ts: concurrent streams, header list size, and
  * stream windows sized from the per-connection buffer budget), the per-connection guard (requests per connection,
- * premature resets: connection-guard.ts), the process memory watermark (memory-watermark.ts), and the rapid-reset
+ * premature resets: stream-guard.ts), the process memory watermark (memory-watermark.ts), and the rapid-reset
  * gap described below.
  *
  * What node:http2 enforces by itself, from the SETTINGS: a HEADERS frame above SETTINGS_MAX_CONCURRENT_STREAMS gets
@@ -23,7 +23,7 @@ import type { Logger } from '../../shared/logger.ts';
 import { serverSettings } from '../http2-settings.ts';
 import { handleStream, type ProxyDeps } from '../proxy/handle-stream.ts';
 import { respondError } from '../proxy/respond-error.ts';
-import { ConnectionGuard } from './connection-guard.ts';
+import { StreamGuard } from './stream-guard.ts';
 import { MemoryWatermark, Overloaded } from './memory-watermark.ts';
 import { RateLimitedLog } from './rate-limited-log.ts';
 
@@ -43,10 +43,10 @@ export function createStreamLimits(limits: Http2Limits, log: Logger): StreamLimi
   return {
     settings: serverSettings(limits),
     watchSession(session) {
-      new ConnectionGuard(session, limits, notes);
+      new StreamGuard(session, limits, notes);
     },
     onStream(stream, headers, deps) {
-      const guard = ConnectionGuard.of(stream.session);
+      const guard = StreamGuard.of(stream.session);
       if (guard !== undefined && !guard.admit(stream)) {
         stream.close(constants.NGHTTP2_REFUSED_STREAM);
         return;
@@ -60,6 +60,7 @@ export function createStreamLimits(limits: Http2Limits, log: Logger): StreamLimi
     },
     close() {
       watermark.close();
+      notes.close();
     },
   };
 }

@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { capForOpenFileLimit } from '../../data-plane/connection-guard.ts';
-import { limitedLog } from '../../data-plane/rate-limited-log.ts';
+import { capForOpenFileLimit } from '../../data-plane/limits/connection-guard.ts';
+import { limitedLog } from '../../data-plane/limits/limited-log.ts';
 import { DEFAULT_CONFIG_PATH, parseConfig } from '../../shared/config.ts';
 import { DEFAULT_CONNECTION_LIMITS } from '../../shared/config-connections.ts';
 import { captureLog } from './connection-kit.ts';

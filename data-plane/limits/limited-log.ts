@@ -6,7 +6,7 @@
  * nginx's `limit_conn_log_level` lines, but summarised: nginx writes one per refusal, which under attack is the
  * disk-filling second attack. The interval timer is unref'd: it never keeps a process alive.
  */
-import type { Logger } from '../shared/logger.ts';
+import type { Logger } from '../../shared/logger.ts';
 
 /** One line per ten seconds per message, as issue #11 suggests: enough to see an attack, too few to hurt. */
 export const LIMITED_LOG_INTERVAL_MS = 10_000;
