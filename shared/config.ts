@@ -94,8 +94,18 @@ export interface GatewayConfig {
   connections: ConnectionLimits;
   /** HTTP/2 limits of the data plane's listeners and its memory watermark (`nginx_config.http2`, `.overload`). */
   http2: Http2Limits;
+  /**
+   * Which HTTP/2 implementation serves both legs of the data plane (`apisix.http2_engine`): `native`, the gateway's
+   * own frame-level engine (data-plane/http2/), or `node`, node:http2, kept one release as a fallback and benchmark
+   * reference. Unset: $GATEWAY_HTTP2_ENGINE, else the default.
+   */
+  http2Engine: Http2Engine;
   log: { level: string };
 }
+
+export type Http2Engine = 'native' | 'node';
+const HTTP2_ENGINES: readonly Http2Engine[] = ['native', 'node'];
+export const DEFAULT_HTTP2_ENGINE: Http2Engine = 'node';
 
 /** Where a data plane's configuration comes from (APISIX `deployment.role_data_plane.config_provider`). */
 export type ConfigProvider = 'etcd' | 'yaml';
@@ -186,6 +196,7 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
     },
     connections: parseConnectionLimits(nginx),
     http2: parseHttp2Limits(nginx),
+    http2Engine: parseEngine(apisix['http2_engine'] ?? env['GATEWAY_HTTP2_ENGINE'] ?? process.env['GATEWAY_HTTP2_ENGINE'] ?? DEFAULT_HTTP2_ENGINE),
     log: { level: optionalString(log['level'], 'log.level') ?? 'info' },
   };
   applyEnvOverrides(config, env);
@@ -235,6 +246,11 @@ function applyEnvOverrides(config: GatewayConfig, env: Env): void {
   if (cache) config.dataPlane.snapshotCache = cache === 'off' ? undefined : resolvePath(cache);
   const level = env['LOG_LEVEL'];
   if (level) config.log.level = level;
+}
+
+function parseEngine(value: unknown): Http2Engine {
+  if (typeof value === 'string' && (HTTP2_ENGINES as readonly string[]).includes(value)) return value as Http2Engine;
+  throw new ConfigError(`apisix.http2_engine: expected one of ${HTTP2_ENGINES.join(', ')}, got ${JSON.stringify(value)}`);
 }
 
 /** APISIX's conf/apisix.yaml, next to conf/config.yaml. */
