@@ -20,7 +20,9 @@ import { describe } from '../shared/errors.ts';
 import { createConfigSource, type ConfigState } from './config/source.ts';
 import { Snapshots, buildSnapshot, type Snapshot } from './config/snapshots.ts';
 import { upstreamSettings } from './http2-settings.ts';
-import { startListeners, type BoundAddress } from './listeners.ts';
+import { startListeners, type BoundAddress, type Listeners } from './listeners.ts';
+import { startNativeListeners } from './native-listeners.ts';
+import { ClientPool } from './upstream/client-pool.ts';
 import { loadDefaultCert, type PemPair } from './tls/default-cert.ts';
 import { listenerTlsOptions, loadUpstreamTls } from './tls/tls-policy.ts';
 import { clampDelay } from './timers.ts';
@@ -48,7 +50,10 @@ export interface DataPlaneOptions {
 export async function startDataPlane(options: DataPlaneOptions): Promise<DataPlane> {
   const { config, log } = options;
   const tlsPolicy = listenerTlsOptions(config.tls);
-  const pool = new SessionPool(log, upstreamSettings(config.http2), await loadUpstreamTls(config.tls.trustedCertificateFile));
+  const upstreamTls = await loadUpstreamTls(config.tls.trustedCertificateFile);
+  // The HTTP/2 engine (apisix.http2_engine): our own (data-plane/http2/), or node:http2 for one release.
+  const native = config.http2Engine === 'native';
+  const pool: SessionPool | ClientPool = native ? new ClientPool(log, config.http2, upstreamTls) : new SessionPool(log, upstreamSettings(config.http2), upstreamTls);
   /** Why the newest state could not be applied; undefined while the newest state is in service. */
   let configError: { revision: string; error: string } | undefined;
   /** The first snapshot; one that cannot be built is reported and replaced by an empty one (see the file comment). */
@@ -103,16 +108,20 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     snapshots = new Snapshots(firstSnapshot(initial));
     log.info({ revision: initial.revision, routes: snapshots.current().router.size, provider: config.dataPlane.configProvider }, 'config loaded');
     const defaultCert = options.defaultCert ?? (await loadDefaultCert(config.ssl.defaultCertFile, config.ssl.defaultKeyFile));
-    const listeners = await startListeners({
+    const listenerOptions = {
       h2c: config.nodeListen,
       tls: config.ssl.enable ? config.ssl.listen : [],
       fallbackSni: config.ssl.fallbackSni,
       defaultCert,
       tlsPolicy,
       limits: config.http2,
-      deps: { snapshots, pool, log },
       connections: config.connections,
-    });
+    };
+    const listeners: Listeners =
+      pool instanceof ClientPool
+        ? await startNativeListeners({ ...listenerOptions, deps: { snapshots, pool, log } })
+        : await startListeners({ ...listenerOptions, deps: { snapshots, pool, log } });
+    log.info({ engine: config.http2Engine }, 'HTTP/2 engine');
     const current = snapshots;
     const statusServer = status;
     phase = StatusPhase.serving;

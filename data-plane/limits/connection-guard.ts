@@ -25,11 +25,27 @@ import type { ConnectionLimits } from '../../shared/config-connections.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { limitedLog, type LimitedLog } from './limited-log.ts';
 
+/** A connection of the native engine, as the guard closes it: GOAWAY(NO_ERROR), streams in flight finish. */
+export interface GracefulClose {
+  shutdown(): void;
+}
+
+/** What the native engine tells the guard about one connection's streams. */
+export interface ConnectionWatch {
+  streamOpened(): void;
+  streamClosed(): void;
+}
+
 export interface ConnectionGuard {
   /** At accept, before any TLS or HTTP/2 work: false, with the socket destroyed, when a cap turns it away. */
   admit(socket: Socket): boolean;
   /** For every HTTP/2 session of an admitted connection. */
   watchSession(session: Http2Session): void;
+  /**
+   * For every connection of the native engine (`socket`: the one it reads, TLS or plain): undefined when the socket
+   * was not admitted or went already. The engine reports its streams to what this returns.
+   */
+  watchConnection(socket: Socket, conn: GracefulClose): ConnectionWatch | undefined;
   /** A listener's 'error': EMFILE/ENFILE (out of file descriptors) becomes a rate-limited warning; true if handled. */
   acceptError(err: Error): boolean;
   /** Client connections open now. */
@@ -106,6 +122,11 @@ export function createConnectionGuard(limits: ConnectionLimits, log: Logger): Co
       }
       tracked?.attach(session);
     },
+    watchConnection(socket, conn) {
+      const tracked = byTuple.get(tupleOf(socket));
+      if (tracked === undefined || !tracked.attachNative(conn)) return undefined;
+      return tracked;
+    },
     acceptError(err) {
       const code = 'code' in err ? err.code : undefined;
       if (code !== 'EMFILE' && code !== 'ENFILE') return false;
@@ -127,10 +148,11 @@ function tupleOf(socket: Socket): string {
 }
 
 /** One admitted connection: its header deadline, then (once it is a session) its open streams and idle timer. */
-class Tracked {
+class Tracked implements ConnectionWatch {
   private headerTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private session: Http2Session | undefined;
+  private native: GracefulClose | undefined;
   private openStreams = 0;
   private disposed = false;
 
@@ -152,6 +174,37 @@ class Tracked {
     session.on('stream', this.onStream);
   }
 
+  attachNative(conn: GracefulClose): boolean {
+    if (this.disposed || this.session !== undefined || this.native !== undefined) return false;
+    this.native = conn;
+    return true;
+  }
+
+  streamOpened(): void {
+    if (this.headerTimer !== undefined) {
+      clearTimeout(this.headerTimer);
+      this.headerTimer = undefined;
+    }
+    this.openStreams += 1;
+  }
+
+  streamClosed(): void {
+    this.onStreamClose();
+  }
+
+  private get attached(): boolean {
+    return this.session !== undefined || this.native !== undefined;
+  }
+
+  private closeAttached(): void {
+    if (this.native !== undefined) {
+      this.native.shutdown();
+      setTimeout(destroySocket, CLOSE_GRACE_MS, this.socket).unref();
+    } else if (this.session !== undefined) {
+      closeGracefully(this.session, this.socket);
+    }
+  }
+
   dispose(): void {
     this.disposed = true;
     clearTimeout(this.headerTimer);
@@ -160,11 +213,7 @@ class Tracked {
   }
 
   private readonly onStream = (stream: { on(event: 'close', listener: () => void): unknown }): void => {
-    if (this.headerTimer !== undefined) {
-      clearTimeout(this.headerTimer);
-      this.headerTimer = undefined;
-    }
-    this.openStreams += 1;
+    this.streamOpened();
     // on, not once: 'close' comes once, and once() would wrap the listener in a new closure per stream.
     stream.on('close', this.onStreamClose);
   };
@@ -184,14 +233,14 @@ class Tracked {
   private readonly onHeaderTimeout = (): void => {
     this.headerTimer = undefined;
     if (this.disposed) return;
-    this.headerTimeouts.hit({ client: this.ip, client_header_timeout_ms: this.limits.headerTimeoutMs, http2: this.session !== undefined });
-    if (this.session === undefined) this.socket.destroy();
-    else closeGracefully(this.session, this.socket);
+    this.headerTimeouts.hit({ client: this.ip, client_header_timeout_ms: this.limits.headerTimeoutMs, http2: this.attached });
+    if (!this.attached) this.socket.destroy();
+    else this.closeAttached();
   };
 
   private readonly onIdleTimeout = (): void => {
-    if (this.disposed || this.openStreams > 0 || this.session === undefined) return;
-    closeGracefully(this.session, this.socket);
+    if (this.disposed || this.openStreams > 0 || !this.attached) return;
+    this.closeAttached();
   };
 }
 

@@ -31,6 +31,23 @@ export function respondError(stream: ServerHttp2Stream, err: unknown): void {
   );
 }
 
+/** The native engine's trailers-only error response as a header list (see respondError). */
+export function errorResponseFields(err: unknown): string[] {
+  const { status, message } = statusOf(err);
+  return [
+    ':status', err instanceof UnsupportedMediaType ? '415' : '200',
+    'content-type', 'application/grpc',
+    'grpc-status', String(status),
+    'grpc-message', encodeGrpcMessage(message),
+  ];
+}
+
+/** The native engine's error trailers as a header list (see errorTrailers). */
+export function errorTrailerFields(err: unknown): string[] {
+  const { status, message } = statusOf(err);
+  return ['grpc-status', String(status), 'grpc-message', encodeGrpcMessage(message)];
+}
+
 export function errorTrailers(err: unknown): OutgoingHttpHeaders {
   const { status, message } = statusOf(err);
   return { 'grpc-status': String(status), 'grpc-message': encodeGrpcMessage(message) };

@@ -1,0 +1,985 @@
+/**
+ * One HTTP/2 connection of the gateway's own engine (RFC 9113), either leg: the frame loop, SETTINGS and their ACK,
+ * PING, GOAWAY, RST_STREAM, header blocks (HEADERS + CONTINUATION, with limits) through HPACK, stream states, and
+ * flow control in both directions. server-connection.ts (client connections on the listeners) and
+ * client-connection.ts (pooled upstream connections) add what only one side does: the preface and request checks,
+ * opening streams.
+ *
+ * Streams are small objects with one handler (the proxy's call on the listener leg, its attempt on the upstream leg)
+ * that gets headers, DATA slices, resets, and "these bytes you queued went out". The relay joins two streams:
+ *
+ * - Backpressure end to end. A DATA payload is handed to the handler as a slice of the bytes read; the handler
+ *   queues it on the other leg's stream and gives credit back to the sender (`consume`) only when that stream
+ *   reports the bytes sent (`onSent`). A stalled reader therefore stops its sender at one window: the gateway never
+ *   holds more than the windows it advertised. DATA also waits while the socket is congested (bytes handed to the
+ *   kernel not yet taken), so a peer that stops reading its socket costs no more than a window either.
+ * - Batched writes. Frames are appended to one output list per connection; the lists of every connection that wrote
+ *   are flushed once per event-loop turn (setImmediate after the reads of the turn), one write per socket.
+ * - Exact limits. Our SETTINGS (concurrent streams, header list size, windows) are enforced from the first frame,
+ *   header blocks are bounded in bytes and frames (CONTINUATION floods), and a peer whose unread output passes a
+ *   cap is disconnected.
+ * - Errors (§5.4). A connection error sends GOAWAY with the code and closes; a stream error sends RST_STREAM and the
+ *   connection goes on. Frames on streams we reset are ignored (§5.1 "closed"), up to a small memory of them.
+ */
+import type { Socket } from 'node:net';
+import {
+  CLIENT_PREFACE,
+  DEFAULT_MAX_FRAME_SIZE,
+  ErrorCode,
+  FRAME_HEADER_BYTES,
+  FrameFlag,
+  FrameReader,
+  FrameType,
+  checkFrame,
+  framePayloadBody,
+  writeFrameHeader,
+} from './frame.ts';
+import { HeaderListTooLarge, HpackCompressionError, HpackDecoder } from './hpack.ts';
+import { HpackEncoder } from './hpack-encoder.ts';
+import { type Http2Settings, MAX_WINDOW_SIZE, SettingId, applySettings, initialSettings, settingsToSend } from './settings.ts';
+import { StreamState, afterReceive, afterSend } from './stream-state.ts';
+
+/** Why a stream ended without its normal end. */
+export const ResetReason = {
+  /** The peer sent RST_STREAM (the code says why; REFUSED_STREAM means it was never processed). */
+  PEER: 0,
+  /** The peer never processed it: above the last-stream-id of its GOAWAY (RFC 9113 §6.8). Safe to retry. */
+  UNPROCESSED: 1,
+  /** The connection went away (socket closed, connection error). */
+  LOST: 2,
+  /** We reset it because the peer broke the protocol on it (a stream error, §5.4.2). */
+  PROTOCOL: 3,
+} as const;
+export type ResetReasonValue = (typeof ResetReason)[keyof typeof ResetReason];
+
+/** What a stream tells its owner. Methods, not closures: the owner object is the handler. */
+export interface StreamHandler {
+  /** A header block: response headers or trailers (upstream leg), request trailers (listener leg). */
+  onHeaders(stream: Http2Stream, fields: string[], endStream: boolean): void;
+  /** A DATA payload (a slice of the bytes read: keep it, do not modify it); give it back with stream.consume(). */
+  onData(stream: Http2Stream, data: Buffer, endStream: boolean): void;
+  /** The stream ended abnormally; it is closed and forgotten by the connection. */
+  onReset(stream: Http2Stream, code: number, reason: ResetReasonValue): void;
+  /** `bytes` of DATA queued with sendData() went out to the socket. */
+  onSent(stream: Http2Stream, bytes: number): void;
+}
+
+export interface ConnectionOptions {
+  /** What we announce; enforced from the start (never more permissive than what the peer may assume). */
+  readonly settings: Http2Settings;
+  /** Our connection-level receive window (RFC 9113 §6.9.2: raised from 65,535 by a WINDOW_UPDATE at start). */
+  readonly connectionWindow: number;
+  /** Unread output (queued + in the kernel's hands) above which DATA waits. */
+  readonly highWaterBytes?: number;
+  /** Unread output above which the peer is dropped: it does not read what it asks for (PING, SETTINGS floods). */
+  readonly maxOutputBytes?: number;
+}
+
+/** DATA waits while this much output is unread by the socket. */
+const DEFAULT_HIGH_WATER = 256 * 1024;
+/** Frames of one header block: CONTINUATION floods (CVE-2024-27316) end here. */
+const MAX_HEADER_BLOCK_FRAMES = 512;
+/** Payloads up to this size are copied into the output arena; larger ones are written as they are. */
+const COPY_LIMIT = 2048;
+const ARENA_BYTES = 16 * 1024;
+/** Concatenate a flush into one buffer up to this size; above it, corked writes (one writev). */
+const CONCAT_LIMIT = 64 * 1024;
+/** Streams we reset and whose late frames we ignore (§5.1): how many are remembered per connection. */
+const RECENT_RESETS = 32;
+const EMPTY = Buffer.alloc(0);
+
+export class Http2Stream {
+  /** 0 while an upstream stream waits for room under the peer's SETTINGS_MAX_CONCURRENT_STREAMS. */
+  id: number;
+  readonly conn: Http2Connection;
+  handler: StreamHandler | undefined;
+  state: number = StreamState.IDLE;
+  sendWindow: number;
+  /** Receive window left for the peer on this stream, and credit owed to it. */
+  recvAvailable: number;
+  recvOwed = 0;
+  /** Bytes received and not consumed yet (credited to the connection when the stream goes). */
+  unconsumed = 0;
+  /** DATA queued for sending, in order; `queueEnd`: END_STREAM after it; `queueTrailers`: a final header block. */
+  queue: Buffer[] | undefined;
+  queueHead = 0;
+  queueBytes = 0;
+  queueEnd = false;
+  queueTrailers: string[] | undefined;
+  /** Waiting in the connection's list for window or socket room. */
+  blocked = false;
+  /** Header blocks received (0 until the first); a second one must end the stream (trailers). */
+  headerBlocks = 0;
+  /** content-length of the request/response, -1 when absent; DATA bytes seen (RFC 9113 §8.1.1). */
+  contentLength = -1;
+  dataSeen = 0;
+  /** Frames that arrived before the listener leg handed the stream to its handler (same read). */
+  inbox: (Buffer | string[] | boolean)[] | undefined;
+  /** Set when the stream left the connection (closed or reset): late calls are no-ops. */
+  removed = false;
+  /** For the owner's bookkeeping (e.g. when it started, for premature-reset accounting). */
+  openedAt = 0;
+  /** The RST_STREAM code that ended it (ours or the peer's); −1 while none. */
+  resetCode = -1;
+  /** We sent END_STREAM (the response or request is complete on our side). */
+  ended = false;
+
+  constructor(conn: Http2Connection, id: number, sendWindow: number, recvWindow: number) {
+    this.conn = conn;
+    this.id = id;
+    this.sendWindow = sendWindow;
+    this.recvAvailable = recvWindow;
+  }
+
+  get localClosed(): boolean {
+    return this.state === StreamState.HALF_CLOSED_LOCAL || this.state === StreamState.CLOSED;
+  }
+
+  get remoteClosed(): boolean {
+    return this.state === StreamState.HALF_CLOSED_REMOTE || this.state === StreamState.CLOSED;
+  }
+
+  /** Bytes queued and not yet sent. */
+  get pendingBytes(): number {
+    return this.queueBytes;
+  }
+
+  sendHeaders(fields: string[], endStream: boolean): void {
+    this.conn.sendHeaders(this, fields, endStream);
+  }
+
+  sendData(data: Buffer, endStream: boolean): void {
+    this.conn.sendData(this, data, endStream);
+  }
+
+  /** RST_STREAM with `code`; the handler hears nothing more. */
+  reset(code: number): void {
+    this.conn.resetStream(this, code);
+  }
+
+  /** `bytes` of received DATA were used (sent on, or dropped): credit them back to the peer. */
+  consume(bytes: number): void {
+    this.conn.consume(this, bytes);
+  }
+}
+
+/** Connections with output this turn; flushed together after the turn's reads. */
+const dirty: Http2Connection[] = [];
+let flushScheduled = false;
+
+function flushAll(): void {
+  flushScheduled = false;
+  // A flush can make more output (a handler's onSent queues a WINDOW_UPDATE elsewhere): loop until quiet.
+  for (let i = 0; i < dirty.length; i++) dirty[i]?.flush();
+  dirty.length = 0;
+}
+
+export abstract class Http2Connection {
+  readonly socket: Socket;
+  readonly ours: Http2Settings;
+  readonly peer: Http2Settings = initialSettings();
+  readonly streams = new Map<number, Http2Stream>();
+  protected readonly decoder: HpackDecoder;
+  protected readonly encoder: HpackEncoder;
+  protected readonly reader: FrameReader;
+  /** Send window of the connection, and what we allow the peer on it. */
+  protected sendWindow = 65_535;
+  protected recvAvailable: number;
+  protected recvOwed = 0;
+  protected readonly recvTarget: number;
+  /** Streams with queued DATA waiting for the connection window or socket room. */
+  private blockedStreams: Http2Stream[] = [];
+  /** The peer's first SETTINGS arrived (§3.4: it must be the first frame). */
+  protected peerSettingsSeen = false;
+  /** A header block in progress: its stream, flags of the HEADERS, fragments, frame count. */
+  private blockStream = 0;
+  private blockFlags = 0;
+  private blockParts: Buffer[] = [];
+  private blockBytes = 0;
+  private blockFrames = 0;
+  private readonly maxBlockBytes: number;
+  /** GOAWAY sent (graceful or not) and received. */
+  goawaySent = false;
+  goawayReceived = false;
+  closed = false;
+  /** Output: buffers in order, an arena for small frames. */
+  private out: Buffer[] = [];
+  private outBytes = 0;
+  private arena = Buffer.allocUnsafe(ARENA_BYTES);
+  private arenaStart = 0;
+  private arenaPos = 0;
+  private isDirty = false;
+  private readonly highWater: number;
+  private readonly maxOutput: number;
+  private recentResets: number[] = [];
+  private recentResetAt = 0;
+  /** Bytes of DATA queued on streams, not yet written (engine stats). */
+  queuedBytes = 0;
+  lastActivity = Date.now();
+
+  protected constructor(socket: Socket, options: ConnectionOptions) {
+    this.socket = socket;
+    this.ours = options.settings;
+    this.recvTarget = options.connectionWindow;
+    this.recvAvailable = 65_535;
+    this.highWater = options.highWaterBytes ?? DEFAULT_HIGH_WATER;
+    this.maxOutput = options.maxOutputBytes ?? 16 * 1024 * 1024;
+    this.decoder = new HpackDecoder({ maxTableSize: this.ours.headerTableSize, maxHeaderListSize: this.ours.maxHeaderListSize });
+    this.encoder = new HpackEncoder();
+    this.reader = new FrameReader(this.onFrame, this.ours.maxFrameSize);
+    // Compressed blocks are about the size of the list; twice the list limit leaves room for encoders that do not
+    // index, and bounds what a peer can make us buffer before HPACK has seen a byte.
+    const listLimit = Number.isFinite(this.ours.maxHeaderListSize) ? this.ours.maxHeaderListSize : 256 * 1024;
+    this.maxBlockBytes = Math.max(64 * 1024, 2 * listLimit);
+    // Nagle would hold the second small write of a turn for the peer's ACK: one flush per turn is our batching.
+    if (typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
+    socket.on('data', this.onSocketData);
+    socket.on('drain', this.onDrain);
+    socket.on('error', this.onSocketError);
+    socket.on('close', this.onSocketClose);
+  }
+
+  /** Our preface part: SETTINGS and the connection window raise (the client leg writes the magic first). */
+  protected sendPreface(): void {
+    const pairs = settingsToSend(this.ours);
+    const at = this.reserve(FRAME_HEADER_BYTES + pairs.length * 6 + FRAME_HEADER_BYTES + 4);
+    writeFrameHeader(this.arena, at, pairs.length * 6, FrameType.SETTINGS, 0, 0);
+    let p = at + FRAME_HEADER_BYTES;
+    for (const [id, value] of pairs) {
+      this.arena.writeUInt16BE(id, p);
+      this.arena.writeUInt32BE(value, p + 2);
+      p += 6;
+    }
+    let end = p;
+    if (this.recvTarget > 65_535) {
+      writeFrameHeader(this.arena, p, 4, FrameType.WINDOW_UPDATE, 0, 0);
+      this.arena.writeUInt32BE(this.recvTarget - 65_535, p + FRAME_HEADER_BYTES);
+      this.recvAvailable = this.recvTarget;
+      end = p + FRAME_HEADER_BYTES + 4;
+    }
+    this.arenaPos = end;
+    this.markDirty();
+  }
+
+  // ---- reading ------------------------------------------------------------------------------------------------
+
+  private readonly onSocketData = (chunk: Buffer): void => {
+    if (this.closed) return;
+    this.lastActivity = Date.now();
+    const rest = this.beforeFrames(chunk);
+    if (rest === undefined || rest.length === 0 || this.closed) return;
+    const err = this.reader.push(rest);
+    if (err !== undefined) this.connectionError(err.code, err.reason);
+    if (!this.closed) this.afterRead();
+  };
+
+  /** The bytes before frames (the server's preface check); returns what is left for the frame reader. */
+  protected beforeFrames(chunk: Buffer): Buffer | undefined {
+    return chunk;
+  }
+
+  /** Called after each read was parsed (the listener leg dispatches new streams here). */
+  protected afterRead(): void {}
+
+  private readonly onFrame = (type: number, flags: number, id: number, payload: Buffer): void => {
+    if (this.closed) return;
+    if (this.blockStream !== 0 && (type !== FrameType.CONTINUATION || id !== this.blockStream)) {
+      return this.connectionError(ErrorCode.PROTOCOL_ERROR, 'frame interleaved with a header block');
+    }
+    if (!this.peerSettingsSeen && (type !== FrameType.SETTINGS || (flags & FrameFlag.ACK) !== 0)) {
+      return this.connectionError(ErrorCode.PROTOCOL_ERROR, 'the first frame is not SETTINGS');
+    }
+    const bad = checkFrame(type, flags, id, payload);
+    if (bad !== undefined) {
+      if (bad.connection) return this.connectionError(bad.code, bad.reason);
+      return this.streamError(id, bad.code);
+    }
+    switch (type) {
+      case FrameType.DATA:
+        return this.onDataFrame(flags, id, payload);
+      case FrameType.HEADERS:
+        return this.onHeadersFrame(flags, id, payload);
+      case FrameType.PRIORITY:
+        // §5.3.2: ignored, but a stream may not depend on itself (§5.3.1).
+        if ((payload.readUInt32BE(0) & 0x7fffffff) === id) this.streamError(id, ErrorCode.PROTOCOL_ERROR);
+        return;
+      case FrameType.RST_STREAM:
+        return this.onRstFrame(id, payload.readUInt32BE(0));
+      case FrameType.SETTINGS:
+        return this.onSettingsFrame(flags, payload);
+      case FrameType.PUSH_PROMISE:
+        // Clients may not push; we tell servers not to (ENABLE_PUSH 0): either way a protocol error (§8.4).
+        return this.connectionError(ErrorCode.PROTOCOL_ERROR, 'PUSH_PROMISE');
+      case FrameType.PING:
+        if ((flags & FrameFlag.ACK) !== 0) return this.onPingAck(payload);
+        return this.writePing(payload, true);
+      case FrameType.GOAWAY:
+        this.goawayReceived = true;
+        return this.onGoaway(payload.readUInt32BE(0) & 0x7fffffff, payload.readUInt32BE(4));
+      case FrameType.WINDOW_UPDATE:
+        return this.onWindowUpdate(id, payload.readUInt32BE(0) & 0x7fffffff);
+      case FrameType.CONTINUATION:
+        return this.onContinuation(flags, id, payload);
+      default:
+        return; // §4.1, §5.5: unknown frame types are ignored
+    }
+  };
+
+  /** Whether `id` is a stream the peer could not have used yet (idle, §5.1). */
+  protected abstract isIdle(id: number): boolean;
+
+  private onDataFrame(flags: number, id: number, payload: Buffer): void {
+    const length = payload.length;
+    if (length > this.recvAvailable) return this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
+    this.recvAvailable -= length;
+    const stream = this.streams.get(id);
+    if (stream === undefined) {
+      this.creditConnection(length);
+      if (this.isIdle(id)) return this.connectionError(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${id}`);
+      return this.closedStreamFrame(id);
+    }
+    const next = afterReceive(stream.state as 0, FrameType.DATA, flags);
+    if (next < 0) {
+      this.creditConnection(length);
+      return this.streamError(id, -next);
+    }
+    if (length > stream.recvAvailable) {
+      this.creditConnection(length);
+      return this.streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
+    }
+    stream.recvAvailable -= length;
+    const body = framePayloadBody(FrameType.DATA, flags, payload);
+    const end = (flags & FrameFlag.END_STREAM) !== 0;
+    stream.dataSeen += body.length;
+    if (stream.contentLength >= 0 && (stream.dataSeen > stream.contentLength || (end && stream.dataSeen !== stream.contentLength))) {
+      this.creditConnection(length);
+      return this.streamError(id, ErrorCode.PROTOCOL_ERROR); // §8.1.1: malformed
+    }
+    stream.state = next;
+    stream.unconsumed += body.length;
+    // Padding is nobody's to consume: credit it now.
+    if (body.length !== length) this.consumeRaw(stream, length - body.length);
+    this.deliverData(stream, body, end);
+    if (end) this.maybeClose(stream);
+  }
+
+  private deliverData(stream: Http2Stream, body: Buffer, end: boolean): void {
+    if (stream.handler === undefined) {
+      // Before the listener leg hands the stream over, DATA waits with it; after, nobody wants it.
+      if (stream.inbox !== undefined) stream.inbox.push(body, end);
+      else this.consume(stream, body.length);
+      return;
+    }
+    stream.handler.onData(stream, body, end);
+  }
+
+  private onHeadersFrame(flags: number, id: number, payload: Buffer): void {
+    if ((flags & FrameFlag.PRIORITY) !== 0) {
+      const offset = (flags & FrameFlag.PADDED) !== 0 ? 1 : 0;
+      if ((payload.readUInt32BE(offset) & 0x7fffffff) === id) {
+        // §5.3.1: a stream depending on itself. The block must still be decoded to keep HPACK in step.
+        this.blockStream = -1;
+      }
+    }
+    const fragment = framePayloadBody(FrameType.HEADERS, flags, payload);
+    const selfDependent = this.blockStream === -1;
+    this.blockStream = id;
+    this.blockFlags = flags | (selfDependent ? 0x100 : 0);
+    this.blockParts.length = 0;
+    this.blockBytes = 0;
+    this.blockFrames = 1;
+    if ((flags & FrameFlag.END_HEADERS) !== 0) return this.endHeaderBlock(fragment);
+    this.addFragment(fragment);
+  }
+
+  private onContinuation(flags: number, id: number, payload: Buffer): void {
+    if (this.blockStream === 0) {
+      return this.connectionError(ErrorCode.PROTOCOL_ERROR, `CONTINUATION without a header block on stream ${id}`);
+    }
+    if (++this.blockFrames > MAX_HEADER_BLOCK_FRAMES) {
+      return this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, 'header block in too many CONTINUATION frames');
+    }
+    if ((flags & FrameFlag.END_HEADERS) === 0) return this.addFragment(payload);
+    if (this.blockParts.length === 0) return this.endHeaderBlock(payload);
+    this.addFragment(payload);
+    const block = Buffer.concat(this.blockParts, this.blockBytes);
+    this.blockParts.length = 0;
+    this.endHeaderBlock(block);
+  }
+
+  private addFragment(fragment: Buffer): void {
+    this.blockBytes += fragment.length;
+    if (this.blockBytes > this.maxBlockBytes) {
+      return this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block above ${this.maxBlockBytes} bytes`);
+    }
+    this.blockParts.push(fragment);
+  }
+
+  private endHeaderBlock(block: Buffer): void {
+    const id = this.blockStream;
+    const flags = this.blockFlags;
+    this.blockStream = 0;
+    this.blockParts.length = 0;
+    let fields: string[];
+    try {
+      fields = this.decoder.decode(block);
+    } catch (err) {
+      if (err instanceof HeaderListTooLarge) return this.headerListTooLarge(id, flags);
+      const reason = err instanceof HpackCompressionError ? err.message : 'HPACK error';
+      return this.connectionError(ErrorCode.COMPRESSION_ERROR, reason);
+    }
+    if ((flags & 0x100) !== 0) return this.streamError(id, ErrorCode.PROTOCOL_ERROR);
+    this.onHeaderBlock(id, flags & 0xff, fields);
+  }
+
+  /** A complete, decoded header block. */
+  protected abstract onHeaderBlock(id: number, flags: number, fields: string[]): void;
+
+  /** A header list above our SETTINGS_MAX_HEADER_LIST_SIZE (decoded, so HPACK stays in step). */
+  protected headerListTooLarge(id: number, _flags: number): void {
+    this.streamError(id, ErrorCode.ENHANCE_YOUR_CALM);
+  }
+
+  /** A further header block on an open stream (trailers): shared by both legs. */
+  protected trailersReceived(stream: Http2Stream, flags: number, fields: string[]): void {
+    const next = afterReceive(stream.state as 0, FrameType.HEADERS, flags);
+    if (next < 0) return this.streamError(stream.id, -next);
+    const end = (flags & FrameFlag.END_STREAM) !== 0;
+    // §8.1: a header block after the first must end the stream and carries no pseudo-headers.
+    if (!end || !validTrailers(fields)) return this.streamError(stream.id, ErrorCode.PROTOCOL_ERROR);
+    if (stream.contentLength >= 0 && stream.dataSeen !== stream.contentLength) return this.streamError(stream.id, ErrorCode.PROTOCOL_ERROR);
+    stream.state = next;
+    stream.headerBlocks++;
+    if (stream.handler !== undefined) stream.handler.onHeaders(stream, fields, end);
+    else stream.inbox?.push(fields, end);
+    this.maybeClose(stream);
+  }
+
+  private onRstFrame(id: number, code: number): void {
+    const stream = this.streams.get(id);
+    if (stream === undefined) {
+      if (this.isIdle(id)) this.connectionError(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${id}`);
+      return;
+    }
+    stream.state = StreamState.CLOSED;
+    stream.resetCode = code;
+    this.removeStream(stream, true);
+    stream.handler?.onReset(stream, code, ResetReason.PEER);
+  }
+
+  private onSettingsFrame(flags: number, payload: Buffer): void {
+    if ((flags & FrameFlag.ACK) !== 0) return;
+    const before = this.peer.initialWindowSize;
+    const err = applySettings(this.peer, payload, this.isClientLeg());
+    if (err !== undefined) return this.connectionError(err.code, err.reason);
+    const delta = this.peer.initialWindowSize - before;
+    if (delta !== 0) {
+      for (const stream of this.streams.values()) {
+        if (stream.sendWindow + delta > MAX_WINDOW_SIZE) return this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE overflows a stream window');
+        stream.sendWindow += delta;
+      }
+    }
+    this.encoder.setPeerMaxTableSize(this.peer.headerTableSize);
+    const at = this.reserve(FRAME_HEADER_BYTES);
+    writeFrameHeader(this.arena, at, 0, FrameType.SETTINGS, FrameFlag.ACK, 0);
+    this.arenaPos = at + FRAME_HEADER_BYTES;
+    this.markDirty();
+    const first = !this.peerSettingsSeen;
+    this.peerSettingsSeen = true;
+    if (delta > 0) for (const stream of this.streams.values()) if (stream.queueBytes > 0 || stream.queueEnd) this.pump(stream);
+    if (first) this.onPeerSettings();
+  }
+
+  protected isClientLeg(): boolean {
+    return false;
+  }
+
+  /** The peer's first SETTINGS were applied. */
+  protected onPeerSettings(): void {}
+
+  protected onPingAck(_payload: Buffer): void {}
+
+  /** GOAWAY from the peer. */
+  protected abstract onGoaway(lastStreamId: number, code: number): void;
+
+  private onWindowUpdate(id: number, increment: number): void {
+    if (id === 0) {
+      if (this.sendWindow + increment > MAX_WINDOW_SIZE) return this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window above 2^31 - 1');
+      this.sendWindow += increment;
+      return this.resumeBlocked();
+    }
+    const stream = this.streams.get(id);
+    if (stream === undefined) {
+      if (this.isIdle(id)) this.connectionError(ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${id}`);
+      return;
+    }
+    if (stream.sendWindow + increment > MAX_WINDOW_SIZE) return this.streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
+    stream.sendWindow += increment;
+    if (stream.queueBytes > 0 || stream.queueEnd || stream.queueTrailers !== undefined) this.pump(stream);
+  }
+
+  /** A frame on a stream that is gone: ignored if we reset it lately (§5.1), else STREAM_CLOSED. */
+  protected closedStreamFrame(id: number): void {
+    if (this.recentlyReset(id)) return;
+    this.writeRst(id, ErrorCode.STREAM_CLOSED);
+  }
+
+  // ---- streams ------------------------------------------------------------------------------------------------
+
+  protected addStream(id: number): Http2Stream {
+    const stream = new Http2Stream(this, id, this.peer.initialWindowSize, this.ours.initialWindowSize);
+    this.streams.set(id, stream);
+    return stream;
+  }
+
+  /** A stream error (§5.4.2): RST_STREAM, the stream's owner hears of it, the connection goes on. */
+  protected streamError(id: number, code: number): void {
+    const stream = this.streams.get(id);
+    this.writeRst(id, code);
+    this.rememberReset(id);
+    if (stream === undefined) return;
+    stream.state = StreamState.CLOSED;
+    stream.resetCode = code;
+    this.removeStream(stream, false);
+    stream.handler?.onReset(stream, code, ResetReason.PROTOCOL);
+  }
+
+  protected recentlyReset(id: number): boolean {
+    return this.recentResets.includes(id);
+  }
+
+  private rememberReset(id: number): void {
+    if (this.recentResets.length < RECENT_RESETS) this.recentResets.push(id);
+    else this.recentResets[this.recentResetAt++ % RECENT_RESETS] = id;
+  }
+
+  /** Both sides ended: the stream leaves the connection. */
+  protected maybeClose(stream: Http2Stream): void {
+    if (stream.state === StreamState.CLOSED && !stream.removed) this.removeStream(stream, false);
+  }
+
+  protected removeStream(stream: Http2Stream, byPeer: boolean): void {
+    if (stream.removed) return;
+    stream.removed = true;
+    this.streams.delete(stream.id);
+    if (stream.unconsumed > 0) {
+      this.creditConnection(stream.unconsumed);
+      stream.unconsumed = 0;
+    }
+    this.queuedBytes -= stream.queueBytes;
+    stream.queue = undefined;
+    stream.queueBytes = 0;
+    stream.queueEnd = false;
+    stream.queueTrailers = undefined;
+    this.onStreamRemoved(stream, byPeer);
+  }
+
+  /** Hook: a stream left the connection (`byPeer`: the peer reset it). */
+  protected onStreamRemoved(_stream: Http2Stream, _byPeer: boolean): void {}
+
+  consume(stream: Http2Stream, bytes: number): void {
+    if (stream.removed || bytes <= 0 || this.closed) return;
+    stream.unconsumed -= bytes;
+    this.consumeRaw(stream, bytes);
+  }
+
+  private consumeRaw(stream: Http2Stream, bytes: number): void {
+    this.creditConnection(bytes);
+    if (stream.remoteClosed) return; // the peer sends nothing more on it: no credit needed
+    stream.recvOwed += bytes;
+    const target = this.ours.initialWindowSize;
+    if (stream.recvOwed * 2 >= target || stream.recvAvailable === 0) {
+      const increment = stream.recvOwed;
+      stream.recvOwed = 0;
+      stream.recvAvailable += increment;
+      this.writeWindowUpdate(stream.id, increment);
+    }
+  }
+
+  private creditConnection(bytes: number): void {
+    this.recvOwed += bytes;
+    if (this.recvOwed * 2 >= this.recvTarget || this.recvAvailable === 0) {
+      const increment = this.recvOwed;
+      this.recvOwed = 0;
+      this.recvAvailable += increment;
+      this.writeWindowUpdate(0, increment);
+    }
+  }
+
+  // ---- sending ------------------------------------------------------------------------------------------------
+
+  sendHeaders(stream: Http2Stream, fields: string[], endStream: boolean): void {
+    if (stream.removed || this.closed || stream.localClosed) return;
+    if (stream.queueBytes > 0 || (stream.queue !== undefined && stream.queueHead < stream.queue.length)) {
+      // Trailers go after the data still waiting for window; encoded when written (HPACK order is send order).
+      stream.queueTrailers = fields;
+      stream.queueEnd = endStream;
+      return;
+    }
+    this.writeHeaderBlock(stream.id, fields, endStream);
+    stream.state = afterSend(stream.state as 0, FrameType.HEADERS, endStream ? FrameFlag.END_STREAM : 0);
+    if (endStream) this.localEnded(stream);
+  }
+
+  sendData(stream: Http2Stream, data: Buffer, endStream: boolean): void {
+    if (stream.removed || this.closed || stream.localClosed || stream.queueEnd) return;
+    if (data.length > 0) {
+      (stream.queue ??= []).push(data);
+      stream.queueBytes += data.length;
+      this.queuedBytes += data.length;
+    }
+    if (endStream) stream.queueEnd = true;
+    this.pump(stream);
+  }
+
+  /** Sends what the windows and the socket allow of the stream's queue. */
+  protected pump(stream: Http2Stream): void {
+    if (stream.removed || this.closed || stream.id === 0) return;
+    let sent = 0;
+    const queue = stream.queue;
+    if (queue !== undefined) {
+      while (stream.queueHead < queue.length) {
+        if (this.congested) return this.block(stream, sent);
+        const chunk = queue[stream.queueHead] as Buffer;
+        const allowed = Math.min(chunk.length, stream.sendWindow, this.sendWindow, this.peer.maxFrameSize);
+        if (allowed <= 0) {
+          if (stream.sendWindow > 0) return this.block(stream, sent); // the connection window: wait in the list
+          break; // the stream's own window: its WINDOW_UPDATE pumps again
+        }
+        const whole = allowed === chunk.length;
+        const last = whole && stream.queueHead === queue.length - 1 && stream.queueEnd && stream.queueTrailers === undefined;
+        this.writeData(stream.id, whole ? chunk : chunk.subarray(0, allowed), last);
+        stream.sendWindow -= allowed;
+        this.sendWindow -= allowed;
+        stream.queueBytes -= allowed;
+        this.queuedBytes -= allowed;
+        sent += allowed;
+        if (whole) {
+          queue[stream.queueHead++] = EMPTY;
+        } else {
+          queue[stream.queueHead] = chunk.subarray(allowed);
+        }
+        if (last) {
+          stream.queueEnd = false;
+          stream.state = afterSend(stream.state as 0, FrameType.DATA, FrameFlag.END_STREAM);
+        }
+      }
+      if (stream.queueHead === queue.length) {
+        stream.queue = undefined;
+        stream.queueHead = 0;
+      }
+    }
+    if (stream.queue === undefined) {
+      if (stream.queueTrailers !== undefined) {
+        const fields = stream.queueTrailers;
+        const end = stream.queueEnd;
+        stream.queueTrailers = undefined;
+        stream.queueEnd = false;
+        this.writeHeaderBlock(stream.id, fields, end);
+        stream.state = afterSend(stream.state as 0, FrameType.HEADERS, end ? FrameFlag.END_STREAM : 0);
+        if (end) {
+          if (sent > 0) stream.handler?.onSent(stream, sent);
+          return this.localEnded(stream);
+        }
+      } else if (stream.queueEnd) {
+        // END_STREAM with nothing left to send: an empty DATA frame (no window needed).
+        stream.queueEnd = false;
+        this.writeData(stream.id, EMPTY, true);
+        stream.state = afterSend(stream.state as 0, FrameType.DATA, FrameFlag.END_STREAM);
+        if (sent > 0) stream.handler?.onSent(stream, sent);
+        return this.localEnded(stream);
+      } else if (stream.localClosed) {
+        // The last DATA carried END_STREAM.
+        if (sent > 0) stream.handler?.onSent(stream, sent);
+        return this.localEnded(stream);
+      }
+    }
+    if (sent > 0) stream.handler?.onSent(stream, sent);
+  }
+
+  private block(stream: Http2Stream, sent: number): void {
+    if (!stream.blocked) {
+      stream.blocked = true;
+      this.blockedStreams.push(stream);
+    }
+    if (sent > 0) stream.handler?.onSent(stream, sent);
+  }
+
+  private resumeBlocked(): void {
+    if (this.blockedStreams.length === 0) return;
+    const waiting = this.blockedStreams;
+    this.blockedStreams = [];
+    for (const stream of waiting) {
+      stream.blocked = false;
+      this.pump(stream);
+    }
+  }
+
+  /** We sent END_STREAM on the stream. */
+  protected localEnded(stream: Http2Stream): void {
+    stream.ended = true;
+    this.maybeClose(stream);
+  }
+
+  private get congested(): boolean {
+    return this.outBytes + this.socket.writableLength > this.highWater;
+  }
+
+  resetStream(stream: Http2Stream, code: number): void {
+    if (stream.removed || this.closed) return;
+    if (stream.id === 0) {
+      stream.removed = true; // never sent: nothing to tell the peer
+      this.queuedBytes -= stream.queueBytes;
+      stream.queue = undefined;
+      stream.queueBytes = 0;
+      return this.onStreamRemoved(stream, false);
+    }
+    this.writeRst(stream.id, code);
+    this.rememberReset(stream.id);
+    stream.state = StreamState.CLOSED;
+    stream.resetCode = code;
+    this.removeStream(stream, false);
+  }
+
+  // ---- output -------------------------------------------------------------------------------------------------
+
+  /** Room for `bytes` in the arena; returns where they go. The caller sets arenaPos after writing. */
+  private reserve(bytes: number): number {
+    if (this.arena.length - this.arenaPos < bytes) {
+      this.sealArena();
+      this.arena = Buffer.allocUnsafe(Math.max(ARENA_BYTES, bytes));
+      this.arenaStart = this.arenaPos = 0;
+    }
+    return this.arenaPos;
+  }
+
+  private sealArena(): void {
+    if (this.arenaPos > this.arenaStart) {
+      this.out.push(this.arena.subarray(this.arenaStart, this.arenaPos));
+      this.outBytes += this.arenaPos - this.arenaStart;
+      this.arenaStart = this.arenaPos;
+    }
+  }
+
+  private markDirty(): void {
+    if (this.isDirty) return;
+    this.isDirty = true;
+    dirty.push(this);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushAll);
+    }
+  }
+
+  /** Bytes as they are (the client preface). */
+  protected writeRaw(bytes: Buffer): void {
+    const at = this.reserve(bytes.length);
+    bytes.copy(this.arena, at);
+    this.arenaPos = at + bytes.length;
+    this.markDirty();
+  }
+
+  protected writeData(id: number, payload: Buffer, end: boolean): void {
+    const length = payload.length;
+    if (length <= COPY_LIMIT) {
+      const at = this.reserve(FRAME_HEADER_BYTES + length);
+      writeFrameHeader(this.arena, at, length, FrameType.DATA, end ? FrameFlag.END_STREAM : 0, id);
+      payload.copy(this.arena, at + FRAME_HEADER_BYTES);
+      this.arenaPos = at + FRAME_HEADER_BYTES + length;
+    } else {
+      const at = this.reserve(FRAME_HEADER_BYTES);
+      writeFrameHeader(this.arena, at, length, FrameType.DATA, end ? FrameFlag.END_STREAM : 0, id);
+      this.arenaPos = at + FRAME_HEADER_BYTES;
+      this.sealArena();
+      this.out.push(payload);
+      this.outBytes += length;
+    }
+    this.markDirty();
+  }
+
+  protected writeHeaderBlock(id: number, fields: string[], end: boolean): void {
+    const block = this.encoder.encode(fields);
+    const max = this.peer.maxFrameSize;
+    let offset = 0;
+    let type: number = FrameType.HEADERS;
+    do {
+      const length = Math.min(max, block.length - offset);
+      const last = offset + length === block.length;
+      let flags = last ? FrameFlag.END_HEADERS : 0;
+      if (type === FrameType.HEADERS && end) flags |= FrameFlag.END_STREAM;
+      const at = this.reserve(FRAME_HEADER_BYTES + length);
+      writeFrameHeader(this.arena, at, length, type, flags, id);
+      block.copy(this.arena, at + FRAME_HEADER_BYTES, offset, offset + length);
+      this.arenaPos = at + FRAME_HEADER_BYTES + length;
+      offset += length;
+      type = FrameType.CONTINUATION;
+    } while (offset < block.length);
+    this.markDirty();
+  }
+
+  protected writeRst(id: number, code: number): void {
+    const at = this.reserve(FRAME_HEADER_BYTES + 4);
+    writeFrameHeader(this.arena, at, 4, FrameType.RST_STREAM, 0, id);
+    this.arena.writeUInt32BE(code, at + FRAME_HEADER_BYTES);
+    this.arenaPos = at + FRAME_HEADER_BYTES + 4;
+    this.markDirty();
+  }
+
+  protected writeWindowUpdate(id: number, increment: number): void {
+    const at = this.reserve(FRAME_HEADER_BYTES + 4);
+    writeFrameHeader(this.arena, at, 4, FrameType.WINDOW_UPDATE, 0, id);
+    this.arena.writeUInt32BE(increment & 0x7fffffff, at + FRAME_HEADER_BYTES);
+    this.arenaPos = at + FRAME_HEADER_BYTES + 4;
+    this.markDirty();
+  }
+
+  protected writePing(opaque: Buffer, ack: boolean): void {
+    const at = this.reserve(FRAME_HEADER_BYTES + 8);
+    writeFrameHeader(this.arena, at, 8, FrameType.PING, ack ? FrameFlag.ACK : 0, 0);
+    opaque.copy(this.arena, at + FRAME_HEADER_BYTES, 0, 8);
+    this.arenaPos = at + FRAME_HEADER_BYTES + 8;
+    this.markDirty();
+  }
+
+  protected writeGoaway(lastStreamId: number, code: number, debug: string): void {
+    const text = Buffer.from(debug.slice(0, 256), 'utf8');
+    const at = this.reserve(FRAME_HEADER_BYTES + 8 + text.length);
+    writeFrameHeader(this.arena, at, 8 + text.length, FrameType.GOAWAY, 0, 0);
+    this.arena.writeUInt32BE(lastStreamId & 0x7fffffff, at + FRAME_HEADER_BYTES);
+    this.arena.writeUInt32BE(code, at + FRAME_HEADER_BYTES + 4);
+    text.copy(this.arena, at + FRAME_HEADER_BYTES + 8);
+    this.arenaPos = at + FRAME_HEADER_BYTES + 8 + text.length;
+    this.markDirty();
+  }
+
+  /** Writes everything queued this turn, in one write. */
+  flush(): void {
+    this.isDirty = false;
+    this.sealArena();
+    const out = this.out;
+    if (out.length === 0 || this.closed || this.socket.destroyed) {
+      out.length = 0;
+      this.outBytes = 0;
+      return;
+    }
+    if (out.length === 1) {
+      this.socket.write(out[0] as Buffer);
+    } else if (this.outBytes <= CONCAT_LIMIT) {
+      this.socket.write(Buffer.concat(out, this.outBytes));
+    } else {
+      this.socket.cork();
+      for (const buffer of out) this.socket.write(buffer);
+      this.socket.uncork();
+    }
+    out.length = 0;
+    this.outBytes = 0;
+    if (this.socket.writableLength > this.maxOutput) {
+      this.destroy(new Error(`peer does not read: ${this.socket.writableLength} bytes unread`));
+      return;
+    }
+    // DATA that waited for this turn's output to go: 'drain' only comes after a write the socket refused.
+    if (this.blockedStreams.length > 0 && !this.congested && this.sendWindow > 0) this.resumeBlocked();
+  }
+
+  private readonly onDrain = (): void => {
+    this.resumeBlocked();
+  };
+
+  // ---- closing ------------------------------------------------------------------------------------------------
+
+  /** A connection error (§5.4.1): GOAWAY with `code`, then the connection closes. */
+  connectionError(code: number, reason: string): void {
+    if (this.closed) return;
+    this.reader.stop();
+    this.blockStream = 0;
+    this.writeGoaway(this.lastPeerStreamId(), code, reason);
+    this.goawaySent = true;
+    this.flush();
+    this.onConnectionError(code, reason);
+    this.socket.end();
+    this.teardown(code);
+    // A peer that never closes its side must not keep the socket.
+    setTimeout(destroySocket, 1000, this.socket).unref();
+  }
+
+  protected onConnectionError(_code: number, _reason: string): void {}
+
+  /** The highest stream id the peer opened that we processed (for our GOAWAY). */
+  protected abstract lastPeerStreamId(): number;
+
+  /** Closes at once: every stream is lost. */
+  destroy(err?: Error): void {
+    if (this.closed) return;
+    this.reader.stop();
+    this.socket.destroy();
+    this.teardown(ErrorCode.CANCEL, err);
+  }
+
+  private readonly onSocketError = (err: Error): void => {
+    this.teardown(ErrorCode.CANCEL, err);
+  };
+
+  private readonly onSocketClose = (): void => {
+    this.teardown(ErrorCode.CANCEL);
+  };
+
+  /** Every stream ends as lost; the connection is closed for good. */
+  protected teardown(code: number, err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.reader.stop();
+    this.out.length = 0;
+    this.outBytes = 0;
+    const streams = [...this.streams.values()];
+    for (const stream of streams) {
+      stream.state = StreamState.CLOSED;
+      this.removeStream(stream, false);
+      stream.handler?.onReset(stream, code, ResetReason.LOST);
+    }
+    this.blockedStreams = [];
+    this.onClosed(err);
+  }
+
+  /** Hook: the connection is closed (its streams were told). */
+  protected onClosed(_err?: Error): void {}
+}
+
+function destroySocket(socket: Socket): void {
+  if (!socket.destroyed) socket.destroy();
+}
+
+/** Trailers (§8.1): no pseudo-header fields. */
+function validTrailers(fields: string[]): boolean {
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i] as string;
+    if (name.charCodeAt(0) === 58 /* ':' */ || !validFieldName(name) || !validFieldValue(fields[i + 1] as string)) return false;
+  }
+  return true;
+}
+
+/** §8.2.1: lowercase, no separators or controls (token characters), non-empty. */
+export function validFieldName(name: string): boolean {
+  if (name.length === 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f || (c >= 0x41 && c <= 0x5a)) return false;
+    if (c === 0x3a /* ':' */ && i > 0) return false;
+  }
+  return true;
+}
+
+/** §8.2.1: no NUL, CR or LF; no leading or trailing whitespace. */
+export function validFieldValue(value: string): boolean {
+  const n = value.length;
+  if (n === 0) return true;
+  const first = value.charCodeAt(0);
+  const last = value.charCodeAt(n - 1);
+  if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return false;
+  for (let i = 0; i < n; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0 || c === 0x0a || c === 0x0d) return false;
+  }
+  return true;
+}
+
+export { CLIENT_PREFACE, DEFAULT_MAX_FRAME_SIZE, ErrorCode, FrameFlag, FrameType, SettingId, StreamState };

@@ -1,0 +1,424 @@
+/**
+ * One proxied call on the native engine (Envoy's router filter): it owns the client's stream, the deadline, the
+ * request bytes kept for a replay, and the attempts (attempt.ts), one at a time. A small state machine:
+ *
+ *   connecting (no upstream stream yet) → waiting (stream open, no response headers) → streaming → finished
+ *
+ * and `finished` is reached exactly once, by the one frame that ends the client's stream (or its reset).
+ *
+ * The rules are forward.ts's, unchanged (the whole suite runs against both engines):
+ * - Retries only before response headers, as the pure policy says (retry-policy.ts): a failed connect goes to the
+ *   next untried node; a stream the upstream never processed is tried once more on the same node, then on others.
+ *   Request bytes are kept for the replay up to REPLAY_LIMIT_BYTES; `grpc-previous-rpc-attempts` says it is a retry.
+ * - `grpc-timeout` is enforced here (DEADLINE_EXCEEDED, upstream reset with CANCEL) and forwarded as the time left;
+ *   a malformed one is answered INTERNAL and never forwarded.
+ * - A client reset, or the client going away, resets the upstream stream with CANCEL, never END_STREAM.
+ * - A stream that ends without grpc-status, a lost connection, a non-200 or non-gRPC answer is never a success.
+ *
+ * Flow control end to end, with no buffer of our own beyond the windows: request DATA is credited back to the
+ * client (WINDOW_UPDATE) only once the upstream stream sent it, and response DATA is credited back to the upstream
+ * only once the client's stream sent it. A slow reader on either side therefore stops the other side's sender at
+ * one stream window. DATA payloads are passed on as the slices the engine read; no per-message objects.
+ */
+import { BadRequest, DeadlineExceeded, MessageTooLarge, UpstreamConnectError, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
+import { GrpcStatus, grpcStatusFromHttp } from '../../shared/grpc-status.ts';
+import type { Logger } from '../../shared/logger.ts';
+import type { RouteTarget } from '../config/snapshots.ts';
+import { ErrorCode, type Http2Stream, type ResetReasonValue, type StreamHandler } from '../http2/connection.ts';
+import type { ClientConnection } from '../http2/client-connection.ts';
+import type { ClientPool } from '../upstream/client-pool.ts';
+import type { ResolvedUpstream, UpstreamNode } from '../upstream/upstream.ts';
+import { MAX_TIMER_DELAY_MS, clampDelay } from '../timers.ts';
+import { Attempt } from './attempt.ts';
+import { REPLAY_LIMIT_BYTES } from './forward.ts';
+import { MALFORMED_TIMEOUT, formatGrpcTimeout, parseGrpcTimeout } from './grpc-timeout.ts';
+import { errorResponseFields, errorTrailerFields } from './respond-error.ts';
+import { decideRetry, type AttemptOutcome } from './retry-policy.ts';
+import { rstName, statusForRst } from './rst-codes.ts';
+import { MessageMeter } from './message-meter.ts';
+
+export interface CallDeps {
+  pool: ClientPool;
+  log: Logger;
+}
+
+const enum Phase {
+  Connecting,
+  Waiting,
+  Streaming,
+  Finished,
+}
+
+const EMPTY = Buffer.alloc(0);
+const MALFORMED_TIMEOUT_MESSAGE = 'malformed grpc-timeout: expected 1 to 8 digits and a unit (H, M, S, m, u or n)';
+
+export class Call implements StreamHandler {
+  readonly down: Http2Stream;
+  /** The client's request header list (flat name, value pairs), as decoded. */
+  private readonly fields: string[];
+  private readonly target: RouteTarget;
+  readonly upstream: ResolvedUpstream;
+  private readonly deps: CallDeps;
+  private node: UpstreamNode;
+  private phase = Phase.Connecting;
+  private attempt: Attempt | undefined;
+  /** Attempts started (including connects that failed). */
+  private attempts = 0;
+  private tried: Set<string> | undefined;
+  private refusedRetried = false;
+  /** Every request chunk so far while a replay is possible; undefined once over the limit or once the response started. */
+  private replay: Buffer[] | undefined = [];
+  private replayBytes = 0;
+  /** Request chunks that arrived before the first attempt could take them. */
+  private pending: Buffer[] | undefined = [];
+  private requestEnded = false;
+  /** Request bytes credited back to the client, and sent by the current attempt (a replay re-sends credited ones). */
+  private credited = 0;
+  private attemptSent = 0;
+  private readonly requestMeter: MessageMeter | undefined;
+  private responseMeter: MessageMeter | undefined;
+  private readonly startedAt = Date.now();
+  private deadlineAt = 0;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private timeoutText: string | undefined;
+
+  constructor(down: Http2Stream, fields: string[], target: RouteTarget, node: UpstreamNode, deps: CallDeps) {
+    this.down = down;
+    this.fields = fields;
+    this.target = target;
+    this.upstream = target.upstream;
+    this.node = node;
+    this.deps = deps;
+    this.requestMeter = target.maxRequestMessageBytes === undefined ? undefined : new MessageMeter(target.maxRequestMessageBytes);
+    down.handler = this;
+  }
+
+  /** `ended`: the client's HEADERS carried END_STREAM. */
+  start(ended: boolean): void {
+    if (ended) this.requestEnded = true;
+    const timeout = fieldValue(this.fields, 'grpc-timeout');
+    if (timeout !== undefined) {
+      const timeoutMs = parseGrpcTimeout(timeout);
+      if (timeoutMs === MALFORMED_TIMEOUT) return this.fail(new BadRequest(MALFORMED_TIMEOUT_MESSAGE));
+      if (timeoutMs !== undefined) {
+        this.timeoutText = timeout;
+        this.deadlineAt = this.startedAt + timeoutMs;
+        this.deadlineTimer = setTimeout(deadlinePassed, clampDelay(timeoutMs), this);
+      }
+    }
+    this.connect();
+  }
+
+  // ---- attempts -------------------------------------------------------------------------------------------------
+
+  private connect(): void {
+    this.phase = Phase.Connecting;
+    const ready = this.deps.pool.ready(this.node);
+    if (ready !== undefined) return this.open(ready);
+    this.deps.pool.acquire(this.node, this.upstream.connectTimeoutMs).then(
+      (conn) => this.onConnected(conn),
+      (err: unknown) => this.onConnectFailed(err),
+    );
+  }
+
+  private onConnected(conn: ClientConnection): void {
+    if (this.phase !== Phase.Finished) this.open(conn);
+  }
+
+  private onConnectFailed(err: unknown): void {
+    if (this.phase === Phase.Finished) return;
+    this.deps.log.warn({ node: this.node.key, err: describe(err) }, 'upstream connect failed');
+    this.attempts++; // an attempt, though it never reached a server: the next one says it is a retry
+    this.retryOrFail('connect-failed', err);
+  }
+
+  private open(conn: ClientConnection): void {
+    if (!conn.usable) {
+      // Went away between the pick and now (GOAWAY in the same turn): never sent, so another try is free.
+      return this.retryOrFail('refused', new UpstreamReset(`cannot open a stream on ${this.node.key}: the connection is closing`));
+    }
+    const chunks = this.attempts === 0 ? this.pending : this.replay;
+    this.pending = undefined;
+    const fields = this.requestFields();
+    this.attempts++;
+    this.attemptSent = 0;
+    const hasChunks = chunks !== undefined && chunks.length > 0;
+    const attempt = new Attempt(this, conn, fields, this.requestEnded && !hasChunks);
+    this.attempt = attempt;
+    this.phase = Phase.Waiting;
+    this.deps.pool.opened(conn);
+    if (hasChunks) {
+      const last = chunks.length - 1;
+      for (let i = 0; i <= last && this.attempt === attempt; i++) attempt.send(chunks[i] as Buffer, this.requestEnded && i === last);
+    }
+  }
+
+  /** The upstream request header list: pseudo-headers first, `te: trailers`, the client's metadata, the deadline left. */
+  private requestFields(): string[] {
+    const down = this.fields;
+    let method = 'POST';
+    let path = '/';
+    let authority: string | undefined;
+    let host: string | undefined;
+    let previous = 0;
+    for (let i = 0; i < down.length; i += 2) {
+      const name = down[i] as string;
+      if (name.charCodeAt(0) !== 58 /* ':' */) {
+        if (name === 'host') host = down[i + 1];
+        else if (name === 'grpc-previous-rpc-attempts') previous = Number(down[i + 1]) || 0;
+        continue;
+      }
+      if (name === ':method') method = down[i + 1] as string;
+      else if (name === ':path') path = down[i + 1] as string;
+      else if (name === ':authority') authority = down[i + 1];
+    }
+    const node = this.node;
+    const out = [':method', method, ':scheme', node.scheme === 'grpcs' ? 'https' : 'http', ':path', path, ':authority', this.authorityFor(authority ?? host), 'te', 'trailers'];
+    for (let i = 0; i < down.length; i += 2) {
+      const name = down[i] as string;
+      if (name.charCodeAt(0) === 58 || DROPPED_REQUEST_FIELDS.has(name)) continue;
+      if (this.attempts > 0 && name === 'grpc-previous-rpc-attempts') continue;
+      out.push(name, down[i + 1] as string);
+    }
+    if (this.attempts > 0) out.push('grpc-previous-rpc-attempts', String(previous + this.attempts));
+    if (this.deadlineAt !== 0) out.push('grpc-timeout', formatGrpcTimeout(this.deadlineAt - Date.now()));
+    return out;
+  }
+
+  /** APISIX's pass_host: `pass` keeps the client's authority, `node` uses the node, `rewrite` uses upstream_host. */
+  private authorityFor(client: string | undefined): string {
+    switch (this.upstream.passHost) {
+      case 'node':
+        return this.node.authority;
+      case 'rewrite':
+        return this.upstream.upstreamHost ?? this.node.authority;
+      case 'pass':
+        return client ?? this.node.authority;
+    }
+  }
+
+  /** Starts another attempt when the policy allows one, else fails the call with `err`. */
+  private retryOrFail(outcome: AttemptOutcome, err: unknown): void {
+    this.attempt = undefined;
+    this.tried ??= new Set();
+    this.tried.add(this.node.key);
+    const decision = decideRetry(outcome, {
+      replayable: this.replay !== undefined && this.phase !== Phase.Streaming,
+      elapsedMs: Date.now() - this.startedAt,
+      retryTimeoutMs: this.upstream.retryTimeoutMs,
+      deadlineLeftMs: this.deadlineAt === 0 ? Number.POSITIVE_INFINITY : this.deadlineAt - Date.now(),
+      refusedRetried: this.refusedRetried,
+      nodesTried: this.tried.size,
+      retries: this.upstream.retries,
+    });
+    if (decision === 'same-node') {
+      this.refusedRetried = true;
+      return this.connect();
+    }
+    if (decision === 'next-node') {
+      const next = this.upstream.pick(this.tried);
+      if (next !== undefined) {
+        this.deps.log.info({ node: this.node.key, next: next.key }, 'retrying the call on the next node');
+        this.node = next;
+        return this.connect();
+      }
+    }
+    this.fail(err);
+  }
+
+  // ---- the client's stream (StreamHandler) ------------------------------------------------------------------------
+
+  onHeaders(_down: Http2Stream, _fields: string[], endStream: boolean): void {
+    // Request trailers: gRPC has none to pass on; they end the request like END_STREAM.
+    if (endStream) this.onData(this.down, EMPTY, true);
+  }
+
+  onData(down: Http2Stream, data: Buffer, end: boolean): void {
+    if (this.phase === Phase.Finished) {
+      down.consume(data.length);
+      return;
+    }
+    if (end) this.requestEnded = true;
+    if (data.length > 0) {
+      const meter = this.requestMeter;
+      if (meter !== undefined) {
+        const size = meter.feed(data);
+        if (size >= 0) {
+          down.consume(data.length);
+          return this.fail(new MessageTooLarge('request', size, this.target.maxRequestMessageBytes ?? 0));
+        }
+      }
+      const replay = this.replay;
+      if (replay !== undefined) {
+        this.replayBytes += data.length;
+        if (this.replayBytes > REPLAY_LIMIT_BYTES) this.replay = undefined;
+        else replay.push(data);
+      }
+    }
+    const attempt = this.attempt;
+    if (attempt !== undefined) {
+      attempt.send(data, end);
+    } else if (this.pending !== undefined && data.length > 0) {
+      this.pending.push(data); // before the first attempt: it sends these first
+    }
+    // Between attempts the bytes are in the replay (or the call cannot be retried and fails).
+  }
+
+  onReset(): void {
+    // The client reset the stream, or its connection went: the upstream stream goes with CANCEL.
+    if (this.phase === Phase.Finished) return;
+    this.attempt?.cancel();
+    this.attempt = undefined;
+    this.finish();
+  }
+
+  onSent(_down: Http2Stream, bytes: number): void {
+    // Response bytes reached the client's socket: credit the upstream for them.
+    const attempt = this.attempt;
+    if (attempt !== undefined) attempt.up.consume(bytes);
+  }
+
+  // ---- the attempt's reports ---------------------------------------------------------------------------------------
+
+  requestSent(attempt: Attempt, bytes: number): void {
+    if (attempt !== this.attempt) return;
+    this.attemptSent += bytes;
+    if (this.attemptSent > this.credited) {
+      this.down.consume(this.attemptSent - this.credited);
+      this.credited = this.attemptSent;
+    }
+  }
+
+  attemptResponse(attempt: Attempt, fields: string[], end: boolean): void {
+    if (attempt !== this.attempt || this.phase !== Phase.Waiting) return;
+    const status = Number(fieldValue(fields, ':status'));
+    if (status !== 200) return this.fail(new UpstreamProtocolError(`upstream answered HTTP status ${status}`, grpcStatusFromHttp(status)));
+    const contentType = fieldValue(fields, 'content-type');
+    if (contentType === undefined || !contentType.startsWith('application/grpc')) {
+      return this.fail(new UpstreamProtocolError(`upstream answered non-gRPC content-type ${JSON.stringify(contentType ?? '')}`));
+    }
+    this.replay = undefined; // the response has started: no retry from here on
+    const out = relayedFields(fields, true);
+    if (end) {
+      // Trailers-only: one HEADERS frame carrying grpc-status. Keep it one frame.
+      if (fieldValue(out, 'grpc-status') === undefined) out.push(...errorTrailerFields(missingStatus()));
+      this.finish();
+      this.down.sendHeaders(out, true);
+      return;
+    }
+    this.phase = Phase.Streaming;
+    const limit = this.target.maxResponseMessageBytes;
+    if (limit !== undefined) this.responseMeter = new MessageMeter(limit);
+    this.down.sendHeaders(out, false);
+  }
+
+  attemptData(attempt: Attempt, data: Buffer, end: boolean): void {
+    if (attempt !== this.attempt || this.phase !== Phase.Streaming) {
+      attempt.up.consume(data.length);
+      return;
+    }
+    // Written before the cap is checked, so that the chunk which crosses it reaches the client before the error.
+    if (data.length > 0) this.down.sendData(data, false);
+    const meter = this.responseMeter;
+    if (meter !== undefined && data.length > 0) {
+      const size = meter.feed(data);
+      if (size >= 0) return this.fail(new MessageTooLarge('response', size, this.target.maxResponseMessageBytes ?? 0));
+    }
+    if (end) this.fail(missingStatus()); // DATA with END_STREAM and no trailers: no grpc-status
+  }
+
+  attemptTrailers(attempt: Attempt, fields: string[]): void {
+    if (attempt !== this.attempt || this.phase !== Phase.Streaming) return;
+    const out = relayedFields(fields, false);
+    if (fieldValue(out, 'grpc-status') === undefined) out.push(...errorTrailerFields(missingStatus()));
+    this.finish();
+    this.down.sendHeaders(out, true);
+  }
+
+  attemptEnded(attempt: Attempt, outcome: AttemptOutcome, code: number, protocol: boolean): void {
+    if (attempt !== this.attempt || this.phase === Phase.Finished) return;
+    if (outcome === 'refused' && this.phase === Phase.Waiting) {
+      return this.retryOrFail('refused', new UpstreamReset(`upstream refused the stream (${rstName(code)})`));
+    }
+    if (outcome === 'lost') return this.fail(new UpstreamReset(`lost the connection to ${this.node.key}`));
+    if (protocol) return this.fail(new UpstreamProtocolError(`upstream broke HTTP/2 on the stream (${rstName(code)})`));
+    if (code === ErrorCode.NO_ERROR) return this.fail(missingStatus());
+    this.fail(new UpstreamReset(`upstream reset the stream with ${rstName(code)}`, statusForRst(code)));
+  }
+
+  attemptTimedOut(attempt: Attempt, kind: 'read' | 'send'): void {
+    if (attempt !== this.attempt) return;
+    if (kind === 'read') this.fail(new UpstreamTimeout(`no frame on the stream for ${this.upstream.readTimeoutMs / 1000} s (timeout.read)`));
+    else this.fail(new UpstreamTimeout(`upstream did not accept request data for ${this.upstream.sendTimeoutMs / 1000} s (timeout.send)`));
+  }
+
+  onDeadline(): void {
+    this.deadlineTimer = undefined;
+    if (this.phase === Phase.Finished) return;
+    // A deadline beyond what a timer holds (grpc-timeout 720H) fired at the clamp: wait for the rest.
+    const left = this.deadlineAt - Date.now();
+    if (left > 0 && this.deadlineAt - this.startedAt > MAX_TIMER_DELAY_MS) {
+      this.deadlineTimer = setTimeout(deadlinePassed, clampDelay(left), this);
+      return;
+    }
+    this.fail(new DeadlineExceeded(`deadline exceeded: grpc-timeout ${String(this.timeoutText)} passed at the gateway`));
+  }
+
+  // ---- endings --------------------------------------------------------------------------------------------------
+
+  /** Ends the call with a gateway-made status: trailers-only before response headers, error trailers after. */
+  private fail(err: unknown): void {
+    if (this.phase === Phase.Finished) return;
+    if (!(err instanceof UpstreamConnectError)) this.deps.log.info({ node: this.node.key, err: describe(err) }, 'call failed at the gateway');
+    const streaming = this.phase === Phase.Streaming;
+    this.attempt?.cancel();
+    this.finish();
+    this.down.sendHeaders(streaming ? errorTrailerFields(err) : errorResponseFields(err), true);
+  }
+
+  private finish(): void {
+    const attempt = this.attempt;
+    // The upstream finished first while the client was still sending (a bidi call ended by the server): release
+    // the upstream stream's open half instead of leaving it to linger.
+    if (attempt !== undefined && !this.requestEnded) {
+      attempt.stop();
+      attempt.up.reset(ErrorCode.CANCEL);
+    }
+    this.phase = Phase.Finished;
+    this.replay = undefined;
+    this.pending = undefined;
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = undefined;
+  }
+}
+
+/** `host` folds into `:authority`, `te` is ours, `grpc-timeout` is re-stated with the time left (RFC 9113 §8.2.2). */
+const DROPPED_REQUEST_FIELDS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host', 'te', 'grpc-timeout']);
+const DROPPED_RESPONSE_FIELDS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings']);
+
+function fieldValue(fields: string[], name: string): string | undefined {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+  return undefined;
+}
+
+/** Response headers (with `:status`) or trailers from upstream, minus what HTTP/2 forbids on a hop. */
+function relayedFields(fields: string[], headers: boolean): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i] as string;
+    if (DROPPED_RESPONSE_FIELDS.has(name)) continue;
+    if (name.charCodeAt(0) === 58 /* ':' */ && !(headers && name === ':status')) continue;
+    out.push(name, fields[i + 1] as string);
+  }
+  return out;
+}
+
+function missingStatus(): UpstreamProtocolError {
+  return new UpstreamProtocolError('stream ended without grpc-status', GrpcStatus.UNAVAILABLE);
+}
+
+function deadlinePassed(call: Call): void {
+  call.onDeadline();
+}
+
+export type { ResetReasonValue };
