@@ -9,9 +9,10 @@
  * that gets headers, DATA slices, resets, and "these bytes you queued went out". The relay joins two streams:
  *
  * - Backpressure end to end. A DATA payload is handed to the handler as a slice of the bytes read; the handler
- *   queues it on the other leg's stream and gives credit back to the sender (`consume`) only when that stream
- *   reports the bytes sent (`onSent`). A stalled reader therefore stops its sender at one window: the gateway never
- *   holds more than the windows it advertised. DATA also waits while the socket is congested (bytes handed to the
+ *   queues it on the other leg's stream and gives the stream's credit back to the sender (`consume`) only when
+ *   that stream reports the bytes sent (`onSent`). A stalled reader therefore stops its sender at one stream
+ *   window: the gateway never holds more than the stream windows it advertised. The connection window is credited
+ *   on arrival, so that one stalled stream never stops the others sharing its connection. DATA also waits while the socket is congested (bytes handed to the
  *   kernel not yet taken), so a peer that stops reading its socket costs no more than a window either.
  * - Batched writes. Frames are appended to one output list per connection; the lists of every connection that wrote
  *   are flushed once per event-loop turn (setImmediate after the reads of the turn), one write per socket.
@@ -98,7 +99,7 @@ export class Http2Stream {
   /** Receive window left for the peer on this stream, and credit owed to it. */
   recvAvailable: number;
   recvOwed = 0;
-  /** Bytes received and not consumed yet (credited to the connection when the stream goes). */
+  /** Bytes received and not consumed yet (their stream window is owed back once they are used). */
   unconsumed = 0;
   /** DATA queued for sending, in order; `queueEnd`: END_STREAM after it; `queueTrailers`: a final header block. */
   queue: Buffer[] | undefined;
@@ -332,27 +333,23 @@ export abstract class Http2Connection {
     const length = payload.length;
     if (length > this.recvAvailable) return this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
     this.recvAvailable -= length;
+    // The connection window is credited on arrival, the stream window only once the bytes were used (consume):
+    // what we hold is bounded per stream by its window, and one stalled stream never blocks the others (a shared
+    // upstream connection carries many clients' calls). Same policy as nghttp2's automatic connection updates.
+    this.creditConnection(length);
     const stream = this.streams.get(id);
     if (stream === undefined) {
-      this.creditConnection(length);
       if (this.isIdle(id)) return this.connectionError(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${id}`);
       return this.closedStreamFrame(id);
     }
     const next = afterReceive(stream.state as 0, FrameType.DATA, flags);
-    if (next < 0) {
-      this.creditConnection(length);
-      return this.streamError(id, -next);
-    }
-    if (length > stream.recvAvailable) {
-      this.creditConnection(length);
-      return this.streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
-    }
+    if (next < 0) return this.streamError(id, -next);
+    if (length > stream.recvAvailable) return this.streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
     stream.recvAvailable -= length;
     const body = framePayloadBody(FrameType.DATA, flags, payload);
     const end = (flags & FrameFlag.END_STREAM) !== 0;
     stream.dataSeen += body.length;
     if (stream.contentLength >= 0 && (stream.dataSeen > stream.contentLength || (end && stream.dataSeen !== stream.contentLength))) {
-      this.creditConnection(length);
       return this.streamError(id, ErrorCode.PROTOCOL_ERROR); // §8.1.1: malformed
     }
     stream.state = next;
@@ -562,10 +559,7 @@ export abstract class Http2Connection {
     if (stream.removed) return;
     stream.removed = true;
     this.streams.delete(stream.id);
-    if (stream.unconsumed > 0) {
-      this.creditConnection(stream.unconsumed);
-      stream.unconsumed = 0;
-    }
+    stream.unconsumed = 0;
     this.queuedBytes -= stream.queueBytes;
     stream.queue = undefined;
     stream.queueBytes = 0;
@@ -584,7 +578,6 @@ export abstract class Http2Connection {
   }
 
   private consumeRaw(stream: Http2Stream, bytes: number): void {
-    this.creditConnection(bytes);
     if (stream.remoteClosed) return; // the peer sends nothing more on it: no credit needed
     stream.recvOwed += bytes;
     const target = this.ours.initialWindowSize;

@@ -64,7 +64,7 @@ export class ServerConnection extends Http2Connection {
     this.hooks = hooks;
     this.limits = limits;
     this.notHttp2Response = notHttp2Response;
-    this.sendPreface();
+    // Our SETTINGS wait for the client's magic: an HTTP/1 client must get a readable 505 and no binary frames first.
   }
 
   get activeStreams(): number {
@@ -89,6 +89,7 @@ export class ServerConnection extends Http2Connection {
       }
     }
     this.prefaceAt += n;
+    if (this.prefaceAt === CLIENT_PREFACE.length) this.sendPreface();
     return chunk.subarray(n);
   }
 
@@ -203,6 +204,12 @@ export class ServerConnection extends Http2Connection {
   /** Graceful close: GOAWAY(NO_ERROR) with the last stream we serve; the socket closes when the streams are done. */
   shutdown(code: number = ErrorCode.NO_ERROR, debug = ''): void {
     if (this.closed) return;
+    if (this.prefaceAt < CLIENT_PREFACE.length) {
+      // Not an HTTP/2 connection yet (no magic, so none of our frames either): nothing to say, just close.
+      this.socket.destroy();
+      this.teardown(ErrorCode.NO_ERROR);
+      return;
+    }
     if (this.goawayLastId < 0) {
       this.goawayLastId = this.highestId;
       this.goawaySent = true;
