@@ -43,6 +43,8 @@ export interface ServerLimits {
 }
 
 const PREFACE_START = 4; // "PRI "
+/** Ranges of skipped stream ids remembered per connection (older skips then count as closed streams). */
+const MAX_SKIPPED_RANGES = 16;
 
 export class ServerConnection extends Http2Connection {
   private readonly hooks: ServerHooks;
@@ -50,6 +52,11 @@ export class ServerConnection extends Http2Connection {
   /** Preface octets still expected. */
   private prefaceAt = 0;
   private highestId = 0;
+  /**
+   * Stream ids the client skipped (§5.1.1: implicitly closed without ever being opened), as flat [first, last]
+   * pairs, newest last, at most MAX_SKIPPED_RANGES of them. Clients rarely skip, so this stays empty.
+   */
+  private skipped: number[] = [];
   /** GOAWAY sent: streams above this id are not served. */
   private goawayLastId = -1;
   private fresh: Http2Stream[] = [];
@@ -106,11 +113,13 @@ export class ServerConnection extends Http2Connection {
     if (existing !== undefined) return this.trailersReceived(existing, flags, fields);
     if ((id & 1) === 0) return this.connectionError(ErrorCode.PROTOCOL_ERROR, `client stream ${id} is even`);
     if (id <= this.highestId) {
-      // A stream that was used (or skipped, §5.1.1): HEADERS on it is an error either way.
       if (this.recentlyReset(id)) return;
+      // A stream never opened (skipped): HEADERS on it opens a stream below one already used, an unexpected
+      // identifier (§5.1.1: PROTOCOL_ERROR). A stream that was used is closed (§5.1: STREAM_CLOSED).
+      if (this.wasSkipped(id)) return this.connectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS opening stream ${id} below stream ${this.highestId}`);
       return this.connectionError(ErrorCode.STREAM_CLOSED, `HEADERS on closed stream ${id}`);
     }
-    this.highestId = id;
+    this.advance(id);
     if (this.goawayLastId >= 0) return; // §6.8: after our GOAWAY, new streams are ignored; the client retries them
     const contentLength = requestContentLength(fields);
     if (contentLength === -2) {
@@ -132,6 +141,23 @@ export class ServerConnection extends Http2Connection {
       this.hooks.onLimit?.(this, 'keepalive_requests', { streams: this.opened });
       this.shutdown();
     }
+  }
+
+  /** `id` is the client's new highest stream; the odd ids it jumped over are remembered as skipped. */
+  private advance(id: number): void {
+    const expected = this.highestId === 0 ? 1 : this.highestId + 2;
+    if (id > expected) {
+      if (this.skipped.length >= 2 * MAX_SKIPPED_RANGES) this.skipped.splice(0, 2);
+      this.skipped.push(expected, id - 2);
+    }
+    this.highestId = id;
+  }
+
+  private wasSkipped(id: number): boolean {
+    for (let i = 0; i < this.skipped.length; i += 2) {
+      if (id >= (this.skipped[i] as number) && id <= (this.skipped[i + 1] as number)) return true;
+    }
+    return false;
   }
 
   /** New streams of this read, handed over now that the whole read was parsed. */
@@ -157,7 +183,7 @@ export class ServerConnection extends Http2Connection {
   }
 
   protected override headerListTooLarge(id: number, flags: number): void {
-    if (!this.streams.has(id) && id > this.highestId && (id & 1) === 1) this.highestId = id;
+    if (!this.streams.has(id) && id > this.highestId && (id & 1) === 1) this.advance(id);
     void flags;
     this.streamError(id, ErrorCode.ENHANCE_YOUR_CALM);
   }
