@@ -901,6 +901,8 @@ export abstract class Http2Connection {
     if (this.closed) return;
     this.reader.stop();
     this.blockStream = 0;
+    // Nothing goes after the GOAWAY: the flush below must not resume DATA that waits for the socket.
+    this.blockedStreams = [];
     this.writeGoaway(this.lastPeerStreamId(), code, reason);
     this.goawaySent = true;
     this.flush();

@@ -123,7 +123,7 @@ export class FakeSocket extends EventEmitter {
 // ---- the server's output, checked ----------------------------------------------------------------------------------
 
 /** Parses what the server wrote and checks it is well-formed HTTP/2; counts its GOAWAY and RST_STREAM codes. */
-class OutputChecker {
+export class OutputChecker {
   private readonly reader: FrameReader;
   private readonly decoder = new HpackDecoder({ maxTableSize: 4096 });
   private block: Buffer[] | undefined;
@@ -136,6 +136,8 @@ class OutputChecker {
   /** Largest frame the server may send: SETTINGS_MAX_FRAME_SIZE as the connection applied it, at any time. */
   maxFrameSize = 16_384;
   problem: string | undefined;
+  /** Response header blocks (:status) the server sent. */
+  responses = 0;
   private readonly stats: FuzzStats;
   private readonly kind: string;
 
@@ -212,6 +214,9 @@ class OutputChecker {
     try {
       const fields = this.decoder.decode(Buffer.concat(parts));
       if (fields.length === 0) this.fail('server sent an empty header block');
+      if (fields[0] === ':status') this.responses++;
+      const at = fields.indexOf('grpc-status');
+      if (at >= 0 && at % 2 === 0) bump(this.stats.outcomes, `grpc-status ${fields[at + 1]}`);
     } catch (err) {
       this.fail(`server's header block does not decode: ${(err as Error).message}`);
     }
@@ -348,6 +353,8 @@ export interface InProcessOptions {
   /** Stop after this many frames fed, or this much time, whichever comes first. */
   readonly maxFrames?: number;
   readonly budgetMs?: number;
+  /** Stop after this many sessions (to replay up to a failing one). */
+  readonly maxSessions?: number;
   readonly maxUnits?: number;
   /** Called every `progressEvery` sessions. */
   readonly onProgress?: (stats: FuzzStats) => void;
@@ -375,7 +382,8 @@ export async function fuzzInProcess(options: InProcessOptions): Promise<FuzzStat
   const gen: GenOptions = { paths: IN_PROCESS_PATHS, maxUnits: options.maxUnits ?? 200 };
   const maxFrames = options.maxFrames ?? Number.POSITIVE_INFINITY;
   const budgetMs = options.budgetMs ?? Number.POSITIVE_INFINITY;
-  while (stats.frames < maxFrames && performance.now() - started < budgetMs) {
+  const maxSessions = options.maxSessions ?? Number.POSITIVE_INFINITY;
+  while (stats.frames < maxFrames && stats.sessions < maxSessions && performance.now() - started < budgetMs) {
     const session = generateSession(rng, gen);
     await runSession(rng, session, stats, options.seed, options.trace === stats.sessions);
     stats.sessions++;
@@ -466,6 +474,15 @@ async function runSession(rng: Rng, session: Session, stats: FuzzStats, seed: nu
     'HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-length: 0\r\n\r\n',
   );
   const internals = conn as unknown as ConnectionInternals;
+  // The largest SETTINGS_MAX_FRAME_SIZE the connection ever applied bounds what it may have written.
+  let peerMaxFrameSize = conn.peer.maxFrameSize;
+  Object.defineProperty(conn.peer, 'maxFrameSize', {
+    get: () => peerMaxFrameSize,
+    set: (value: number) => {
+      peerMaxFrameSize = value;
+      if (value > checker.maxFrameSize) checker.maxFrameSize = value;
+    },
+  });
   const maxReaderBytes = FRAME_HEADER_BYTES + SERVER_SETTINGS.maxFrameSize;
 
   const checkBounds = (): void => {
@@ -476,7 +493,6 @@ async function runSession(rng: Rng, session: Session, stats: FuzzStats, seed: nu
     let queued = 0;
     for (const stream of conn.streams.values()) queued += stream.queueBytes;
     if (queued !== conn.queuedBytes) fail(`queuedBytes ${conn.queuedBytes} but streams hold ${queued}`);
-    if (conn.peer.maxFrameSize > checker.maxFrameSize) checker.maxFrameSize = conn.peer.maxFrameSize;
     if (checker.problem !== undefined) fail(checker.problem);
   };
 
@@ -545,7 +561,7 @@ export function formatStats(stats: FuzzStats, label: string): string {
   const seconds = stats.elapsedMs / 1000;
   const lines = [
     `${label}: ${stats.frames.toLocaleString('en-US')} frames (${stats.bytes.toLocaleString('en-US')} bytes) in ${stats.sessions.toLocaleString('en-US')} connections, ` +
-      `${seconds.toFixed(1)} s, ${Math.round(stats.frames / Math.max(seconds, 1e-9)).toLocaleString('en-US')} frames/s, ${stats.requests.toLocaleString('en-US')} requests handled`,
+      `${seconds.toFixed(1)} s, ${Math.round(stats.frames / Math.max(seconds, 1e-9)).toLocaleString('en-US')} frames/s, ${stats.requests.toLocaleString('en-US')} requests answered`,
     `  sessions:  ${JSON.stringify(stats.sessionKinds)}`,
     `  mutations: ${JSON.stringify(stats.mutations)}`,
     `  GOAWAY sent by the server, per code: ${JSON.stringify(stats.goaway)}`,

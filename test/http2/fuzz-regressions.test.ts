@@ -11,12 +11,15 @@
  *    we had "reset" it. Now a connection error (§5.1: the stream is idle).
  * 3. A new stream's HEADERS refused for depending on itself did not count as opening the stream, so a second
  *    HEADERS with the same id was served as a new request after its RST_STREAM.
+ * 4. DATA after our GOAWAY with an error code: connectionError()'s flush resumed streams blocked on the socket,
+ *    and when that finished the last stream of a connection already shutting down (keepalive_requests reached),
+ *    finishShutdown() flushed again from inside, writing the DATA after the GOAWAY and tearing down as NO_ERROR.
  */
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { setImmediate as turn } from 'node:timers/promises';
 import { describe, test } from 'node:test';
-import { ErrorCode, FrameFlag, FrameType } from '../../data-plane/http2/connection.ts';
+import { ErrorCode, FrameFlag, FrameType, type Http2Stream } from '../../data-plane/http2/connection.ts';
 import { CLIENT_PREFACE, FrameReader, encodeFrame, encodeSettings, encodeWindowUpdate } from '../../data-plane/http2/frame.ts';
 import { HpackEncoder } from '../../data-plane/http2/hpack-encoder.ts';
 import { ServerConnection } from '../../data-plane/http2/server-connection.ts';
@@ -29,7 +32,7 @@ interface Out {
   payload: Buffer;
 }
 
-function serve(): { conn: ServerConnection; socket: FakeSocket; frames: Out[]; raw: Buffer[]; requests: number[]; closedCalls: () => number } {
+function serve(options: { keepaliveRequests?: number; respond?: (stream: Http2Stream) => void } = {}): { conn: ServerConnection; socket: FakeSocket; frames: Out[]; raw: Buffer[]; requests: number[]; closedCalls: () => number } {
   const frames: Out[] = [];
   const raw: Buffer[] = [];
   const reader = new FrameReader((type, flags, id, payload) => frames.push({ type, flags, id, payload: Buffer.from(payload) }), 1 << 24);
@@ -45,10 +48,11 @@ function serve(): { conn: ServerConnection; socket: FakeSocket; frames: Out[]; r
       settings: { headerTableSize: 4096, enablePush: false, maxConcurrentStreams: 100, initialWindowSize: 65_535, maxFrameSize: 16_384, maxHeaderListSize: 32_768 },
       connectionWindow: 1 << 20,
     },
-    { keepaliveRequests: 0, prematureResetTotalStreamCount: 0, prematureResetMinStreamLifetimeMs: 0 },
+    { keepaliveRequests: options.keepaliveRequests ?? 0, prematureResetTotalStreamCount: 0, prematureResetMinStreamLifetimeMs: 0 },
     {
       onRequest(stream) {
         requests.push(stream.id);
+        if (options.respond !== undefined) return options.respond(stream);
         stream.sendHeaders([':status', '200', 'grpc-status', '0'], true);
       },
       onConnectionClosed() {
@@ -144,6 +148,42 @@ describe('fuzzer regressions: the listener leg', () => {
       [[1, ErrorCode.PROTOCOL_ERROR]],
     );
     assert.deepEqual(requests, [], 'the refused stream is never served');
+    assert.equal(conn.streams.size, 0);
+    socket.destroy();
+  });
+
+  test('a connection error while DATA waits for the socket writes nothing after its GOAWAY', async () => {
+    const body = Buffer.alloc(400 * 1024, 0x61); // above the 256 KiB of output that makes DATA wait
+    const { conn, socket, frames } = serve({
+      keepaliveRequests: 1, // the first stream starts the graceful shutdown: the connection closes with it
+      respond(stream) {
+        stream.sendHeaders([':status', '200'], false);
+        stream.sendData(body, false);
+        stream.sendHeaders(['grpc-status', '0'], true);
+      },
+    });
+    const hpack = encoder();
+    socket.emit(
+      'data',
+      Buffer.concat([
+        CLIENT_PREFACE,
+        encodeSettings([[0x4, 1 << 20]]),
+        encodeWindowUpdate(0, 1 << 20),
+        encodeFrame(FrameType.HEADERS, FrameFlag.END_HEADERS | FrameFlag.END_STREAM, 1, hpack.encode(REQUEST)),
+      ]),
+    );
+    // In the same turn, before the output went: a frame that is a connection error.
+    socket.emit('data', encodeFrame(FrameType.PUSH_PROMISE, FrameFlag.END_HEADERS, 1, Buffer.alloc(4)));
+    await turn();
+    await turn();
+    const fatal = frames.findIndex((f) => f.type === FrameType.GOAWAY && f.payload.readUInt32BE(4) !== ErrorCode.NO_ERROR);
+    assert.ok(fatal >= 0, 'GOAWAY(PROTOCOL_ERROR) sent');
+    assert.deepEqual(
+      frames.slice(fatal + 1).map((f) => f.type),
+      [],
+      'no frame after the GOAWAY with an error code',
+    );
+    assert.equal(conn.closed, true);
     assert.equal(conn.streams.size, 0);
     socket.destroy();
   });
