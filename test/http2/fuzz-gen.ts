@@ -16,10 +16,20 @@ import { HpackEncoder } from '../../data-plane/http2/hpack-encoder.ts';
 
 /** mulberry32: a small, fast, seedable PRNG (32-bit state). */
 const POOL_BYTES = 1 << 20;
+let pool: Buffer | undefined;
+
+/** 1 MiB of random bytes, the same in every run (a fixed seed), filled once per process. */
+function randomPool(): Buffer {
+  if (pool === undefined) {
+    const rng = new Rng(0x9e3779b9);
+    pool = Buffer.allocUnsafe(POOL_BYTES);
+    for (let i = 0; i < POOL_BYTES; i += 4) pool.writeUInt32LE(rng.u32(), i);
+  }
+  return pool;
+}
 
 export class Rng {
   private state: number;
-  private pool: Buffer | undefined;
 
   constructor(seed: number) {
     this.state = seed >>> 0;
@@ -55,14 +65,11 @@ export class Rng {
     return (this.next() * 4294967296) >>> 0;
   }
 
-  /** `n` random bytes: a view of a pool filled once from the seed (read-only: copy before changing it). */
+  /** `n` random bytes: a view of a shared pool at an offset drawn here (read-only: copy before changing it). */
   bytes(n: number): Buffer {
-    if (this.pool === undefined) {
-      this.pool = Buffer.allocUnsafe(POOL_BYTES);
-      for (let i = 0; i < POOL_BYTES; i += 4) this.pool.writeUInt32LE(this.u32(), i);
-    }
+    const pool = randomPool();
     const at = this.int(POOL_BYTES - n);
-    return this.pool.subarray(at, at + n);
+    return pool.subarray(at, at + n);
   }
 
   /** Small sizes mostly, sometimes large ones (log-uniform up to `max`). */

@@ -44,7 +44,7 @@ export interface FuzzStats {
   outcomes: Record<string, number>;
   /** GOAWAY debug texts (numbers elided), per session kind: why connections were failed. */
   reasons: Record<string, number>;
-  /** Requests handed to the handler. */
+  /** Requests handed to the handler (in process), or responses the listener sent (through a data plane). */
   requests: number;
   elapsedMs: number;
   peakRss: number;
@@ -561,7 +561,7 @@ export function formatStats(stats: FuzzStats, label: string): string {
   const seconds = stats.elapsedMs / 1000;
   const lines = [
     `${label}: ${stats.frames.toLocaleString('en-US')} frames (${stats.bytes.toLocaleString('en-US')} bytes) in ${stats.sessions.toLocaleString('en-US')} connections, ` +
-      `${seconds.toFixed(1)} s, ${Math.round(stats.frames / Math.max(seconds, 1e-9)).toLocaleString('en-US')} frames/s, ${stats.requests.toLocaleString('en-US')} requests answered`,
+      `${seconds.toFixed(1)} s, ${Math.round(stats.frames / Math.max(seconds, 1e-9)).toLocaleString('en-US')} frames/s, ${stats.requests.toLocaleString('en-US')} requests served`,
     `  sessions:  ${JSON.stringify(stats.sessionKinds)}`,
     `  mutations: ${JSON.stringify(stats.mutations)}`,
     `  GOAWAY sent by the server, per code: ${JSON.stringify(stats.goaway)}`,
