@@ -36,6 +36,8 @@ export interface DataPlane {
   readonly statusAddress: StatusAddress | undefined;
   /** What /readyz would say now (worker processes send it to their primary, which serves the status port). */
   report(): StatusReport;
+  /** The native engine's upstream pool (ClientPool.stats()): tests check it for leaked streams. Undefined on `node`. */
+  upstreamStats(): { connections: number; streams: number; bufferedBytes: number } | undefined;
   /** Stops accepting, lets calls in flight finish for up to `graceMs`, then closes sessions and the watch. */
   close(graceMs?: number): Promise<void>;
 }
@@ -131,6 +133,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       snapshots: current,
       statusAddress: statusServer?.address,
       report,
+      upstreamStats: () => (pool instanceof ClientPool ? pool.stats() : undefined),
       close: (graceMs = 0) => {
         closing ??= (async () => {
           phase = StatusPhase.draining;

@@ -292,7 +292,8 @@ export abstract class Http2Connection {
     }
     const bad = checkFrame(type, flags, id, payload);
     if (bad !== undefined) {
-      if (bad.connection) return this.connectionError(bad.code, bad.reason);
+      // A stream error on an idle stream cannot be one: RST_STREAM may not name an idle stream (§6.4).
+      if (bad.connection || this.isIdle(id)) return this.connectionError(bad.code, bad.reason);
       return this.streamError(id, bad.code);
     }
     switch (type) {
@@ -301,8 +302,11 @@ export abstract class Http2Connection {
       case FrameType.HEADERS:
         return this.onHeadersFrame(flags, id, payload);
       case FrameType.PRIORITY:
-        // §5.3.2: ignored, but a stream may not depend on itself (§5.3.1).
-        if ((payload.readUInt32BE(0) & 0x7fffffff) === id) this.streamError(id, ErrorCode.PROTOCOL_ERROR);
+        // §5.3.2: ignored, but a stream may not depend on itself (§5.3.1); on an idle stream, a connection error.
+        if ((payload.readUInt32BE(0) & 0x7fffffff) === id) {
+          if (this.isIdle(id)) return this.connectionError(ErrorCode.PROTOCOL_ERROR, `PRIORITY: stream ${id} depends on itself`);
+          this.streamError(id, ErrorCode.PROTOCOL_ERROR);
+        }
         return;
       case FrameType.RST_STREAM:
         return this.onRstFrame(id, payload.readUInt32BE(0));
@@ -425,8 +429,13 @@ export abstract class Http2Connection {
       const reason = err instanceof HpackCompressionError ? err.message : 'HPACK error';
       return this.connectionError(ErrorCode.COMPRESSION_ERROR, reason);
     }
-    if ((flags & 0x100) !== 0) return this.streamError(id, ErrorCode.PROTOCOL_ERROR);
+    if ((flags & 0x100) !== 0) return this.rejectHeaderBlock(id, ErrorCode.PROTOCOL_ERROR);
     this.onHeaderBlock(id, flags & 0xff, fields);
+  }
+
+  /** A decoded header block refused with a stream error; the listener leg counts a new stream's id as used. */
+  protected rejectHeaderBlock(id: number, code: number): void {
+    this.streamError(id, code);
   }
 
   /** A complete, decoded header block. */
@@ -434,7 +443,7 @@ export abstract class Http2Connection {
 
   /** A header list above our SETTINGS_MAX_HEADER_LIST_SIZE (decoded, so HPACK stays in step). */
   protected headerListTooLarge(id: number, _flags: number): void {
-    this.streamError(id, ErrorCode.ENHANCE_YOUR_CALM);
+    this.rejectHeaderBlock(id, ErrorCode.ENHANCE_YOUR_CALM);
   }
 
   /** A further header block on an open stream (trailers): shared by both legs. */
@@ -885,6 +894,8 @@ export abstract class Http2Connection {
     if (this.closed) return;
     this.reader.stop();
     this.blockStream = 0;
+    // Nothing goes after the GOAWAY: the flush below must not resume DATA that waits for the socket.
+    this.blockedStreams = [];
     this.writeGoaway(this.lastPeerStreamId(), code, reason);
     this.goawaySent = true;
     this.flush();

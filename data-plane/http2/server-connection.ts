@@ -84,11 +84,10 @@ export class ServerConnection extends Http2Connection {
     for (let i = 0; i < n; i++) {
       if (chunk[i] !== CLIENT_PREFACE[this.prefaceAt + i]) {
         if (this.prefaceAt + i < PREFACE_START) {
-          // An HTTP/1 client: a readable answer instead of binary frames.
-          this.closed = true;
-          this.reader.stop();
-          this.socket.end(this.notHttp2Response);
+          // An HTTP/1 client: a readable answer instead of binary frames (teardown first: our SETTINGS are dropped,
+          // and the listener hears that the connection closed).
           this.teardown(ErrorCode.PROTOCOL_ERROR);
+          this.socket.end(this.notHttp2Response);
           return undefined;
         }
         this.connectionError(ErrorCode.PROTOCOL_ERROR, 'invalid connection preface');
@@ -182,10 +181,10 @@ export class ServerConnection extends Http2Connection {
     }
   }
 
-  protected override headerListTooLarge(id: number, flags: number): void {
+  /** A new stream's header block refused (too large, depends on itself): its id is used all the same (§5.1.1). */
+  protected override rejectHeaderBlock(id: number, code: number): void {
     if (!this.streams.has(id) && id > this.highestId && (id & 1) === 1) this.advance(id);
-    void flags;
-    this.streamError(id, ErrorCode.ENHANCE_YOUR_CALM);
+    this.streamError(id, code);
   }
 
   protected override localEnded(stream: Http2Stream): void {
