@@ -2,9 +2,10 @@
  * Memory of the gateway under a slow reader (issue #3; issue #12 asks it of both HTTP/2 engines), outside the test
  * suite and with adjustable sizes: starts a local etcd and a raw HTTP/2 "bulk" upstream, streams TOTAL MiB of
  * MESSAGE KiB messages to a client that reads in bursts and stalls once directly from the upstream (baseline), then,
- * for each engine, starts a data plane in its own process with that engine (GATEWAY_HTTP2_ENGINE; one process, no
- * workers, as test/flow/slow-reader-memory.test.ts runs it), streams the same through it while sampling its VmRSS,
- * and stops it. Prints one JSON report on stdout: per engine the RSS growth against the goal (< 64 MiB), the call's
+ * for each engine, starts a data plane in its own process with that engine (a copy of conf/config.yaml with
+ * `apisix.http2_engine` set, and GATEWAY_HTTP2_ENGINE; one process, no workers, as
+ * test/flow/slow-reader-memory.test.ts runs it), checks that the process logged that engine, streams the same
+ * through it while sampling its VmRSS, and stops it. Prints one JSON report on stdout: per engine the RSS growth against the goal (< 64 MiB), the call's
  * status and messages, and how far the upstream advanced during each stall. Everything it starts is stopped.
  *
  *   npm exec -- node --import tsx bench/memory-slow-reader.ts [--engine native|node|both] [--total-mib 200]
@@ -16,9 +17,13 @@
  *
  * The scenario itself lives in test/flow/slow-reader.ts, shared with test/flow/slow-reader-memory.test.ts.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Http2Engine } from '../shared/config.ts';
+import { expectEngine, writeEngineConfig } from './vs-nginx/targets.ts';
 import { startEtcd } from '../test/helpers/etcd.ts';
 import { putEtcdJson, spawnChildGateway } from '../test/flow/child-gateway.ts';
 import { slowRead, startBulkUpstream, waitUntilRouted, type SlowReadOptions } from '../test/flow/slow-reader.ts';
@@ -53,7 +58,10 @@ function parseEngines(value: string): Http2Engine[] {
 }
 
 const mib = (kib: number): number => +(kib / 1024).toFixed(1);
+/** grpc-status as a number for the JSON report (slowRead gives the trailer's text); null when none arrived. */
+const statusCode = (status: string | undefined): number | null => (status === undefined || !/^\d+$/.test(status) ? null : Number(status));
 
+const configDir = mkdtempSync(join(tmpdir(), 'gw-slow-reader-'));
 const etcd = await startEtcd();
 const upstream = await startBulkUpstream();
 let allMet = true;
@@ -80,9 +88,14 @@ try {
 
   const results: Record<string, unknown> = {};
   for (const engine of engines) {
-    const gateway = await spawnChildGateway(etcd.endpoint, { env: { GATEWAY_HTTP2_ENGINE: engine } });
+    // The engine in the config file too (it wins over the environment), and LOG_LEVEL=info so that the process logs
+    // the engine it started: checked before anything is measured.
+    const gateway = await spawnChildGateway(etcd.endpoint, {
+      env: { GATEWAY_HTTP2_ENGINE: engine, GATEWAY_CONFIG: writeEngineConfig(join(configDir, `${engine}.yaml`), engine), LOG_LEVEL: 'info' },
+    });
     try {
       await waitUntilRouted(gateway, 20_000);
+      await expectEngine(`data plane (${engine})`, () => gateway.output(), engine, 1);
       await slowRead({ ...scenario(gateway.h2cAddress), totalBytes: 8 * MiB, stallAt: [] }); // warm-up
       await sleep(300);
       upstream.resetStats();
@@ -96,12 +109,12 @@ try {
         sampleEveryMs: 20,
       });
       const growthMiB = mib(peak - baseline);
-      const intact = run.grpcStatus === 0 && run.problems.length === 0 && run.messagesOk === totalBytes / messageBytes;
+      const intact = statusCode(run.grpcStatus) === 0 && run.problems.length === 0 && run.messagesOk === totalBytes / messageBytes;
       const met = intact && growthMiB < RSS_GROWTH_GOAL_MIB;
       allMet &&= met;
       results[engine] = {
         elapsedMs: run.elapsedMs,
-        status: run.grpcStatus,
+        status: statusCode(run.grpcStatus),
         messagesOk: run.messagesOk,
         problems: run.problems,
         drainWaits: upstream.stats.drainWaits,
@@ -126,7 +139,7 @@ try {
         totalMiB: totalBytes / MiB,
         messageKiB: messageBytes / 1024,
         rssGrowthGoalMiB: RSS_GROWTH_GOAL_MIB,
-        direct: { elapsedMs: direct.elapsedMs, status: direct.grpcStatus, messagesOk: direct.messagesOk, drainWaits: directDrainWaits },
+        direct: { elapsedMs: direct.elapsedMs, status: statusCode(direct.grpcStatus), messagesOk: direct.messagesOk, drainWaits: directDrainWaits },
         engines: results,
       },
       null,
@@ -136,5 +149,6 @@ try {
 } finally {
   await upstream.close();
   await etcd.close();
+  rmSync(configDir, { recursive: true, force: true });
 }
 process.exitCode = allMet ? 0 : 1;

@@ -3,16 +3,17 @@
  *
  *   npm run bench -- [--quick] [--rounds N] [--seconds S] [--cases idle,unary-100,...]
  *                    [--targets direct,nginx,gateway-native,gateway-node] [--workers auto|N] [--nginx-reuseport]
- *                    [--idle-connections N] [--skip-setup]
+ *                    [--idle-connections N] [--skip-setup] [--help]
  *
- * Full run (about 15 minutes): `npm run bench`. Smoke run (a minute or two): `npm run bench -- --quick`.
+ * Full run (about 15 minutes): `npm run bench`. Smoke run (a few minutes): `npm run bench -- --quick`.
  *
  * --targets: any subset, in any order, of direct (the Go upstream itself), nginx, gateway-native and gateway-node
  * (the gateway with `apisix.http2_engine: native` / `node`); `gateway` is an alias of the engine a deployment runs
  * when the setting is unset (shared/config.ts DEFAULT_HTTP2_ENGINE). Default: all four. The goals against nginx
  * need nginx in the selection. --cases: any subset of idle, idle-tls, unary-100, unary-1, tls-100, grpcs-100, mib-8,
- * stream-16, slow-reader (default: all). --quick: 1 round of 2 s runs and 2,000 instead of 10,000 idle TLS
- * connections; default 3 rounds of 8 s runs. --idle-connections sets the count of both idle cases. --workers sets
+ * stream-16, slow-reader (default: all). --quick: 1 round of 2 s runs, 2,000 instead of 10,000 idle TLS connections
+ * and a 32 MiB instead of 200 MiB slow-reader stream (the goals table says when a figure is not at the goal's size);
+ * default 3 rounds of 8 s runs. --idle-connections sets the count of both idle cases. --workers sets
  * the gateways' GATEWAY_WORKER_PROCESSES (default auto, like nginx's worker_processes auto). --nginx-reuseport adds
  * `reuseport` to nginx's listeners (the kernel spreads connections over its workers; without it a worker may take
  * most of a handful of connections, as the default nginx does).
@@ -20,9 +21,11 @@
  * 1. bench/setup.sh installs what is missing from Debian (h2load, nginx, Go + grpc-go sources, etcd) and builds the
  *    Go upstream offline (bench/.build/upstream-go).
  * 2. Starts the upstream, nginx (grpc_pass with upstream keepalive) and one whole gateway per engine (its own etcd,
- *    control plane and data plane with a worker per core, on their own free ports, GATEWAY_HTTP2_ENGINE set; routes
- *    PUT through the admin API), all on loopback and all at once. The gateways read conf/config.yaml with the
- *    client limits lifted that nginx does not have here either (bench/vs-nginx/targets.ts GATEWAY_BENCH_SETTINGS).
+ *    control plane and data plane with a worker per core, on their own free ports; routes PUT through the admin API),
+ *    all on loopback and all at once. Each gateway reads its own copy of conf/config.yaml with `apisix.http2_engine`
+ *    set to its engine (the file's setting wins over GATEWAY_HTTP2_ENGINE, also set) and the client limits lifted that
+ *    nginx does not have here either (bench/vs-nginx/targets.ts GATEWAY_BENCH_SETTINGS); before it is used, every one
+ *    of its serving processes must have logged that engine (startGateway), or the run stops.
  * 3. The idle-connection cases first (fresh processes; h2c, then TLS), then ROUNDS rounds of the load cases; in each
  *    round every case runs once per target, targets interleaved (their order rotates per round). Each run: a short
  *    h2load -D warm-up that also sizes the run, then `h2load -n N --log-file` so every request completes and is
@@ -32,9 +35,9 @@
  *    first run, a sample of grpc-js calls checks grpc-status 0 and the payload through each target.
  * 5. CPU per call of every process of each target from /proc/<pid>/stat (utime+stime deltas, master/primary and
  *    workers), the client's from bash `times`, and the CPU that other programs took meanwhile (noise).
- * 6. Writes a markdown report to bench/results/<timestamp>.md and prints it: issue #12's goals per engine, each
- *    computed from this run's figures and marked met or not met, then every case × target. Everything started is
- *    stopped at the end, on failure and on Ctrl-C.
+ * 6. Writes a markdown report to bench/results/<timestamp>.md and prints it: issue #12's goals per engine (measured,
+ *    target, pass/fail; bench/vs-nginx/goals.ts), one table of every case × every target, then the details.
+ *    Everything started is stopped at the end, on failure and on Ctrl-C.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -56,7 +59,6 @@ import {
   DEFAULT_TARGETS,
   directTarget,
   engineOf,
-  engineSettingWired,
   GATEWAY_BENCH_SETTINGS,
   isGatewayTarget,
   nginxBinary,
@@ -71,19 +73,38 @@ import {
 } from './vs-nginx/targets.ts';
 import { sampleCalls } from './vs-nginx/verify.ts';
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    rounds: { type: 'string' },
-    seconds: { type: 'string' },
-    cases: { type: 'string' },
-    targets: { type: 'string', default: DEFAULT_TARGETS },
-    workers: { type: 'string', default: 'auto' },
-    'skip-setup': { type: 'boolean', default: false },
-    'idle-connections': { type: 'string' },
-    'nginx-reuseport': { type: 'boolean', default: false },
-  },
-});
+/** The usage: this file's header comment. */
+function usage(): string {
+  const text = readFileSync(new URL(import.meta.url), 'utf8');
+  const header = /^\/\*\*\n([\s\S]*?)\n \*\//.exec(text)?.[1] ?? '';
+  return `${header.replace(/^ \* ?/gm, '')}\n`;
+}
+
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h', default: false },
+  quick: { type: 'boolean', default: false },
+  rounds: { type: 'string' },
+  seconds: { type: 'string' },
+  cases: { type: 'string' },
+  targets: { type: 'string', default: DEFAULT_TARGETS },
+  workers: { type: 'string', default: 'auto' },
+  'skip-setup': { type: 'boolean', default: false },
+  'idle-connections': { type: 'string' },
+  'nginx-reuseport': { type: 'boolean', default: false },
+} as const;
+
+let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>;
+try {
+  parsed = parseArgs({ options: OPTIONS });
+} catch (err) {
+  console.error(`${err instanceof Error ? err.message : String(err)}\n(npm run bench -- --help for the options)`);
+  process.exit(2);
+}
+const { values } = parsed;
+if (values.help) {
+  process.stdout.write(usage());
+  process.exit(0);
+}
 
 const quick = values.quick === true;
 const rounds = Number(values.rounds ?? (quick ? 1 : 3));
@@ -171,11 +192,6 @@ async function main(): Promise<void> {
   const slowReader: SlowReaderRecord[] = [];
   const notes: string[] = [];
   const gatewayOutputs = new Map<TargetName, () => string>();
-  if (targetNames.includes('gateway-native') && !engineSettingWired()) {
-    const warning = 'data-plane/ does not read http2Engine yet: gateway-native runs node:http2 under another name (its figures are not the native engine\'s)';
-    say(`warning: ${warning}`);
-    notes.push(warning);
-  }
   try {
     const pems = await selfSignedCert({ sans: ['127.0.0.1', 'localhost'] });
     const tls = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
@@ -184,18 +200,20 @@ async function main(): Promise<void> {
 
     say(`starting the upstream and ${targetNames.join(', ')}`);
     const upstream = await startUpstream(tls);
-    const gatewayConfig = gatewayNames.length > 0 ? writeGatewayBenchConfig(join(dir, 'gateway')) : '';
     const targets: Target[] = [];
     for (const name of targetNames) {
       if (name === 'direct') targets.push(directTarget(upstream));
       else if (name === 'nginx') targets.push(await startNginx(join(dir, 'nginx'), upstream, tls, values['nginx-reuseport'] === true));
       else {
-        const gateway = await startGateway(upstream, { workers: values.workers ?? 'auto', engine: engineOf(name), configFile: gatewayConfig });
+        const engine = engineOf(name);
+        const configFile = writeGatewayBenchConfig(join(dir, name), engine);
+        // startGateway checks that every serving process logged this engine before the target is used.
+        const gateway = await startGateway(upstream, { workers: values.workers ?? 'auto', engine, configFile });
         gatewayOutputs.set(name, gateway.output);
         targets.push(gateway);
       }
     }
-    for (const t of targets) say(`${t.name}: processes ${t.proxyPids().join(', ')}`);
+    for (const t of targets) say(`${t.name}: processes ${t.proxyPids().join(', ')}${isGatewayTarget(t.name) ? ` (HTTP/2 engine ${engineOf(t.name)}, checked in its log)` : ''}`);
     const upstreamPids = (): number[] => processTree([upstream.pid]);
 
     // Idle connections first, while every process is fresh: later cases grow heaps that would hide the cost.
@@ -244,8 +262,9 @@ async function main(): Promise<void> {
         notes.push(`${c.id}: no gateway target selected, not run`);
         continue;
       }
-      say(`${c.id}: ${c.totalMiB} MiB of ${c.messageKiB} KiB messages to a slow reader, engines ${engines.join(', ')}`);
-      const result = await runSlowReader(c, engines);
+      const totalMiB = quick ? c.quickTotalMiB : c.totalMiB;
+      say(`${c.id}: ${totalMiB} MiB of ${c.messageKiB} KiB messages to a slow reader, engines ${engines.join(', ')}`);
+      const result = await runSlowReader(c, engines, totalMiB);
       slowReader.push(...result.records);
       notes.push(...result.notes);
     }
@@ -263,7 +282,8 @@ async function main(): Promise<void> {
     if (nginxLines.length > 0) notes.push(`nginx error.log (last ${Math.min(nginxLines.length, 5)} of ${nginxLines.length} warn+ lines): ${nginxLines.slice(-5).join(' | ').slice(0, 1500)}`);
     rmSync(dir, { recursive: true, force: true });
     for (const [name, log] of gatewayLogs) {
-      const lines = log.split('\n').filter((l) => /"level":(40|50|60)|warn|error/i.test(l));
+      // The gateways log at info (their engine at start): warn and above of the JSON lines, and any other line that warns.
+      const lines = log.split('\n').filter((l) => (l.startsWith('{') ? /"level":(40|50|60)\b/.test(l) : /warn|error/i.test(l)));
       if (lines.length > 0) notes.push(`${name} log (warn and above, last ${Math.min(lines.length, 5)} of ${lines.length}): ${lines.slice(-5).join(' | ').slice(0, 1500)}`);
     }
   }

@@ -1,12 +1,13 @@
 /**
  * The markdown report of a run: machine and versions, issue #12's goals per gateway engine (goals.ts) computed from
- * this run's figures, the cases side by side (one column per target), one row per case and target (medians over
- * the rounds), idle-connection memory (h2c and TLS), the slow reader's RSS growth per engine, and CPU per process.
+ * this run's figures (measured, target, pass/fail), every case side by side in one table (one column per target),
+ * one row per case and target (medians over the rounds), idle-connection memory (h2c and TLS), the slow reader's RSS
+ * growth per engine, and CPU per process.
  * Latency percentiles are nearest-rank over every request of a run (h2load --log-file).
  */
 import { fmt, markdownTable, median } from '../lib/stats.ts';
 import { CASES } from './cases.ts';
-import { computeGoals } from './goals.ts';
+import { computeGoals, verdictText } from './goals.ts';
 import type { IdleResult } from './idle.ts';
 import type { SlowReaderRecord } from './slow-reader.ts';
 import { isGatewayTarget, TARGET_NAMES, type TargetName } from './targets.ts';
@@ -141,8 +142,9 @@ export function renderReport(input: ReportInput): string {
       `Go ${machine.go} with grpc-go ${machine.grpcGo} (upstream), ${machine.h2load}. Load average at start: ${machine.loadAverage}.`,
   );
   out.push(
-    `nginx: worker_processes auto, ${machine.nginxListen}, upstream keepalive 100. Gateways (one per engine, apisix.http2_engine ` +
-      `through GATEWAY_HTTP2_ENGINE): GATEWAY_WORKER_PROCESSES=${machine.gatewayWorkers}, each with its own etcd and control plane, ` +
+    `nginx: worker_processes auto, ${machine.nginxListen}, upstream keepalive 100. Gateways (one per engine: apisix.http2_engine ` +
+      `in its config file and GATEWAY_HTTP2_ENGINE, the engine every serving process logged checked at start): ` +
+      `GATEWAY_WORKER_PROCESSES=${machine.gatewayWorkers}, each with its own etcd and control plane, ` +
       `routes PUT through the admin API; conf/config.yaml with ${machine.gatewaySettings}.`,
   );
   const secs = [...new Set(input.seconds)].join('/');
@@ -159,41 +161,65 @@ export function renderReport(input: ReportInput): string {
     out.push('');
     for (const gw of gateways) {
       const mine = goals.filter((g) => g.target === gw);
-      const met = mine.filter((g) => g.verdict.startsWith('met')).length;
-      const measured = mine.filter((g) => g.verdict.startsWith('met') || g.verdict.startsWith('not met')).length;
-      out.push(`- ${gw}: ${met} of ${measured} measured goals met (${mine.length - measured} not measured).`);
+      const passed = mine.filter((g) => g.pass === true).length;
+      const measured = mine.filter((g) => g.pass !== undefined).length;
+      out.push(`- ${gw}: ${passed} of ${measured} measured goals pass (${mine.length - measured} not measured).`);
     }
     out.push('');
-    const byGoal = [...goals].sort((a, b) => goals.findIndex((g) => g.goal === a.goal) - goals.findIndex((g) => g.goal === b.goal));
-    out.push(markdownTable(['goal', 'target', 'measured', 'wanted', 'verdict'], byGoal.map((g) => [g.goal, g.target, g.measured, g.wanted, g.verdict])));
+    // Goal by goal, the engines next to each other.
+    const order = [...new Set(goals.map((g) => g.goal))];
+    const byGoal = [...goals].sort((a, b) => order.indexOf(a.goal) - order.indexOf(b.goal));
+    out.push(markdownTable(['goal', 'gateway', 'measured', 'target', 'pass/fail'], byGoal.map((g) => [g.goal, g.target, g.measured, g.wanted, verdictText(g)])));
     out.push('');
   }
 
+  // One table, every case (load, idle, slow reader) × every target of the run.
   const loadCaseIds = CASES.filter((c) => c.kind === 'load' && rows.some((r) => r.caseId === c.id)).map((c) => c.id);
-  const loadTargets = present.filter((t) => rows.some((r) => r.target === t));
-  if (loadCaseIds.length > 0) {
-    out.push('## Side by side (medians)');
-    out.push('');
-    out.push('Each cell: calls/s (× nginx) · proxy CPU µs per call · p50 / p99 µs.');
+  const idleCaseIds = CASES.filter((c) => c.kind === 'idle' && input.idle.some((i) => i.caseId === c.id)).map((c) => c.id);
+  if (loadCaseIds.length + idleCaseIds.length + input.slowReader.length > 0) {
+    out.push('## All targets side by side (medians)');
     out.push('');
     out.push(
-      markdownTable(
-        ['case', ...loadTargets],
-        loadCaseIds.map((caseId) => {
-          const nginx = row(caseId, 'nginx');
-          return [
-            caseId,
-            ...loadTargets.map((t) => {
-              const r = row(caseId, t);
-              if (r === undefined) return '–';
-              const vs = t === 'nginx' || nginx === undefined ? '' : ` (${ratio(r.reqPerSec / nginx.reqPerSec)})`;
-              const cpu = t === 'direct' ? '–' : `${fmt(r.proxyCpu, 1)} µs`;
-              return `${int(r.reqPerSec)}/s${vs} · ${cpu} · ${int(r.p50)} / ${int(r.p99)}`;
-            }),
-          ];
-        }),
-      ),
+      'Load cases: calls/s (× nginx) · proxy CPU µs per call · p50 / p99 µs. Idle cases: KiB per connection (connections ' +
+        'established). slow-reader: the data plane\'s RSS growth (MiB streamed). ✗ marks runs that failed verification (see Notes).',
     );
+    out.push('');
+    const cells: string[][] = [];
+    for (const caseId of loadCaseIds) {
+      const nginx = row(caseId, 'nginx');
+      cells.push([
+        caseId,
+        ...present.map((t) => {
+          const r = row(caseId, t);
+          if (r === undefined) return '–';
+          const vs = t === 'nginx' || nginx === undefined ? '' : ` (${ratio(r.reqPerSec / nginx.reqPerSec)})`;
+          const cpu = t === 'direct' ? '–' : `${fmt(r.proxyCpu, 1)} µs`;
+          const bad = r.runs.some((run) => !run.verified) ? ' ✗' : '';
+          return `${int(r.reqPerSec)}/s${vs} · ${cpu} · ${int(r.p50)} / ${int(r.p99)}${bad}`;
+        }),
+      ]);
+    }
+    for (const caseId of idleCaseIds) {
+      cells.push([
+        caseId,
+        ...present.map((t) => {
+          const i = idleOf(caseId, t);
+          if (i === undefined) return '–';
+          const bad = i.result.established !== i.result.connections || i.result.openAtMeasure !== i.result.established ? ' ✗' : '';
+          return `${fmt(i.result.perConnectionKiB, 2)} KiB (${int(i.result.established)})${bad}`;
+        }),
+      ]);
+    }
+    if (input.slowReader.length > 0) {
+      cells.push([
+        'slow-reader',
+        ...present.map((t) => {
+          const s = input.slowReader.find((r) => `gateway-${r.engine}` === t);
+          return s === undefined ? '–' : `+${fmt(s.rssGrowthMiB, 1)} MiB (${s.totalMiB} MiB)${s.intact ? '' : ' ✗'}`;
+        }),
+      ]);
+    }
+    out.push(markdownTable(['case', ...present], cells));
     out.push('');
   }
 
@@ -301,7 +327,8 @@ export function renderReport(input: ReportInput): string {
     }
     const parts = order.map((pid, i) => {
       const entry = pids.get(pid) as { comm: string; values: number[] };
-      const role = i === 0 ? (r.target === 'nginx' ? 'master' : 'primary') : 'worker';
+      // The first is the master/primary; tsx's esbuild service (a child of every gateway process) is named as such.
+      const role = i === 0 ? (r.target === 'nginx' ? 'master' : 'primary') : entry.comm === 'esbuild' ? 'esbuild' : 'worker';
       return `${role} ${pid}: ${fmt(median(entry.values), 1)}`;
     });
     perProcess.push([r.caseId, r.target, parts.join(' · ')]);

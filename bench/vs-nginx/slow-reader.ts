@@ -27,11 +27,12 @@ export interface SlowReaderRecord {
 /** Generous: 200 MiB at a slow reader's pace plus starts, twice (direct, then each engine). */
 const LIMIT_MS = 10 * 60_000;
 
-export async function runSlowReader(c: SlowReaderCase, engines: readonly Http2Engine[]): Promise<{ records: SlowReaderRecord[]; notes: string[] }> {
+/** Runs the case for `engines`, streaming `totalMiB` (the case's own, or its quickTotalMiB under --quick). */
+export async function runSlowReader(c: SlowReaderCase, engines: readonly Http2Engine[], totalMiB = c.totalMiB): Promise<{ records: SlowReaderRecord[]; notes: string[] }> {
   const child = spawnTracked(
     'memory-slow-reader',
     process.execPath,
-    ['--import', 'tsx', 'bench/memory-slow-reader.ts', '--engine', engines.join(','), '--total-mib', String(c.totalMiB), '--message-kib', String(c.messageKiB)],
+    ['--import', 'tsx', 'bench/memory-slow-reader.ts', '--engine', engines.join(','), '--total-mib', String(totalMiB), '--message-kib', String(c.messageKiB)],
     { cwd: REPO_ROOT },
   );
   let stdout = '';
@@ -63,13 +64,13 @@ export async function runSlowReader(c: SlowReaderCase, engines: readonly Http2En
     const status = r['status'];
     const error = typeof r['error'] === 'string' ? r['error'] : '';
     const messagesOk = num('messagesOk');
-    const expected = (c.totalMiB * 1024) / c.messageKiB;
+    const expected = ((report.totalMiB ?? totalMiB) * 1024) / c.messageKiB;
     const intact = error === '' && status === 0 && problems.length === 0 && messagesOk === expected;
     const problem = error !== '' ? error : intact ? '' : `grpc-status ${String(status)}, ${messagesOk}/${expected} messages intact${problems.length > 0 ? `: ${problems.join('; ')}` : ''}`;
     if (problem !== '') notes.push(`${c.id} gateway-${engine}: ${problem.slice(0, 1_500)}`);
     records.push({
       engine,
-      totalMiB: report.totalMiB ?? c.totalMiB,
+      totalMiB: report.totalMiB ?? totalMiB,
       intact,
       rssBaselineMiB: num('rssBaselineMiB'),
       rssPeakMiB: num('rssPeakMiB'),

@@ -17,12 +17,13 @@
  * cap), idle connections are kept as nginx's `keepalive_timeout 600s` keeps them, and connections are never recycled.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { connect } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseDocument } from 'yaml';
-import { DEFAULT_HTTP2_ENGINE, REPO_ROOT, type Http2Engine } from '../../shared/config.ts';
+import { DEFAULT_HTTP2_ENGINE, loadConfig, REPO_ROOT, type Http2Engine } from '../../shared/config.ts';
 import { startEtcd } from '../../test/helpers/etcd.ts';
 import { freePort } from '../../test/helpers/ports.ts';
 import { spawnControlPlane, spawnDataPlane } from '../lib/processes.ts';
@@ -65,16 +66,40 @@ export function parseTargets(list: string): TargetName[] {
 }
 
 /**
- * Whether the data plane's code reads `http2Engine` at all. Until the engine is wired in, GATEWAY_HTTP2_ENGINE=native
- * is a valid setting that changes nothing: gateway-native would measure node:http2 under another name.
+ * The engines a data plane's output says its processes started (data-plane/data-plane.ts logs `{"engine":…,
+ * "msg":"HTTP/2 engine"}` at info level once per serving process: every worker, or the single process), in order.
  */
-export function engineSettingWired(): boolean {
-  const dir = join(REPO_ROOT, 'data-plane');
-  for (const entry of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
-    if (!entry.endsWith('.ts') || entry.endsWith('.test.ts')) continue;
-    if (readFileSync(join(dir, entry), 'utf8').includes('http2Engine')) return true;
+export function enginesLogged(output: string): string[] {
+  const engines: string[] = [];
+  for (const line of output.split('\n')) {
+    if (!line.includes('"HTTP/2 engine"')) continue;
+    try {
+      const entry = JSON.parse(line) as { msg?: unknown; engine?: unknown };
+      if (entry.msg === 'HTTP/2 engine') engines.push(String(entry.engine));
+    } catch {
+      // not a log line of ours
+    }
   }
-  return false;
+  return engines;
+}
+
+/**
+ * Waits until `processes` serving processes of a data plane logged their HTTP/2 engine and throws unless every one
+ * runs `engine`: what proves that a gateway target measures the engine its name says (the setting could be
+ * overridden by a config file, or ignored).
+ */
+export async function expectEngine(what: string, output: () => string, engine: Http2Engine, processes: number, limitMs = 10_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const logged = enginesLogged(output());
+    const wrong = logged.filter((e) => e !== engine);
+    if (wrong.length > 0) throw new Error(`${what}: started with the HTTP/2 engine ${wrong.join(', ')}, not ${engine}:\n${output().slice(-2_000)}`);
+    if (logged.length >= processes) return;
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: ${logged.length} of ${processes} serving processes logged their HTTP/2 engine within ${limitMs / 1000} s:\n${output().slice(-2_000)}`);
+    }
+    await sleep(50);
+  }
 }
 
 export interface Target {
@@ -253,16 +278,31 @@ export const GATEWAY_BENCH_SETTINGS: readonly { path: readonly string[]; value: 
   { path: ['nginx_config', 'http2', 'keepalive_requests'], value: 0 },
 ];
 
-/** Writes conf/config.yaml with GATEWAY_BENCH_SETTINGS applied (comments kept) into `dir`; returns its path. */
-export function writeGatewayBenchConfig(dir: string): string {
+/**
+ * Writes conf/config.yaml with `settings` applied (comments kept) and `apisix.http2_engine: <engine>` as `file`, and
+ * checks that the file, read as the data plane reads it (with GATEWAY_HTTP2_ENGINE=<engine> over this process's
+ * environment), resolves to that engine. The engine goes into the file as well as into GATEWAY_HTTP2_ENGINE because
+ * the file's setting wins over the environment (shared/config.ts): a conf/config.yaml that names an engine would
+ * otherwise run it in every gateway.
+ */
+export function writeEngineConfig(file: string, engine: Http2Engine, settings: readonly { path: readonly string[]; value: unknown }[] = []): string {
   const doc = parseDocument(readFileSync(join(REPO_ROOT, 'conf/config.yaml'), 'utf8'));
-  for (const { path, value } of GATEWAY_BENCH_SETTINGS) doc.setIn(path, value);
-  // Per worker, as nginx's worker_connections: room for every idle connection of the largest case in one worker.
-  doc.setIn(['nginx_config', 'event', 'worker_connections'], Math.max(10_620, Math.min(65_536, openFilesLimit()[1]) - 1_024));
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, 'gateway-config.yaml');
+  for (const { path, value } of settings) doc.setIn(path, value);
+  doc.setIn(['apisix', 'http2_engine'], engine);
+  mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, doc.toString());
+  const effective = loadConfig({ ...process.env, GATEWAY_HTTP2_ENGINE: engine }, file).http2Engine;
+  if (effective !== engine) throw new Error(`${file}: resolves to the HTTP/2 engine ${effective}, not ${engine}`);
   return file;
+}
+
+/** The gateway target's config (writeEngineConfig with GATEWAY_BENCH_SETTINGS) in `dir`; returns its path. */
+export function writeGatewayBenchConfig(dir: string, engine: Http2Engine): string {
+  return writeEngineConfig(join(dir, `gateway-${engine}-config.yaml`), engine, [
+    ...GATEWAY_BENCH_SETTINGS,
+    // Per worker, as nginx's worker_connections: room for every idle connection of the largest case in one worker.
+    { path: ['nginx_config', 'event', 'worker_connections'], value: Math.max(10_620, Math.min(65_536, openFilesLimit()[1]) - 1_024) },
+  ]);
 }
 
 export interface GatewayOptions {
@@ -270,9 +310,9 @@ export interface GatewayOptions {
   workers: string;
   /** The HTTP/2 engine of the data plane (GATEWAY_HTTP2_ENGINE). */
   engine: Http2Engine;
-  /** GATEWAY_CONFIG of the data plane (writeGatewayBenchConfig). */
+  /** GATEWAY_CONFIG of the data plane (writeGatewayBenchConfig with the same engine). */
   configFile: string;
-  /** More environment for the data plane (over LOG_LEVEL=warn and the listeners set here). */
+  /** More environment for the data plane (over LOG_LEVEL=info and the listeners set here). */
   env?: Record<string, string>;
 }
 
@@ -293,7 +333,8 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
       GATEWAY_SHUTDOWN_TIMEOUT: '2',
       // Connections kept for the whole run, as nginx's keepalive_requests above: h2load does not reconnect after GOAWAY.
       GATEWAY_KEEPALIVE_REQUESTS: '0',
-      LOG_LEVEL: 'warn',
+      // info: each serving process logs its HTTP/2 engine once (checked below); nothing is logged per call at info.
+      LOG_LEVEL: 'info',
       ...options.env,
     },
   });
@@ -333,6 +374,9 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
       return false;
     }
   });
+  // Every serving process (each worker, or the single process) must have started the engine of the target's name.
+  const serving = workerCount(options.workers);
+  await expectEngine(name, () => dataPlane.output(), options.engine, serving);
   const h2c = dataPlane.h2cAddress;
   const tlsAddress = `127.0.0.1:${tlsPort}`;
   return {
@@ -343,6 +387,11 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
     endpoint: (c) => (c.downstreamTls ? { address: tlsAddress, tls: true } : { address: h2c, tls: false }),
     output: () => dataPlane.output(),
   };
+}
+
+/** Serving processes of a data plane for GATEWAY_WORKER_PROCESSES (`auto` = one per core; 1 = the process itself). */
+export function workerCount(workers: string): number {
+  return workers === 'auto' ? Math.max(1, availableParallelism()) : Math.max(1, Number(workers));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
