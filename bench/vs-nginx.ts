@@ -1,28 +1,43 @@
 /**
- * The gateway against nginx's grpc_pass on the same machine (issue #6), in one go:
+ * The gateway's two HTTP/2 engines against nginx's grpc_pass on the same machine (issues #6 and #12), in one go:
  *
- *   npm run bench -- [--quick] [--rounds N] [--seconds S] [--cases idle,unary-100,...] [--targets direct,nginx,gateway]
- *                    [--workers auto|N] [--nginx-reuseport] [--idle-connections N] [--skip-setup]
+ *   npm run bench -- [--quick] [--rounds N] [--seconds S] [--cases idle,unary-100,...]
+ *                    [--targets direct,nginx,gateway-native,gateway-node] [--workers auto|N] [--nginx-reuseport]
+ *                    [--idle-connections N] [--skip-setup] [--help]
  *
- * --quick: 1 round of 2 s runs (about a minute); default 3 rounds of 8 s runs (about 10 minutes). --workers sets the
- * gateway's GATEWAY_WORKER_PROCESSES (default auto, like nginx's worker_processes auto). --nginx-reuseport adds
+ * Full run (about 15 minutes): `npm run bench`. Smoke run (a few minutes): `npm run bench -- --quick`.
+ *
+ * --targets: any subset, in any order, of direct (the Go upstream itself), nginx, gateway-native and gateway-node
+ * (the gateway with `apisix.http2_engine: native` / `node`); `gateway` is an alias of the engine a deployment runs
+ * when the setting is unset (shared/config.ts DEFAULT_HTTP2_ENGINE). Default: all four. The goals against nginx
+ * need nginx in the selection. --cases: any subset of idle, idle-tls, unary-100, unary-1, tls-100, grpcs-100, mib-8,
+ * stream-16, slow-reader (default: all). --quick: 1 round of 2 s runs, 2,000 instead of 10,000 idle TLS connections
+ * and a 32 MiB instead of 200 MiB slow-reader stream (the goals table says when a figure is not at the goal's size);
+ * default 3 rounds of 8 s runs. --idle-connections sets the count of both idle cases. --workers sets
+ * the gateways' GATEWAY_WORKER_PROCESSES (default auto, like nginx's worker_processes auto). --nginx-reuseport adds
  * `reuseport` to nginx's listeners (the kernel spreads connections over its workers; without it a worker may take
  * most of a handful of connections, as the default nginx does).
  *
  * 1. bench/setup.sh installs what is missing from Debian (h2load, nginx, Go + grpc-go sources, etcd) and builds the
  *    Go upstream offline (bench/.build/upstream-go).
- * 2. Starts the upstream, nginx (grpc_pass with upstream keepalive) and the gateway (etcd, control plane, data plane
- *    with a worker per core; routes PUT through the admin API), all on loopback.
- * 3. The idle-connections case first (fresh processes), then ROUNDS rounds of the load cases; in each round every
- *    case runs once per target, targets interleaved (their order rotates per round). Each run: a short h2load -D
- *    warm-up that also sizes the run, then `h2load -n N --log-file` so every request completes and is counted.
+ * 2. Starts the upstream, nginx (grpc_pass with upstream keepalive) and one whole gateway per engine (its own etcd,
+ *    control plane and data plane with a worker per core, on their own free ports; routes PUT through the admin API),
+ *    all on loopback and all at once. Each gateway reads its own copy of conf/config.yaml with `apisix.http2_engine`
+ *    set to its engine (the file's setting wins over GATEWAY_HTTP2_ENGINE, also set) and the client limits lifted that
+ *    nginx does not have here either (bench/vs-nginx/targets.ts GATEWAY_BENCH_SETTINGS); before it is used, every one
+ *    of its serving processes must have logged that engine (startGateway), or the run stops.
+ * 3. The idle-connection cases first (fresh processes; h2c, then TLS), then ROUNDS rounds of the load cases; in each
+ *    round every case runs once per target, targets interleaved (their order rotates per round). Each run: a short
+ *    h2load -D warm-up that also sizes the run, then `h2load -n N --log-file` so every request completes and is
+ *    counted. Last, the slow-reader case runs bench/memory-slow-reader.ts for the selected engines.
  * 4. Every run is verified: h2load's succeeded == N == 200s in its log, the upstream's count of OK calls grew by
  *    exactly N with no failed call, and the DATA bytes received are N × the expected response; before a case's
  *    first run, a sample of grpc-js calls checks grpc-status 0 and the payload through each target.
  * 5. CPU per call of every process of each target from /proc/<pid>/stat (utime+stime deltas, master/primary and
  *    workers), the client's from bash `times`, and the CPU that other programs took meanwhile (noise).
- * 6. Writes a markdown report to bench/results/<timestamp>.md and prints it. Everything started is stopped at the
- *    end, on failure and on Ctrl-C.
+ * 6. Writes a markdown report to bench/results/<timestamp>.md and prints it: issue #12's goals per engine (measured,
+ *    target, pass/fail; bench/vs-nginx/goals.ts), one table of every case × every target, then the details.
+ *    Everything started is stopped at the end, on failure and on Ctrl-C.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,28 +48,63 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT } from '../shared/config.ts';
 import { selfSignedCert } from '../examples/self-signed.ts';
 import { percentile } from './lib/stats.ts';
-import { CASES, responseDataBytes, writeBody, type IdleCase, type LoadCase } from './vs-nginx/cases.ts';
+import { CASES, responseDataBytes, writeBody, type IdleCase, type LoadCase, type SlowReaderCase } from './vs-nginx/cases.ts';
 import { stopAll, stopAllOnSignals } from './vs-nginx/children.ts';
 import { runH2load } from './vs-nginx/h2load.ts';
-import { measureIdle, type IdleResult } from './vs-nginx/idle.ts';
+import { measureIdle } from './vs-nginx/idle.ts';
 import { cpuDelta, cpuSnapshot, machineCpu, openFilesLimit, processTree, US_PER_TICK } from './vs-nginx/proc.ts';
-import { renderReport, type MachineInfo, type RunRecord, type SampleRecord } from './vs-nginx/report.ts';
-import { directTarget, nginxBinary, startGateway, startNginx, startUpstream, url, type Target, type TargetName } from './vs-nginx/targets.ts';
+import { renderReport, type IdleRecord, type MachineInfo, type RunRecord, type SampleRecord } from './vs-nginx/report.ts';
+import { runSlowReader, type SlowReaderRecord } from './vs-nginx/slow-reader.ts';
+import {
+  DEFAULT_TARGETS,
+  directTarget,
+  engineOf,
+  GATEWAY_BENCH_SETTINGS,
+  isGatewayTarget,
+  nginxBinary,
+  parseTargets,
+  startGateway,
+  startNginx,
+  startUpstream,
+  url,
+  writeGatewayBenchConfig,
+  type Target,
+  type TargetName,
+} from './vs-nginx/targets.ts';
 import { sampleCalls } from './vs-nginx/verify.ts';
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    rounds: { type: 'string' },
-    seconds: { type: 'string' },
-    cases: { type: 'string' },
-    targets: { type: 'string', default: 'direct,nginx,gateway' },
-    workers: { type: 'string', default: 'auto' },
-    'skip-setup': { type: 'boolean', default: false },
-    'idle-connections': { type: 'string' },
-    'nginx-reuseport': { type: 'boolean', default: false },
-  },
-});
+/** The usage: this file's header comment. */
+function usage(): string {
+  const text = readFileSync(new URL(import.meta.url), 'utf8');
+  const header = /^\/\*\*\n([\s\S]*?)\n \*\//.exec(text)?.[1] ?? '';
+  return `${header.replace(/^ \* ?/gm, '')}\n`;
+}
+
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h', default: false },
+  quick: { type: 'boolean', default: false },
+  rounds: { type: 'string' },
+  seconds: { type: 'string' },
+  cases: { type: 'string' },
+  targets: { type: 'string', default: DEFAULT_TARGETS },
+  workers: { type: 'string', default: 'auto' },
+  'skip-setup': { type: 'boolean', default: false },
+  'idle-connections': { type: 'string' },
+  'nginx-reuseport': { type: 'boolean', default: false },
+} as const;
+
+let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>;
+try {
+  parsed = parseArgs({ options: OPTIONS });
+} catch (err) {
+  console.error(`${err instanceof Error ? err.message : String(err)}\n(npm run bench -- --help for the options)`);
+  process.exit(2);
+}
+const { values } = parsed;
+if (values.help) {
+  process.stdout.write(usage());
+  process.exit(0);
+}
 
 const quick = values.quick === true;
 const rounds = Number(values.rounds ?? (quick ? 1 : 3));
@@ -67,11 +117,20 @@ if (unknownCase !== undefined) {
   console.error(`unknown case ${unknownCase}; cases: ${CASES.map((c) => c.id).join(', ')}`);
   process.exit(2);
 }
-const targetNames = (values.targets ?? '').split(',').map((s) => s.trim()) as TargetName[];
+let targetNames: TargetName[];
+try {
+  targetNames = parseTargets(values.targets ?? DEFAULT_TARGETS);
+} catch (err) {
+  console.error(err instanceof Error ? err.message : String(err));
+  process.exit(2);
+}
+const gatewayNames = targetNames.filter(isGatewayTarget);
 const selected = CASES.filter((c) => wantedCases.includes(c.id));
 const loadCases = selected.filter((c): c is LoadCase => c.kind === 'load');
 const idleCases = selected.filter((c): c is IdleCase => c.kind === 'idle');
+const slowReaderCases = selected.filter((c): c is SlowReaderCase => c.kind === 'slow-reader');
 const idleConnections = values['idle-connections'] === undefined ? undefined : Number(values['idle-connections']);
+const idleCount = (c: IdleCase): number => idleConnections ?? (quick ? c.quickConnections : c.connections);
 
 function say(line: string): void {
   process.stderr.write(`[bench] ${line}\n`);
@@ -100,6 +159,7 @@ function machineInfo(): MachineInfo {
     h2load: versionOf('h2load --version'),
     nginxListen: values['nginx-reuseport'] === true ? 'reuseport' : 'default accept',
     gatewayWorkers: values.workers ?? 'auto',
+    gatewaySettings: GATEWAY_BENCH_SETTINGS.map(({ path, value }) => `${path.join('.')}: ${String(value)}`).join(', '),
     loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
   };
 }
@@ -123,42 +183,46 @@ async function main(): Promise<void> {
     const setup = spawnSync('bash', [join(REPO_ROOT, 'bench/setup.sh')], { stdio: 'inherit' });
     if (setup.status !== 0) throw new Error(`bench/setup.sh failed (exit ${String(setup.status)})`);
   }
-  raiseOpenFiles((idleConnections ?? Math.max(0, ...idleCases.map((c) => c.connections))) + 1_024);
+  raiseOpenFiles(Math.max(0, ...idleCases.map(idleCount)) + 1_024);
   const machine = machineInfo();
   const dir = mkdtempSync(join(tmpdir(), 'gw-bench-'));
   const records: RunRecord[] = [];
   const samples: SampleRecord[] = [];
-  const idle: { target: TargetName; result: IdleResult }[] = [];
+  const idle: IdleRecord[] = [];
+  const slowReader: SlowReaderRecord[] = [];
   const notes: string[] = [];
-  let gatewayOutput: (() => string) | undefined;
+  const gatewayOutputs = new Map<TargetName, () => string>();
   try {
     const pems = await selfSignedCert({ sans: ['127.0.0.1', 'localhost'] });
     const tls = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
     writeFileSync(tls.cert, pems.cert);
     writeFileSync(tls.key, pems.key, { mode: 0o644 });
 
-    say('starting the upstream, nginx and the gateway');
+    say(`starting the upstream and ${targetNames.join(', ')}`);
     const upstream = await startUpstream(tls);
     const targets: Target[] = [];
     for (const name of targetNames) {
       if (name === 'direct') targets.push(directTarget(upstream));
       else if (name === 'nginx') targets.push(await startNginx(join(dir, 'nginx'), upstream, tls, values['nginx-reuseport'] === true));
-      else if (name === 'gateway') {
-        const gateway = await startGateway(upstream, { workers: values.workers ?? 'auto' });
-        gatewayOutput = gateway.output;
+      else {
+        const engine = engineOf(name);
+        const configFile = writeGatewayBenchConfig(join(dir, name), engine);
+        // startGateway checks that every serving process logged this engine before the target is used.
+        const gateway = await startGateway(upstream, { workers: values.workers ?? 'auto', engine, configFile });
+        gatewayOutputs.set(name, gateway.output);
         targets.push(gateway);
-      } else throw new Error(`unknown target ${String(name)}`);
+      }
     }
-    for (const t of targets) say(`${t.name}: processes ${t.proxyPids().join(', ')}`);
+    for (const t of targets) say(`${t.name}: processes ${t.proxyPids().join(', ')}${isGatewayTarget(t.name) ? ` (HTTP/2 engine ${engineOf(t.name)}, checked in its log)` : ''}`);
     const upstreamPids = (): number[] => processTree([upstream.pid]);
 
     // Idle connections first, while every process is fresh: later cases grow heaps that would hide the cost.
     for (const c of idleCases) {
       for (const target of targets) {
-        const count = idleConnections ?? c.connections;
-        say(`${c.id}: ${count} idle connections to ${target.name}`);
-        const result = await measureIdle(target.h2c, count, () => target.proxyPids());
-        idle.push({ target: target.name, result });
+        const count = idleCount(c);
+        say(`${c.id}: ${count} idle ${c.tls ? 'TLS' : 'h2c'} connections to ${target.name}`);
+        const result = await measureIdle(c.tls ? target.tlsAddress : target.h2c, count, () => target.proxyPids(), c.tls);
+        idle.push({ caseId: c.id, target: target.name, result });
         if (result.established !== count || result.openAtMeasure !== result.established) {
           notes.push(`${c.id} ${target.name}: ${result.established}/${count} established, ${result.openAtMeasure} open when measured${result.firstError === '' ? '' : ` (first error: ${result.firstError})`}`);
         }
@@ -189,8 +253,23 @@ async function main(): Promise<void> {
         }
       }
     }
+
+    // The slow reader starts its own etcd, upstream and single-process data planes: last, so that its memory
+    // churn cannot disturb the figures above.
+    for (const c of slowReaderCases) {
+      const engines = gatewayNames.map(engineOf);
+      if (engines.length === 0) {
+        notes.push(`${c.id}: no gateway target selected, not run`);
+        continue;
+      }
+      const totalMiB = quick ? c.quickTotalMiB : c.totalMiB;
+      say(`${c.id}: ${totalMiB} MiB of ${c.messageKiB} KiB messages to a slow reader, engines ${engines.join(', ')}`);
+      const result = await runSlowReader(c, engines, totalMiB);
+      slowReader.push(...result.records);
+      notes.push(...result.notes);
+    }
   } finally {
-    const gatewayLog = gatewayOutput?.() ?? '';
+    const gatewayLogs = [...gatewayOutputs].map(([name, output]) => [name, output()] as const);
     say('stopping everything');
     await stopAll();
     let nginxLog = '';
@@ -202,14 +281,17 @@ async function main(): Promise<void> {
     const nginxLines = nginxLog.split('\n').filter((l) => /\[(warn|error|crit|alert|emerg)\]/.test(l));
     if (nginxLines.length > 0) notes.push(`nginx error.log (last ${Math.min(nginxLines.length, 5)} of ${nginxLines.length} warn+ lines): ${nginxLines.slice(-5).join(' | ').slice(0, 1500)}`);
     rmSync(dir, { recursive: true, force: true });
-    const lines = gatewayLog.split('\n').filter((l) => /"level":(40|50|60)|warn|error/i.test(l));
-    if (lines.length > 0) notes.push(`gateway log (warn and above, last ${Math.min(lines.length, 5)} of ${lines.length}): ${lines.slice(-5).join(' | ').slice(0, 1500)}`);
+    for (const [name, log] of gatewayLogs) {
+      // The gateways log at info (their engine at start): warn and above of the JSON lines, and any other line that warns.
+      const lines = log.split('\n').filter((l) => (l.startsWith('{') ? /"level":(40|50|60)\b/.test(l) : /warn|error/i.test(l)));
+      if (lines.length > 0) notes.push(`${name} log (warn and above, last ${Math.min(lines.length, 5)} of ${lines.length}): ${lines.slice(-5).join(' | ').slice(0, 1500)}`);
+    }
   }
   // tsx's own esbuild service is this process's child and lives as long as it does.
   const leftovers = [...cpuSnapshot(processTree([process.pid]).filter((pid) => pid !== process.pid)).comm].filter(([, comm]) => comm !== 'esbuild');
   if (leftovers.length > 0) notes.push(`processes left behind: ${leftovers.map(([pid, comm]) => `${pid} (${comm})`).join(', ')}`);
 
-  const report = renderReport({ machine, rounds, quick, records, samples, idle, notes, seconds: loadCases.map((c) => seconds(c)),
+  const report = renderReport({ machine, rounds, quick, records, samples, idle, slowReader, notes, seconds: loadCases.map((c) => seconds(c)),
     command: ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
   });
   const resultsDir = join(REPO_ROOT, 'bench/results');

@@ -1,16 +1,18 @@
 /**
- * Opens COUNT idle HTTP/2 (h2c, prior knowledge) connections to HOST:PORT and keeps them open: each sends the
- * client preface and an empty SETTINGS frame, acknowledges the server's SETTINGS (and answers PINGs), and sends
+ * Opens COUNT idle HTTP/2 connections to HOST:PORT (h2c with prior knowledge, or with `tls` TLS negotiating ALPN h2,
+ * certificates not verified) and keeps them open: each sends the client preface and an empty SETTINGS frame, acknowledges the server's SETTINGS (and answers PINGs), and sends
  * nothing else. Raw sockets, so the connector itself stays small. Prints one JSON line once every connection is
  * established or failed: {"established":N,"failed":M,"ms":T}, then holds them until its stdin closes; a line
  * `count` on stdin prints {"open":N}, the established connections still open.
  *
  * Run with a raised open-files limit (the benchmark uses `prlimit --nofile=...`):
- *   node --import tsx bench/vs-nginx/idle-connector.ts 127.0.0.1:9081 10000 [concurrency]
+ *   node --import tsx bench/vs-nginx/idle-connector.ts 127.0.0.1:9081 10000 [concurrency] [tls]
  */
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 
-const [address = '', countArg = '10000', concurrencyArg = '256'] = process.argv.slice(2);
+const [address = '', countArg = '10000', concurrencyArg = '256', mode = 'h2c'] = process.argv.slice(2);
+const useTls = mode === 'tls';
 const separator = address.lastIndexOf(':');
 const host = address.slice(0, separator);
 const port = Number(address.slice(separator + 1));
@@ -40,7 +42,10 @@ let firstError = '';
 
 function open(): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ host, port });
+    // A name as SNI rather than the IP (Node warns about IPs in SNI); the proxies serve one certificate anyway.
+    const socket = useTls
+      ? connectTls({ host, port, servername: 'localhost', ALPNProtocols: ['h2'], rejectUnauthorized: false })
+      : connect({ host, port });
     let pending: Buffer = Buffer.alloc(0);
     let settled = false;
     const done = (ok: boolean, why?: string): void => {
@@ -55,7 +60,18 @@ function open(): Promise<boolean> {
     };
     const timer = setTimeout(() => done(false, 'no SETTINGS from the server in time'), SETUP_LIMIT_MS);
     socket.setNoDelay(true);
-    socket.on('connect', () => socket.write(Buffer.concat([PREFACE, frame(FRAME_SETTINGS, 0)])));
+    const hello = (): void => {
+      socket.write(Buffer.concat([PREFACE, frame(FRAME_SETTINGS, 0)]));
+    };
+    if (useTls) {
+      socket.on('secureConnect', () => {
+        const alpn = (socket as ReturnType<typeof connectTls>).alpnProtocol;
+        if (alpn !== 'h2') done(false, `ALPN negotiated ${String(alpn)}, not h2`);
+        else hello();
+      });
+    } else {
+      socket.on('connect', hello);
+    }
     socket.on('error', (err) => done(false, err.message));
     socket.on('close', () => done(false, 'closed by the server'));
     socket.on('data', (chunk: Buffer) => {

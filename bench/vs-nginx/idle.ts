@@ -1,6 +1,7 @@
 /**
  * Memory per idle client connection: the RSS of a target's processes before and while COUNT idle HTTP/2
- * connections (bench/vs-nginx/idle-connector.ts, run under `prlimit --nofile`) are held open, divided by COUNT.
+ * connections (bench/vs-nginx/idle-connector.ts, run under `prlimit --nofile`), h2c or TLS, are held open, divided
+ * by the connections established.
  */
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,14 +26,14 @@ export interface IdleResult {
 const SETTLE_MS = 2_000;
 const CONNECT_LIMIT_MS = 120_000;
 
-export async function measureIdle(address: string, count: number, pids: () => number[]): Promise<IdleResult> {
+export async function measureIdle(address: string, count: number, pids: () => number[], tls = false): Promise<IdleResult> {
   const rssBeforeKiB = totalRssKiB(pids());
   // The connector's own limit: what it needs, within the hard limit it inherits (raising that needs CAP_SYS_RESOURCE).
   const limit = String(Math.min(count + 2_048, openFilesLimit()[1]));
   const connector = spawnTracked(
     'idle-connector',
     'prlimit',
-    [`--nofile=${limit}:${limit}`, '--', process.execPath, '--import', 'tsx', 'bench/vs-nginx/idle-connector.ts', address, String(count), '256'],
+    [`--nofile=${limit}:${limit}`, '--', process.execPath, '--import', 'tsx', 'bench/vs-nginx/idle-connector.ts', address, String(count), '256', tls ? 'tls' : 'h2c'],
     { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] },
   );
   const lines = createInterface({ input: connector.child.stdout! });

@@ -1,12 +1,16 @@
 /**
- * The markdown report of a gateway-vs-nginx run: machine and versions, the issue's goals as ratios against nginx
- * measured in the same run, one row per case and target (medians over the rounds), idle-connection memory, and CPU
- * per process. Latency percentiles are nearest-rank over every request of a run (h2load --log-file).
+ * The markdown report of a run: machine and versions, issue #12's goals per gateway engine (goals.ts) computed from
+ * this run's figures (measured, target, pass/fail), every case side by side in one table (one column per target),
+ * one row per case and target (medians over the rounds), idle-connection memory (h2c and TLS), the slow reader's RSS
+ * growth per engine, and CPU per process.
+ * Latency percentiles are nearest-rank over every request of a run (h2load --log-file).
  */
 import { fmt, markdownTable, median } from '../lib/stats.ts';
 import { CASES } from './cases.ts';
+import { computeGoals, verdictText } from './goals.ts';
 import type { IdleResult } from './idle.ts';
-import type { TargetName } from './targets.ts';
+import type { SlowReaderRecord } from './slow-reader.ts';
+import { isGatewayTarget, TARGET_NAMES, type TargetName } from './targets.ts';
 
 export interface MachineInfo {
   date: string;
@@ -21,6 +25,8 @@ export interface MachineInfo {
   /** How nginx's listeners take connections: 'default accept' or 'reuseport'. */
   nginxListen: string;
   gatewayWorkers: string;
+  /** What the gateways' generated config changes in conf/config.yaml. */
+  gatewaySettings: string;
   loadAverage: string;
 }
 
@@ -55,22 +61,27 @@ export interface SampleRecord {
   upstreamOk: number;
 }
 
+export interface IdleRecord {
+  caseId: string;
+  target: TargetName;
+  result: IdleResult;
+}
+
 export interface ReportInput {
   machine: MachineInfo;
   rounds: number;
   quick: boolean;
   records: RunRecord[];
   samples: SampleRecord[];
-  idle: { target: TargetName; result: IdleResult }[];
+  idle: IdleRecord[];
+  slowReader: SlowReaderRecord[];
   notes: string[];
   seconds: number[];
   /** The command line that produced the report. */
   command: string;
 }
 
-const TARGETS: readonly TargetName[] = ['direct', 'nginx', 'gateway'];
-
-interface Row {
+export interface Row {
   caseId: string;
   target: TargetName;
   runs: RunRecord[];
@@ -87,7 +98,7 @@ interface Row {
 function aggregate(records: readonly RunRecord[]): Row[] {
   const rows: Row[] = [];
   for (const c of CASES) {
-    for (const target of TARGETS) {
+    for (const target of TARGET_NAMES) {
       const runs = records.filter((r) => r.caseId === c.id && r.target === target);
       if (runs.length === 0) continue;
       const med = (pick: (r: RunRecord) => number): number => median(runs.map(pick).filter((v) => Number.isFinite(v)));
@@ -109,26 +120,32 @@ function aggregate(records: readonly RunRecord[]): Row[] {
   return rows;
 }
 
-const int = (v: number | undefined): string => fmt(v, 0);
+const int = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '–' : Math.round(v).toLocaleString('en-US'));
 const ratio = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '–' : `${v.toFixed(2)}×`);
 
 export function renderReport(input: ReportInput): string {
   const { machine } = input;
   const rows = aggregate(input.records);
   const row = (caseId: string, target: TargetName): Row | undefined => rows.find((r) => r.caseId === caseId && r.target === target);
-  const idleOf = (target: TargetName): IdleResult | undefined => input.idle.find((i) => i.target === target)?.result;
+  const idleOf = (caseId: string, target: TargetName): IdleRecord | undefined => input.idle.find((i) => i.caseId === caseId && i.target === target);
   const other = median(input.records.map((r) => r.otherCores));
+  const present = TARGET_NAMES.filter(
+    (t) => rows.some((r) => r.target === t) || input.idle.some((i) => i.target === t) || input.slowReader.some((s) => `gateway-${s.engine}` === t),
+  );
+  const gateways = present.filter(isGatewayTarget);
 
   const out: string[] = [];
-  out.push(`# gRPC gateway vs nginx grpc_pass: ${machine.date}`);
+  out.push(`# gRPC gateway (HTTP/2 engines: ${gateways.map((g) => g.slice('gateway-'.length)).join(', ') || 'none'}) vs nginx grpc_pass: ${machine.date}`);
   out.push('');
   out.push(
     `Machine: ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}; Node ${machine.node}, nginx ${machine.nginx}, ` +
       `Go ${machine.go} with grpc-go ${machine.grpcGo} (upstream), ${machine.h2load}. Load average at start: ${machine.loadAverage}.`,
   );
   out.push(
-    `nginx: worker_processes auto, ${machine.nginxListen}, upstream keepalive 100. Gateway: GATEWAY_WORKER_PROCESSES=${machine.gatewayWorkers}, ` +
-      'etcd + control plane, routes PUT through the admin API.',
+    `nginx: worker_processes auto, ${machine.nginxListen}, upstream keepalive 100. Gateways (one per engine: apisix.http2_engine ` +
+      `in its config file and GATEWAY_HTTP2_ENGINE, the engine every serving process logged checked at start): ` +
+      `GATEWAY_WORKER_PROCESSES=${machine.gatewayWorkers}, each with its own etcd and control plane, ` +
+      `routes PUT through the admin API; conf/config.yaml with ${machine.gatewaySettings}.`,
   );
   const secs = [...new Set(input.seconds)].join('/');
   out.push(
@@ -138,59 +155,78 @@ export function renderReport(input: ReportInput): string {
   );
   out.push('');
 
-  // Goals, as ratios against nginx in this run.
-  const gwUnary = row('unary-100', 'gateway');
-  const ngUnary = row('unary-100', 'nginx');
-  const goals: string[][] = [];
-  const goal = (name: string, measured: number | undefined, text: string, target: string, pass: boolean | undefined): void => {
-    goals.push([name, measured === undefined || !Number.isFinite(measured) ? '–' : text, target, pass === undefined ? '–' : pass ? 'met' : 'not met']);
-  };
-  const throughputGoal = (caseId: string, name: string, min: number): void => {
-    const g = row(caseId, 'gateway');
-    const n = row(caseId, 'nginx');
-    const r = g !== undefined && n !== undefined ? g.reqPerSec / n.reqPerSec : undefined;
-    goal(name, r, ratio(r), `≥ ${min.toFixed(1)}×`, r === undefined || !Number.isFinite(r) ? undefined : r >= min);
-  };
-  throughputGoal('unary-100', 'unary throughput, 100 in flight, gateway / nginx', 1.3);
-  throughputGoal('tls-100', 'TLS downstream throughput, gateway / nginx', 1.3);
-  throughputGoal('mib-8', '1 MiB messages throughput, gateway / nginx', 1.0);
-  {
-    const g = row('unary-1', 'gateway');
-    const n = row('unary-1', 'nginx');
-    const d = row('unary-1', 'direct');
-    const r = g !== undefined && n !== undefined ? g.p99 / n.p99 : undefined;
-    goal('p99 at 1 in flight, gateway / nginx', r, `${ratio(r)} (${int(g?.p99)} vs ${int(n?.p99)} µs)`, '≤ 1.5×', r === undefined || !Number.isFinite(r) ? undefined : r <= 1.5);
-    const added = g !== undefined && d !== undefined ? g.p50 - d.p50 : undefined;
-    const nginxAdded = n !== undefined && d !== undefined ? n.p50 - d.p50 : undefined;
-    goal('p50 added over direct at 1 in flight', added, `${int(added)} µs (nginx ${int(nginxAdded)} µs)`, '≤ 150 µs', added === undefined || !Number.isFinite(added) ? undefined : added <= 150);
+  const goals = computeGoals({ row, idle: idleOf, slowReader: input.slowReader }, gateways);
+  if (goals.length > 0) {
+    out.push('## Goals (issue #12), computed from this run');
+    out.push('');
+    for (const gw of gateways) {
+      const mine = goals.filter((g) => g.target === gw);
+      const passed = mine.filter((g) => g.pass === true).length;
+      const measured = mine.filter((g) => g.pass !== undefined).length;
+      out.push(`- ${gw}: ${passed} of ${measured} measured goals pass (${mine.length - measured} not measured).`);
+    }
+    out.push('');
+    // Goal by goal, the engines next to each other.
+    const order = [...new Set(goals.map((g) => g.goal))];
+    const byGoal = [...goals].sort((a, b) => order.indexOf(a.goal) - order.indexOf(b.goal));
+    out.push(markdownTable(['goal', 'gateway', 'measured', 'target', 'pass/fail'], byGoal.map((g) => [g.goal, g.target, g.measured, g.wanted, verdictText(g)])));
+    out.push('');
   }
-  goal(
-    'gateway CPU per call, unary 100 in flight',
-    gwUnary?.proxyCpu,
-    `${fmt(gwUnary?.proxyCpu, 1)} µs (nginx ${fmt(ngUnary?.proxyCpu, 1)} µs)`,
-    '≤ 90 µs (stretch: ≤ nginx)',
-    gwUnary === undefined || !Number.isFinite(gwUnary.proxyCpu) ? undefined : gwUnary.proxyCpu <= 90,
-  );
-  {
-    const g = idleOf('gateway');
-    const n = idleOf('nginx');
-    goal(
-      'gateway memory per idle connection',
-      g?.perConnectionKiB,
-      `${fmt(g?.perConnectionKiB, 2)} KiB (nginx ${fmt(n?.perConnectionKiB, 2)} KiB)`,
-      '< 4 KiB',
-      g === undefined || !Number.isFinite(g.perConnectionKiB) ? undefined : g.perConnectionKiB < 4,
+
+  // One table, every case (load, idle, slow reader) × every target of the run.
+  const loadCaseIds = CASES.filter((c) => c.kind === 'load' && rows.some((r) => r.caseId === c.id)).map((c) => c.id);
+  const idleCaseIds = CASES.filter((c) => c.kind === 'idle' && input.idle.some((i) => i.caseId === c.id)).map((c) => c.id);
+  if (loadCaseIds.length + idleCaseIds.length + input.slowReader.length > 0) {
+    out.push('## All targets side by side (medians)');
+    out.push('');
+    out.push(
+      'Load cases: calls/s (× nginx) · proxy CPU µs per call · p50 / p99 µs. Idle cases: KiB per connection (connections ' +
+        'established). slow-reader: the data plane\'s RSS growth (MiB streamed). ✗ marks runs that failed verification (see Notes).',
     );
+    out.push('');
+    const cells: string[][] = [];
+    for (const caseId of loadCaseIds) {
+      const nginx = row(caseId, 'nginx');
+      cells.push([
+        caseId,
+        ...present.map((t) => {
+          const r = row(caseId, t);
+          if (r === undefined) return '–';
+          const vs = t === 'nginx' || nginx === undefined ? '' : ` (${ratio(r.reqPerSec / nginx.reqPerSec)})`;
+          const cpu = t === 'direct' ? '–' : `${fmt(r.proxyCpu, 1)} µs`;
+          const bad = r.runs.some((run) => !run.verified) ? ' ✗' : '';
+          return `${int(r.reqPerSec)}/s${vs} · ${cpu} · ${int(r.p50)} / ${int(r.p99)}${bad}`;
+        }),
+      ]);
+    }
+    for (const caseId of idleCaseIds) {
+      cells.push([
+        caseId,
+        ...present.map((t) => {
+          const i = idleOf(caseId, t);
+          if (i === undefined) return '–';
+          const bad = i.result.established !== i.result.connections || i.result.openAtMeasure !== i.result.established ? ' ✗' : '';
+          return `${fmt(i.result.perConnectionKiB, 2)} KiB (${int(i.result.established)})${bad}`;
+        }),
+      ]);
+    }
+    if (input.slowReader.length > 0) {
+      cells.push([
+        'slow-reader',
+        ...present.map((t) => {
+          const s = input.slowReader.find((r) => `gateway-${r.engine}` === t);
+          return s === undefined ? '–' : `+${fmt(s.rssGrowthMiB, 1)} MiB (${s.totalMiB} MiB)${s.intact ? '' : ' ✗'}`;
+        }),
+      ]);
+    }
+    out.push(markdownTable(['case', ...present], cells));
+    out.push('');
   }
-  out.push('## Goals (issue #6), measured in this run');
-  out.push('');
-  out.push(markdownTable(['goal', 'measured', 'target', ''], goals));
-  out.push('');
 
   out.push('## Results (medians over the rounds)');
   out.push('');
   out.push(
-    'req/s from the per-request log (first start to last end); latencies in µs; CPU in µs per call, all processes of a target ' +
+    'calls/s from the per-request log (first start to last end); latencies in µs; CPU in µs per call, all processes of a target ' +
       '(proxy: nginx master + workers, gateway primary + workers; upstream: the Go server; client: h2load). ' +
       '"verified": calls of runs that passed every check / calls sent; "sample": grpc-js calls with grpc-status 0 and the right payload.',
   );
@@ -219,13 +255,16 @@ export function renderReport(input: ReportInput): string {
   }
   out.push(
     markdownTable(
-      ['case', 'target', 'req/s', '× nginx', 'p50', 'p99', 'p99.9', 'verified', 'sample', 'proxy CPU', 'upstream CPU', 'client CPU', 'other load (cores)'],
+      ['case', 'target', 'calls/s', '× nginx', 'p50', 'p99', 'p99.9', 'verified', 'sample', 'proxy CPU µs/call', 'upstream CPU', 'client CPU', 'other load (cores)'],
       table,
     ),
   );
   out.push('');
   out.push('Cases:');
-  for (const c of CASES) if (rows.some((r) => r.caseId === c.id) || (c.kind === 'idle' && input.idle.length > 0)) out.push(`- \`${c.id}\`: ${c.title}`);
+  for (const c of CASES) {
+    const ran = rows.some((r) => r.caseId === c.id) || input.idle.some((i) => i.caseId === c.id) || (c.kind === 'slow-reader' && input.slowReader.length > 0);
+    if (ran) out.push(`- \`${c.id}\`: ${c.title}`);
+  }
   out.push('');
 
   if (input.idle.length > 0) {
@@ -233,8 +272,9 @@ export function renderReport(input: ReportInput): string {
     out.push('');
     out.push(
       markdownTable(
-        ['target', 'established', 'open when measured', 'connect time ms', 'RSS before MiB', 'RSS with them MiB', 'KiB per connection'],
-        input.idle.map(({ target, result }) => [
+        ['case', 'target', 'established', 'open when measured', 'connect time ms', 'RSS before MiB', 'RSS with them MiB', 'KiB per connection'],
+        input.idle.map(({ caseId, target, result }) => [
+          caseId,
           target === 'direct' ? 'direct (Go upstream)' : target,
           `${result.established}/${result.connections}`,
           String(result.openAtMeasure),
@@ -242,6 +282,27 @@ export function renderReport(input: ReportInput): string {
           fmt(result.rssBeforeKiB / 1024, 1),
           fmt(result.rssAfterKiB / 1024, 1),
           fmt(result.perConnectionKiB, 2),
+        ]),
+      ),
+    );
+    out.push('');
+  }
+
+  if (input.slowReader.length > 0) {
+    out.push('## Slow reader (bench/memory-slow-reader.ts: one data-plane process per engine, RSS sampled every 20 ms)');
+    out.push('');
+    out.push(
+      markdownTable(
+        ['target', 'MiB streamed', 'intact', 'RSS before MiB', 'RSS peak MiB', 'RSS growth MiB', 'upstream advance per stall KiB', 'time vs direct'],
+        input.slowReader.map((s) => [
+          `gateway-${s.engine}`,
+          String(s.totalMiB),
+          s.intact ? '✓' : `✗ ${s.problem.slice(0, 200)}`,
+          fmt(s.rssBaselineMiB, 1),
+          fmt(s.rssPeakMiB, 1),
+          fmt(s.rssGrowthMiB, 1),
+          s.stallAdvanceKiB.join(' / '),
+          ratio(s.elapsedRatio),
         ]),
       ),
     );
@@ -266,7 +327,8 @@ export function renderReport(input: ReportInput): string {
     }
     const parts = order.map((pid, i) => {
       const entry = pids.get(pid) as { comm: string; values: number[] };
-      const role = i === 0 ? (r.target === 'nginx' ? 'master' : 'primary') : 'worker';
+      // The first is the master/primary; tsx's esbuild service (a child of every gateway process) is named as such.
+      const role = i === 0 ? (r.target === 'nginx' ? 'master' : 'primary') : entry.comm === 'esbuild' ? 'esbuild' : 'worker';
       return `${role} ${pid}: ${fmt(median(entry.values), 1)}`;
     });
     perProcess.push([r.caseId, r.target, parts.join(' · ')]);

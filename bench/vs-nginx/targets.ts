@@ -1,19 +1,29 @@
 /**
- * The three targets of the benchmark, each started the way its users run it:
+ * The targets of the benchmark, each started the way its users run it:
  *
  * - direct: the Go upstream itself (bench/upstream-go), plaintext and TLS ports: the limit.
  * - nginx: `grpc_pass grpc://` (and `grpcs://` for /bench.EchoTls/) to upstream blocks with `keepalive 100`,
  *   `worker_processes auto`, h2c and TLS listeners, from a config generated into the run's folder, as a foreground
  *   child (`-g 'daemon off;'`), not the system service.
- * - gateway: a local etcd, the control plane and the data plane (`worker_processes` auto, one per core like
- *   nginx's), routes created with PUTs to the admin API, ready once /readyz shows every worker with the routes.
+ * - gateway-native, gateway-node: the gateway with one HTTP/2 engine each (`apisix.http2_engine`, given to the data
+ *   plane as GATEWAY_HTTP2_ENGINE). Each is a whole gateway of its own: its own etcd on free ports, its own control
+ *   plane and data plane (`worker_processes` auto, one per core like nginx's) on free ports, routes created with PUTs
+ *   to the admin API, ready once /readyz shows every worker with the routes. Both run at once, so a round measures
+ *   every target on the same machine state; an idle gateway costs a few etcd heartbeats.
+ *   `gateway` names the engine an unconfigured deployment runs (shared/config.ts DEFAULT_HTTP2_ENGINE).
+ *
+ * The gateways read a config generated from conf/config.yaml (gatewayBenchConfig) that lifts the limits a benchmark
+ * client trips by design and nginx does not have here either: every connection comes from 127.0.0.1 (no per-address
+ * cap), idle connections are kept as nginx's `keepalive_timeout 600s` keeps them, and connections are never recycled.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { connect } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { REPO_ROOT } from '../../shared/config.ts';
+import { parseDocument } from 'yaml';
+import { DEFAULT_HTTP2_ENGINE, loadConfig, REPO_ROOT, type Http2Engine } from '../../shared/config.ts';
 import { startEtcd } from '../../test/helpers/etcd.ts';
 import { freePort } from '../../test/helpers/ports.ts';
 import { spawnControlPlane, spawnDataPlane } from '../lib/processes.ts';
@@ -21,7 +31,76 @@ import type { LoadCase } from './cases.ts';
 import { register, spawnTracked, type Spawned } from './children.ts';
 import { openFilesLimit, processTree } from './proc.ts';
 
-export type TargetName = 'direct' | 'nginx' | 'gateway';
+export type GatewayTargetName = `gateway-${Http2Engine}`;
+export type TargetName = 'direct' | 'nginx' | GatewayTargetName;
+
+/** Every target, in the order of the report's tables. */
+export const TARGET_NAMES: readonly TargetName[] = ['direct', 'nginx', 'gateway-native', 'gateway-node'];
+export const DEFAULT_TARGETS = 'direct,nginx,gateway-native,gateway-node';
+/** `--targets gateway` means the engine a deployment runs when `apisix.http2_engine` is unset. */
+export const GATEWAY_ALIAS = 'gateway';
+
+export function isGatewayTarget(name: TargetName): name is GatewayTargetName {
+  return name.startsWith('gateway-');
+}
+
+export function engineOf(name: GatewayTargetName): Http2Engine {
+  return name.slice('gateway-'.length) as Http2Engine;
+}
+
+/**
+ * `--targets` as given (any subset, any order, `gateway` = the default engine), deduplicated in the given order;
+ * throws on an unknown or empty list.
+ */
+export function parseTargets(list: string): TargetName[] {
+  const names: TargetName[] = [];
+  for (const raw of list.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    const name = raw === GATEWAY_ALIAS ? (`gateway-${DEFAULT_HTTP2_ENGINE}` as const) : raw;
+    if (!(TARGET_NAMES as readonly string[]).includes(name)) {
+      throw new Error(`unknown target ${raw}; targets: ${TARGET_NAMES.join(', ')} (${GATEWAY_ALIAS} = gateway-${DEFAULT_HTTP2_ENGINE}, the default engine)`);
+    }
+    if (!names.includes(name as TargetName)) names.push(name as TargetName);
+  }
+  if (names.length === 0) throw new Error(`--targets is empty; targets: ${TARGET_NAMES.join(', ')}`);
+  return names;
+}
+
+/**
+ * The engines a data plane's output says its processes started (data-plane/data-plane.ts logs `{"engine":…,
+ * "msg":"HTTP/2 engine"}` at info level once per serving process: every worker, or the single process), in order.
+ */
+export function enginesLogged(output: string): string[] {
+  const engines: string[] = [];
+  for (const line of output.split('\n')) {
+    if (!line.includes('"HTTP/2 engine"')) continue;
+    try {
+      const entry = JSON.parse(line) as { msg?: unknown; engine?: unknown };
+      if (entry.msg === 'HTTP/2 engine') engines.push(String(entry.engine));
+    } catch {
+      // not a log line of ours
+    }
+  }
+  return engines;
+}
+
+/**
+ * Waits until `processes` serving processes of a data plane logged their HTTP/2 engine and throws unless every one
+ * runs `engine`: what proves that a gateway target measures the engine its name says (the setting could be
+ * overridden by a config file, or ignored).
+ */
+export async function expectEngine(what: string, output: () => string, engine: Http2Engine, processes: number, limitMs = 10_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const logged = enginesLogged(output());
+    const wrong = logged.filter((e) => e !== engine);
+    if (wrong.length > 0) throw new Error(`${what}: started with the HTTP/2 engine ${wrong.join(', ')}, not ${engine}:\n${output().slice(-2_000)}`);
+    if (logged.length >= processes) return;
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: ${logged.length} of ${processes} serving processes logged their HTTP/2 engine within ${limitMs / 1000} s:\n${output().slice(-2_000)}`);
+    }
+    await sleep(50);
+  }
+}
 
 export interface Target {
   readonly name: TargetName;
@@ -29,8 +108,10 @@ export interface Target {
   proxyPids(): number[];
   /** `host:port` and TLS or not for a case: what h2load and grpc-js call. */
   endpoint(c: LoadCase): { address: string; tls: boolean };
-  /** h2c `host:port` (the idle-connections case). */
+  /** h2c `host:port` (the idle h2c connections case). */
   readonly h2c: string;
+  /** TLS (ALPN h2) `host:port` (the idle TLS connections case). */
+  readonly tlsAddress: string;
 }
 
 export function url(target: Target, c: LoadCase): string {
@@ -78,6 +159,7 @@ export function directTarget(upstream: Upstream): Target {
   return {
     name: 'direct',
     h2c: upstream.plain,
+    tlsAddress: upstream.tls,
     proxyPids: () => processTree([upstream.pid]),
     // The upstream's TLS port is both "TLS downstream" and "grpcs upstream" when nothing is in between.
     endpoint: (c) =>
@@ -173,6 +255,7 @@ export async function startNginx(dir: string, upstream: Upstream, tls: TlsFiles,
     name: 'nginx',
     master,
     h2c,
+    tlsAddress,
     proxyPids: () => processTree([master.pid]),
     endpoint: (c) => (c.downstreamTls ? { address: tlsAddress, tls: true } : { address: h2c, tls: false }),
   };
@@ -181,32 +264,81 @@ export async function startNginx(dir: string, upstream: Upstream, tls: TlsFiles,
 // ---------------------------------------------------------------------------------------------------------------
 // gateway
 
+/**
+ * What the generated gateway config changes in conf/config.yaml, each to what the nginx config above does, so that
+ * both proxies hold what the benchmark's clients open: 10,000 idle connections from one address (nginx has no
+ * per-address cap), connections that sent only a preface kept as long as nginx keeps them (its keepalive_timeout
+ * 600s; the gateway's client_header_timeout would close them after 10 s), and h2load's connections never recycled
+ * (nginx keepalive_requests 10000000; h2load does not reconnect after GOAWAY).
+ */
+export const GATEWAY_BENCH_SETTINGS: readonly { path: readonly string[]; value: unknown }[] = [
+  { path: ['nginx_config', 'max_connections_per_ip'], value: 0 },
+  { path: ['nginx_config', 'http', 'client_header_timeout'], value: '600s' },
+  { path: ['nginx_config', 'http', 'keepalive_timeout'], value: '600s' },
+  { path: ['nginx_config', 'http2', 'keepalive_requests'], value: 0 },
+];
+
+/**
+ * Writes conf/config.yaml with `settings` applied (comments kept) and `apisix.http2_engine: <engine>` as `file`, and
+ * checks that the file, read as the data plane reads it (with GATEWAY_HTTP2_ENGINE=<engine> over this process's
+ * environment), resolves to that engine. The engine goes into the file as well as into GATEWAY_HTTP2_ENGINE because
+ * the file's setting wins over the environment (shared/config.ts): a conf/config.yaml that names an engine would
+ * otherwise run it in every gateway.
+ */
+export function writeEngineConfig(file: string, engine: Http2Engine, settings: readonly { path: readonly string[]; value: unknown }[] = []): string {
+  const doc = parseDocument(readFileSync(join(REPO_ROOT, 'conf/config.yaml'), 'utf8'));
+  for (const { path, value } of settings) doc.setIn(path, value);
+  doc.setIn(['apisix', 'http2_engine'], engine);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, doc.toString());
+  const effective = loadConfig({ ...process.env, GATEWAY_HTTP2_ENGINE: engine }, file).http2Engine;
+  if (effective !== engine) throw new Error(`${file}: resolves to the HTTP/2 engine ${effective}, not ${engine}`);
+  return file;
+}
+
+/** The gateway target's config (writeEngineConfig with GATEWAY_BENCH_SETTINGS) in `dir`; returns its path. */
+export function writeGatewayBenchConfig(dir: string, engine: Http2Engine): string {
+  return writeEngineConfig(join(dir, `gateway-${engine}-config.yaml`), engine, [
+    ...GATEWAY_BENCH_SETTINGS,
+    // Per worker, as nginx's worker_connections: room for every idle connection of the largest case in one worker.
+    { path: ['nginx_config', 'event', 'worker_connections'], value: Math.max(10_620, Math.min(65_536, openFilesLimit()[1]) - 1_024) },
+  ]);
+}
+
 export interface GatewayOptions {
   /** GATEWAY_WORKER_PROCESSES; 'auto' (one per core) by default, as nginx's worker_processes auto. */
   workers: string;
-  /** More environment for the data plane (over LOG_LEVEL=warn and the listeners set here). */
+  /** The HTTP/2 engine of the data plane (GATEWAY_HTTP2_ENGINE). */
+  engine: Http2Engine;
+  /** GATEWAY_CONFIG of the data plane (writeGatewayBenchConfig with the same engine). */
+  configFile: string;
+  /** More environment for the data plane (over LOG_LEVEL=info and the listeners set here). */
   env?: Record<string, string>;
 }
 
 export async function startGateway(upstream: Upstream, options: GatewayOptions): Promise<Target & { output(): string }> {
+  const name: GatewayTargetName = `gateway-${options.engine}`;
   const etcd = await startEtcd();
-  register('etcd', 0, () => etcd.close());
+  register(`${name} etcd`, 0, () => etcd.close());
   const controlPlane = await spawnControlPlane(etcd.endpoint);
-  register('control-plane', controlPlane.pid, () => controlPlane.stop());
+  register(`${name} control-plane`, controlPlane.pid, () => controlPlane.stop());
   const [tlsPort, statusPort] = [await freePort(), await freePort()];
   const dataPlane = await spawnDataPlane(etcd.endpoint, {
     env: {
+      GATEWAY_CONFIG: options.configFile,
+      GATEWAY_HTTP2_ENGINE: options.engine,
       GATEWAY_WORKER_PROCESSES: options.workers,
       GATEWAY_TLS_LISTEN: `127.0.0.1:${tlsPort}`,
       GATEWAY_STATUS_LISTEN: `127.0.0.1:${statusPort}`,
       GATEWAY_SHUTDOWN_TIMEOUT: '2',
       // Connections kept for the whole run, as nginx's keepalive_requests above: h2load does not reconnect after GOAWAY.
       GATEWAY_KEEPALIVE_REQUESTS: '0',
-      LOG_LEVEL: 'warn',
+      // info: each serving process logs its HTTP/2 engine once (checked below); nothing is logged per call at info.
+      LOG_LEVEL: 'info',
       ...options.env,
     },
   });
-  register('data-plane', dataPlane.pid, () => dataPlane.stop());
+  register(`${name} data-plane`, dataPlane.pid, () => dataPlane.stop());
 
   // Routes as a user creates them: PUTs to the admin API.
   const routes: Record<string, unknown> = {
@@ -232,7 +364,7 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
   }
   const wanted = Object.keys(routes).length;
   const readyz = `http://127.0.0.1:${statusPort}/readyz`;
-  await waitFor('gateway /readyz with every route in every worker', dataPlane, async () => {
+  await waitFor(`${name} /readyz with every route in every worker`, dataPlane, async () => {
     try {
       const res = await fetch(readyz);
       const body = (await res.json()) as { routes?: number; workers?: { routes?: number; status?: string }[] };
@@ -242,15 +374,24 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
       return false;
     }
   });
+  // Every serving process (each worker, or the single process) must have started the engine of the target's name.
+  const serving = workerCount(options.workers);
+  await expectEngine(name, () => dataPlane.output(), options.engine, serving);
   const h2c = dataPlane.h2cAddress;
   const tlsAddress = `127.0.0.1:${tlsPort}`;
   return {
-    name: 'gateway',
+    name,
     h2c,
+    tlsAddress,
     proxyPids: () => processTree([dataPlane.pid]),
     endpoint: (c) => (c.downstreamTls ? { address: tlsAddress, tls: true } : { address: h2c, tls: false }),
     output: () => dataPlane.output(),
   };
+}
+
+/** Serving processes of a data plane for GATEWAY_WORKER_PROCESSES (`auto` = one per core; 1 = the process itself). */
+export function workerCount(workers: string): number {
+  return workers === 'auto' ? Math.max(1, availableParallelism()) : Math.max(1, Number(workers));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
