@@ -105,7 +105,7 @@ export interface GatewayConfig {
 
 export type Http2Engine = 'native' | 'node';
 const HTTP2_ENGINES: readonly Http2Engine[] = ['native', 'node'];
-export const DEFAULT_HTTP2_ENGINE: Http2Engine = 'node';
+export const DEFAULT_HTTP2_ENGINE: Http2Engine = 'native';
 
 /** Where a data plane's configuration comes from (APISIX `deployment.role_data_plane.config_provider`). */
 export type ConfigProvider = 'etcd' | 'yaml';
