@@ -180,9 +180,13 @@ export async function startNativeListeners(options: NativeListenerOptions): Prom
   const servers: (net.Server | tls.Server)[] = [];
   const sockets = new Set<Socket>();
   const addresses: BoundAddress[] = [];
+  // One listener for every socket ('close' comes once; `this` is the socket): nothing allocated per connection.
+  const untrack = function (this: Socket): void {
+    sockets.delete(this);
+  };
   const trackSocket = (socket: Socket): void => {
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.on('close', untrack);
   };
   const onServerError = (err: Error): void => {
     if (!guard.acceptError(err)) log.error({ err: err.message }, 'listener error');

@@ -83,7 +83,7 @@ export class ClientConnection extends Http2Connection {
     this.served++;
     stream.id = id;
     stream.sendWindow = this.peer.initialWindowSize;
-    this.streams.set(id, stream);
+    this.trackStream(id, stream);
     const queued = stream.queueEnd || stream.queueBytes > 0;
     const endNow = endStream && !queued;
     this.writeHeaderBlock(id, fields, endNow);

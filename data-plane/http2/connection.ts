@@ -82,12 +82,22 @@ const DEFAULT_HIGH_WATER = 256 * 1024;
 const MAX_HEADER_BLOCK_FRAMES = 512;
 /** Payloads up to this size are copied into the output arena; larger ones are written as they are. */
 const COPY_LIMIT = 2048;
-const ARENA_BYTES = 16 * 1024;
+/**
+ * Small frames of every connection are written into one output slab shared by the process, each connection
+ * extending its own run of the slab while nothing else wrote after it. An idle connection then holds no output
+ * buffer at all (a private 16 KiB arena was most of an idle connection's cost), and a busy turn still
+ * hands each socket one contiguous run. A slab stays alive while a socket still holds a run of it.
+ */
+const SLAB_BYTES = 32 * 1024;
+let slab = Buffer.allocUnsafe(SLAB_BYTES);
+let slabPos = 0;
 /** Concatenate a flush into one buffer up to this size; above it, corked writes (one writev). */
 const CONCAT_LIMIT = 64 * 1024;
 /** Streams we reset and whose late frames we ignore (§5.1): how many are remembered per connection. */
 const RECENT_RESETS = 32;
 const EMPTY = Buffer.alloc(0);
+/** The streams of a connection that never opened one (never written to: trackStream makes a map of its own). */
+const NO_STREAMS: ReadonlyMap<number, Http2Stream> = new Map();
 
 export class Http2Stream {
   /** 0 while an upstream stream waits for room under the peer's SETTINGS_MAX_CONCURRENT_STREAMS. */
@@ -179,7 +189,8 @@ export abstract class Http2Connection {
   readonly socket: Socket;
   readonly ours: Http2Settings;
   readonly peer: Http2Settings = initialSettings();
-  readonly streams = new Map<number, Http2Stream>();
+  /** Open streams by id; a connection that never had one shares an empty map (see trackStream). */
+  streams: ReadonlyMap<number, Http2Stream> = NO_STREAMS;
   protected readonly decoder: HpackDecoder;
   protected readonly encoder: HpackEncoder;
   protected readonly reader: FrameReader;
@@ -195,7 +206,8 @@ export abstract class Http2Connection {
   /** A header block in progress: its stream, flags of the HEADERS, fragments, frame count. */
   private blockStream = 0;
   private blockFlags = 0;
-  private blockParts: Buffer[] = [];
+  /** Fragments of a header block in CONTINUATION frames (allocated by the first such block). */
+  private blockParts: Buffer[] | undefined;
   private blockBytes = 0;
   private blockFrames = 0;
   private readonly maxBlockBytes: number;
@@ -206,13 +218,14 @@ export abstract class Http2Connection {
   /** Output: buffers in order, an arena for small frames. */
   private out: Buffer[] = [];
   private outBytes = 0;
-  private arena = Buffer.allocUnsafe(ARENA_BYTES);
+  /** The slab this connection's open run of small frames lives in (EMPTY: none). */
+  private arena: Buffer = EMPTY;
   private arenaStart = 0;
   private arenaPos = 0;
   private isDirty = false;
   private readonly highWater: number;
   private readonly maxOutput: number;
-  private recentResets: number[] = [];
+  private recentResets: number[] | undefined;
   private recentResetAt = 0;
   /** Bytes of DATA queued on streams, not yet written (engine stats). */
   queuedBytes = 0;
@@ -227,17 +240,20 @@ export abstract class Http2Connection {
     this.maxOutput = options.maxOutputBytes ?? 16 * 1024 * 1024;
     this.decoder = new HpackDecoder({ maxTableSize: this.ours.headerTableSize, maxHeaderListSize: this.ours.maxHeaderListSize });
     this.encoder = new HpackEncoder();
-    this.reader = new FrameReader(this.onFrame, this.ours.maxFrameSize);
+    this.reader = new FrameReader(this, this.ours.maxFrameSize);
     // Compressed blocks are about the size of the list; twice the list limit leaves room for encoders that do not
     // index, and bounds what a peer can make us buffer before HPACK has seen a byte.
     const listLimit = Number.isFinite(this.ours.maxHeaderListSize) ? this.ours.maxHeaderListSize : 256 * 1024;
     this.maxBlockBytes = Math.max(64 * 1024, 2 * listLimit);
     // Nagle would hold the second small write of a turn for the peer's ACK: one flush per turn is our batching.
     if (typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
-    socket.on('data', this.onSocketData);
-    socket.on('drain', this.onDrain);
-    socket.on('error', this.onSocketError);
-    socket.on('close', this.onSocketClose);
+    // Bound methods rather than arrow fields: an idle connection is mostly its closures otherwise (each arrow
+    // function a runtime that keeps names, such as tsx, gives its own 256-byte property store).
+    socket.on('data', this.onSocketData.bind(this));
+    socket.on('drain', this.resumeBlocked.bind(this));
+    const gone = this.onSocketGone.bind(this);
+    socket.on('error', gone);
+    socket.on('close', gone);
   }
 
   /** Our preface part: SETTINGS and the connection window raise (the client leg writes the magic first). */
@@ -258,13 +274,13 @@ export abstract class Http2Connection {
       this.recvAvailable = this.recvTarget;
       end = p + FRAME_HEADER_BYTES + 4;
     }
-    this.arenaPos = end;
+    this.commit(end);
     this.markDirty();
   }
 
   // ---- reading ------------------------------------------------------------------------------------------------
 
-  private readonly onSocketData = (chunk: Buffer): void => {
+  private onSocketData(chunk: Buffer): void {
     if (this.closed) return;
     this.lastActivity = Date.now();
     const rest = this.beforeFrames(chunk);
@@ -272,7 +288,7 @@ export abstract class Http2Connection {
     const err = this.reader.push(rest);
     if (err !== undefined) this.connectionError(err.code, err.reason);
     if (!this.closed) this.afterRead();
-  };
+  }
 
   /** The bytes before frames (the server's preface check); returns what is left for the frame reader. */
   protected beforeFrames(chunk: Buffer): Buffer | undefined {
@@ -282,7 +298,8 @@ export abstract class Http2Connection {
   /** Called after each read was parsed (the listener leg dispatches new streams here). */
   protected afterRead(): void {}
 
-  private readonly onFrame = (type: number, flags: number, id: number, payload: Buffer): void => {
+  /** One frame from the reader (FrameSink). */
+  onFrame(type: number, flags: number, id: number, payload: Buffer): void {
     if (this.closed) return;
     if (this.blockStream !== 0 && (type !== FrameType.CONTINUATION || id !== this.blockStream)) {
       return this.connectionError(ErrorCode.PROTOCOL_ERROR, 'frame interleaved with a header block');
@@ -328,7 +345,7 @@ export abstract class Http2Connection {
       default:
         return; // §4.1, §5.5: unknown frame types are ignored
     }
-  };
+  }
 
   /** Whether `id` is a stream the peer could not have used yet (idle, §5.1). */
   protected abstract isIdle(id: number): boolean;
@@ -386,7 +403,7 @@ export abstract class Http2Connection {
     const selfDependent = this.blockStream === -1;
     this.blockStream = id;
     this.blockFlags = flags | (selfDependent ? 0x100 : 0);
-    this.blockParts.length = 0;
+    if (this.blockParts !== undefined) this.blockParts.length = 0;
     this.blockBytes = 0;
     this.blockFrames = 1;
     if ((flags & FrameFlag.END_HEADERS) !== 0) return this.endHeaderBlock(fragment);
@@ -401,7 +418,7 @@ export abstract class Http2Connection {
       return this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, 'header block in too many CONTINUATION frames');
     }
     if ((flags & FrameFlag.END_HEADERS) === 0) return this.addFragment(payload);
-    if (this.blockParts.length === 0) return this.endHeaderBlock(payload);
+    if (this.blockParts === undefined || this.blockParts.length === 0) return this.endHeaderBlock(payload);
     this.addFragment(payload);
     const block = Buffer.concat(this.blockParts, this.blockBytes);
     this.blockParts.length = 0;
@@ -413,14 +430,14 @@ export abstract class Http2Connection {
     if (this.blockBytes > this.maxBlockBytes) {
       return this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block above ${this.maxBlockBytes} bytes`);
     }
-    this.blockParts.push(fragment);
+    (this.blockParts ??= []).push(fragment);
   }
 
   private endHeaderBlock(block: Buffer): void {
     const id = this.blockStream;
     const flags = this.blockFlags;
     this.blockStream = 0;
-    this.blockParts.length = 0;
+    if (this.blockParts !== undefined) this.blockParts.length = 0;
     let fields: string[];
     try {
       fields = this.decoder.decode(block);
@@ -488,7 +505,7 @@ export abstract class Http2Connection {
     this.encoder.setPeerMaxTableSize(this.peer.headerTableSize);
     const at = this.reserve(FRAME_HEADER_BYTES);
     writeFrameHeader(this.arena, at, 0, FrameType.SETTINGS, FrameFlag.ACK, 0);
-    this.arenaPos = at + FRAME_HEADER_BYTES;
+    this.commit(at + FRAME_HEADER_BYTES);
     this.markDirty();
     const first = !this.peerSettingsSeen;
     this.peerSettingsSeen = true;
@@ -532,9 +549,14 @@ export abstract class Http2Connection {
 
   // ---- streams ------------------------------------------------------------------------------------------------
 
+  protected trackStream(id: number, stream: Http2Stream): void {
+    const streams = this.streams === NO_STREAMS ? (this.streams = new Map<number, Http2Stream>()) : (this.streams as Map<number, Http2Stream>);
+    streams.set(id, stream);
+  }
+
   protected addStream(id: number): Http2Stream {
     const stream = new Http2Stream(this, id, this.peer.initialWindowSize, this.ours.initialWindowSize);
-    this.streams.set(id, stream);
+    this.trackStream(id, stream);
     return stream;
   }
 
@@ -551,12 +573,13 @@ export abstract class Http2Connection {
   }
 
   protected recentlyReset(id: number): boolean {
-    return this.recentResets.includes(id);
+    return this.recentResets !== undefined && this.recentResets.includes(id);
   }
 
   private rememberReset(id: number): void {
-    if (this.recentResets.length < RECENT_RESETS) this.recentResets.push(id);
-    else this.recentResets[this.recentResetAt++ % RECENT_RESETS] = id;
+    const recent = (this.recentResets ??= []);
+    if (recent.length < RECENT_RESETS) recent.push(id);
+    else recent[this.recentResetAt++ % RECENT_RESETS] = id;
   }
 
   /** Both sides ended: the stream leaves the connection. */
@@ -567,7 +590,7 @@ export abstract class Http2Connection {
   protected removeStream(stream: Http2Stream, byPeer: boolean): void {
     if (stream.removed) return;
     stream.removed = true;
-    this.streams.delete(stream.id);
+    if (this.streams !== NO_STREAMS) (this.streams as Map<number, Http2Stream>).delete(stream.id);
     stream.unconsumed = 0;
     this.queuedBytes -= stream.queueBytes;
     stream.queue = undefined;
@@ -745,14 +768,23 @@ export abstract class Http2Connection {
 
   // ---- output -------------------------------------------------------------------------------------------------
 
-  /** Room for `bytes` in the arena; returns where they go. The caller sets arenaPos after writing. */
+  /** Room for `bytes` in the shared slab, in this connection's run; returns where they go. The caller commits. */
   private reserve(bytes: number): number {
-    if (this.arena.length - this.arenaPos < bytes) {
-      this.sealArena();
-      this.arena = Buffer.allocUnsafe(Math.max(ARENA_BYTES, bytes));
-      this.arenaStart = this.arenaPos = 0;
+    // Our run is the slab's last and has room: extend it.
+    if (this.arena === slab && this.arenaPos === slabPos && slab.length - slabPos >= bytes) return slabPos;
+    this.sealArena();
+    if (slab.length - slabPos < bytes) {
+      slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bytes));
+      slabPos = 0;
     }
-    return this.arenaPos;
+    this.arena = slab;
+    this.arenaStart = this.arenaPos = slabPos;
+    return slabPos;
+  }
+
+  /** The reserved bytes up to `end` are written. */
+  private commit(end: number): void {
+    this.arenaPos = slabPos = end;
   }
 
   private sealArena(): void {
@@ -777,7 +809,7 @@ export abstract class Http2Connection {
   protected writeRaw(bytes: Buffer): void {
     const at = this.reserve(bytes.length);
     bytes.copy(this.arena, at);
-    this.arenaPos = at + bytes.length;
+    this.commit(at + bytes.length);
     this.markDirty();
   }
 
@@ -787,11 +819,11 @@ export abstract class Http2Connection {
       const at = this.reserve(FRAME_HEADER_BYTES + length);
       writeFrameHeader(this.arena, at, length, FrameType.DATA, end ? FrameFlag.END_STREAM : 0, id);
       payload.copy(this.arena, at + FRAME_HEADER_BYTES);
-      this.arenaPos = at + FRAME_HEADER_BYTES + length;
+      this.commit(at + FRAME_HEADER_BYTES + length);
     } else {
       const at = this.reserve(FRAME_HEADER_BYTES);
       writeFrameHeader(this.arena, at, length, FrameType.DATA, end ? FrameFlag.END_STREAM : 0, id);
-      this.arenaPos = at + FRAME_HEADER_BYTES;
+      this.commit(at + FRAME_HEADER_BYTES);
       this.sealArena();
       this.out.push(payload);
       this.outBytes += length;
@@ -812,7 +844,7 @@ export abstract class Http2Connection {
       const at = this.reserve(FRAME_HEADER_BYTES + length);
       writeFrameHeader(this.arena, at, length, type, flags, id);
       block.copy(this.arena, at + FRAME_HEADER_BYTES, offset, offset + length);
-      this.arenaPos = at + FRAME_HEADER_BYTES + length;
+      this.commit(at + FRAME_HEADER_BYTES + length);
       offset += length;
       type = FrameType.CONTINUATION;
     } while (offset < block.length);
@@ -823,7 +855,7 @@ export abstract class Http2Connection {
     const at = this.reserve(FRAME_HEADER_BYTES + 4);
     writeFrameHeader(this.arena, at, 4, FrameType.RST_STREAM, 0, id);
     this.arena.writeUInt32BE(code, at + FRAME_HEADER_BYTES);
-    this.arenaPos = at + FRAME_HEADER_BYTES + 4;
+    this.commit(at + FRAME_HEADER_BYTES + 4);
     this.markDirty();
   }
 
@@ -831,7 +863,7 @@ export abstract class Http2Connection {
     const at = this.reserve(FRAME_HEADER_BYTES + 4);
     writeFrameHeader(this.arena, at, 4, FrameType.WINDOW_UPDATE, 0, id);
     this.arena.writeUInt32BE(increment & 0x7fffffff, at + FRAME_HEADER_BYTES);
-    this.arenaPos = at + FRAME_HEADER_BYTES + 4;
+    this.commit(at + FRAME_HEADER_BYTES + 4);
     this.markDirty();
   }
 
@@ -839,7 +871,7 @@ export abstract class Http2Connection {
     const at = this.reserve(FRAME_HEADER_BYTES + 8);
     writeFrameHeader(this.arena, at, 8, FrameType.PING, ack ? FrameFlag.ACK : 0, 0);
     opaque.copy(this.arena, at + FRAME_HEADER_BYTES, 0, 8);
-    this.arenaPos = at + FRAME_HEADER_BYTES + 8;
+    this.commit(at + FRAME_HEADER_BYTES + 8);
     this.markDirty();
   }
 
@@ -850,7 +882,7 @@ export abstract class Http2Connection {
     this.arena.writeUInt32BE(lastStreamId & 0x7fffffff, at + FRAME_HEADER_BYTES);
     this.arena.writeUInt32BE(code, at + FRAME_HEADER_BYTES + 4);
     text.copy(this.arena, at + FRAME_HEADER_BYTES + 8);
-    this.arenaPos = at + FRAME_HEADER_BYTES + 8 + text.length;
+    this.commit(at + FRAME_HEADER_BYTES + 8 + text.length);
     this.markDirty();
   }
 
@@ -882,10 +914,6 @@ export abstract class Http2Connection {
     // DATA that waited for this turn's output to go: 'drain' only comes after a write the socket refused.
     if (this.blockedStreams.length > 0 && !this.congested && this.sendWindow > 0) this.resumeBlocked();
   }
-
-  private readonly onDrain = (): void => {
-    this.resumeBlocked();
-  };
 
   // ---- closing ------------------------------------------------------------------------------------------------
 
@@ -919,13 +947,10 @@ export abstract class Http2Connection {
     this.teardown(ErrorCode.CANCEL, err);
   }
 
-  private readonly onSocketError = (err: Error): void => {
-    this.teardown(ErrorCode.CANCEL, err);
-  };
-
-  private readonly onSocketClose = (): void => {
-    this.teardown(ErrorCode.CANCEL);
-  };
+  /** The socket's 'error' (an Error) or 'close' (a hadError boolean). */
+  private onSocketGone(err?: Error | boolean): void {
+    this.teardown(ErrorCode.CANCEL, err instanceof Error ? err : undefined);
+  }
 
   /** Every stream ends as lost; the connection is closed for good. */
   protected teardown(code: number, err?: Error): void {
@@ -934,6 +959,8 @@ export abstract class Http2Connection {
     this.reader.stop();
     this.out.length = 0;
     this.outBytes = 0;
+    this.arena = EMPTY;
+    this.arenaStart = this.arenaPos = 0;
     const streams = [...this.streams.values()];
     for (const stream of streams) {
       stream.state = StreamState.CLOSED;

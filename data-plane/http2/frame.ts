@@ -128,6 +128,11 @@ export function framePayloadBody(type: number, flags: number, payload: Buffer): 
 /** Receives each frame: `payload` is valid only during the call (it may view a buffer that is reused). */
 export type FrameHandler = (type: number, flags: number, streamId: number, payload: Buffer) => void;
 
+/** The same as an object's method: a connection is its own sink (no closure per connection). */
+export interface FrameSink {
+  onFrame(type: number, flags: number, streamId: number, payload: Buffer): void;
+}
+
 /**
  * Cuts the bytes of one connection into frames. `push()` as bytes arrive; a frame longer than `maxFrameSize`
  * (our SETTINGS_MAX_FRAME_SIZE) stops the reader and returns FRAME_SIZE_ERROR (§4.2) before its payload is
@@ -135,13 +140,13 @@ export type FrameHandler = (type: number, flags: number, streamId: number, paylo
  */
 export class FrameReader {
   maxFrameSize: number;
-  private readonly onFrame: FrameHandler;
+  private readonly sink: FrameSink;
   /** Bytes of an unfinished frame (header included), kept across reads. */
   private pending: Buffer | undefined;
   private failed = false;
 
-  constructor(onFrame: FrameHandler, maxFrameSize = DEFAULT_MAX_FRAME_SIZE) {
-    this.onFrame = onFrame;
+  constructor(sink: FrameSink | FrameHandler, maxFrameSize = DEFAULT_MAX_FRAME_SIZE) {
+    this.sink = typeof sink === 'function' ? { onFrame: sink } : sink;
     this.maxFrameSize = maxFrameSize;
   }
 
@@ -170,7 +175,7 @@ export class FrameReader {
       const type = data[offset + 3] ?? 0;
       const flags = data[offset + 4] ?? 0;
       const streamId = data.readUInt32BE(offset + 5) & 0x7fffffff; // §4.1: the reserved bit is ignored
-      this.onFrame(type, flags, streamId, data.subarray(offset + FRAME_HEADER_BYTES, end));
+      this.sink.onFrame(type, flags, streamId, data.subarray(offset + FRAME_HEADER_BYTES, end));
       offset = end;
       if (this.failed) return undefined;
     }

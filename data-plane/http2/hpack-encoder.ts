@@ -33,6 +33,9 @@ export interface HpackEncoderOptions {
   readonly maxTableSize?: number;
 }
 
+/** Where blocks are encoded before their copy is returned: one buffer for every encoder (encoding is synchronous). */
+const output = { buf: Buffer.allocUnsafe(INITIAL_OUTPUT) };
+
 export class HpackEncoder {
   readonly table: DynamicTable;
   /** Our own ceiling; the table uses min(ceiling, the peer's SETTINGS_HEADER_TABLE_SIZE). */
@@ -40,7 +43,6 @@ export class HpackEncoder {
   /** Smallest and last table sizes since the last block, when a size update is owed (§4.2). */
   private pendingMin = -1;
   private pendingLast = -1;
-  private out = Buffer.allocUnsafe(INITIAL_OUTPUT);
 
   constructor(options: HpackEncoderOptions = {}) {
     this.ceiling = options.maxTableSize ?? DEFAULT_HEADER_TABLE_SIZE;
@@ -69,8 +71,8 @@ export class HpackEncoder {
     this.reserve(at, 2 * MAX_INTEGER_OCTETS);
     if (this.pendingLast >= 0) {
       // §4.2: the smallest size since the last block first, then the final one if it differs.
-      at = writeInteger(this.out, at, this.pendingMin, 5, SIZE_UPDATE);
-      if (this.pendingLast !== this.pendingMin) at = writeInteger(this.out, at, this.pendingLast, 5, SIZE_UPDATE);
+      at = writeInteger(output.buf, at, this.pendingMin, 5, SIZE_UPDATE);
+      if (this.pendingLast !== this.pendingMin) at = writeInteger(output.buf, at, this.pendingLast, 5, SIZE_UPDATE);
       this.pendingMin = this.pendingLast = -1;
     }
     for (let i = 0; i + 1 < fields.length; i += 2) {
@@ -79,7 +81,7 @@ export class HpackEncoder {
       at = this.field(at, name, value, neverIndexed?.includes(i >>> 1) === true);
     }
     const block = Buffer.allocUnsafe(at);
-    this.out.copy(block, 0, 0, at);
+    output.buf.copy(block, 0, 0, at);
     return block;
   }
 
@@ -91,14 +93,14 @@ export class HpackEncoder {
     let nameIndex = staticName?.index ?? 0;
     if (!never) {
       const full = staticName?.values.get(value) ?? this.findDynamic(name, value);
-      if (full > 0) return writeInteger(this.out, start, full, 7, INDEXED);
+      if (full > 0) return writeInteger(output.buf, start, full, 7, INDEXED);
     }
     if (nameIndex === 0) nameIndex = this.findDynamicName(name);
     const entrySize = ENTRY_OVERHEAD + name.length + value.length;
     const index = !never && !VOLATILE_NAMES.has(name) && entrySize <= this.table.maxSize * MAX_INDEXED_SHARE;
     let at: number;
-    if (index) at = writeInteger(this.out, start, nameIndex, 6, LITERAL_INDEXED);
-    else at = writeInteger(this.out, start, nameIndex, 4, never ? LITERAL_NEVER_INDEXED : LITERAL_NOT_INDEXED);
+    if (index) at = writeInteger(output.buf, start, nameIndex, 6, LITERAL_INDEXED);
+    else at = writeInteger(output.buf, start, nameIndex, 4, never ? LITERAL_NEVER_INDEXED : LITERAL_NOT_INDEXED);
     if (nameIndex === 0) at = this.string(at, name);
     at = this.string(at, value);
     if (index) this.table.add(name, value);
@@ -109,11 +111,11 @@ export class HpackEncoder {
   private string(start: number, value: string): number {
     const coded = huffmanLength(value);
     if (coded < value.length) {
-      const at = writeInteger(this.out, start, coded, 7, HUFFMAN_FLAG);
-      return huffmanEncode(value, this.out, at);
+      const at = writeInteger(output.buf, start, coded, 7, HUFFMAN_FLAG);
+      return huffmanEncode(value, output.buf, at);
     }
-    const at = writeInteger(this.out, start, value.length, 7, 0);
-    return at + this.out.write(value, at, 'latin1');
+    const at = writeInteger(output.buf, start, value.length, 7, 0);
+    return at + output.buf.write(value, at, 'latin1');
   }
 
   /** Full match in the dynamic table: its index (§2.3.3), or 0. A linear scan: the table holds tens of entries. */
@@ -133,9 +135,9 @@ export class HpackEncoder {
 
   /** Grows the output so `needed` octets fit after `at` (Huffman is never longer than raw, so raw bounds it). */
   private reserve(at: number, needed: number): void {
-    if (at + needed <= this.out.length) return;
-    const grown = Buffer.allocUnsafe(Math.max(this.out.length * 2, at + needed));
-    this.out.copy(grown, 0, 0, at);
-    this.out = grown;
+    if (at + needed <= output.buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(output.buf.length * 2, at + needed));
+    output.buf.copy(grown, 0, 0, at);
+    output.buf = grown;
   }
 }

@@ -48,6 +48,8 @@ export const STATIC_BY_NAME: ReadonlyMap<string, StaticName> = (() => {
 })();
 
 const INITIAL_CAPACITY = 16;
+/** The ring of an empty table that never had an entry: shared, never written (grow() replaces it before a write). */
+const NO_ENTRIES: string[] = [];
 
 /**
  * The dynamic table (§2.3.2, §4): a ring of entries, newest first for indexing. `maxSize` is the limit the last
@@ -59,8 +61,9 @@ export class DynamicTable {
   /** The table's size as §4.1 counts it. */
   size = 0;
   length = 0;
-  private names: string[] = new Array<string>(INITIAL_CAPACITY).fill('');
-  private values: string[] = new Array<string>(INITIAL_CAPACITY).fill('');
+  /** The ring, allocated with the first entry (a connection whose peer never indexes keeps none). */
+  private names: string[] = NO_ENTRIES;
+  private values: string[] = NO_ENTRIES;
   /** Slot of the oldest entry. */
   private oldest = 0;
 
@@ -126,8 +129,9 @@ export class DynamicTable {
   /** Doubles the ring (capacity stays a power of two for the masks), oldest entry moved to slot 0. */
   private grow(): void {
     const capacity = this.names.length;
-    const names = new Array<string>(capacity * 2).fill('');
-    const values = new Array<string>(capacity * 2).fill('');
+    const next = capacity === 0 ? INITIAL_CAPACITY : capacity * 2;
+    const names = new Array<string>(next).fill('');
+    const values = new Array<string>(next).fill('');
     for (let i = 0; i < this.length; i++) {
       const from = (this.oldest + i) & (capacity - 1);
       names[i] = this.names[from] ?? '';

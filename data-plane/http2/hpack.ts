@@ -56,6 +56,9 @@ export interface HpackDecoderOptions {
   readonly maxHeaderListSize?: number;
 }
 
+/** Huffman strings are decoded here, then copied into a string: one buffer for every decoder (decoding is synchronous). */
+let scratch = Buffer.allocUnsafe(256);
+
 export class HpackDecoder {
   readonly table: DynamicTable;
   maxHeaderListSize: number;
@@ -64,7 +67,6 @@ export class HpackDecoder {
   /** We lowered our setting below the table's limit: the next block must start with a size update (§4.2). */
   private updateRequired = false;
   private pos = 0;
-  private scratch = Buffer.allocUnsafe(256);
 
   constructor(options: HpackDecoderOptions = {}) {
     this.maxTableSize = options.maxTableSize ?? DEFAULT_HEADER_TABLE_SIZE;
@@ -160,10 +162,10 @@ export class HpackDecoder {
     this.pos = end;
     if (!huffman) return block.toString('latin1', start, end);
     const capacity = huffmanMaxDecodedLength(length);
-    if (this.scratch.length < capacity) this.scratch = Buffer.allocUnsafe(Math.max(capacity, this.scratch.length * 2));
-    const decoded = huffmanDecode(block, start, end, this.scratch);
+    if (scratch.length < capacity) scratch = Buffer.allocUnsafe(Math.max(capacity, scratch.length * 2));
+    const decoded = huffmanDecode(block, start, end, scratch);
     if (decoded < 0) throw new HpackCompressionError('invalid Huffman string (EOS or bad padding)');
-    return this.scratch.toString('latin1', 0, decoded);
+    return scratch.toString('latin1', 0, decoded);
   }
 }
 

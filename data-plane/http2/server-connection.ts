@@ -56,7 +56,7 @@ export class ServerConnection extends Http2Connection {
    * Stream ids the client skipped (§5.1.1: implicitly closed without ever being opened), as flat [first, last]
    * pairs, newest last, at most MAX_SKIPPED_RANGES of them. Clients rarely skip, so this stays empty.
    */
-  private skipped: number[] = [];
+  private skipped: number[] | undefined;
   /** GOAWAY sent: streams above this id are not served. */
   private goawayLastId = -1;
   private fresh: Http2Stream[] = [];
@@ -146,15 +146,18 @@ export class ServerConnection extends Http2Connection {
   private advance(id: number): void {
     const expected = this.highestId === 0 ? 1 : this.highestId + 2;
     if (id > expected) {
-      if (this.skipped.length >= 2 * MAX_SKIPPED_RANGES) this.skipped.splice(0, 2);
-      this.skipped.push(expected, id - 2);
+      const skipped = (this.skipped ??= []);
+      if (skipped.length >= 2 * MAX_SKIPPED_RANGES) skipped.splice(0, 2);
+      skipped.push(expected, id - 2);
     }
     this.highestId = id;
   }
 
   private wasSkipped(id: number): boolean {
-    for (let i = 0; i < this.skipped.length; i += 2) {
-      if (id >= (this.skipped[i] as number) && id <= (this.skipped[i + 1] as number)) return true;
+    const skipped = this.skipped;
+    if (skipped === undefined) return false;
+    for (let i = 0; i < skipped.length; i += 2) {
+      if (id >= (skipped[i] as number) && id <= (skipped[i + 1] as number)) return true;
     }
     return false;
   }

@@ -110,7 +110,8 @@ export function createConnectionGuard(limits: ConnectionLimits, log: Logger): Co
       perIp.set(ip, fromIp + 1);
       const tracked = new Tracked(socket, ip, tupleOf(socket), limits, headerTimeouts);
       byTuple.set(tracked.tuple, tracked);
-      socket.once('close', () => release(tracked));
+      // on, not once: 'close' comes once, and once() would add a wrapper closure to every connection.
+      socket.on('close', () => release(tracked));
       return true;
     },
     watchSession(session) {
@@ -153,6 +154,7 @@ class Tracked implements ConnectionWatch {
   private idleTimer: NodeJS.Timeout | undefined;
   private session: Http2Session | undefined;
   private native: GracefulClose | undefined;
+  private onStream: ((stream: { on(event: 'close', listener: () => void): unknown }) => void) | undefined;
   private openStreams = 0;
   private disposed = false;
 
@@ -163,14 +165,21 @@ class Tracked implements ConnectionWatch {
     private readonly limits: ConnectionLimits,
     private readonly headerTimeouts: LimitedLog,
   ) {
-    this.headerTimer = setTimeout(this.onHeaderTimeout, limits.headerTimeoutMs);
+    this.headerTimer = setTimeout(headerTimedOut, limits.headerTimeoutMs, this);
     this.headerTimer.unref();
   }
 
   attach(session: Http2Session): void {
     if (this.disposed || this.session !== undefined) return;
     this.session = session;
-    // Listeners made once per connection, never per stream: the hot path gets no new closure.
+    // Listeners made once per node:http2 connection, never per stream: the hot path gets no new closure. (The
+    // native engine reports streams by calls: no closure per connection at all.)
+    const onStreamClose = (): void => this.streamClosed();
+    this.onStream = (stream): void => {
+      this.streamOpened();
+      // on, not once: 'close' comes once, and once() would wrap the listener in a new closure per stream.
+      stream.on('close', onStreamClose);
+    };
     session.on('stream', this.onStream);
   }
 
@@ -189,7 +198,15 @@ class Tracked implements ConnectionWatch {
   }
 
   streamClosed(): void {
-    this.onStreamClose();
+    this.openStreams -= 1;
+    if (this.openStreams > 0 || this.disposed) return;
+    // The idle period starts now; a timer that fires while a stream is open does nothing and is re-armed here.
+    if (this.idleTimer === undefined) {
+      this.idleTimer = setTimeout(idleTimedOut, this.limits.keepaliveTimeoutMs, this);
+      this.idleTimer.unref();
+    } else {
+      this.idleTimer.refresh();
+    }
   }
 
   private get attached(): boolean {
@@ -209,39 +226,29 @@ class Tracked implements ConnectionWatch {
     this.disposed = true;
     clearTimeout(this.headerTimer);
     clearTimeout(this.idleTimer);
-    this.session?.off('stream', this.onStream);
+    if (this.onStream !== undefined) this.session?.off('stream', this.onStream);
   }
 
-  private readonly onStream = (stream: { on(event: 'close', listener: () => void): unknown }): void => {
-    this.streamOpened();
-    // on, not once: 'close' comes once, and once() would wrap the listener in a new closure per stream.
-    stream.on('close', this.onStreamClose);
-  };
-
-  private readonly onStreamClose = (): void => {
-    this.openStreams -= 1;
-    if (this.openStreams > 0 || this.disposed) return;
-    // The idle period starts now; a timer that fires while a stream is open does nothing and is re-armed here.
-    if (this.idleTimer === undefined) {
-      this.idleTimer = setTimeout(this.onIdleTimeout, this.limits.keepaliveTimeoutMs);
-      this.idleTimer.unref();
-    } else {
-      this.idleTimer.refresh();
-    }
-  };
-
-  private readonly onHeaderTimeout = (): void => {
+  headerTimeout(): void {
     this.headerTimer = undefined;
     if (this.disposed) return;
     this.headerTimeouts.hit({ client: this.ip, client_header_timeout_ms: this.limits.headerTimeoutMs, http2: this.attached });
     if (!this.attached) this.socket.destroy();
     else this.closeAttached();
-  };
+  }
 
-  private readonly onIdleTimeout = (): void => {
+  idleTimeout(): void {
     if (this.disposed || this.openStreams > 0 || !this.attached) return;
     this.closeAttached();
-  };
+  }
+}
+
+function headerTimedOut(tracked: Tracked): void {
+  tracked.headerTimeout();
+}
+
+function idleTimedOut(tracked: Tracked): void {
+  tracked.idleTimeout();
 }
 
 /**

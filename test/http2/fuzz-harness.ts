@@ -405,7 +405,7 @@ interface ConnectionInternals {
   reader: FrameReader;
   blockBytes: number;
   maxBlockBytes: number;
-  recentResets: number[];
+  recentResets: number[] | undefined;
   blockedStreams: Http2Stream[];
 }
 
@@ -489,7 +489,7 @@ async function runSession(rng: Rng, session: Session, stats: FuzzStats, seed: nu
     if (internals.reader.buffered >= maxReaderBytes) fail(`frame reader holds ${internals.reader.buffered} bytes`);
     if (internals.blockBytes > internals.maxBlockBytes) fail(`header block of ${internals.blockBytes} bytes buffered`);
     if (conn.streams.size > MAX_CONCURRENT) fail(`${conn.streams.size} streams open, above SETTINGS_MAX_CONCURRENT_STREAMS`);
-    if (internals.recentResets.length > 32) fail('recent resets unbounded');
+    if ((internals.recentResets?.length ?? 0) > 32) fail('recent resets unbounded');
     let queued = 0;
     for (const stream of conn.streams.values()) queued += stream.queueBytes;
     if (queued !== conn.queuedBytes) fail(`queuedBytes ${conn.queuedBytes} but streams hold ${queued}`);
