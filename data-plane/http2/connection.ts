@@ -222,6 +222,10 @@ export abstract class Http2Connection {
   private arena: Buffer = EMPTY;
   private arenaStart = 0;
   private arenaPos = 0;
+  /** The last DATA frame written in our run (its header's offset, -1: none), its stream and where it ends. */
+  private lastDataAt = -1;
+  private lastDataStream = 0;
+  private lastDataEnd = -1;
   private isDirty = false;
   private readonly highWater: number;
   private readonly maxOutput: number;
@@ -648,6 +652,25 @@ export abstract class Http2Connection {
 
   sendData(stream: Http2Stream, data: Buffer, endStream: boolean): void {
     if (stream.removed || this.closed || stream.localClosed || stream.queueEnd) return;
+    const length = data.length;
+    // Nothing queued and room in both windows, the frame size and the socket: written at once, no queue.
+    if (
+      length > 0 &&
+      stream.queue === undefined &&
+      stream.id !== 0 &&
+      length <= stream.sendWindow &&
+      length <= this.sendWindow &&
+      length <= this.peer.maxFrameSize &&
+      !this.congested
+    ) {
+      this.writeData(stream.id, data, endStream);
+      stream.sendWindow -= length;
+      this.sendWindow -= length;
+      if (endStream) stream.state = afterSend(stream.state as 0, FrameType.DATA, FrameFlag.END_STREAM);
+      stream.handler?.onSent(stream, length);
+      if (endStream && !stream.removed) this.localEnded(stream);
+      return;
+    }
     if (data.length > 0) {
       (stream.queue ??= []).push(data);
       stream.queueBytes += data.length;
@@ -816,10 +839,28 @@ export abstract class Http2Connection {
   protected writeData(id: number, payload: Buffer, end: boolean): void {
     const length = payload.length;
     if (length <= COPY_LIMIT) {
+      // The last frame of our run is DATA of this stream with room: extend it (frame boundaries carry no meaning
+      // in HTTP/2; a server stream of small messages then costs both peers one frame per read, not per message).
+      const prev = this.lastDataAt;
+      if (prev >= 0 && this.lastDataStream === id && this.lastDataEnd === this.arenaPos && prev >= this.arenaStart && this.arena === slab && this.arenaPos === slabPos && slab.length - slabPos >= length) {
+        const merged = slab.readUIntBE(prev, 3) + length;
+        if (merged <= this.peer.maxFrameSize) {
+          slab.writeUIntBE(merged, prev, 3);
+          if (end) slab[prev + 4] = FrameFlag.END_STREAM;
+          payload.copy(slab, slabPos);
+          this.commit(slabPos + length);
+          this.lastDataEnd = this.arenaPos;
+          if (end) this.lastDataAt = -1;
+          return this.markDirty();
+        }
+      }
       const at = this.reserve(FRAME_HEADER_BYTES + length);
       writeFrameHeader(this.arena, at, length, FrameType.DATA, end ? FrameFlag.END_STREAM : 0, id);
       payload.copy(this.arena, at + FRAME_HEADER_BYTES);
       this.commit(at + FRAME_HEADER_BYTES + length);
+      this.lastDataAt = end ? -1 : at;
+      this.lastDataStream = id;
+      this.lastDataEnd = this.arenaPos;
     } else {
       const at = this.reserve(FRAME_HEADER_BYTES);
       writeFrameHeader(this.arena, at, length, FrameType.DATA, end ? FrameFlag.END_STREAM : 0, id);

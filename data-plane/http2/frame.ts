@@ -143,6 +143,9 @@ export class FrameReader {
   private readonly sink: FrameSink;
   /** Bytes of an unfinished frame (header included), kept across reads. */
   private pending: Buffer | undefined;
+  /** An unfinished frame with its header read: its whole buffer, and how much of it arrived. */
+  private partial: Buffer | undefined;
+  private partialFilled = 0;
   private failed = false;
 
   constructor(sink: FrameSink | FrameHandler, maxFrameSize = DEFAULT_MAX_FRAME_SIZE) {
@@ -152,18 +155,30 @@ export class FrameReader {
 
   /** Bytes still waiting for the rest of their frame. */
   get buffered(): number {
-    return this.pending?.length ?? 0;
+    return this.partial !== undefined ? this.partial.length : (this.pending?.length ?? 0);
   }
 
   /** Feeds bytes; returns a connection error when a frame is too large (the reader then ignores further bytes). */
   push(chunk: Buffer): FrameError | undefined {
     if (this.failed) return undefined;
     let data = chunk;
-    if (this.pending !== undefined) {
-      data = Buffer.concat([this.pending, chunk]);
+    let offset = 0;
+    if (this.partial !== undefined) {
+      // A frame that straddles reads: its bytes are copied once into a buffer of its size (never the whole chunk
+      // again, and never pending + chunk re-concatenated per read, which is quadratic for large frames).
+      const frame = this.partial;
+      const take = Math.min(frame.length - this.partialFilled, chunk.length);
+      chunk.copy(frame, this.partialFilled, 0, take);
+      this.partialFilled += take;
+      if (this.partialFilled < frame.length) return undefined;
+      this.partial = undefined;
+      this.sink.onFrame(frame[3] ?? 0, frame[4] ?? 0, frame.readUInt32BE(5) & 0x7fffffff, frame.subarray(FRAME_HEADER_BYTES));
+      if (this.failed) return undefined;
+      offset = take;
+    } else if (this.pending !== undefined) {
+      data = Buffer.concat([this.pending, chunk]); // a header cut short: at most 8 bytes to prepend
       this.pending = undefined;
     }
-    let offset = 0;
     while (data.length - offset >= FRAME_HEADER_BYTES) {
       const length = data.readUIntBE(offset, 3);
       if (length > this.maxFrameSize) {
@@ -179,7 +194,18 @@ export class FrameReader {
       offset = end;
       if (this.failed) return undefined;
     }
-    if (offset < data.length) this.pending = Buffer.from(data.subarray(offset)); // a copy: `chunk` may be reused
+    const rest = data.length - offset;
+    if (rest > 0) {
+      // A copy: `chunk` may be reused. With the header complete, the frame's whole buffer now (its size is known
+      // and checked above).
+      if (rest < FRAME_HEADER_BYTES) this.pending = Buffer.from(data.subarray(offset));
+      else {
+        const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + data.readUIntBE(offset, 3));
+        data.copy(frame, 0, offset);
+        this.partial = frame;
+        this.partialFilled = rest;
+      }
+    }
     return undefined;
   }
 
@@ -187,6 +213,7 @@ export class FrameReader {
   stop(): void {
     this.failed = true;
     this.pending = undefined;
+    this.partial = undefined;
   }
 }
 
