@@ -1,0 +1,161 @@
+/**
+ * The engine's output and input paths of the relay, frame by frame against a ServerConnection over the fuzzer's
+ * FakeSocket:
+ * - small DATA of one stream written in the same turn leaves as one DATA frame (frame boundaries mean nothing in
+ *   HTTP/2; a server stream of small messages then costs one frame per turn, not per message), never merged across
+ *   streams, past another frame, past SETTINGS_MAX_FRAME_SIZE or after END_STREAM;
+ * - a frame that straddles reads, cut at any byte, reaches the handler whole and unchanged.
+ */
+import assert from 'node:assert/strict';
+import type { Socket } from 'node:net';
+import { setImmediate as turn } from 'node:timers/promises';
+import { describe, test } from 'node:test';
+import { FrameFlag, FrameType, type Http2Stream } from '../../data-plane/http2/connection.ts';
+import { CLIENT_PREFACE, FrameReader, encodeFrame, encodeSettings } from '../../data-plane/http2/frame.ts';
+import { HpackEncoder } from '../../data-plane/http2/hpack-encoder.ts';
+import { ServerConnection } from '../../data-plane/http2/server-connection.ts';
+import { FakeSocket } from './fuzz-harness.ts';
+
+interface Out {
+  type: number;
+  flags: number;
+  id: number;
+  payload: Buffer;
+}
+
+const REQUEST = [':method', 'POST', ':scheme', 'http', ':path', '/a.B/C', 'content-type', 'application/grpc'];
+
+/** A connection whose handler keeps the streams; returns what the client received, frame by frame. */
+function serve(): { socket: FakeSocket; frames: Out[]; streams: Http2Stream[]; conn: ServerConnection } {
+  const frames: Out[] = [];
+  const reader = new FrameReader((type, flags, id, payload) => frames.push({ type, flags, id, payload: Buffer.from(payload) }), 1 << 24);
+  const socket = new FakeSocket('fast', (chunk) => reader.push(chunk));
+  const streams: Http2Stream[] = [];
+  const conn = new ServerConnection(
+    socket as unknown as Socket,
+    {
+      settings: { headerTableSize: 4096, enablePush: false, maxConcurrentStreams: 100, initialWindowSize: 65_535, maxFrameSize: 16_384, maxHeaderListSize: 32_768 },
+      connectionWindow: 1 << 20,
+    },
+    { keepaliveRequests: 0, prematureResetTotalStreamCount: 0, prematureResetMinStreamLifetimeMs: 0 },
+    {
+      onRequest(stream) {
+        stream.handler = { onData() {}, onHeaders() {}, onReset() {}, onSent() {} };
+        streams.push(stream);
+      },
+      onConnectionClosed() {},
+    },
+    'HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-length: 0\r\n\r\n',
+  );
+  return { socket, frames, streams, conn };
+}
+
+async function open(socket: FakeSocket, ids: number[], settings: [number, number][] = []): Promise<void> {
+  const hpack = new HpackEncoder();
+  socket.emit('data', Buffer.concat([CLIENT_PREFACE, encodeSettings(settings)]));
+  for (const id of ids) socket.emit('data', encodeFrame(FrameType.HEADERS, FrameFlag.END_HEADERS | FrameFlag.END_STREAM, id, hpack.encode(REQUEST)));
+  await turn();
+}
+
+const data = (frames: Out[]): Out[] => frames.filter((f) => f.type === FrameType.DATA);
+const bytes = (n: number, seed: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff));
+
+describe('relay output: small DATA of a stream merged per turn', () => {
+  test('three writes of one stream in a turn leave as one frame, END_STREAM on it, bytes in order', async () => {
+    const { socket, frames, streams } = serve();
+    await open(socket, [1]);
+    const [stream] = streams;
+    assert.ok(stream !== undefined);
+    stream.sendHeaders([':status', '200', 'content-type', 'application/grpc'], false);
+    const parts = [bytes(69, 1), bytes(69, 2), bytes(100, 3)];
+    stream.sendData(parts[0] as Buffer, false);
+    stream.sendData(parts[1] as Buffer, false);
+    stream.sendData(parts[2] as Buffer, true);
+    await turn();
+    const sent = data(frames);
+    assert.equal(sent.length, 1, `expected one DATA frame, got ${sent.length}`);
+    assert.equal(sent[0]?.flags, FrameFlag.END_STREAM);
+    assert.deepEqual(sent[0]?.payload, Buffer.concat(parts));
+  });
+
+  test('never across streams or past another frame: A, B, A, trailers of B, A is 4 DATA frames in order', async () => {
+    const { socket, frames, streams } = serve();
+    await open(socket, [1, 3]);
+    const [a, b] = streams;
+    assert.ok(a !== undefined && b !== undefined);
+    a.sendHeaders([':status', '200'], false);
+    b.sendHeaders([':status', '200'], false);
+    await turn();
+    frames.length = 0;
+    a.sendData(bytes(10, 1), false);
+    b.sendData(bytes(10, 2), false);
+    a.sendData(bytes(10, 3), false);
+    b.sendHeaders(['grpc-status', '0'], true);
+    a.sendData(bytes(10, 4), false);
+    await turn();
+    assert.deepEqual(
+      frames.map((f) => [f.type, f.id, f.payload.length]),
+      [
+        [FrameType.DATA, 1, 10],
+        [FrameType.DATA, 3, 10],
+        [FrameType.DATA, 1, 10],
+        [FrameType.HEADERS, 3, frames[3]?.payload.length],
+        [FrameType.DATA, 1, 10],
+      ],
+    );
+  });
+
+  test('a merged frame stays within the peer SETTINGS_MAX_FRAME_SIZE', async () => {
+    const { socket, frames, streams } = serve();
+    await open(socket, [1]);
+    const [stream] = streams;
+    assert.ok(stream !== undefined);
+    stream.sendHeaders([':status', '200'], false);
+    // 20 × 2,000 bytes = 40,000: at most 16,384 per frame, so at least 3 frames, none above the limit.
+    const parts = Array.from({ length: 20 }, (_, i) => bytes(2_000, i));
+    for (const part of parts) stream.sendData(part, false);
+    await turn();
+    const sent = data(frames);
+    assert.ok(sent.length >= 3 && sent.length < 20, `${sent.length} frames`);
+    for (const f of sent) assert.ok(f.payload.length <= 16_384, `frame of ${f.payload.length}`);
+    assert.deepEqual(Buffer.concat(sent.map((f) => f.payload)), Buffer.concat(parts));
+  });
+});
+
+describe('frame reader: frames that straddle reads', () => {
+  test('a stream of frames cut at every possible point arrives whole and unchanged', () => {
+    const input = [
+      encodeFrame(FrameType.DATA, 0, 1, bytes(40_000, 5)),
+      encodeFrame(FrameType.PING, 0, 0, bytes(8, 6)),
+      encodeFrame(FrameType.DATA, FrameFlag.END_STREAM, 1, bytes(3, 7)),
+      encodeFrame(FrameType.DATA, 0, 3, Buffer.alloc(0)),
+    ];
+    const all = Buffer.concat(input);
+    const expected = input.map((f) => f.toString('hex'));
+    for (const step of [1, 2, 7, 8, 9, 10, 4_096, 16_393, 39_999, 40_009, 40_010]) {
+      const seen: string[] = [];
+      const reader = new FrameReader((type, flags, id, payload) => {
+        const header = Buffer.alloc(9);
+        header.writeUIntBE(payload.length, 0, 3);
+        header[3] = type;
+        header[4] = flags;
+        header.writeUInt32BE(id, 5);
+        seen.push(Buffer.concat([header, payload]).toString('hex'));
+      }, 1 << 20);
+      for (let at = 0; at < all.length; at += step) assert.equal(reader.push(all.subarray(at, Math.min(all.length, at + step))), undefined);
+      assert.deepEqual(seen, expected, `reads of ${step} bytes`);
+      assert.equal(reader.buffered, 0);
+    }
+  });
+
+  test('a frame above the limit is refused from its header, whatever the cut', () => {
+    const big = encodeFrame(FrameType.DATA, 0, 1, Buffer.alloc(20_000));
+    for (const step of [1, 5, 9, 100]) {
+      const reader = new FrameReader(() => assert.fail('no frame expected'), 16_384);
+      let error: unknown;
+      for (let at = 0; at < big.length && error === undefined; at += step) error = reader.push(big.subarray(at, at + step));
+      assert.ok(error !== undefined, `reads of ${step}: FRAME_SIZE_ERROR expected`);
+      assert.ok(reader.buffered < 16, `reads of ${step}: ${reader.buffered} bytes buffered`);
+    }
+  });
+});
