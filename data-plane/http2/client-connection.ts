@@ -12,7 +12,7 @@
  * - PING for keepalive, and its answer's time (the pool destroys a connection whose PING goes unanswered).
  */
 import type { Socket } from 'node:net';
-import { type ConnectionOptions, ErrorCode, FrameFlag, Http2Connection, Http2Stream, ResetReason, type StreamHandler, validFieldName, validFieldValue } from './connection.ts';
+import { type ConnectionOptions, ErrorCode, FrameFlag, Http2Connection, Http2Stream, ResetReason, type StreamHandler } from './connection.ts';
 import { CLIENT_PREFACE, FrameType } from './frame.ts';
 import { afterReceive, afterSend } from './stream-state.ts';
 
@@ -138,7 +138,7 @@ export class ClientConnection extends Http2Connection {
     if (stream.headerBlocks > 0) return this.trailersReceived(stream, flags, fields);
     const next = afterReceive(stream.state as 0, FrameType.HEADERS, flags);
     if (next < 0) return this.streamError(id, -next);
-    const status = responseStatus(fields);
+    const status = responseStatus(fields, this.decoder.malformed);
     const end = (flags & FrameFlag.END_STREAM) !== 0;
     if (status < 0) return this.streamError(id, ErrorCode.PROTOCOL_ERROR);
     if (status < 200) {
@@ -213,7 +213,8 @@ function destroySocket(socket: Socket): void {
 }
 
 /** :status of a response header list (§8.3.2), or −1 when the list is malformed. */
-function responseStatus(fields: string[]): number {
+function responseStatus(fields: string[], malformed: boolean): number {
+  if (malformed) return -1; // a field's characters, checked by the HPACK decoder
   let status = -1;
   let regular = false;
   for (let i = 0; i < fields.length; i += 2) {
@@ -225,7 +226,6 @@ function responseStatus(fields: string[]): number {
       continue;
     }
     regular = true;
-    if (!validFieldName(name) || !validFieldValue(value)) return -1;
   }
   return status;
 }

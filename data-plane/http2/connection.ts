@@ -39,6 +39,7 @@ import { HeaderListTooLarge, HpackCompressionError, HpackDecoder } from './hpack
 import { HpackEncoder } from './hpack-encoder.ts';
 import { type Http2Settings, MAX_WINDOW_SIZE, SettingId, applySettings, initialSettings, settingsToSend } from './settings.ts';
 import { StreamState, afterReceive, afterSend } from './stream-state.ts';
+import { validFieldName, validFieldValue } from './fields.ts';
 
 /** Why a stream ended without its normal end. */
 export const ResetReason = {
@@ -473,7 +474,7 @@ export abstract class Http2Connection {
     if (next < 0) return this.streamError(stream.id, -next);
     const end = (flags & FrameFlag.END_STREAM) !== 0;
     // §8.1: a header block after the first must end the stream and carries no pseudo-headers.
-    if (!end || !validTrailers(fields)) return this.streamError(stream.id, ErrorCode.PROTOCOL_ERROR);
+    if (!end || !validTrailers(fields, this.decoder.malformed)) return this.streamError(stream.id, ErrorCode.PROTOCOL_ERROR);
     if (stream.contentLength >= 0 && stream.dataSeen !== stream.contentLength) return this.streamError(stream.id, ErrorCode.PROTOCOL_ERROR);
     stream.state = next;
     stream.headerBlocks++;
@@ -1020,38 +1021,14 @@ function destroySocket(socket: Socket): void {
   if (!socket.destroyed) socket.destroy();
 }
 
-/** Trailers (§8.1): no pseudo-header fields. */
-function validTrailers(fields: string[]): boolean {
+/** Trailers (§8.1): no pseudo-header fields; `malformed`: the decoder found a field's characters invalid. */
+function validTrailers(fields: string[], malformed: boolean): boolean {
+  if (malformed) return false;
   for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i] as string;
-    if (name.charCodeAt(0) === 58 /* ':' */ || !validFieldName(name) || !validFieldValue(fields[i + 1] as string)) return false;
+    if ((fields[i] as string).charCodeAt(0) === 58 /* ':' */) return false;
   }
   return true;
 }
 
-/** §8.2.1: lowercase, no separators or controls (token characters), non-empty. */
-export function validFieldName(name: string): boolean {
-  if (name.length === 0) return false;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c <= 0x20 || c >= 0x7f || (c >= 0x41 && c <= 0x5a)) return false;
-    if (c === 0x3a /* ':' */ && i > 0) return false;
-  }
-  return true;
-}
-
-/** §8.2.1: no NUL, CR or LF; no leading or trailing whitespace. */
-export function validFieldValue(value: string): boolean {
-  const n = value.length;
-  if (n === 0) return true;
-  const first = value.charCodeAt(0);
-  const last = value.charCodeAt(n - 1);
-  if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return false;
-  for (let i = 0; i < n; i++) {
-    const c = value.charCodeAt(i);
-    if (c === 0 || c === 0x0a || c === 0x0d) return false;
-  }
-  return true;
-}
-
+export { validFieldName, validFieldValue };
 export { CLIENT_PREFACE, DEFAULT_MAX_FRAME_SIZE, ErrorCode, FrameFlag, FrameType, SettingId, StreamState };

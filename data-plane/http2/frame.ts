@@ -155,7 +155,7 @@ export class FrameReader {
 
   /** Bytes still waiting for the rest of their frame. */
   get buffered(): number {
-    return this.partial !== undefined ? this.partial.length : (this.pending?.length ?? 0);
+    return this.partial !== undefined ? this.partialFilled : (this.pending?.length ?? 0);
   }
 
   /** Feeds bytes; returns a connection error when a frame is too large (the reader then ignores further bytes). */

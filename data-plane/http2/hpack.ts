@@ -11,6 +11,7 @@
 import { ErrorCode } from './frame.ts';
 import { DEFAULT_HEADER_TABLE_SIZE, DynamicTable, ENTRY_OVERHEAD, STATIC_TABLE, STATIC_TABLE_LENGTH } from './hpack-tables.ts';
 import { huffmanDecode, huffmanMaxDecodedLength } from './huffman.ts';
+import { validFieldName, validFieldValue } from './fields.ts';
 
 /** A header block that cannot be decoded: a connection error of type COMPRESSION_ERROR (RFC 9113 §4.3). */
 export class HpackCompressionError extends Error {
@@ -67,6 +68,13 @@ export class HpackDecoder {
   /** We lowered our setting below the table's limit: the next block must start with a size update (§4.2). */
   private updateRequired = false;
   private pos = 0;
+  /**
+   * The last decoded block has a field whose characters RFC 9113 §8.2.1 forbids (a malformed message, a stream
+   * error for the caller: not a COMPRESSION_ERROR). Literals are checked as they are decoded; fields taken from the
+   * tables are not scanned again, unless an invalid literal was ever indexed (`tainted`).
+   */
+  malformed = false;
+  private tainted = false;
 
   constructor(options: HpackDecoderOptions = {}) {
     this.maxTableSize = options.maxTableSize ?? DEFAULT_HEADER_TABLE_SIZE;
@@ -90,6 +98,7 @@ export class HpackDecoder {
     const end = block.length;
     let listSize = 0;
     let fieldsSeen = false;
+    let malformed = false;
     this.pos = 0;
     while (this.pos < end) {
       const first = block[this.pos] ?? 0;
@@ -100,6 +109,7 @@ export class HpackDecoder {
         if (index === 0) throw new HpackCompressionError('indexed field with index 0'); // §6.1
         name = this.indexedName(index);
         value = index <= STATIC_TABLE_LENGTH ? (STATIC_TABLE[index - 1]?.[1] ?? '') : this.table.value(index - STATIC_TABLE_LENGTH - 1);
+        if (this.tainted && index > STATIC_TABLE_LENGTH && !(validFieldName(name) && validFieldValue(value))) malformed = true;
       } else if ((first & SIZE_UPDATE) !== 0 && (first & LITERAL_INDEXED) === 0) {
         // §4.2: only at the start of a block; §6.3: never above the size we advertised.
         if (fieldsSeen) throw new HpackCompressionError('dynamic table size update after a field');
@@ -113,6 +123,11 @@ export class HpackDecoder {
         const index = this.integer(block, incremental ? 6 : 4);
         name = index === 0 ? this.string(block) : this.indexedName(index);
         value = this.string(block);
+        const nameOk = index === 0 || (this.tainted && index > STATIC_TABLE_LENGTH) ? validFieldName(name) : true;
+        if (!nameOk || !validFieldValue(value)) {
+          malformed = true;
+          if (incremental) this.tainted = true;
+        }
         if (incremental) this.table.add(name, value); // §6.2.1
         else if ((first & NEVER_INDEXED) !== 0) neverIndexed?.push(fields.length >>> 1);
       }
@@ -124,6 +139,7 @@ export class HpackDecoder {
     }
     if (this.updateRequired) throw new HpackCompressionError('missing dynamic table size update after a lowered setting');
     if (listSize > this.maxHeaderListSize) throw new HeaderListTooLarge(listSize, this.maxHeaderListSize);
+    this.malformed = malformed;
     return fields;
   }
 

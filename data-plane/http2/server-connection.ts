@@ -120,7 +120,7 @@ export class ServerConnection extends Http2Connection {
     }
     this.advance(id);
     if (this.goawayLastId >= 0) return; // §6.8: after our GOAWAY, new streams are ignored; the client retries them
-    const contentLength = requestContentLength(fields);
+    const contentLength = requestContentLength(fields, this.decoder.malformed);
     if (contentLength === -2) {
       this.hooks.onLimit?.(this, 'protocol_error', { stream: id });
       return this.streamError(id, ErrorCode.PROTOCOL_ERROR);
@@ -270,14 +270,17 @@ const REQUEST_PSEUDO = new Set([':method', ':scheme', ':path', ':authority']);
  * Checks a request's header list (RFC 9113 §8.1.1, §8.2, §8.3.1). Returns its content-length (−1 when absent), or
  * −2 when the request is malformed.
  */
-export function requestContentLength(fields: string[]): number {
+export function requestContentLength(fields: string[], malformed?: boolean): number {
+  // `malformed` given: the HPACK decoder already checked the fields' characters (and found them bad or not).
+  if (malformed === true) return -2;
+  const checkChars = malformed === undefined;
   let regular = false;
   let seen = 0; // bits: method 1, scheme 2, path 4, authority 8
   let contentLength = -1;
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i] as string;
     const value = fields[i + 1] as string;
-    if (!validFieldName(name) || !validFieldValue(value)) return -2;
+    if (checkChars && (!validFieldName(name) || !validFieldValue(value))) return -2;
     if (name.charCodeAt(0) === 58 /* ':' */) {
       if (regular || !REQUEST_PSEUDO.has(name)) return -2;
       const bit = name === ':method' ? 1 : name === ':scheme' ? 2 : name === ':path' ? 4 : 8;

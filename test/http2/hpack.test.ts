@@ -280,3 +280,34 @@ test('the static table has the 61 entries of Appendix A', () => {
   assert.deepEqual(STATIC_TABLE[15], ['accept-encoding', 'gzip, deflate']);
   assert.deepEqual(STATIC_TABLE[60], ['www-authenticate', '']);
 });
+
+describe('field characters (RFC 9113 §8.2.1) checked while decoding', () => {
+  /** A literal field with a new name, incrementally indexed (0x40) or not (0x00), raw strings. */
+  const literal = (name: string, value: string, indexed: boolean): Buffer =>
+    Buffer.concat([Buffer.from([indexed ? 0x40 : 0x00, name.length]), Buffer.from(name, 'latin1'), Buffer.from([value.length]), Buffer.from(value, 'latin1')]);
+  /** The newest dynamic table entry (index 62), fully indexed. */
+  const newest = Buffer.from([0x80 | 62]);
+
+  test('valid literals and indexed fields are not malformed; a bad name, a bad value each are', () => {
+    const decoder = new HpackDecoder();
+    decoder.decode(Buffer.concat([Buffer.from([0x82]), literal('x-ok', 'fine', true), newest]));
+    assert.equal(decoder.malformed, false);
+    for (const [name, value] of [['X-Upper', 'v'], ['x-sp ace', 'v'], ['x-colon:', 'v'], ['x-v', 'a\r\nb'], ['x-v', ' lead'], ['x-v', 'nul\0']] as const) {
+      decoder.decode(literal(name, value, false));
+      assert.equal(decoder.malformed, true, `${JSON.stringify(name)}: ${JSON.stringify(value)}`);
+      decoder.decode(Buffer.from([0x82]));
+      assert.equal(decoder.malformed, false, 'the flag is per block');
+    }
+  });
+
+  test('an invalid literal that was indexed stays malformed when it is referenced by index later', () => {
+    const decoder = new HpackDecoder();
+    decoder.decode(literal('x-bad', 'a\nb', true));
+    assert.equal(decoder.malformed, true);
+    decoder.decode(newest);
+    assert.equal(decoder.malformed, true, 'the indexed copy of the bad field');
+    // A literal value under the bad entry's name (indexed name 62) is checked too.
+    decoder.decode(Buffer.from([0x0f, 62 - 15, 1, 0x61]));
+    assert.equal(decoder.malformed, false, 'x-bad: a is a valid field');
+  });
+});
