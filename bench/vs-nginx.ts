@@ -5,7 +5,7 @@
  *                    [--targets direct,nginx,gateway-native,gateway-node] [--workers auto|N] [--nginx-reuseport]
  *                    [--idle-connections N] [--skip-setup] [--help]
  *
- * Full run (about 15 minutes): `npm run bench`. Smoke run (a few minutes): `npm run bench -- --quick`.
+ * Full run (about 18 minutes): `npm run bench`. Smoke run (a few minutes): `npm run bench -- --quick`.
  *
  * --targets: any subset, in any order, of direct (the Go upstream itself), nginx, gateway-native and gateway-node
  * (the gateway with `apisix.http2_engine: native` / `node`); `gateway` is an alias of the engine a deployment runs
