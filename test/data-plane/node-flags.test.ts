@@ -9,8 +9,8 @@ test('no flags before Node 24, whose V8 rejects them', () => {
   assert.deepEqual(withDataPlaneNodeFlags(['--import', 'tsx'], '22.1.0'), ['--import', 'tsx']);
 });
 
-test('from Node 24: external memory in the global limit and a 128 MiB initial old generation', () => {
-  assert.deepEqual(dataPlaneNodeFlags('24.21.0'), ['--external-memory-accounted-in-global-limit', '--initial-old-space-size=128']);
+test('from Node 24: external memory in the global limit, a 128 MiB initial old generation, 8 MiB semi-spaces', () => {
+  assert.deepEqual(dataPlaneNodeFlags('24.21.0'), ['--external-memory-accounted-in-global-limit', '--initial-old-space-size=128', '--max-semi-space-size=8']);
   assert.deepEqual(dataPlaneNodeFlags('26.0.0'), dataPlaneNodeFlags('24.0.0'));
 });
 
@@ -18,14 +18,16 @@ test('only missing flags are added, compared by name, before the rest', () => {
   assert.deepEqual(withDataPlaneNodeFlags(['--import', 'tsx'], '24.1.0'), [
     '--external-memory-accounted-in-global-limit',
     '--initial-old-space-size=128',
+    '--max-semi-space-size=8',
     '--import',
     'tsx',
   ]);
   assert.deepEqual(withDataPlaneNodeFlags(['--initial_old_space_size=512', '--external-memory-accounted-in-global-limit'], '24.1.0'), [
+    '--max-semi-space-size=8',
     '--initial_old_space_size=512',
     '--external-memory-accounted-in-global-limit',
   ]);
-  assert.deepEqual(missingDataPlaneNodeFlags(['--initial-old-space-size=64'], '24.1.0'), ['--external-memory-accounted-in-global-limit']);
+  assert.deepEqual(missingDataPlaneNodeFlags(['--initial-old-space-size=64', '--max-semi-space-size=32'], '24.1.0'), ['--external-memory-accounted-in-global-limit']);
 });
 
 test('this Node accepts the flags it is given', () => {
