@@ -16,6 +16,7 @@ import { silentLogger } from '../../shared/logger.ts';
 import { makeCert, type CertAndKey } from '../helpers/certs.ts';
 import { waitUntil } from '../helpers/fake-upstream.ts';
 import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
+import { standaloneDeployment } from '../helpers/standalone.ts';
 
 /** Small, so that a rewrite is picked up quickly; the default is APISIX's one second. */
 const POLL_MS = 50;
@@ -89,12 +90,7 @@ apisix:
   node_listen: [{ ip: 127.0.0.1, port: 0, enable_http2: true }]
   ssl: { listen: [{ ip: 127.0.0.1, port: 0 }] }
   status: { ip: 127.0.0.1, port: 0 }
-deployment:
-  role_data_plane:
-    config_provider: yaml
-    config_file: ${JSON.stringify(file)}
-  etcd: { host: ["http://127.0.0.1:9"] }
-`);
+${standaloneDeployment(file)}`);
     config.dataPlane.standalonePollMs = POLL_MS;
     const defaultCert = await makeCert({ sans: ['localhost', '127.0.0.1'] });
     plane = await startDataPlane({ config, log: silentLogger(), defaultCert });

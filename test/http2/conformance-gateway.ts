@@ -20,6 +20,7 @@ import { startDataPlane, type DataPlane } from '../../data-plane/data-plane.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { silentLogger } from '../../shared/logger.ts';
 import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
+import { standaloneDeployment } from '../helpers/standalone.ts';
 
 /** Debian's python3-h2 is installed for the system interpreter; a pyenv `python3` on PATH may lack it. */
 export const PYTHON = '/usr/bin/python3';
@@ -102,12 +103,7 @@ nginx_config:
   http2:
     max_concurrent_streams: ${MAX_CONCURRENT_STREAMS}
     initial_stream_window_size: ${STREAM_WINDOW}
-deployment:
-  role_data_plane:
-    config_provider: yaml
-    config_file: ${JSON.stringify(file)}
-  etcd: { host: ["http://127.0.0.1:9"] }
-`);
+${standaloneDeployment(file)}`);
     if (config.http2Engine !== 'native') throw new Error(`the suite needs the native engine, config says ${config.http2Engine}`);
     plane = await startDataPlane({ config, log: silentLogger() });
     const bound = plane.addresses.find((a) => a.kind === 'h2c');

@@ -24,6 +24,7 @@ import { makeCert } from '../helpers/certs.ts';
 import { DELAY_HEADER, STATUS_HEADER, greeterClient, sayHello, startGreeterNode, type GreeterNode, type UnaryOutcome } from '../helpers/greeter.ts';
 import { clientGoaway, generateSession, Rng, type GenOptions } from './fuzz-gen.ts';
 import { FuzzFailure, OutputChecker, newStats, type FuzzStats } from './fuzz-harness.ts';
+import { standaloneDeployment } from '../helpers/standalone.ts';
 
 const PLANE_PATHS = [
   '/helloworld.Greeter/SayHello',
@@ -75,12 +76,7 @@ routes:
 apisix:
   http2_engine: native
   node_listen: [{ ip: 127.0.0.1, port: 0, enable_http2: true }]
-deployment:
-  role_data_plane:
-    config_provider: yaml
-    config_file: ${JSON.stringify(file)}
-  etcd: { host: ["http://127.0.0.1:9"] }
-`);
+${standaloneDeployment(file)}`);
   const plane = await startDataPlane({ config, log: silentLogger(), defaultCert: await makeCert({ sans: ['localhost'] }) });
   const port = plane.addresses.find((a) => a.kind === 'h2c')?.port;
   if (port === undefined) throw new Error('no h2c listener');
