@@ -40,6 +40,7 @@ import { HpackEncoder } from './hpack-encoder.ts';
 import { type Http2Settings, MAX_WINDOW_SIZE, SettingId, applySettings, initialSettings, settingsToSend } from './settings.ts';
 import { StreamState, afterReceive, afterSend } from './stream-state.ts';
 import { validFieldName, validFieldValue } from './fields.ts';
+import { readSocket } from './socket-reader.ts';
 
 /** Why a stream ended without its normal end. */
 export const ResetReason = {
@@ -58,7 +59,10 @@ export type ResetReasonValue = (typeof ResetReason)[keyof typeof ResetReason];
 export interface StreamHandler {
   /** A header block: response headers or trailers (upstream leg), request trailers (listener leg). */
   onHeaders(stream: Http2Stream, fields: string[], endStream: boolean): void;
-  /** A DATA payload (a slice of the bytes read: keep it, do not modify it); give it back with stream.consume(). */
+  /**
+   * A DATA payload: a slice of the bytes read, valid only during the call (the read buffer is reused; copy what
+   * you keep; sendData copies). Give the credit back with stream.consume().
+   */
   onData(stream: Http2Stream, data: Buffer, endStream: boolean): void;
   /** The stream ended abnormally; it is closed and forgotten by the connection. */
   onReset(stream: Http2Stream, code: number, reason: ResetReasonValue): void;
@@ -81,19 +85,38 @@ export interface ConnectionOptions {
 const DEFAULT_HIGH_WATER = 256 * 1024;
 /** Frames of one header block: CONTINUATION floods (CVE-2024-27316) end here. */
 const MAX_HEADER_BLOCK_FRAMES = 512;
-/** Payloads up to this size are copied into the output arena; larger ones are written as they are. */
-const COPY_LIMIT = 2048;
 /**
- * Small frames of every connection are written into one output slab shared by the process, each connection
- * extending its own run of the slab while nothing else wrote after it. An idle connection then holds no output
- * buffer at all (a private 16 KiB arena was most of an idle connection's cost), and a busy turn still
- * hands each socket one contiguous run. A slab stays alive while a socket still holds a run of it.
+ * Every frame of every connection is written into an output slab shared by the process (DATA payloads too: the
+ * bytes read live in a buffer that the next read reuses, socket-reader.ts), each connection extending its own run
+ * of the slab while nothing else wrote after it. An idle connection then holds no output buffer at all (a private
+ * 16 KiB arena was most of an idle connection's cost), and a busy turn still hands each socket one contiguous run.
+ *
+ * Slabs are reused, so that relaying allocates nothing per byte: the slabs filled during a turn are free again once
+ * every run of the turn went to its socket, unless a socket queued the write (the kernel did not take it all): a
+ * slab with slices in a socket's queue is reused only after those writes completed. Before this, each 64 KiB read
+ * was a new ArrayBuffer, and that external memory drove V8 to a full mark-compact every few MiB relayed.
  */
-const SLAB_BYTES = 32 * 1024;
-let slab = Buffer.allocUnsafe(SLAB_BYTES);
+const SLAB_BYTES = 256 * 1024;
+/** Free slabs kept for reuse (a turn that wrote more than this many slabs allocates the rest). */
+const MAX_FREE_SLABS = 16;
+let slab: Buffer = Buffer.allocUnsafeSlow(SLAB_BYTES);
 let slabPos = 0;
-/** Concatenate a flush into one buffer up to this size; above it, corked writes (one writev). */
-const CONCAT_LIMIT = 64 * 1024;
+/** Slabs filled during this turn before the current one, and slabs free for reuse. */
+const spentSlabs: Buffer[] = [];
+const freeSlabs: Buffer[] = [];
+/** Slabs that sockets hold slices of in queued writes: how many writes hold each. */
+const heldSlabs = new WeakMap<ArrayBufferLike, number>();
+
+/** Counters of the output slabs since the process started (tests and benchmarks read them). */
+export const slabStats = {
+  /** Slabs allocated (the first one included; a slab reused does not count). */
+  allocated: 1,
+  /** Writes a socket queued while they held slices of slabs, and of those, how many completed. */
+  heldWrites: 0,
+  releasedWrites: 0,
+};
+/** Flushes of at most this many bytes in several runs are joined into one buffer (from Node's pool); larger, one writev. */
+const CONCAT_LIMIT = 2048;
 /** Streams we reset and whose late frames we ignore (§5.1): how many are remembered per connection. */
 const RECENT_RESETS = 32;
 const EMPTY = Buffer.alloc(0);
@@ -184,6 +207,59 @@ function flushAll(): void {
   // A flush can make more output (a handler's onSent queues a WINDOW_UPDATE elsewhere): loop until quiet.
   for (let i = 0; i < dirty.length; i++) dirty[i]?.flush();
   dirty.length = 0;
+  recycleSlabs();
+}
+
+/** After every run of the turn went to its socket: the turn's slabs are free again unless a socket holds them. */
+function recycleSlabs(): void {
+  for (const spent of spentSlabs) if (!heldSlabs.has(spent.buffer)) freeSlab(spent);
+  spentSlabs.length = 0;
+  // A held current slab goes on after what is held; a free one starts over.
+  if (!heldSlabs.has(slab.buffer)) slabPos = 0;
+}
+
+function freeSlab(free: Buffer): void {
+  if (freeSlabs.length < MAX_FREE_SLABS) freeSlabs.push(free);
+}
+
+/** A new current slab with room for `bytes`. */
+function nextSlab(bytes: number): void {
+  // A held slab is freed when the last write holding it completes (releaseSlabs).
+  if (slab.length === SLAB_BYTES && !heldSlabs.has(slab.buffer)) spentSlabs.push(slab);
+  const free = bytes <= SLAB_BYTES ? freeSlabs.pop() : undefined;
+  if (free === undefined) slabStats.allocated++;
+  slab = free ?? Buffer.allocUnsafeSlow(Math.max(bytes, SLAB_BYTES));
+  slabPos = 0;
+}
+
+/** A socket queued a write with slices of `out`: their slabs wait for it. */
+function holdSlabs(socket: Socket, out: readonly Buffer[]): void {
+  let held: ArrayBufferLike[] | undefined;
+  for (const chunk of out) {
+    const memory = chunk.buffer;
+    if (memory.byteLength !== SLAB_BYTES || held?.includes(memory) === true) continue;
+    heldSlabs.set(memory, (heldSlabs.get(memory) ?? 0) + 1);
+    (held ??= []).push(memory);
+  }
+  // Writes complete in order: an empty one after them says when the socket is done with these.
+  if (held === undefined) return;
+  slabStats.heldWrites++;
+  socket.write(EMPTY, () => releaseSlabs(held));
+}
+
+function releaseSlabs(held: readonly ArrayBufferLike[]): void {
+  slabStats.releasedWrites++;
+  for (const memory of held) {
+    const holds = (heldSlabs.get(memory) ?? 1) - 1;
+    if (holds > 0) {
+      heldSlabs.set(memory, holds);
+      continue;
+    }
+    heldSlabs.delete(memory);
+    // Free at the end of the turn, never before: a connection may still have a run in it that is not flushed yet
+    // (the write that held it was another connection's). The current slab starts over then by itself.
+    if (memory !== slab.buffer && !spentSlabs.some((spent) => spent.buffer === memory)) spentSlabs.push(Buffer.from(memory));
+  }
 }
 
 export abstract class Http2Connection {
@@ -254,7 +330,7 @@ export abstract class Http2Connection {
     if (typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
     // Bound methods rather than arrow fields: an idle connection is mostly its closures otherwise (each arrow
     // function a runtime that keeps names, such as tsx, gives its own 256-byte property store).
-    socket.on('data', this.onSocketData.bind(this));
+    readSocket(socket, this.onSocketBytes.bind(this));
     socket.on('drain', this.resumeBlocked.bind(this));
     const gone = this.onSocketGone.bind(this);
     socket.on('error', gone);
@@ -285,10 +361,11 @@ export abstract class Http2Connection {
 
   // ---- reading ------------------------------------------------------------------------------------------------
 
-  private onSocketData(chunk: Buffer): void {
+  /** Bytes read: `buffer[0, length)`, valid only during the call (socket-reader.ts); what we keep is copied. */
+  private onSocketBytes(buffer: Buffer, length: number): void {
     if (this.closed) return;
     this.lastActivity = Date.now();
-    const rest = this.beforeFrames(chunk);
+    const rest = this.beforeFrames(length === buffer.length ? buffer : buffer.subarray(0, length));
     if (rest === undefined || rest.length === 0 || this.closed) return;
     const err = this.reader.push(rest);
     if (err !== undefined) this.connectionError(err.code, err.reason);
@@ -389,7 +466,7 @@ export abstract class Http2Connection {
   private deliverData(stream: Http2Stream, body: Buffer, end: boolean): void {
     if (stream.handler === undefined) {
       // Before the listener leg hands the stream over, DATA waits with it; after, nobody wants it.
-      if (stream.inbox !== undefined) stream.inbox.push(body, end);
+      if (stream.inbox !== undefined) stream.inbox.push(Buffer.from(body), end); // the read buffer is reused
       else this.consume(stream, body.length);
       return;
     }
@@ -435,7 +512,7 @@ export abstract class Http2Connection {
     if (this.blockBytes > this.maxBlockBytes) {
       return this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block above ${this.maxBlockBytes} bytes`);
     }
-    (this.blockParts ??= []).push(fragment);
+    (this.blockParts ??= []).push(Buffer.from(fragment)); // the read buffer is reused
   }
 
   private endHeaderBlock(block: Buffer): void {
@@ -673,7 +750,7 @@ export abstract class Http2Connection {
       return;
     }
     if (data.length > 0) {
-      (stream.queue ??= []).push(data);
+      (stream.queue ??= []).push(Buffer.from(data)); // the caller's bytes are valid only during the call
       stream.queueBytes += data.length;
       this.queuedBytes += data.length;
     }
@@ -797,10 +874,7 @@ export abstract class Http2Connection {
     // Our run is the slab's last and has room: extend it.
     if (this.arena === slab && this.arenaPos === slabPos && slab.length - slabPos >= bytes) return slabPos;
     this.sealArena();
-    if (slab.length - slabPos < bytes) {
-      slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bytes));
-      slabPos = 0;
-    }
+    if (slab.length - slabPos < bytes) nextSlab(bytes);
     this.arena = slab;
     this.arenaStart = this.arenaPos = slabPos;
     return slabPos;
@@ -839,38 +913,32 @@ export abstract class Http2Connection {
 
   protected writeData(id: number, payload: Buffer, end: boolean): void {
     const length = payload.length;
-    if (length <= COPY_LIMIT) {
-      // The last frame of our run is DATA of this stream with room: extend it (frame boundaries carry no meaning
-      // in HTTP/2; a server stream of small messages then costs both peers one frame per read, not per message).
-      const prev = this.lastDataAt;
-      if (prev >= 0 && this.lastDataStream === id && this.lastDataEnd === this.arenaPos && prev >= this.arenaStart && this.arena === slab && this.arenaPos === slabPos && slab.length - slabPos >= length) {
-        const merged = slab.readUIntBE(prev, 3) + length;
-        if (merged <= this.peer.maxFrameSize) {
-          slab.writeUIntBE(merged, prev, 3);
-          if (end) slab[prev + 4] = FrameFlag.END_STREAM;
-          payload.copy(slab, slabPos);
-          this.commit(slabPos + length);
-          this.lastDataEnd = this.arenaPos;
-          if (end) this.lastDataAt = -1;
-          return this.markDirty();
-        }
+    // The last frame of our run is DATA of this stream with room: extend it (frame boundaries carry no meaning in
+    // HTTP/2; a server stream of small messages then costs both peers one frame per read, not per message).
+    const prev = this.lastDataAt;
+    if (prev >= 0 && this.lastDataStream === id && this.lastDataEnd === this.arenaPos && prev >= this.arenaStart && this.arena === slab && this.arenaPos === slabPos && slab.length - slabPos >= length) {
+      const merged = slab.readUIntBE(prev, 3) + length;
+      if (merged <= this.peer.maxFrameSize) {
+        slab.writeUIntBE(merged, prev, 3);
+        if (end) slab[prev + 4] = FrameFlag.END_STREAM;
+        payload.copy(slab, slabPos);
+        this.commit(slabPos + length);
+        this.lastDataEnd = this.arenaPos;
+        if (end) this.lastDataAt = -1;
+        return this.markDirty();
       }
-      const at = this.reserve(FRAME_HEADER_BYTES + length);
-      writeFrameHeader(this.arena, at, length, FrameType.DATA, end ? FrameFlag.END_STREAM : 0, id);
-      payload.copy(this.arena, at + FRAME_HEADER_BYTES);
-      this.commit(at + FRAME_HEADER_BYTES + length);
-      this.lastDataAt = end ? -1 : at;
-      this.lastDataStream = id;
-      this.lastDataEnd = this.arenaPos;
-    } else {
-      const at = this.reserve(FRAME_HEADER_BYTES);
-      writeFrameHeader(this.arena, at, length, FrameType.DATA, end ? FrameFlag.END_STREAM : 0, id);
-      this.commit(at + FRAME_HEADER_BYTES);
-      this.sealArena();
-      this.out.push(payload);
-      this.outBytes += length;
     }
+    const at = this.reserve(FRAME_HEADER_BYTES + length);
+    writeFrameHeader(this.arena, at, length, FrameType.DATA, end ? FrameFlag.END_STREAM : 0, id);
+    payload.copy(this.arena, at + FRAME_HEADER_BYTES);
+    this.commit(at + FRAME_HEADER_BYTES + length);
+    this.lastDataAt = end ? -1 : at;
+    this.lastDataStream = id;
+    this.lastDataEnd = this.arenaPos;
     this.markDirty();
+    // A turn that read a lot (libuv reads up to 32 × 64 KiB from a socket before yielding) writes as it goes,
+    // rather than holding it all until the end of the turn or queueing it as congestion.
+    if (this.outBytes + this.arenaPos - this.arenaStart >= this.highWater && !this.closed && !this.socket.destroyed) this.writeOut();
   }
 
   protected writeHeaderBlock(id: number, fields: string[], end: boolean): void {
@@ -931,30 +999,41 @@ export abstract class Http2Connection {
   /** Writes everything queued this turn, in one write. */
   flush(): void {
     this.isDirty = false;
-    this.sealArena();
-    const out = this.out;
-    if (out.length === 0 || this.closed || this.socket.destroyed) {
-      out.length = 0;
+    if (this.closed || this.socket.destroyed) {
+      this.sealArena();
+      this.out.length = 0;
       this.outBytes = 0;
       return;
     }
-    if (out.length === 1) {
-      this.socket.write(out[0] as Buffer);
-    } else if (this.outBytes <= CONCAT_LIMIT) {
-      this.socket.write(Buffer.concat(out, this.outBytes));
-    } else {
-      this.socket.cork();
-      for (const buffer of out) this.socket.write(buffer);
-      this.socket.uncork();
-    }
-    out.length = 0;
-    this.outBytes = 0;
+    this.writeOut();
     if (this.socket.writableLength > this.maxOutput) {
       this.destroy(new Error(`peer does not read: ${this.socket.writableLength} bytes unread`));
       return;
     }
     // DATA that waited for this turn's output to go: 'drain' only comes after a write the socket refused.
     if (this.blockedStreams.length > 0 && !this.congested && this.sendWindow > 0) this.resumeBlocked();
+  }
+
+  /** Hands the output so far to the socket (one write, or one writev). */
+  private writeOut(): void {
+    this.sealArena();
+    const out = this.out;
+    if (out.length === 0) return;
+    let copied = false;
+    if (out.length === 1) {
+      this.socket.write(out[0] as Buffer);
+    } else if (this.outBytes <= CONCAT_LIMIT) {
+      this.socket.write(Buffer.concat(out, this.outBytes));
+      copied = true;
+    } else {
+      this.socket.cork();
+      for (const buffer of out) this.socket.write(buffer);
+      this.socket.uncork();
+    }
+    // The socket queued some of it: the slabs it holds slices of are not reused until it wrote them.
+    if (!copied && this.socket.writableLength > 0) holdSlabs(this.socket, out);
+    out.length = 0;
+    this.outBytes = 0;
   }
 
   // ---- closing ------------------------------------------------------------------------------------------------

@@ -130,6 +130,7 @@ export type FrameHandler = (type: number, flags: number, streamId: number, paylo
 
 /** The same as an object's method: a connection is its own sink (no closure per connection). */
 export interface FrameSink {
+  /** One frame; `payload` is valid only during the call (the reader reuses its buffers): copy what you keep. */
   onFrame(type: number, flags: number, streamId: number, payload: Buffer): void;
 }
 
@@ -138,13 +139,22 @@ export interface FrameSink {
  * (our SETTINGS_MAX_FRAME_SIZE) stops the reader and returns FRAME_SIZE_ERROR (§4.2) before its payload is
  * buffered, so a peer cannot make the reader hold more than one frame.
  */
+/**
+ * Buffers for frames that straddle reads, shared by the process: a frame's payload is valid only while it is
+ * delivered (FrameSink), so the buffer serves the next one. Frames up to the default SETTINGS_MAX_FRAME_SIZE.
+ */
+const SPARE_FRAME_BYTES = FRAME_HEADER_BYTES + DEFAULT_MAX_FRAME_SIZE;
+const MAX_SPARE_FRAMES = 8;
+const spareFrames: Buffer[] = [];
+
 export class FrameReader {
   maxFrameSize: number;
   private readonly sink: FrameSink;
   /** Bytes of an unfinished frame (header included), kept across reads. */
   private pending: Buffer | undefined;
-  /** An unfinished frame with its header read: its whole buffer, and how much of it arrived. */
+  /** An unfinished frame with its header read: a buffer with room for it, its size, and how much of it arrived. */
   private partial: Buffer | undefined;
+  private partialLength = 0;
   private partialFilled = 0;
   private failed = false;
 
@@ -167,12 +177,15 @@ export class FrameReader {
       // A frame that straddles reads: its bytes are copied once into a buffer of its size (never the whole chunk
       // again, and never pending + chunk re-concatenated per read, which is quadratic for large frames).
       const frame = this.partial;
-      const take = Math.min(frame.length - this.partialFilled, chunk.length);
+      const size = this.partialLength;
+      const take = Math.min(size - this.partialFilled, chunk.length);
       chunk.copy(frame, this.partialFilled, 0, take);
       this.partialFilled += take;
-      if (this.partialFilled < frame.length) return undefined;
+      if (this.partialFilled < size) return undefined;
       this.partial = undefined;
-      this.sink.onFrame(frame[3] ?? 0, frame[4] ?? 0, frame.readUInt32BE(5) & 0x7fffffff, frame.subarray(FRAME_HEADER_BYTES));
+      this.sink.onFrame(frame[3] ?? 0, frame[4] ?? 0, frame.readUInt32BE(5) & 0x7fffffff, frame.subarray(FRAME_HEADER_BYTES, size));
+      // The payload was valid only during onFrame: the buffer serves the next frame that straddles reads.
+      if (frame.length === SPARE_FRAME_BYTES && spareFrames.length < MAX_SPARE_FRAMES) spareFrames.push(frame);
       if (this.failed) return undefined;
       offset = take;
     } else if (this.pending !== undefined) {
@@ -200,9 +213,11 @@ export class FrameReader {
       // and checked above).
       if (rest < FRAME_HEADER_BYTES) this.pending = Buffer.from(data.subarray(offset));
       else {
-        const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + data.readUIntBE(offset, 3));
+        const size = FRAME_HEADER_BYTES + data.readUIntBE(offset, 3);
+        const frame = (size <= SPARE_FRAME_BYTES ? spareFrames.pop() : undefined) ?? Buffer.allocUnsafeSlow(Math.max(size, SPARE_FRAME_BYTES));
         data.copy(frame, 0, offset);
         this.partial = frame;
+        this.partialLength = size;
         this.partialFilled = rest;
       }
     }

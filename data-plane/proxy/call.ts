@@ -239,6 +239,8 @@ export class Call implements StreamHandler {
       return;
     }
     if (end) this.requestEnded = true;
+    // `data` is valid only during this call (the engine reuses its read buffer): what is kept is a copy.
+    let kept: Buffer | undefined;
     if (data.length > 0) {
       const meter = this.requestMeter;
       if (meter !== undefined) {
@@ -250,16 +252,18 @@ export class Call implements StreamHandler {
       }
       const replay = this.replay;
       if (replay !== undefined) {
+        // A first message that says it is larger than the replay limit: no copy of its first bytes to drop later.
+        const declared = this.replayBytes === 0 && data.length >= 5 ? 5 + data.readUInt32BE(1) : 0;
         this.replayBytes += data.length;
-        if (this.replayBytes > REPLAY_LIMIT_BYTES) this.replay = undefined;
-        else replay.push(data);
+        if (this.replayBytes > REPLAY_LIMIT_BYTES || declared > REPLAY_LIMIT_BYTES) this.replay = undefined;
+        else replay.push((kept = Buffer.from(data)));
       }
     }
     const attempt = this.attempt;
     if (attempt !== undefined) {
       attempt.send(data, end);
     } else if (this.pending !== undefined && data.length > 0) {
-      this.pending.push(data); // before the first attempt: it sends these first
+      this.pending.push(kept ?? Buffer.from(data)); // before the first attempt: it sends these first
     }
     // Between attempts the bytes are in the replay (or the call cannot be retried and fails).
   }

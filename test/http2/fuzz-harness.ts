@@ -60,7 +60,7 @@ function bump(record: Record<string, number>, key: string, by = 1): void {
 
 // ---- the fake socket -----------------------------------------------------------------------------------------------
 
-type ReaderSpeed = 'fast' | 'slow' | 'stalled';
+export type ReaderSpeed = 'fast' | 'slow' | 'stalled';
 
 /** The part of net.Socket a connection uses; written bytes go to `sink`. */
 export class FakeSocket extends EventEmitter {
@@ -78,12 +78,19 @@ export class FakeSocket extends EventEmitter {
     this.sink = sink;
   }
 
-  write(chunk: Buffer | string): boolean {
+  /** Callbacks of writes not completed yet (a write completes once the peer read everything before it). */
+  private callbacks: (() => void)[] = [];
+
+  write(chunk: Buffer | string, callback?: () => void): boolean {
     if (this.destroyed || this.ended) return false;
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk;
     this.sink(bytes);
-    if (this.speed === 'fast') return true;
+    if (this.speed === 'fast') {
+      if (callback !== undefined) process.nextTick(callback);
+      return true;
+    }
     this.writableLength += bytes.length;
+    if (callback !== undefined) this.callbacks.push(callback);
     const ok = this.writableLength < 16 * 1024;
     if (!ok) this.needDrain = true;
     return ok;
@@ -105,14 +112,22 @@ export class FakeSocket extends EventEmitter {
     if (this.destroyed) return this;
     this.destroyed = true;
     this.writableLength = 0;
+    this.completeWrites();
     process.nextTick(() => this.emit('close', false));
     return this;
+  }
+
+  private completeWrites(): void {
+    const done = this.callbacks;
+    this.callbacks = [];
+    for (const callback of done) process.nextTick(callback);
   }
 
   /** The peer read `bytes` (a slow reader); 'drain' once all is read after a refused write. */
   read(bytes: number): void {
     if (this.speed !== 'slow' || this.destroyed) return;
     this.writableLength = Math.max(0, this.writableLength - bytes);
+    if (this.writableLength === 0) this.completeWrites();
     if (this.writableLength === 0 && this.needDrain) {
       this.needDrain = false;
       this.emit('drain');
@@ -179,7 +194,7 @@ export class OutputChecker {
         if (this.reset.has(id)) return this.fail(`server sent type ${type} on stream ${id} after RST_STREAM`);
         if ((flags & FrameFlag.END_STREAM) !== 0) this.ended.add(id);
         if (type === FrameType.HEADERS) {
-          this.block = [framePayloadBody(type, flags, payload)];
+          this.block = [Buffer.from(framePayloadBody(type, flags, payload))]; // payloads are valid only during onFrame
           this.blockStream = id;
           if ((flags & FrameFlag.END_HEADERS) !== 0) this.endBlock();
         }

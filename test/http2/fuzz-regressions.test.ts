@@ -23,7 +23,7 @@ import { ErrorCode, FrameFlag, FrameType, type Http2Stream } from '../../data-pl
 import { CLIENT_PREFACE, FrameReader, encodeFrame, encodeSettings, encodeWindowUpdate } from '../../data-plane/http2/frame.ts';
 import { HpackEncoder } from '../../data-plane/http2/hpack-encoder.ts';
 import { ServerConnection } from '../../data-plane/http2/server-connection.ts';
-import { FakeSocket } from './fuzz-harness.ts';
+import { FakeSocket, type ReaderSpeed } from './fuzz-harness.ts';
 
 interface Out {
   type: number;
@@ -32,11 +32,11 @@ interface Out {
   payload: Buffer;
 }
 
-function serve(options: { keepaliveRequests?: number; respond?: (stream: Http2Stream) => void } = {}): { conn: ServerConnection; socket: FakeSocket; frames: Out[]; raw: Buffer[]; requests: number[]; closedCalls: () => number } {
+function serve(options: { keepaliveRequests?: number; respond?: (stream: Http2Stream) => void; speed?: ReaderSpeed } = {}): { conn: ServerConnection; socket: FakeSocket; frames: Out[]; raw: Buffer[]; requests: number[]; closedCalls: () => number } {
   const frames: Out[] = [];
   const raw: Buffer[] = [];
   const reader = new FrameReader((type, flags, id, payload) => frames.push({ type, flags, id, payload: Buffer.from(payload) }), 1 << 24);
-  const socket = new FakeSocket('fast', (chunk) => {
+  const socket = new FakeSocket(options.speed ?? 'fast', (chunk) => {
     raw.push(Buffer.from(chunk));
     reader.push(chunk);
   });
@@ -153,8 +153,9 @@ describe('fuzzer regressions: the listener leg', () => {
   });
 
   test('a connection error while DATA waits for the socket writes nothing after its GOAWAY', async () => {
-    const body = Buffer.alloc(400 * 1024, 0x61); // above the 256 KiB of output that makes DATA wait
+    const body = Buffer.alloc(400 * 1024, 0x61); // above the 256 KiB of unread output that makes DATA wait
     const { conn, socket, frames } = serve({
+      speed: 'slow', // the socket takes the first 256 KiB and does not write them: the rest waits
       keepaliveRequests: 1, // the first stream starts the graceful shutdown: the connection closes with it
       respond(stream) {
         stream.sendHeaders([':status', '200'], false);

@@ -4,7 +4,9 @@
  * - small DATA of one stream written in the same turn leaves as one DATA frame (frame boundaries mean nothing in
  *   HTTP/2; a server stream of small messages then costs one frame per turn, not per message), never merged across
  *   streams, past another frame, past SETTINGS_MAX_FRAME_SIZE or after END_STREAM;
- * - a frame that straddles reads, cut at any byte, reaches the handler whole and unchanged.
+ * - a frame that straddles reads, cut at any byte, reaches the handler whole and unchanged;
+ * - the output slabs shared by connections: a slab that one socket held and released in the middle of a turn is
+ *   not reused before the turn's end, when every other connection's run in it went out.
  */
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
@@ -14,7 +16,7 @@ import { FrameFlag, FrameType, type Http2Stream } from '../../data-plane/http2/c
 import { CLIENT_PREFACE, FrameReader, encodeFrame, encodeSettings } from '../../data-plane/http2/frame.ts';
 import { HpackEncoder } from '../../data-plane/http2/hpack-encoder.ts';
 import { ServerConnection } from '../../data-plane/http2/server-connection.ts';
-import { FakeSocket } from './fuzz-harness.ts';
+import { FakeSocket, type ReaderSpeed } from './fuzz-harness.ts';
 
 interface Out {
   type: number;
@@ -26,10 +28,10 @@ interface Out {
 const REQUEST = [':method', 'POST', ':scheme', 'http', ':path', '/a.B/C', 'content-type', 'application/grpc'];
 
 /** A connection whose handler keeps the streams; returns what the client received, frame by frame. */
-function serve(): { socket: FakeSocket; frames: Out[]; streams: Http2Stream[]; conn: ServerConnection } {
+function serve(speed: ReaderSpeed = 'fast'): { socket: FakeSocket; frames: Out[]; streams: Http2Stream[]; conn: ServerConnection } {
   const frames: Out[] = [];
   const reader = new FrameReader((type, flags, id, payload) => frames.push({ type, flags, id, payload: Buffer.from(payload) }), 1 << 24);
-  const socket = new FakeSocket('fast', (chunk) => reader.push(chunk));
+  const socket = new FakeSocket(speed, (chunk) => reader.push(chunk));
   const streams: Http2Stream[] = [];
   const conn = new ServerConnection(
     socket as unknown as Socket,
@@ -159,3 +161,56 @@ describe('frame reader: frames that straddle reads', () => {
     }
   });
 });
+
+describe('output slabs shared by connections', () => {
+  test('a slab released by one socket mid-turn is not reused while another connection has an unflushed run in it', async () => {
+    const big = [[0x4, 2 ** 31 - 1]] as [number, number][];
+    const held = serve('slow'); // its socket queues what it is given until the test reads it
+    const other = serve();
+    const filler = serve();
+    for (const side of [held, other, filler]) {
+      await open(side.socket, [1], big);
+      side.socket.emit('data', encodeFrame(FrameType.WINDOW_UPDATE, 0, 0, u32(2 ** 31 - 1 - 65_535)));
+    }
+    await turn();
+    const [heldStream] = held.streams;
+    const [otherStream] = other.streams;
+    const [fillerStream] = filler.streams;
+    assert.ok(heldStream !== undefined && otherStream !== undefined && fillerStream !== undefined);
+    for (const stream of [heldStream, otherStream, fillerStream]) stream.sendHeaders([':status', '200'], false);
+    await turn();
+
+    // One turn: the other connection's run first, then enough DATA on the held socket to be written mid-turn and
+    // queued (its slabs held), past the end of the slab they share.
+    const mine = Buffer.alloc(300, 0x62);
+    otherStream.sendData(mine, false);
+    heldStream.sendData(Buffer.alloc(600 * 1024, 0x61), false);
+    // The held socket's reader catches up: its writes complete and release their slabs (callbacks on nextTick).
+    held.socket.read(Number.MAX_SAFE_INTEGER);
+    await new Promise((resolve) => process.nextTick(resolve));
+    // More output in the same turn, to a socket that takes it all, takes slabs: never the one the other
+    // connection's run is still in.
+    fillerStream.sendData(Buffer.alloc(1024 * 1024, 0x63), false);
+    await turn();
+    const got = data(other.frames);
+    assert.equal(got.length, 1);
+    assert.deepEqual(got[0]?.payload, mine, 'the other connection wrote bytes of a reused slab');
+    // The held socket's reader reads the rest.
+    for (let i = 0; i < 100 && data(held.frames).reduce((n, f) => n + f.payload.length, 0) < 600 * 1024; i++) {
+      held.socket.read(Number.MAX_SAFE_INTEGER);
+      await turn();
+    }
+    const sent = Buffer.concat(data(held.frames).map((f) => f.payload));
+    assert.equal(sent.length, 600 * 1024);
+    assert.ok(sent.every((b) => b === 0x61), 'the held connection wrote other bytes');
+    const filled = Buffer.concat(data(filler.frames).map((f) => f.payload));
+    assert.equal(filled.length, 1024 * 1024);
+    assert.ok(filled.every((b) => b === 0x63), 'the filler connection wrote other bytes');
+  });
+});
+
+function u32(value: number): Buffer {
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE(value);
+  return out;
+}
