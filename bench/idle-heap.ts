@@ -1,11 +1,14 @@
 /**
  * Where an idle connection's memory goes, in one process: N idle h2c connections (bench/vs-nginx/idle-connector.ts
- * in a child) to `net` (a bare net server, Node's floor) or `native` (a standalone data plane on the native engine),
- * then heap, external, array buffers and RSS per connection after a full GC.
- *   node --expose-gc --import tsx bench/idle-heap.ts net|native [N]
+ * in a child) to `net` (a bare net server, Node's floor), `tls` (a bare node:tls server negotiating ALPN h2: Node's
+ * floor for TLS) or `native` (a standalone data plane on the native engine), then heap, external, array buffers and
+ * RSS per connection after a full GC.
+ *   node --expose-gc --import tsx bench/idle-heap.ts net|tls|native [N]
  */
 import { spawn } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { makeCert } from '../test/helpers/certs.ts';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,9 +22,10 @@ const count = Number(process.argv[3] ?? '10000');
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
 
 async function start(): Promise<{ port: number; close(): Promise<void> }> {
-  if (mode === 'net') {
+  if (mode === 'net' || mode === 'tls') {
     const sockets: Socket[] = [];
-    const server = createServer((s) => { sockets.push(s); s.once('data', () => s.write(EMPTY_SETTINGS)); });
+    const onSocket = (s: Socket): void => { sockets.push(s); s.once('data', () => s.write(EMPTY_SETTINGS)); };
+    const server = mode === 'net' ? createServer(onSocket) : createTlsServer({ ...(await makeCert({ sans: ['localhost'] })), ALPNProtocols: ['h2'] }, onSocket);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     return { port: (server.address() as { port: number }).port, close: async () => { for (const s of sockets) s.destroy(); server.close(); } };
   }
@@ -51,7 +55,8 @@ const target = await start();
 await new Promise((r) => setTimeout(r, 300));
 const before = mem();
 if (process.env['SNAP'] !== undefined) (await import('node:v8')).writeHeapSnapshot(`${process.env['SNAP']}.before`);
-const child = spawn(process.execPath, ['--import', 'tsx', 'bench/vs-nginx/idle-connector.ts', `127.0.0.1:${target.port}`, String(count)], { stdio: ['pipe', 'pipe', 'inherit'] });
+const connector = ['bench/vs-nginx/idle-connector.ts', `127.0.0.1:${target.port}`, String(count), '256', mode === 'tls' ? 'tls' : 'h2c'];
+const child = spawn(process.execPath, ['--import', 'tsx', ...connector], { stdio: ['pipe', 'pipe', 'inherit'] });
 const line = await new Promise<string>((resolve) => child.stdout.once('data', (b: Buffer) => resolve(b.toString())));
 await new Promise((r) => setTimeout(r, 1000));
 const after = mem();

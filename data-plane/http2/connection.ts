@@ -8,8 +8,9 @@
  * Streams are small objects with one handler (the proxy's call on the listener leg, its attempt on the upstream leg)
  * that gets headers, DATA slices, resets, and "these bytes you queued went out". The relay joins two streams:
  *
- * - Backpressure end to end. A DATA payload is handed to the handler as a slice of the bytes read; the handler
- *   queues it on the other leg's stream and gives the stream's credit back to the sender (`consume`) only when
+ * - Backpressure end to end. A DATA payload is handed to the handler as bytes valid during the call (a slice of the
+ *   shared read buffer, or the stream's consecutive frames of one read joined); the handler
+ *   queues it on the other leg's stream (the engine copies what it keeps) and gives the stream's credit back to the sender (`consume`) only when
  *   that stream reports the bytes sent (`onSent`). A stalled reader therefore stops its sender at one stream
  *   window: the gateway never holds more than the stream windows it advertised. The connection window is credited
  *   on arrival, so that one stalled stream never stops the others sharing its connection. DATA also waits while the socket is congested (bytes handed to the
@@ -115,6 +116,18 @@ export const slabStats = {
   heldWrites: 0,
   releasedWrites: 0,
 };
+/**
+ * DATA of one stream in consecutive frames of a read is delivered to its handler once, joined here (a server stream
+ * of small messages arrives as a frame per message: one handler call per read instead of per frame). Shared by the
+ * process: a connection delivers what it joined before its read callback returns.
+ */
+const JOIN_BYTES = 64 * 1024;
+const joined: Buffer = Buffer.allocUnsafeSlow(JOIN_BYTES);
+let joinedBytes = 0;
+let joinedStream: Http2Stream | undefined;
+/** A joined delivery is running: frames read meanwhile (a handler that feeds a peer in process) are not joined. */
+let deliveringJoined = false;
+
 /** Flushes of at most this many bytes in several runs are joined into one buffer (from Node's pool); larger, one writev. */
 const CONCAT_LIMIT = 2048;
 /** Streams we reset and whose late frames we ignore (§5.1): how many are remembered per connection. */
@@ -368,8 +381,25 @@ export abstract class Http2Connection {
     const rest = this.beforeFrames(length === buffer.length ? buffer : buffer.subarray(0, length));
     if (rest === undefined || rest.length === 0 || this.closed) return;
     const err = this.reader.push(rest);
+    this.deliverJoined();
     if (err !== undefined) this.connectionError(err.code, err.reason);
     if (!this.closed) this.afterRead();
+  }
+
+  /** DATA joined from this read's frames goes to its stream now (before any other frame, error or the read's end). */
+  private deliverJoined(): void {
+    const stream = joinedStream;
+    if (stream === undefined) return;
+    joinedStream = undefined;
+    const bytes = joinedBytes;
+    joinedBytes = 0;
+    if (stream.removed) return;
+    deliveringJoined = true;
+    try {
+      stream.conn.deliverData(stream, joined.subarray(0, bytes), false);
+    } finally {
+      deliveringJoined = false;
+    }
   }
 
   /** The bytes before frames (the server's preface check); returns what is left for the frame reader. */
@@ -383,6 +413,7 @@ export abstract class Http2Connection {
   /** One frame from the reader (FrameSink). */
   onFrame(type: number, flags: number, id: number, payload: Buffer): void {
     if (this.closed) return;
+    if (joinedStream !== undefined && (type !== FrameType.DATA || id !== joinedStream.id)) this.deliverJoined();
     if (this.blockStream !== 0 && (type !== FrameType.CONTINUATION || id !== this.blockStream)) {
       return this.connectionError(ErrorCode.PROTOCOL_ERROR, 'frame interleaved with a header block');
     }
@@ -459,6 +490,32 @@ export abstract class Http2Connection {
     stream.unconsumed += body.length;
     // Padding is nobody's to consume: credit it now.
     if (body.length !== length) this.consumeRaw(stream, length - body.length);
+    if (!end && body.length > 0 && body.length <= JOIN_BYTES && !deliveringJoined) {
+      // Joined with the stream's next frames of this read (onFrame delivers it before any other frame).
+      if (joinedStream !== stream || joinedBytes + body.length > JOIN_BYTES) this.deliverJoined();
+      joined.set(body, joinedBytes);
+      joinedBytes += body.length;
+      joinedStream = stream;
+      return;
+    }
+    if (joinedStream === stream) {
+      // The last frame of a run: one delivery with END_STREAM.
+      if (joinedBytes + body.length <= JOIN_BYTES) {
+        joined.set(body, joinedBytes);
+        joinedStream = undefined;
+        const bytes = joinedBytes + body.length;
+        joinedBytes = 0;
+        deliveringJoined = true;
+        try {
+          this.deliverData(stream, joined.subarray(0, bytes), end);
+        } finally {
+          deliveringJoined = false;
+        }
+        if (end) this.maybeClose(stream);
+        return;
+      }
+      this.deliverJoined();
+    }
     this.deliverData(stream, body, end);
     if (end) this.maybeClose(stream);
   }
@@ -644,6 +701,7 @@ export abstract class Http2Connection {
 
   /** A stream error (§5.4.2): RST_STREAM, the stream's owner hears of it, the connection goes on. */
   protected streamError(id: number, code: number): void {
+    this.deliverJoined(); // what arrived before the error goes first
     const stream = this.streams.get(id);
     this.writeRst(id, code);
     this.rememberReset(id);
@@ -730,29 +788,39 @@ export abstract class Http2Connection {
 
   sendData(stream: Http2Stream, data: Buffer, endStream: boolean): void {
     if (stream.removed || this.closed || stream.localClosed || stream.queueEnd) return;
-    const length = data.length;
-    // Nothing queued and room in both windows, the frame size and the socket: written at once, no queue.
-    if (
-      length > 0 &&
-      stream.queue === undefined &&
-      stream.id !== 0 &&
-      length <= stream.sendWindow &&
-      length <= this.sendWindow &&
-      length <= this.peer.maxFrameSize &&
-      !this.congested
-    ) {
-      this.writeData(stream.id, data, endStream);
-      stream.sendWindow -= length;
-      this.sendWindow -= length;
-      if (endStream) stream.state = afterSend(stream.state as 0, FrameType.DATA, FrameFlag.END_STREAM);
-      stream.handler?.onSent(stream, length);
-      if (endStream && !stream.removed) this.localEnded(stream);
-      return;
+    let rest = data;
+    // Nothing queued and room in both windows: written at once, in frames of the peer's size, while the socket
+    // takes it; what the socket has no room for waits in the queue.
+    if (data.length > 0 && stream.queue === undefined && stream.id !== 0 && data.length <= stream.sendWindow && data.length <= this.sendWindow && !this.congested) {
+      const length = data.length;
+      const max = this.peer.maxFrameSize;
+      let sent = 0;
+      if (length <= max) {
+        this.writeData(stream.id, data, endStream);
+        sent = length;
+      } else {
+        do {
+          const size = Math.min(max, length - sent);
+          this.writeData(stream.id, data.subarray(sent, sent + size), endStream && sent + size === length);
+          sent += size;
+        } while (sent < length && !this.congested);
+      }
+      stream.sendWindow -= sent;
+      this.sendWindow -= sent;
+      if (sent === length) {
+        if (endStream) stream.state = afterSend(stream.state as 0, FrameType.DATA, FrameFlag.END_STREAM);
+        stream.handler?.onSent(stream, length);
+        if (endStream && !stream.removed) this.localEnded(stream);
+        return;
+      }
+      stream.handler?.onSent(stream, sent);
+      if (stream.removed || this.closed) return;
+      rest = data.subarray(sent);
     }
-    if (data.length > 0) {
-      (stream.queue ??= []).push(Buffer.from(data)); // the caller's bytes are valid only during the call
-      stream.queueBytes += data.length;
-      this.queuedBytes += data.length;
+    if (rest.length > 0) {
+      (stream.queue ??= []).push(Buffer.from(rest)); // the caller's bytes are valid only during the call
+      stream.queueBytes += rest.length;
+      this.queuedBytes += rest.length;
     }
     if (endStream) stream.queueEnd = true;
     this.pump(stream);
@@ -886,6 +954,9 @@ export abstract class Http2Connection {
   }
 
   private sealArena(): void {
+    // No DATA frame of a sealed run is extended again: its slab position may be reused by the next turn (a stale
+    // position that a new run happened to reach again once merged DATA into another frame).
+    this.lastDataAt = -1;
     if (this.arenaPos > this.arenaStart) {
       this.out.push(this.arena.subarray(this.arenaStart, this.arenaPos));
       this.outBytes += this.arenaPos - this.arenaStart;
@@ -1041,6 +1112,7 @@ export abstract class Http2Connection {
   /** A connection error (§5.4.1): GOAWAY with `code`, then the connection closes. */
   connectionError(code: number, reason: string): void {
     if (this.closed) return;
+    this.deliverJoined();
     this.reader.stop();
     this.blockStream = 0;
     // Nothing goes after the GOAWAY: the flush below must not resume DATA that waits for the socket.
@@ -1082,6 +1154,7 @@ export abstract class Http2Connection {
     this.outBytes = 0;
     this.arena = EMPTY;
     this.arenaStart = this.arenaPos = 0;
+    this.lastDataAt = -1;
     const streams = [...this.streams.values()];
     for (const stream of streams) {
       stream.state = StreamState.CLOSED;

@@ -28,7 +28,14 @@ interface Out {
 const REQUEST = [':method', 'POST', ':scheme', 'http', ':path', '/a.B/C', 'content-type', 'application/grpc'];
 
 /** A connection whose handler keeps the streams; returns what the client received, frame by frame. */
-function serve(speed: ReaderSpeed = 'fast'): { socket: FakeSocket; frames: Out[]; streams: Http2Stream[]; conn: ServerConnection } {
+interface Delivery {
+  id: number;
+  data: string;
+  end: boolean;
+}
+
+function serve(speed: ReaderSpeed = 'fast'): { socket: FakeSocket; frames: Out[]; streams: Http2Stream[]; conn: ServerConnection; deliveries: Delivery[] } {
+  const deliveries: Delivery[] = [];
   const frames: Out[] = [];
   const reader = new FrameReader((type, flags, id, payload) => frames.push({ type, flags, id, payload: Buffer.from(payload) }), 1 << 24);
   const socket = new FakeSocket(speed, (chunk) => reader.push(chunk));
@@ -42,14 +49,26 @@ function serve(speed: ReaderSpeed = 'fast'): { socket: FakeSocket; frames: Out[]
     { keepaliveRequests: 0, prematureResetTotalStreamCount: 0, prematureResetMinStreamLifetimeMs: 0 },
     {
       onRequest(stream) {
-        stream.handler = { onData() {}, onHeaders() {}, onReset() {}, onSent() {} };
+        stream.handler = {
+          onData(s, data, end) {
+            deliveries.push({ id: s.id, data: data.toString('latin1'), end });
+            s.consume(data.length);
+          },
+          onHeaders(s, fields, end) {
+            deliveries.push({ id: s.id, data: `headers ${fields.join(' ')}`, end });
+          },
+          onReset(s, code) {
+            deliveries.push({ id: s.id, data: `reset ${code}`, end: true });
+          },
+          onSent() {},
+        };
         streams.push(stream);
       },
       onConnectionClosed() {},
     },
     'HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-length: 0\r\n\r\n',
   );
-  return { socket, frames, streams, conn };
+  return { socket, frames, streams, conn, deliveries };
 }
 
 async function open(socket: FakeSocket, ids: number[], settings: [number, number][] = []): Promise<void> {
@@ -214,3 +233,43 @@ function u32(value: number): Buffer {
   out.writeUInt32BE(value);
   return out;
 }
+
+describe('relay input: DATA of a stream in consecutive frames of one read', () => {
+  test('reaches the handler as one delivery, END_STREAM on the last; another stream, HEADERS or RST_STREAM between split it, in order', async () => {
+    const { socket, deliveries } = serve();
+    const hpack = new HpackEncoder();
+    socket.emit('data', Buffer.concat([CLIENT_PREFACE, encodeSettings([])]));
+    for (const id of [1, 3, 5]) socket.emit('data', encodeFrame(FrameType.HEADERS, FrameFlag.END_HEADERS, id, hpack.encode(REQUEST)));
+    await turn();
+    const d = (id: number, text: string, end = false): Buffer => encodeFrame(FrameType.DATA, end ? FrameFlag.END_STREAM : 0, id, Buffer.from(text, 'latin1'));
+    // One read.
+    socket.emit(
+      'data',
+      Buffer.concat([
+        d(1, 'aa'), d(1, 'bb'), d(3, 'cc'), d(1, 'dd'), d(1, 'ee', true),
+        d(3, 'ff'), encodeFrame(FrameType.HEADERS, FrameFlag.END_HEADERS | FrameFlag.END_STREAM, 3, hpack.encode(['grpc-status', '0'])),
+        d(5, 'gg'), d(5, 'hh'), encodeFrame(FrameType.RST_STREAM, 0, 5, u32(8)),
+      ]),
+    );
+    await turn();
+    assert.deepEqual(deliveries, [
+      { id: 1, data: 'aabb', end: false },
+      { id: 3, data: 'cc', end: false },
+      { id: 1, data: 'ddee', end: true },
+      { id: 3, data: 'ff', end: false },
+      { id: 3, data: 'headers grpc-status 0', end: true },
+      { id: 5, data: 'gghh', end: false },
+      { id: 5, data: 'reset 8', end: true },
+    ]);
+  });
+
+  test('a read that ends in the middle of a run delivers what it joined before the read returns', async () => {
+    const { socket, deliveries } = serve();
+    const hpack = new HpackEncoder();
+    socket.emit('data', Buffer.concat([CLIENT_PREFACE, encodeSettings([])]));
+    socket.emit('data', encodeFrame(FrameType.HEADERS, FrameFlag.END_HEADERS, 1, hpack.encode(REQUEST)));
+    await turn();
+    socket.emit('data', Buffer.concat([encodeFrame(FrameType.DATA, 0, 1, Buffer.from('xy')), encodeFrame(FrameType.DATA, 0, 1, Buffer.from('z'))]));
+    assert.deepEqual(deliveries, [{ id: 1, data: 'xyz', end: false }], 'delivered synchronously with the read');
+  });
+});
