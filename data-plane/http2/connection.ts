@@ -37,7 +37,7 @@ import {
   writeFrameHeader,
 } from './frame.ts';
 import { HeaderListTooLarge, HpackCompressionError, HpackDecoder } from './hpack.ts';
-import { HpackEncoder } from './hpack-encoder.ts';
+import { encodedOutput, HpackEncoder } from './hpack-encoder.ts';
 import { type Http2Settings, MAX_WINDOW_SIZE, SettingId, applySettings, initialSettings, settingsToSend } from './settings.ts';
 import { StreamState, afterReceive, afterSend } from './stream-state.ts';
 import { validFieldName, validFieldValue } from './fields.ts';
@@ -62,9 +62,10 @@ export interface StreamHandler {
   onHeaders(stream: Http2Stream, fields: string[], endStream: boolean): void;
   /**
    * A DATA payload: a slice of the bytes read, valid only during the call (the read buffer is reused; copy what
-   * you keep; sendData copies). Give the credit back with stream.consume().
+   * you keep; sendData copies), unless `owned`: then it is a copy already, the handler's to keep. Give the credit
+   * back with stream.consume().
    */
-  onData(stream: Http2Stream, data: Buffer, endStream: boolean): void;
+  onData(stream: Http2Stream, data: Buffer, endStream: boolean, owned?: boolean): void;
   /** The stream ended abnormally; it is closed and forgotten by the connection. */
   onReset(stream: Http2Stream, code: number, reason: ResetReasonValue): void;
   /** `bytes` of DATA queued with sendData() went out to the socket. */
@@ -132,6 +133,8 @@ let deliveringJoined = false;
 const CONCAT_LIMIT = 2048;
 /** Streams we reset and whose late frames we ignore (§5.1): how many are remembered per connection. */
 const RECENT_RESETS = 32;
+/** Header blocks up to this size are copied octet by octet: cheaper than Buffer#copy's checks for tens of octets. */
+const SMALL_COPY = 128;
 const EMPTY = Buffer.alloc(0);
 /** The streams of a connection that never opened one (never written to: trackStream makes a map of its own). */
 const NO_STREAMS: ReadonlyMap<number, Http2Stream> = new Map();
@@ -1013,22 +1016,25 @@ export abstract class Http2Connection {
   }
 
   protected writeHeaderBlock(id: number, fields: string[], end: boolean): void {
-    const block = this.encoder.encode(fields);
+    const total = this.encoder.encodeBlock(fields);
+    const block = encodedOutput(); // valid until the next encode: copied into frames below
     const max = this.peer.maxFrameSize;
     let offset = 0;
     let type: number = FrameType.HEADERS;
     do {
-      const length = Math.min(max, block.length - offset);
-      const last = offset + length === block.length;
+      const length = Math.min(max, total - offset);
+      const last = offset + length === total;
       let flags = last ? FrameFlag.END_HEADERS : 0;
       if (type === FrameType.HEADERS && end) flags |= FrameFlag.END_STREAM;
       const at = this.reserve(FRAME_HEADER_BYTES + length);
-      writeFrameHeader(this.arena, at, length, type, flags, id);
-      block.copy(this.arena, at + FRAME_HEADER_BYTES, offset, offset + length);
+      const arena = this.arena;
+      writeFrameHeader(arena, at, length, type, flags, id);
+      if (length <= SMALL_COPY) for (let i = 0; i < length; i++) arena[at + FRAME_HEADER_BYTES + i] = block[offset + i] as number;
+      else block.copy(arena, at + FRAME_HEADER_BYTES, offset, offset + length);
       this.commit(at + FRAME_HEADER_BYTES + length);
       offset += length;
       type = FrameType.CONTINUATION;
-    } while (offset < block.length);
+    } while (offset < total);
     this.markDirty();
   }
 

@@ -10,13 +10,42 @@ import { writeInteger, MAX_INTEGER_OCTETS } from './hpack.ts';
 import { DEFAULT_HEADER_TABLE_SIZE, DynamicTable, ENTRY_OVERHEAD, STATIC_BY_NAME, STATIC_TABLE_LENGTH } from './hpack-tables.ts';
 import { huffmanEncode, huffmanLength } from './huffman.ts';
 
-/** Credentials are never indexed (§7.1.3): a shared table would let another stream probe them. */
-const SENSITIVE_NAMES = new Set(['authorization', 'proxy-authorization']);
-/** Cookies are never indexed only when short: a short value is guessable, a long one costs too much to resend. */
-const COOKIE_NAMES = new Set(['cookie', 'set-cookie']);
+/** How a field of a given name is represented when the table holds no full match for it. */
+const enum Policy {
+  /** A literal with incremental indexing (§6.2.1), when the entry fits. */
+  Index = 0,
+  /** Credentials are never indexed (§7.1.3): a shared table would let another stream probe them. */
+  Never = 1,
+  /** Cookies are never indexed only when short: a short value is guessable, a long one costs too much to resend. */
+  Cookie = 2,
+  /** Values that change on every call: indexing them would only evict fields that repeat (§6.2.2). */
+  Volatile = 3,
+}
 const SHORT_COOKIE = 20;
-/** Values that change on every call: indexing them would only evict fields that repeat. */
-const VOLATILE_NAMES = new Set(['grpc-timeout', 'content-length', 'date', 'x-request-id', 'traceparent', 'grpc-trace-bin']);
+
+/** What the encoder knows of a name before looking at the dynamic table: one map lookup per field. */
+interface NameInfo {
+  /** The name's first static index (Appendix A), or 0. */
+  readonly staticIndex: number;
+  /** Full static matches by value, when the static table has any for this name. */
+  readonly staticValues: ReadonlyMap<string, number> | undefined;
+  readonly policy: Policy;
+}
+const NAME_INFO: ReadonlyMap<string, NameInfo> = (() => {
+  const policies = new Map<string, Policy>([
+    ['authorization', Policy.Never],
+    ['proxy-authorization', Policy.Never],
+    ['cookie', Policy.Cookie],
+    ['set-cookie', Policy.Cookie],
+    ...['grpc-timeout', 'content-length', 'date', 'x-request-id', 'traceparent', 'grpc-trace-bin'].map((n) => [n, Policy.Volatile] as const),
+  ]);
+  const out = new Map<string, NameInfo>();
+  for (const [name, entry] of STATIC_BY_NAME) {
+    out.set(name, { staticIndex: entry.index, staticValues: entry.values, policy: policies.get(name) ?? Policy.Index });
+  }
+  for (const [name, policy] of policies) if (!out.has(name)) out.set(name, { staticIndex: 0, staticValues: undefined, policy });
+  return out;
+})();
 /** An entry above this share of the table would evict most of it for one field (§4.4). */
 const MAX_INDEXED_SHARE = 0.75;
 
@@ -33,11 +62,72 @@ export interface HpackEncoderOptions {
   readonly maxTableSize?: number;
 }
 
+/** Per name in the encoder's table: the newest entry of that name, and the newest entry of each of its values. */
+interface DynamicName {
+  /** Insertion number of the newest entry with this name. */
+  latest: number;
+  readonly values: Map<string, number>;
+}
+
+/**
+ * The encoder's dynamic table: the same ring and §4 accounting as the decoder's, plus an index from name and value
+ * to the entry, so that a lookup costs two map reads instead of a scan with string compares. Entries are known by
+ * their insertion number k (0 for the first entry ever added): the dynamic index of entry k is `inserted − 1 − k`
+ * while it is in the table. Every eviction passes through `evictOldest`, which drops the entry from the index.
+ */
+export class IndexedTable extends DynamicTable {
+  private inserted = 0;
+  private byName: Map<string, DynamicName> | undefined;
+
+  override add(name: string, value: string): void {
+    const fits = ENTRY_OVERHEAD + name.length + value.length <= this.maxSize;
+    super.add(name, value);
+    if (!fits) return; // §4.4: the table was emptied and the entry not added
+    const k = this.inserted++;
+    const byName = (this.byName ??= new Map());
+    const known = byName.get(name);
+    if (known === undefined) byName.set(name, { latest: k, values: new Map([[value, k]]) });
+    else {
+      known.latest = k;
+      known.values.set(value, k);
+    }
+  }
+
+  /** The full match's index in the header table (§2.3.3), or 0. */
+  fullIndex(name: string, value: string): number {
+    const k = this.byName?.get(name)?.values.get(value);
+    return k === undefined ? 0 : STATIC_TABLE_LENGTH + this.inserted - k;
+  }
+
+  /** The index of an entry with this name (the newest), or 0. */
+  nameIndex(name: string): number {
+    const known = this.byName?.get(name);
+    return known === undefined ? 0 : STATIC_TABLE_LENGTH + this.inserted - known.latest;
+  }
+
+  protected override evictOldest(): void {
+    const k = this.inserted - this.length;
+    const name = this.name(this.length - 1);
+    const value = this.value(this.length - 1);
+    super.evictOldest();
+    const known = this.byName?.get(name);
+    if (known === undefined) return;
+    // Eviction goes oldest first: when the name's newest entry leaves, no entry of that name is left.
+    if (known.latest === k) this.byName?.delete(name);
+    else if (known.values.get(value) === k) known.values.delete(value);
+  }
+}
+
 /** Where blocks are encoded before their copy is returned: one buffer for every encoder (encoding is synchronous). */
 const output = { buf: Buffer.allocUnsafe(INITIAL_OUTPUT) };
 
+/** The shared output of `encodeBlock`: the last block encoded, from offset 0. */
+export function encodedOutput(): Buffer {
+  return output.buf;
+}
+
 export class HpackEncoder {
-  readonly table: DynamicTable;
+  readonly table: IndexedTable;
   /** Our own ceiling; the table uses min(ceiling, the peer's SETTINGS_HEADER_TABLE_SIZE). */
   private readonly ceiling: number;
   /** Smallest and last table sizes since the last block, when a size update is owed (§4.2). */
@@ -48,7 +138,7 @@ export class HpackEncoder {
     this.ceiling = options.maxTableSize ?? DEFAULT_HEADER_TABLE_SIZE;
     // The table starts at the protocol's initial 4096 (RFC 9113 §6.5.2) until the peer's SETTINGS say otherwise.
     const initial = Math.min(this.ceiling, DEFAULT_HEADER_TABLE_SIZE);
-    this.table = new DynamicTable(initial);
+    this.table = new IndexedTable(initial);
     if (initial !== DEFAULT_HEADER_TABLE_SIZE) this.pendingMin = this.pendingLast = initial;
   }
 
@@ -67,6 +157,17 @@ export class HpackEncoder {
    * Returns a new Buffer the caller owns.
    */
   encode(fields: readonly string[], neverIndexed?: readonly number[]): Buffer {
+    const length = this.encodeBlock(fields, neverIndexed);
+    const block = Buffer.allocUnsafe(length);
+    output.buf.copy(block, 0, 0, length);
+    return block;
+  }
+
+  /**
+   * The same block, left in the encoders' shared output (`encodedOutput()`, valid until the next encode) instead of
+   * copied: a connection copies it straight into its frames. Returns its length.
+   */
+  encodeBlock(fields: readonly string[], neverIndexed?: readonly number[]): number {
     let at = 0;
     this.reserve(at, 2 * MAX_INTEGER_OCTETS);
     if (this.pendingLast >= 0) {
@@ -78,32 +179,32 @@ export class HpackEncoder {
     for (let i = 0; i + 1 < fields.length; i += 2) {
       const name = fields[i] ?? '';
       const value = fields[i + 1] ?? '';
-      at = this.field(at, name, value, neverIndexed?.includes(i >>> 1) === true);
+      at = this.field(at, name, value, neverIndexed !== undefined && neverIndexed.includes(i >>> 1));
     }
-    const block = Buffer.allocUnsafe(at);
-    output.buf.copy(block, 0, 0, at);
-    return block;
+    return at;
   }
 
   private field(start: number, name: string, value: string, forceNever: boolean): number {
     // Worst case: two integers and both strings raw.
     this.reserve(start, 3 * MAX_INTEGER_OCTETS + name.length + value.length);
-    const never = forceNever || SENSITIVE_NAMES.has(name) || (COOKIE_NAMES.has(name) && value.length < SHORT_COOKIE);
-    const staticName = STATIC_BY_NAME.get(name);
-    let nameIndex = staticName?.index ?? 0;
+    const info = NAME_INFO.get(name);
+    const policy = info === undefined ? Policy.Index : info.policy;
+    const never = forceNever || policy === Policy.Never || (policy === Policy.Cookie && value.length < SHORT_COOKIE);
+    const table = this.table;
     if (!never) {
-      const full = staticName?.values.get(value) ?? this.findDynamic(name, value);
+      const full = info?.staticValues?.get(value) ?? table.fullIndex(name, value);
       if (full > 0) return writeInteger(output.buf, start, full, 7, INDEXED);
     }
-    if (nameIndex === 0) nameIndex = this.findDynamicName(name);
+    const staticIndex = info === undefined ? 0 : info.staticIndex;
+    const nameIndex = staticIndex > 0 ? staticIndex : table.nameIndex(name);
     const entrySize = ENTRY_OVERHEAD + name.length + value.length;
-    const index = !never && !VOLATILE_NAMES.has(name) && entrySize <= this.table.maxSize * MAX_INDEXED_SHARE;
+    const index = !never && policy !== Policy.Volatile && entrySize <= table.maxSize * MAX_INDEXED_SHARE;
     let at: number;
     if (index) at = writeInteger(output.buf, start, nameIndex, 6, LITERAL_INDEXED);
     else at = writeInteger(output.buf, start, nameIndex, 4, never ? LITERAL_NEVER_INDEXED : LITERAL_NOT_INDEXED);
     if (nameIndex === 0) at = this.string(at, name);
     at = this.string(at, value);
-    if (index) this.table.add(name, value);
+    if (index) table.add(name, value);
     return at;
   }
 
@@ -116,21 +217,6 @@ export class HpackEncoder {
     }
     const at = writeInteger(output.buf, start, value.length, 7, 0);
     return at + output.buf.write(value, at, 'latin1');
-  }
-
-  /** Full match in the dynamic table: its index (§2.3.3), or 0. A linear scan: the table holds tens of entries. */
-  private findDynamic(name: string, value: string): number {
-    const table = this.table;
-    for (let i = 0; i < table.length; i++) {
-      if (table.name(i) === name && table.value(i) === value) return STATIC_TABLE_LENGTH + 1 + i;
-    }
-    return 0;
-  }
-
-  private findDynamicName(name: string): number {
-    const table = this.table;
-    for (let i = 0; i < table.length; i++) if (table.name(i) === name) return STATIC_TABLE_LENGTH + 1 + i;
-    return 0;
   }
 
   /** Grows the output so `needed` octets fit after `at` (Huffman is never longer than raw, so raw bounds it). */

@@ -113,7 +113,8 @@ export class DynamicTable {
     return (this.oldest + this.length - 1 - i) & (this.names.length - 1);
   }
 
-  private evictOldest(): void {
+  /** Removes the oldest entry (subclasses that index the table hook here: every eviction passes through). */
+  protected evictOldest(): void {
     const slot = this.oldest;
     this.size -= ENTRY_OVERHEAD + (this.names[slot] ?? '').length + (this.values[slot] ?? '').length;
     this.names[slot] = '';

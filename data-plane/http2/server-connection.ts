@@ -178,7 +178,7 @@ export class ServerConnection extends Http2Connection {
       for (let i = 2; i < inbox.length && !stream.removed && stream.handler !== undefined; i += 2) {
         const item = inbox[i];
         const end = inbox[i + 1] as boolean;
-        if (Buffer.isBuffer(item)) stream.handler.onData(stream, item, end);
+        if (Buffer.isBuffer(item)) stream.handler.onData(stream, item, end, true); // copied when it was read
         else stream.handler.onHeaders(stream, item as string[], end);
       }
     }

@@ -156,31 +156,31 @@ export class Call implements StreamHandler {
   /** The upstream request header list: pseudo-headers first, `te: trailers`, the client's metadata, the deadline left. */
   private requestFields(): string[] {
     const down = this.fields;
-    let method = 'POST';
-    let path = '/';
     let authority: string | undefined;
     let host: string | undefined;
     let previous = 0;
+    const retry = this.attempts > 0;
+    // One pass: the pseudo-headers' values are filled in as they are found, the client's metadata follows them.
+    const out = [':method', 'POST', ':scheme', this.node.scheme === 'grpcs' ? 'https' : 'http', ':path', '/', ':authority', '', 'te', 'trailers'];
     for (let i = 0; i < down.length; i += 2) {
       const name = down[i] as string;
-      if (name.charCodeAt(0) !== 58 /* ':' */) {
-        if (name === 'host') host = down[i + 1];
-        else if (name === 'grpc-previous-rpc-attempts') previous = Number(down[i + 1]) || 0;
+      const value = down[i + 1] as string;
+      if (name.charCodeAt(0) === 58 /* ':' */) {
+        if (name === ':method') out[1] = value;
+        else if (name === ':path') out[5] = value;
+        else if (name === ':authority') authority = value;
         continue;
       }
-      if (name === ':method') method = down[i + 1] as string;
-      else if (name === ':path') path = down[i + 1] as string;
-      else if (name === ':authority') authority = down[i + 1];
+      if (name === 'host') host = value;
+      else if (name === 'grpc-previous-rpc-attempts') {
+        previous = Number(value) || 0;
+        if (retry) continue;
+      }
+      if (DROPPED_REQUEST_FIELDS.has(name)) continue;
+      out.push(name, value);
     }
-    const node = this.node;
-    const out = [':method', method, ':scheme', node.scheme === 'grpcs' ? 'https' : 'http', ':path', path, ':authority', this.authorityFor(authority ?? host), 'te', 'trailers'];
-    for (let i = 0; i < down.length; i += 2) {
-      const name = down[i] as string;
-      if (name.charCodeAt(0) === 58 || DROPPED_REQUEST_FIELDS.has(name)) continue;
-      if (this.attempts > 0 && name === 'grpc-previous-rpc-attempts') continue;
-      out.push(name, down[i + 1] as string);
-    }
-    if (this.attempts > 0) out.push('grpc-previous-rpc-attempts', String(previous + this.attempts));
+    out[7] = this.authorityFor(authority ?? host);
+    if (retry) out.push('grpc-previous-rpc-attempts', String(previous + this.attempts));
     if (this.deadlineAt !== 0) out.push('grpc-timeout', formatGrpcTimeout(this.deadlineAt - Date.now()));
     return out;
   }
@@ -233,13 +233,13 @@ export class Call implements StreamHandler {
     if (endStream) this.onData(this.down, EMPTY, true);
   }
 
-  onData(down: Http2Stream, data: Buffer, end: boolean): void {
+  onData(down: Http2Stream, data: Buffer, end: boolean, owned?: boolean): void {
     if (this.phase === Phase.Finished) {
       down.consume(data.length);
       return;
     }
     if (end) this.requestEnded = true;
-    // `data` is valid only during this call (the engine reuses its read buffer): what is kept is a copy.
+    // `data` is valid only during this call (the engine reuses its read buffer) unless `owned`: what is kept is a copy.
     let kept: Buffer | undefined;
     if (data.length > 0) {
       const meter = this.requestMeter;
@@ -256,14 +256,14 @@ export class Call implements StreamHandler {
         const declared = this.replayBytes === 0 && data.length >= 5 ? 5 + data.readUInt32BE(1) : 0;
         this.replayBytes += data.length;
         if (this.replayBytes > REPLAY_LIMIT_BYTES || declared > REPLAY_LIMIT_BYTES) this.replay = undefined;
-        else replay.push((kept = Buffer.from(data)));
+        else replay.push((kept = owned === true ? data : Buffer.from(data)));
       }
     }
     const attempt = this.attempt;
     if (attempt !== undefined) {
       attempt.send(data, end);
     } else if (this.pending !== undefined && data.length > 0) {
-      this.pending.push(kept ?? Buffer.from(data)); // before the first attempt: it sends these first
+      this.pending.push(kept ?? (owned === true ? data : Buffer.from(data))); // before the first attempt: it sends these first
     }
     // Between attempts the bytes are in the replay (or the call cannot be retried and fails).
   }

@@ -141,7 +141,7 @@ export class Router<T> {
   match(request: RequestInfo): RouteEntry<T> | undefined {
     const { path } = request;
     const { exact, prefixes, lengths } = this.#tables;
-    const host = hostOf(request.authority);
+    const host = request.authority; // normalized by pick() only for routes that have hosts
     const exactCandidates = exact.get(path);
     if (exactCandidates !== undefined) {
       const found = pick(exactCandidates, request.method, host);
@@ -185,10 +185,19 @@ function sortedLengths(counts: ReadonlyMap<number, number>): number[] {
   return [...counts.keys()].sort((a, b) => b - a);
 }
 
-function pick<T>(candidates: readonly Candidate<T>[], method: string, host: string | undefined): RouteEntry<T> | undefined {
+function pick<T>(candidates: readonly Candidate<T>[], method: string, authority: string | undefined): RouteEntry<T> | undefined {
+  let host: string | undefined;
+  let normalized = false;
   for (const c of candidates) {
     if (c.methods !== undefined && !c.methods.has(method)) continue;
-    if (c.hosts !== undefined && (host === undefined || !c.hosts.some((p) => hostMatches(p, host)))) continue;
+    if (c.hosts !== undefined) {
+      if (!normalized) {
+        host = hostOf(authority);
+        normalized = true;
+      }
+      const h = host;
+      if (h === undefined || !c.hosts.some((p) => hostMatches(p, h))) continue;
+    }
     return c.entry;
   }
   return undefined;
