@@ -193,7 +193,8 @@ export class FrameReader {
       this.pending = undefined;
     }
     while (data.length - offset >= FRAME_HEADER_BYTES) {
-      const length = data.readUIntBE(offset, 3);
+      // Octet arithmetic rather than readUIntBE/readUInt32BE: no bounds checks per frame (the loop checked them).
+      const length = ((data[offset] as number) << 16) | ((data[offset + 1] as number) << 8) | (data[offset + 2] as number);
       if (length > this.maxFrameSize) {
         this.failed = true;
         return connectionError(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes above SETTINGS_MAX_FRAME_SIZE ${this.maxFrameSize}`);
@@ -202,7 +203,8 @@ export class FrameReader {
       if (end > data.length) break;
       const type = data[offset + 3] ?? 0;
       const flags = data[offset + 4] ?? 0;
-      const streamId = data.readUInt32BE(offset + 5) & 0x7fffffff; // §4.1: the reserved bit is ignored
+      // §4.1: the reserved bit is ignored.
+      const streamId = (((data[offset + 5] as number) & 0x7f) << 24) | ((data[offset + 6] as number) << 16) | ((data[offset + 7] as number) << 8) | (data[offset + 8] as number);
       this.sink.onFrame(type, flags, streamId, data.subarray(offset + FRAME_HEADER_BYTES, end));
       offset = end;
       if (this.failed) return undefined;
@@ -234,10 +236,16 @@ export class FrameReader {
 
 /** Writes a frame header at `offset` of `target` (RFC 9113 §4.1). */
 export function writeFrameHeader(target: Buffer, offset: number, length: number, type: number, flags: number, streamId: number): void {
-  target.writeUIntBE(length, offset, 3);
+  // The caller reserved the nine octets: written one by one, without writeUIntBE's range checks.
+  target[offset] = length >>> 16;
+  target[offset + 1] = length >>> 8;
+  target[offset + 2] = length;
   target[offset + 3] = type;
   target[offset + 4] = flags;
-  target.writeUInt32BE(streamId & 0x7fffffff, offset + 5);
+  target[offset + 5] = (streamId >>> 24) & 0x7f;
+  target[offset + 6] = streamId >>> 16;
+  target[offset + 7] = streamId >>> 8;
+  target[offset + 8] = streamId;
 }
 
 /** A whole frame in a new buffer (control frames; DATA payloads are written after their own header instead). */
