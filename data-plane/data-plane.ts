@@ -18,7 +18,9 @@ import type { Logger } from '../shared/logger.ts';
 import { RebuildThrottle } from './config/rebuild-throttle.ts';
 import { describe } from '../shared/errors.ts';
 import { createConfigSource, type ConfigState } from './config/source.ts';
-import { Snapshots, buildSnapshot, type Snapshot } from './config/snapshots.ts';
+import { Snapshots, buildSnapshot, checkersInUse, type Snapshot } from './config/snapshots.ts';
+import { HealthRegistry } from './upstream/health/registry.ts';
+import type { HealthChange } from './upstream/health/checker.ts';
 import { upstreamSettings } from './http2-settings.ts';
 import { startListeners, type BoundAddress, type Listeners } from './listeners.ts';
 import { startNativeListeners } from './native-listeners.ts';
@@ -36,6 +38,8 @@ export interface DataPlane {
   readonly statusAddress: StatusAddress | undefined;
   /** What /readyz would say now (worker processes send it to their primary, which serves the status port). */
   report(): StatusReport;
+  /** The upstream health checkers (`checks`): their states for /v1/healthcheck, and changes from other workers. */
+  readonly health: HealthRegistry;
   /** The native engine's upstream pool (ClientPool.stats()): tests check it for leaked streams. Undefined on `node`. */
   upstreamStats(): { connections: number; streams: number; bufferedBytes: number } | undefined;
   /** Stops accepting, lets calls in flight finish for up to `graceMs`, then closes sessions and the watch. */
@@ -47,6 +51,11 @@ export interface DataPlaneOptions {
   log: Logger;
   /** Pre-made default certificate (tests share one); otherwise loaded or generated from config. */
   defaultCert?: PemPair;
+  /**
+   * Health checks across worker processes (upstream/health/registry.ts): whether this process runs the active
+   * probes (default true: a single process does) and where its state changes go.
+   */
+  health?: { probes: boolean; publish?: (change: HealthChange) => void };
 }
 
 export async function startDataPlane(options: DataPlaneOptions): Promise<DataPlane> {
@@ -56,16 +65,17 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   // The HTTP/2 engine (apisix.http2_engine): our own (data-plane/http2/), or node:http2 for one release.
   const native = config.http2Engine === 'native';
   const pool: SessionPool | ClientPool = native ? new ClientPool(log, config.http2, upstreamTls) : new SessionPool(log, upstreamSettings(config.http2), upstreamTls);
+  const health = new HealthRegistry({ log, upstreamTls, probes: options.health?.probes ?? true, ...(options.health?.publish === undefined ? {} : { publish: options.health.publish }) });
   /** Why the newest state could not be applied; undefined while the newest state is in service. */
   let configError: { revision: string; error: string } | undefined;
   /** The first snapshot; one that cannot be built is reported and replaced by an empty one (see the file comment). */
   const firstSnapshot = (initial: ConfigState): Snapshot => {
     try {
-      return buildSnapshot(initial, undefined, log, tlsPolicy);
+      return buildSnapshot(initial, undefined, log, tlsPolicy, health);
     } catch (err) {
       configError = { revision: initial.revision, error: describe(err) };
       log.error(configError, 'cannot build the configuration; serving none until a change can be applied');
-      return buildSnapshot(emptyState(initial.revision), undefined, log, tlsPolicy);
+      return buildSnapshot(emptyState(initial.revision), undefined, log, tlsPolicy, health);
     }
   };
   let snapshots: Snapshots | undefined;
@@ -74,10 +84,11 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     (state) => {
       if (snapshots === undefined) return;
       const started = performance.now();
-      const next = buildSnapshot(state, snapshots.current(), log, tlsPolicy);
+      const next = buildSnapshot(state, snapshots.current(), log, tlsPolicy, health);
       snapshots.swap(next);
       configError = undefined;
       pool.retain(next.nodeKeys);
+      if (health.size > 0) health.retain(checkersInUse(next));
       const buildMs = +(performance.now() - started).toFixed(2);
       log.info({ revision: state.revision, routes: next.router.size, skipped: next.failed.size, ssls: state.ssls.size, buildMs }, 'config applied');
     },
@@ -104,6 +115,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
         listen: config.status,
         log,
         report,
+        healthcheck: () => health.report(),
       });
     }
     const initial = await source.start();
@@ -133,6 +145,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       snapshots: current,
       statusAddress: statusServer?.address,
       report,
+      health,
       upstreamStats: () => (pool instanceof ClientPool ? pool.stats() : undefined),
       close: (graceMs = 0) => {
         closing ??= (async () => {
@@ -141,6 +154,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
           await listeners.close(clampDelay(graceMs)); // worker_shutdown_timeout, from config: timers.ts
           // Every client stream is over, so every upstream stream is too: nothing left to wait for.
           await pool.close(0);
+          await health.close();
           await source.close();
           await statusServer?.close();
         })();
@@ -151,6 +165,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     throttle.close();
     await source.close();
     await pool.close();
+    await health.close();
     await status?.close();
     throw err;
   }

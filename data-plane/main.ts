@@ -12,7 +12,7 @@ import { startDataPlane } from './data-plane.ts';
 import { StatusPhase } from './status-server.ts';
 import { missingDataPlaneNodeFlags } from './node-flags.ts';
 import type { PemPair } from './tls/default-cert.ts';
-import { WORKER_DEFAULT_CERT_ENV, WORKER_ID_ENV, startPrimary, type WorkerMessage } from './workers.ts';
+import { PROBING_WORKER_ID, WORKER_DEFAULT_CERT_ENV, WORKER_ID_ENV, startPrimary, type PrimaryMessage, type WorkerMessage } from './workers.ts';
 
 /** How often a worker checks whether its status changed, to tell the primary. */
 const WORKER_REPORT_MS = 250;
@@ -44,6 +44,11 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
       config: worker === undefined ? config : { ...config, status: undefined },
       log,
       ...(defaultCert === undefined ? {} : { defaultCert }),
+      // One process per replica probes (workers.ts PROBING_WORKER_ID); every worker publishes what it saw change.
+      health:
+        worker === undefined
+          ? { probes: true }
+          : { probes: worker === PROBING_WORKER_ID, publish: (change) => send({ type: 'gateway:health', change }) },
     });
     if (worker === undefined) {
       const missing = missingDataPlaneNodeFlags(process.execArgv);
@@ -64,8 +69,24 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
         last = text;
         send({ type: 'gateway:status', report: { phase, revision, routes, watch, ...(configHealth === undefined ? {} : { config: configHealth }) } });
       };
+      process.on('message', (message: PrimaryMessage) => {
+        if (message.type === 'gateway:health') dataPlane.health.applyRemote(message.change);
+        else if (message.type === 'gateway:health-sync') dataPlane.health.sync(message.states);
+      });
+      let lastHealth = '';
+      const reportHealth = (): void => {
+        if (worker !== PROBING_WORKER_ID) return;
+        const states = dataPlane.health.report();
+        const text = JSON.stringify(states);
+        if (text === lastHealth) return;
+        lastHealth = text;
+        send({ type: 'gateway:health-report', states });
+      };
       report();
-      setInterval(report, WORKER_REPORT_MS).unref();
+      setInterval(() => {
+        report();
+        reportHealth();
+      }, WORKER_REPORT_MS).unref();
     }
     const stop = stopOnSignals(log, (reason) => {
       log.info({ reason, graceMs }, 'draining');

@@ -29,6 +29,7 @@ import type { BoundAddress, ListenerOptions, Listeners } from './listeners.ts';
 import { Call } from './proxy/call.ts';
 import { errorResponseFields } from './proxy/respond-error.ts';
 import type { ClientPool } from './upstream/client-pool.ts';
+import { hashKeyOf, type HashSource } from './upstream/hash-key.ts';
 import { SESSION_WINDOW_BYTES } from './http2-settings.ts';
 
 export interface NativeDeps {
@@ -163,9 +164,26 @@ function serveRequest(stream: Http2Stream, fields: string[], endStream: boolean,
   if (match === undefined) return respond(stream, new RouteNotFound(path));
   const target = match.target;
   if (target.error !== undefined) return respond(stream, target.error);
-  const node = target.upstream.pick(); // 2. per call, never per connection
-  if (node === undefined) return respond(stream, new NoHealthyNode(target.upstream.name));
-  new Call(stream, fields, target, node, deps).start(endStream); // 3. pooled connection, then headers, bytes, trailers
+  const upstream = target.upstream;
+  const hash = upstream.hash;
+  const hashKey = hash === undefined ? '' : hashKeyOf(hash.on, hash.key, hashSource(stream, fields));
+  const node = upstream.pick(undefined, hashKey); // 2. per call, never per connection
+  if (node === undefined) return respond(stream, new NoHealthyNode(upstream.name));
+  const call = new Call(stream, fields, target, node, deps);
+  call.hashKey = hashKey;
+  call.start(endStream); // 3. pooled connection, then headers, bytes, trailers
+}
+
+/** What a `chash` key may be read from: the header list and the client's connection. */
+function hashSource(stream: Http2Stream, fields: string[]): HashSource {
+  const socket = stream.conn.socket as Socket & { servername?: string | false };
+  return {
+    fields,
+    remoteAddress: socket.remoteAddress,
+    remotePort: socket.remotePort,
+    localAddress: socket.localAddress,
+    servername: typeof socket.servername === 'string' ? socket.servername : undefined,
+  };
 }
 
 function respond(stream: Http2Stream, err: unknown): void {

@@ -27,6 +27,7 @@ import type { ListenAddress } from '../shared/config.ts';
 import { describe } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { listenOn } from './listen.ts';
+import type { CheckerReport } from './upstream/health/checker.ts';
 
 export const StatusPhase = {
   /** Reading the first config from etcd, or starting the gRPC listeners. */
@@ -73,6 +74,8 @@ export interface StatusServerOptions {
   listen: ListenAddress;
   /** Called once per probe; cheap, never throws. */
   report: () => StatusReport;
+  /** The health checkers' states (APISIX control API `GET /v1/healthcheck`); none when absent. */
+  healthcheck?: () => readonly CheckerReport[];
   log: Logger;
 }
 
@@ -93,7 +96,7 @@ const REQUEST_TIMEOUT_MS = 5_000;
 
 export async function startStatusServer(options: StatusServerOptions): Promise<StatusServer> {
   const log = options.log.child({ module: 'status-server' });
-  const server = createServer({ requestTimeout: REQUEST_TIMEOUT_MS }, (req, res) => answer(req, res, options.report));
+  const server = createServer({ requestTimeout: REQUEST_TIMEOUT_MS }, (req, res) => answer(req, res, options));
   server.on('clientError', (_err, socket) => socket.destroy());
   const port = await listenOn(server, options.listen).catch((err: unknown) => {
     throw new Error(`status server (apisix.status) cannot listen on ${options.listen.ip}:${options.listen.port}: ${describe(err)}`);
@@ -112,14 +115,16 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
   };
 }
 
-function answer(req: IncomingMessage, res: ServerResponse, report: () => StatusReport): void {
-  const path = (req.url ?? '/').split('?', 1)[0];
-  if (path !== '/healthz' && path !== '/readyz') return send(res, 404, { error_msg: 'not found' });
+function answer(req: IncomingMessage, res: ServerResponse, options: StatusServerOptions): void {
+  const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+  const healthcheck = path === '/v1/healthcheck' || path.startsWith('/v1/healthcheck/');
+  if (path !== '/healthz' && path !== '/readyz' && !healthcheck) return send(res, 404, { error_msg: 'not found' });
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('allow', 'GET, HEAD');
     return send(res, 405, { error_msg: 'method not allowed' });
   }
-  const now = report();
+  if (healthcheck) return answerHealthcheck(res, path, options.healthcheck?.() ?? []);
+  const now = options.report();
   const body = {
     revision: now.revision ?? null,
     routes: now.routes,
@@ -145,6 +150,34 @@ function answer(req: IncomingMessage, res: ServerResponse, report: () => StatusR
   if (path === '/healthz') return send(res, 200, { status: 'ok', ...body });
   const ready = now.phase === StatusPhase.serving;
   send(res, ready ? 200 : 503, { status: ready ? 'ok' : now.phase, ...body });
+}
+
+/**
+ * APISIX's control API: `GET /v1/healthcheck` lists every checker (`name` is the object holding the upstream,
+ * `/apisix/upstreams/1` or `/apisix/routes/1`), `GET /v1/healthcheck/upstreams/<id>` (or `routes/<id>`,
+ * `services/<id>`) one of them, 404 when that object has no running checker.
+ */
+function answerHealthcheck(res: ServerResponse, path: string, checkers: readonly CheckerReport[]): void {
+  const strip = (c: CheckerReport): CheckerReport => ({
+    name: c.name,
+    type: c.type,
+    nodes: c.nodes.map((n) => ({ ip: n.ip, port: n.port, hostname: n.hostname, status: n.status, counter: n.counter })),
+  });
+  if (path === '/v1/healthcheck' || path === '/v1/healthcheck/') return send(res, 200, checkers.map(strip));
+  const match = /^\/v1\/healthcheck\/(upstreams|routes|services)\/([^/]+)$/.exec(path);
+  if (match === null) return send(res, 404, { error_msg: 'not found' });
+  const name = `/apisix/${match[1] ?? ''}/${decodeSafe(match[2] ?? '')}`;
+  const found = checkers.find((c) => c.name === name);
+  if (found === undefined) return send(res, 404, { error_msg: `no health checker for ${name}` });
+  send(res, 200, strip(found));
+}
+
+function decodeSafe(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 /** The snapshot may lag behind etcd: the watch is down, or the newest state could not be applied. */

@@ -19,6 +19,7 @@ import { clampDelay } from './timers.ts';
 import { StatusPhase, startStatusServer, type StatusReport, type StatusServer, type WorkerStatus } from './status-server.ts';
 import { loadDefaultCert } from './tls/default-cert.ts';
 import { loadUpstreamTls } from './tls/tls-policy.ts';
+import type { CheckerState, HealthChange } from './upstream/health/checker.ts';
 
 /** The environment variable carrying the primary's default certificate to its workers, so all present the same one. */
 export const WORKER_DEFAULT_CERT_ENV = 'GATEWAY_WORKER_DEFAULT_CERT';
@@ -27,7 +28,17 @@ export const WORKER_ID_ENV = 'GATEWAY_WORKER_ID';
 /** Messages from a worker to the primary. */
 export type WorkerMessage =
   | { type: 'gateway:listening'; addresses: readonly BoundAddress[] }
-  | { type: 'gateway:status'; report: Omit<WorkerStatus, 'id' | 'pid'> };
+  | { type: 'gateway:status'; report: Omit<WorkerStatus, 'id' | 'pid'> }
+  /** A node's health changed in this worker (upstream/health/registry.ts): the primary relays it to the others. */
+  | { type: 'gateway:health'; change: HealthChange }
+  /** The probing worker's checker states, for /v1/healthcheck and for workers that start later. */
+  | { type: 'gateway:health-report'; states: CheckerState[] };
+
+/** Messages from the primary to a worker. */
+export type PrimaryMessage = { type: 'gateway:health'; change: HealthChange } | { type: 'gateway:health-sync'; states: CheckerState[] };
+
+/** The worker that runs the active health probes (one per replica, as APISIX's privileged agent). */
+export const PROBING_WORKER_ID = 0;
 
 /** A worker that lived less than this before dying counts as a crash loop, and its replacement waits longer. */
 const HEALTHY_LIFETIME_MS = 10_000;
@@ -75,9 +86,11 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
     return { phase, revision: oldest?.revision, routes: oldest?.routes ?? 0, watch, config, workers };
   };
 
+  /** The probing worker's latest checker states. */
+  let healthStates: CheckerState[] = [];
   let status: StatusServer | undefined;
   if (config.status !== undefined) {
-    status = await startStatusServer({ listen: config.status, log, report });
+    status = await startStatusServer({ listen: config.status, log, report, healthcheck: () => healthStates });
     log.info({ host: status.address.host, port: status.address.port, paths: ['/healthz', '/readyz'] }, 'status server ready');
   } else {
     log.info('status server off (apisix.status)');
@@ -96,9 +109,18 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
       if (slot.worker !== worker) return;
       if (message.type === 'gateway:status') {
         slot.status = { id: slot.id, pid: worker.process.pid ?? 0, ...message.report };
-      } else if (message.type === 'gateway:listening' && !announced) {
-        announced = true;
-        for (const address of message.addresses) log.info({ kind: address.kind, host: address.host, port: address.port, workers: count }, 'gRPC listener ready');
+      } else if (message.type === 'gateway:health') {
+        for (const other of slots) if (other !== slot) tell(other.worker, { type: 'gateway:health', change: message.change });
+      } else if (message.type === 'gateway:health-report') {
+        if (slot.id === PROBING_WORKER_ID) healthStates = message.states;
+      } else if (message.type === 'gateway:listening') {
+        // A worker that (re)started: the nodes the others know to be unhealthy.
+        // A replacement of the probing worker starts from its predecessor's states too.
+        if (healthStates.length > 0) tell(worker, { type: 'gateway:health-sync', states: healthStates });
+        if (!announced) {
+          announced = true;
+          for (const address of message.addresses) log.info({ kind: address.kind, host: address.host, port: address.port, workers: count }, 'gRPC listener ready');
+        }
       }
     });
     worker.on('error', (err: Error) => log.warn({ worker: slot.id, error: describe(err) }, 'worker IPC error'));
@@ -113,6 +135,9 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
       log.error({ worker: slot.id, pid: worker.process.pid, code, signal, livedMs: lived, respawnInMs: delayMs }, 'data-plane worker died; its peers keep serving, starting a replacement');
       slot.respawn = setTimeout(() => fork(slot), delayMs);
     });
+  };
+  const tell = (worker: Worker | undefined, message: PrimaryMessage): void => {
+    if (worker !== undefined && worker.isConnected()) worker.send(message);
   };
   for (const slot of slots) fork(slot);
   log.info({ workers: count, pid: process.pid }, 'data-plane primary started its workers');

@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { GREETER_METHODS, loadGreeterService, type GreeterMethod } from './greeter-proto.ts';
 import { createGreeterHandlers, createRecorder, type ReceivedCall } from './greeter-service.ts';
+import { createHealthHandlers, createHealthState, loadHealthService, type HealthState, type ServingStatus } from './health-service.ts';
 import { isMainModule } from './is-main.ts';
 import { selfSignedCert } from './self-signed.ts';
 
@@ -53,6 +54,10 @@ export interface GreeterServer {
   readonly lastServername: string | null | undefined;
   /** Zeroes the counters and forgets the last call and handshake. */
   resetRecord(): void;
+  /** grpc.health.v1: what Check answers per service ('' = the whole server; helloworld.Greeter is known too). */
+  setHealth(status: ServingStatus, service?: string): void;
+  /** Health Check calls answered, and the last one's service and :authority. */
+  readonly health: Readonly<Pick<HealthState, 'checks' | 'lastService' | 'lastAuthority'>> & { readonly peers: number };
   /** Stops accepting, lets calls finish for `graceMs`, then cancels what is left. Idempotent. */
   close(graceMs?: number): Promise<void>;
 }
@@ -72,6 +77,9 @@ export async function startGreeter(options: GreeterOptions = {}): Promise<Greete
 
   const grpcServer = new Server();
   grpcServer.addService(loadGreeterService(), createGreeterHandlers(() => id, recorder));
+  // The standard health service, for the gateway's grpc health checks (checks.active.type: grpc).
+  const health = createHealthState(['helloworld.Greeter']);
+  grpcServer.addService(loadHealthService(), createHealthHandlers(health));
   // Plaintext towards grpc-js even for TLS: the socket it is given is already decrypted.
   const injector = grpcServer.createConnectionInjector(ServerCredentials.createInsecure());
 
@@ -171,6 +179,12 @@ export async function startGreeter(options: GreeterOptions = {}): Promise<Greete
     },
     get lastServername() {
       return lastServername;
+    },
+    setHealth(status, service = '') {
+      health.statuses.set(service, status);
+    },
+    get health() {
+      return { checks: health.checks, lastService: health.lastService, lastAuthority: health.lastAuthority, peers: health.peers.size };
     },
     resetRecord() {
       for (const method of GREETER_METHODS) recorder.counts[method] = 0;

@@ -118,6 +118,8 @@ export function checkUpstream(upstream: UpstreamConf, atWrite = false): string |
   }
   const nodesError = checkNodes(upstream.nodes);
   if (nodesError !== undefined) return nodesError;
+  const hashError = checkHashKey(upstream);
+  if (hashError !== undefined) return hashError;
   const tls = upstream.tls;
   if (tls === undefined) return undefined;
   // `tls` only configures TLS towards the nodes; on an h2c upstream it would be silently unused.
@@ -128,6 +130,29 @@ export function checkUpstream(upstream: UpstreamConf, atWrite = false): string |
   if (tls.client_cert === undefined || tls.client_key === undefined) return undefined;
   const pairError = checkServablePairs([{ cert: tls.client_cert, key: tls.client_key }], { atWrite });
   return pairError === undefined ? undefined : `property "tls" validation failed: ${pairError}`;
+}
+
+/**
+ * APISIX's chash rules (apisix/upstream.lua check_upstream_conf): a `key` unless hashing on the consumer, and a key
+ * of the shape its `hash_on` reads: a variable name (the ones a gRPC call has, see
+ * data-plane/upstream/hash-key.ts), a header or cookie name, or free text for `vars_combinations`.
+ */
+export const HASH_VARS_PATTERN = /^((uri|server_name|server_addr|request_uri|remote_port|remote_addr|query_string|host|hostname)|arg_[0-9a-zA-Z_-]+)$/;
+const HASH_NAME_PATTERN = /^[a-zA-Z0-9-_]+$/;
+
+function checkHashKey(upstream: UpstreamConf): string | undefined {
+  if (upstream.type !== 'chash') return undefined;
+  const hashOn = upstream.hash_on ?? 'vars';
+  const key = upstream.key;
+  if (hashOn === 'consumer') return undefined;
+  if (key === undefined) return 'missing key';
+  if (hashOn === 'vars' && !HASH_VARS_PATTERN.test(key)) {
+    return `failed to match pattern "${HASH_VARS_PATTERN.source}" with "${key}"`;
+  }
+  if ((hashOn === 'header' || hashOn === 'cookie') && !HASH_NAME_PATTERN.test(key)) {
+    return `failed to match pattern "${HASH_NAME_PATTERN.source}" with "${key}"`;
+  }
+  return undefined;
 }
 
 function checkNodes(nodes: UpstreamConf['nodes']): string | undefined {

@@ -32,6 +32,7 @@ import { Router, type RouteEntry } from '../routing/router.ts';
 import { SniTable } from '../tls/sni-table.ts';
 import type { ListenerTlsOptions } from '../tls/tls-policy.ts';
 import { resolveUpstream, type ResolvedUpstream } from '../upstream/upstream.ts';
+import type { HealthRegistry } from '../upstream/health/registry.ts';
 import { NoHealthyNode, RouteNotFound, describe, type GatewayError } from '../../shared/errors.ts';
 import type { ConfigItem, ConfigState } from './config-state.ts';
 import { lookupsHold, resolveRoute, type Lookup } from './resolve-route.ts';
@@ -99,13 +100,13 @@ interface Uses {
  */
 const INCREMENTAL_ROUTER_MAX_SHARE = 0.25;
 
-export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined, log: Logger, tls?: ListenerTlsOptions): Snapshot {
+export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined, log: Logger, tls?: ListenerTlsOptions, health?: HealthRegistry): Snapshot {
   const routeBuilds = new Map<string, RouteBuild>();
   const previousBuilds = previous?.routeBuilds;
   // Relative to `previous`: the builds it had that this one does not keep, and the builds made now.
   const removed: RouteBuild[] = [];
   const added: RouteBuild[] = [];
-  const shared: Sharing = { previous: previous?.upstreamCache, fresh: new Map() };
+  const shared: Sharing = { previous: previous?.upstreamCache, fresh: new Map(), health };
   const failed = new Map<string, FailedBuild>();
   let carriedOver = 0; // routes of the previous snapshot still in the config
   for (const item of input.routes.values()) {
@@ -188,6 +189,8 @@ function buildRouteIsolated(
 interface Sharing {
   readonly previous: ReadonlyMap<string, ResolvedUpstream> | undefined;
   readonly fresh: Map<string, ResolvedUpstream>;
+  /** Where upstreams with `checks` get their checker (one per upstream object, kept across builds). */
+  readonly health: HealthRegistry | undefined;
 }
 
 /** Resolves one route against `input`, reusing an upstream already built for the same settings when there is one. */
@@ -216,7 +219,7 @@ function buildRoute(
       ? before.entry.target.upstream
       : undefined;
   if (upstream === undefined) {
-    upstream = resolveUpstream(resolved.upstreamKey, resolved.upstream, item.value.timeout, resolved.clientCert);
+    upstream = resolveUpstream(resolved.upstreamKey, resolved.upstream, item.value.timeout, resolved.clientCert, sharing.health);
     if (shared) sharing.fresh.set(fingerprint, upstream);
   }
   const limits = resolved.route.plugins?.['grpc-limits'];
@@ -266,6 +269,16 @@ function entriesOf(builds: ReadonlyMap<string, RouteBuild>): RouteEntry<RouteTar
 }
 
 const EMPTY_UPSTREAM = resolveUpstream('(none)', { nodes: [] }, undefined);
+
+/** The ids of the health checkers the snapshot's routes use (HealthRegistry.retain stops the others). */
+export function checkersInUse(snapshot: Snapshot): Set<string> {
+  const ids = new Set<string>();
+  for (const target of snapshot.targets.values()) {
+    const id = target.upstream.checker?.id;
+    if (id !== undefined) ids.add(id);
+  }
+  return ids;
+}
 
 /** Holds the current snapshot; readers call current() once per call and keep what they got. */
 export class Snapshots {

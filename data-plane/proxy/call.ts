@@ -36,6 +36,7 @@ import { errorResponseFields, errorTrailerFields } from './respond-error.ts';
 import { decideRetry, type AttemptOutcome } from './retry-policy.ts';
 import { rstName, statusForRst } from './rst-codes.ts';
 import { MessageMeter } from './message-meter.ts';
+import type { ProbeOutcome } from '../upstream/health/types.ts';
 
 export interface CallDeps {
   pool: ClientPool;
@@ -81,6 +82,13 @@ export class Call implements StreamHandler {
   private deadlineAt = 0;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private timeoutText: string | undefined;
+  /** `chash`: the key this call hashes on (set by the listener before start), kept for its retries. */
+  hashKey = '';
+  /** When the current attempt began, and ms to its response headers (-1 until they came): least_conn/ewma and passive checks. */
+  private attemptStartedAt = 0;
+  private headersAfterMs = -1;
+  /** The node the balancer was told about (begin) and not yet told the end of. */
+  private begun: UpstreamNode | undefined;
 
   constructor(down: Http2Stream, fields: string[], target: RouteTarget, node: UpstreamNode, deps: CallDeps) {
     this.down = down;
@@ -112,7 +120,14 @@ export class Call implements StreamHandler {
   // ---- attempts -------------------------------------------------------------------------------------------------
 
   private connect(): void {
+    this.attemptOver('none', ''); // a previous attempt that ended without a report (a connection closing under it)
     this.phase = Phase.Connecting;
+    this.attemptStartedAt = Date.now();
+    this.headersAfterMs = -1;
+    if (this.upstream.tracksCalls) {
+      this.begun = this.node;
+      this.upstream.begin(this.node);
+    }
     const ready = this.deps.pool.ready(this.node);
     if (ready !== undefined) return this.open(ready);
     this.deps.pool.acquire(this.node, this.upstream.connectTimeoutMs).then(
@@ -129,6 +144,8 @@ export class Call implements StreamHandler {
     if (this.phase === Phase.Finished) return;
     this.deps.log.warn({ node: this.node.key, err: describe(err) }, 'upstream connect failed');
     this.attempts++; // an attempt, though it never reached a server: the next one says it is a retry
+    const timedOut = describe(err).includes('timed out');
+    this.attemptOver(timedOut ? 'timeout' : 'tcp_failure', timedOut ? 'connect timed out' : 'connect failed');
     this.retryOrFail('connect-failed', err);
   }
 
@@ -216,7 +233,7 @@ export class Call implements StreamHandler {
       return this.connect();
     }
     if (decision === 'next-node') {
-      const next = this.upstream.pick(this.tried);
+      const next = this.upstream.pick(this.tried, this.hashKey);
       if (next !== undefined) {
         this.deps.log.info({ node: this.node.key, next: next.key }, 'retrying the call on the next node');
         this.node = next;
@@ -295,8 +312,12 @@ export class Call implements StreamHandler {
 
   attemptResponse(attempt: Attempt, fields: string[], end: boolean): void {
     if (attempt !== this.attempt || this.phase !== Phase.Waiting) return;
+    this.headersAfterMs = Date.now() - this.attemptStartedAt;
     const status = Number(fieldValue(fields, ':status'));
-    if (status !== 200) return this.fail(new UpstreamProtocolError(`upstream answered HTTP status ${status}`, grpcStatusFromHttp(status)));
+    if (status !== 200) {
+      this.attemptOver(this.passiveHttp(status), `HTTP ${status}`);
+      return this.fail(new UpstreamProtocolError(`upstream answered HTTP status ${status}`, grpcStatusFromHttp(status)));
+    }
     const contentType = fieldValue(fields, 'content-type');
     if (contentType === undefined || !contentType.startsWith('application/grpc')) {
       return this.fail(new UpstreamProtocolError(`upstream answered non-gRPC content-type ${JSON.stringify(contentType ?? '')}`));
@@ -305,7 +326,9 @@ export class Call implements StreamHandler {
     const out = relayedFields(fields, true);
     if (end) {
       // Trailers-only: one HEADERS frame carrying grpc-status. Keep it one frame.
-      if (fieldValue(out, 'grpc-status') === undefined) out.push(...errorTrailerFields(missingStatus()));
+      const grpcStatus = fieldValue(out, 'grpc-status');
+      if (grpcStatus === undefined) out.push(...errorTrailerFields(missingStatus()));
+      this.attemptOver(this.passiveGrpc(grpcStatus), `grpc-status ${grpcStatus ?? 'missing'}`);
       this.finish();
       this.down.sendHeaders(out, true);
       return;
@@ -334,7 +357,9 @@ export class Call implements StreamHandler {
   attemptTrailers(attempt: Attempt, fields: string[]): void {
     if (attempt !== this.attempt || this.phase !== Phase.Streaming) return;
     const out = relayedFields(fields, false);
-    if (fieldValue(out, 'grpc-status') === undefined) out.push(...errorTrailerFields(missingStatus()));
+    const grpcStatus = fieldValue(out, 'grpc-status');
+    if (grpcStatus === undefined) out.push(...errorTrailerFields(missingStatus()));
+    this.attemptOver(this.passiveGrpc(grpcStatus), `grpc-status ${grpcStatus ?? 'missing'}`);
     this.finish();
     this.down.sendHeaders(out, true);
   }
@@ -342,8 +367,12 @@ export class Call implements StreamHandler {
   attemptEnded(attempt: Attempt, outcome: AttemptOutcome, code: number, protocol: boolean): void {
     if (attempt !== this.attempt || this.phase === Phase.Finished) return;
     if (outcome === 'refused' && this.phase === Phase.Waiting) {
+      this.attemptOver('none', 'refused');
       return this.retryOrFail('refused', new UpstreamReset(`upstream refused the stream (${rstName(code)})`));
     }
+    // A reset or a lost connection before response headers is the node's failure (passive checks); after them, a
+    // stream the server chose to end.
+    this.attemptOver(this.phase === Phase.Waiting ? 'tcp_failure' : 'none', outcome === 'lost' ? 'connection lost' : `stream reset ${rstName(code)}`);
     if (outcome === 'lost') return this.fail(new UpstreamReset(`lost the connection to ${this.node.key}`));
     if (protocol) return this.fail(new UpstreamProtocolError(`upstream broke HTTP/2 on the stream (${rstName(code)})`));
     if (code === ErrorCode.NO_ERROR) return this.fail(missingStatus());
@@ -352,8 +381,15 @@ export class Call implements StreamHandler {
 
   attemptTimedOut(attempt: Attempt, kind: 'read' | 'send'): void {
     if (attempt !== this.attempt) return;
-    if (kind === 'read') this.fail(new UpstreamTimeout(`no frame on the stream for ${this.upstream.readTimeoutMs / 1000} s (timeout.read)`));
-    else this.fail(new UpstreamTimeout(`upstream did not accept request data for ${this.upstream.sendTimeoutMs / 1000} s (timeout.send)`));
+    const err =
+      kind === 'read'
+        ? new UpstreamTimeout(`no frame on the stream for ${this.upstream.readTimeoutMs / 1000} s (timeout.read)`)
+        : new UpstreamTimeout(`upstream did not accept request data for ${this.upstream.sendTimeoutMs / 1000} s (timeout.send)`);
+    this.attemptOver('timeout', `timeout.${kind}`);
+    if (this.phase !== Phase.Waiting) return this.fail(err);
+    // No response headers yet: the next node may answer (retry-policy.ts); this attempt's stream goes with CANCEL.
+    attempt.cancel();
+    this.retryOrFail('timeout', err);
   }
 
   onDeadline(): void {
@@ -380,7 +416,39 @@ export class Call implements StreamHandler {
     this.down.sendHeaders(streaming ? errorTrailerFields(err) : errorResponseFields(err), true);
   }
 
+  /**
+   * The current attempt is over as far as the balancer and the passive checks go: least_conn/ewma hear its end
+   * (once), the checker hears the outcome ('none' when it says nothing about the node's health).
+   */
+  private attemptOver(outcome: ProbeOutcome, reason: string): void {
+    const node = this.begun;
+    if (node !== undefined) {
+      this.begun = undefined;
+      const failed = this.headersAfterMs < 0;
+      this.upstream.end(node, failed ? Date.now() - this.attemptStartedAt : this.headersAfterMs, failed && outcome !== 'none');
+    }
+    if (outcome !== 'none') this.upstream.checker?.passive(this.node.key, outcome, reason);
+  }
+
+  /** A non-200 :status, by passive.unhealthy.http_statuses (APISIX's passive http check). */
+  private passiveHttp(status: number): ProbeOutcome {
+    const passive = this.upstream.checker?.policy.passive;
+    if (passive === undefined) return 'none';
+    if (passive.unhealthyStatuses.has(status)) return 'http_failure';
+    return passive.healthyStatuses.has(status) ? 'success' : 'none';
+  }
+
+  /** The call's grpc-status, by passive.unhealthy.grpc_statuses (default UNAVAILABLE); a missing one is a failure. */
+  private passiveGrpc(grpcStatus: string | undefined): ProbeOutcome {
+    const passive = this.upstream.checker?.policy.passive;
+    if (passive === undefined) return 'none';
+    if (grpcStatus === undefined) return 'http_failure';
+    return passive.grpcStatuses.has(Number(grpcStatus)) ? 'http_failure' : 'success';
+  }
+
   private finish(): void {
+    // Whatever ended the call ends its attempt for the balancer (a client reset, a deadline: nothing about health).
+    this.attemptOver('none', '');
     const attempt = this.attempt;
     // The upstream finished first while the client was still sending (a bidi call ended by the server): release
     // the upstream stream's open half instead of leaving it to linger.

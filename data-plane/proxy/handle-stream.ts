@@ -7,7 +7,9 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { NoHealthyNode, RouteNotFound, UnsupportedMediaType } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { Snapshots } from '../config/snapshots.ts';
+import type { TLSSocket } from 'node:tls';
 import type { SessionPool } from '../upstream/pool.ts';
+import { hashKeyOf, type HashSource } from '../upstream/hash-key.ts';
 import { ProxyCall } from './forward.ts';
 import { respondError } from './respond-error.ts';
 
@@ -28,7 +30,25 @@ export function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHea
   if (match === undefined) return respondError(stream, new RouteNotFound(path));
   const target = match.target;
   if (target.error !== undefined) return respondError(stream, target.error);
-  const node = target.upstream.pick(); // 2. per call, never per connection
+  const hash = target.upstream.hash;
+  const node = target.upstream.pick(undefined, hash === undefined ? undefined : hashKeyOf(hash.on, hash.key, hashSource(stream, headers))); // 2. per call, never per connection
   if (node === undefined) return respondError(stream, new NoHealthyNode(target.upstream.name));
   new ProxyCall(stream, headers, target, node, deps).start(); // 3. pooled session, then headers, bytes, trailers
+}
+
+/** A `chash` key's sources on node:http2: the headers as a flat list, and the client's socket. */
+function hashSource(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): HashSource {
+  const fields: string[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value === 'string') fields.push(name, value);
+    else if (Array.isArray(value)) fields.push(name, value.join(', '));
+  }
+  const socket = stream.session?.socket as (TLSSocket & { servername?: string | false }) | undefined;
+  return {
+    fields,
+    remoteAddress: socket?.remoteAddress,
+    remotePort: socket?.remotePort,
+    localAddress: socket?.localAddress,
+    servername: typeof socket?.servername === 'string' ? socket.servername : undefined,
+  };
 }

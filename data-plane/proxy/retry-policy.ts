@@ -10,6 +10,10 @@
  *   call's deadline.
  * - A refused stream is tried once more on the same node (a fresh connection if that one drains); after that, and
  *   after a failed connect, the next untried node, up to `retries` other nodes.
+ * - An attempt that got no response headers within its timeout (`timeout.read`, or `timeout.send` while request
+ *   bytes wait) goes to the next untried node, as nginx's `proxy_next_upstream timeout` does for APISIX: a hung
+ *   node then costs a call its timeout, not the call. The request may have reached that node; a gRPC service
+ *   whose methods must not run twice sets no `timeout` (or `retries: 0`) on its upstream.
  */
 export type AttemptOutcome =
   /** The connection to the node could not be made. */
@@ -20,6 +24,8 @@ export type AttemptOutcome =
   | 'lost'
   /** The upstream reset the stream, or sent something that is not a gRPC response. */
   | 'reset'
+  /** No response headers within the attempt's timeout (`timeout.read` or `timeout.send`): the node may hang. */
+  | 'timeout'
   /** Trailers arrived: the response is complete. */
   | 'complete';
 
@@ -42,7 +48,7 @@ export interface RetryState {
 }
 
 export function decideRetry(outcome: AttemptOutcome, state: RetryState): RetryDecision {
-  if (outcome !== 'connect-failed' && outcome !== 'refused') return 'fail';
+  if (outcome !== 'connect-failed' && outcome !== 'refused' && outcome !== 'timeout') return 'fail';
   const allowed =
     state.replayable && (state.retryTimeoutMs === 0 || state.elapsedMs < state.retryTimeoutMs) && state.deadlineLeftMs > 0;
   if (!allowed) return 'fail';

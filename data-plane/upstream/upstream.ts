@@ -6,7 +6,11 @@
 import type { UpstreamConf } from '../../shared/schema/upstream.ts';
 import type { ClientCertificate } from '../config/resolve-route.ts';
 import { parseHostPort } from '../../shared/validate.ts';
-import { RoundRobinBalancer } from './balancer.ts';
+import { createBalancer } from './balancers/index.ts';
+import type { Balancer } from './balancers/types.ts';
+import type { HashOn } from './hash-key.ts';
+import type { HealthChecker } from './health/checker.ts';
+import type { HealthRegistry } from './health/registry.ts';
 
 export type UpstreamScheme = 'grpc' | 'grpcs';
 
@@ -37,8 +41,22 @@ export interface ResolvedUpstream {
   readonly name: string;
   readonly scheme: UpstreamScheme;
   readonly nodes: readonly UpstreamNode[];
-  /** The node for a call (or its retry, skipping the nodes in `exclude`); undefined when none has weight left. */
-  pick(exclude?: ReadonlySet<string>): UpstreamNode | undefined;
+  /**
+   * The node for a call (or its retry, skipping the nodes in `exclude`): the highest priority group with a usable
+   * node, unhealthy nodes left out unless every node is unhealthy (then all are used, as APISIX does); undefined
+   * when none is left. `hashKey`: the call's key for `chash` (hash-key.ts).
+   */
+  pick(exclude?: ReadonlySet<string>, hashKey?: string): UpstreamNode | undefined;
+  /** `chash`: what a call is hashed on; undefined for the other balancers. */
+  readonly hash: { readonly on: HashOn; readonly key: string } | undefined;
+  /** Whether the balancer wants begin/end for every attempt (least_conn, ewma). */
+  readonly tracksCalls: boolean;
+  /** An attempt started on `node` (least_conn counts calls in flight; ewma too). */
+  begin(node: UpstreamNode): void;
+  /** The attempt on `node` ended: ms to its response headers (or to its failure), and whether it failed before them. */
+  end(node: UpstreamNode, latencyMs: number, failed: boolean): void;
+  /** Health checks of this upstream (`checks`), shared with every route using the same upstream object. */
+  readonly checker: HealthChecker | undefined;
   readonly passHost: 'pass' | 'node' | 'rewrite';
   readonly upstreamHost: string | undefined;
   readonly connectTimeoutMs: number;
@@ -61,6 +79,7 @@ export function resolveUpstream(
   conf: UpstreamConf,
   routeTimeout: UpstreamConf['timeout'] | undefined,
   clientCert?: ClientCertificate,
+  health?: HealthRegistry,
 ): ResolvedUpstream {
   // APISIX's default scheme is http; a gRPC gateway has nothing else to speak, so grpc is the default here.
   const scheme: UpstreamScheme = conf.scheme ?? 'grpc';
@@ -77,18 +96,19 @@ export function resolveUpstream(
   const nodes = normaliseNodes(conf.nodes, scheme, settings);
   // route.timeout overrides upstream.timeout (apisix/balancer.lua set_balancer_opts).
   const timeout = routeTimeout ?? conf.timeout;
-  const groups = priorityGroups(nodes);
+  const type = conf.type ?? 'roundrobin';
+  const checker = health?.checkerFor(name, conf, nodes, clientCert);
+  const picker = new Picker(nodes, type, checker);
   return {
     name,
     scheme,
     nodes,
-    pick: (exclude) => {
-      for (const group of groups) {
-        const node = group.pick(exclude);
-        if (node !== undefined) return node;
-      }
-      return undefined;
-    },
+    pick: (exclude, hashKey) => picker.pick(exclude, hashKey ?? ''),
+    hash: type === 'chash' ? { on: conf.hash_on ?? 'vars', key: conf.key ?? '' } : undefined,
+    tracksCalls: type === 'least_conn' || type === 'ewma',
+    begin: (node) => picker.begin(node),
+    end: (node, latencyMs, failed) => picker.end(node, latencyMs, failed),
+    checker,
     passHost: conf.pass_host ?? 'pass',
     upstreamHost: conf.upstream_host,
     connectTimeoutMs: timeout === undefined ? DEFAULT_CONNECT_TIMEOUT_MS : timeout.connect * 1000,
@@ -101,15 +121,99 @@ export function resolveUpstream(
   };
 }
 
-/** One balancer per node priority, highest first (apisix/balancer/priority.lua). */
-function priorityGroups(nodes: readonly UpstreamNode[]): RoundRobinBalancer<UpstreamNode>[] {
-  const byPriority = new Map<number, UpstreamNode[]>();
-  for (const node of nodes) {
-    const group = byPriority.get(node.priority);
-    if (group === undefined) byPriority.set(node.priority, [node]);
-    else group.push(node);
+interface Group {
+  readonly nodes: UpstreamNode[];
+  readonly balancer: Balancer;
+  /** Healthy nodes of the group (1) when some are not; undefined when every node may be used. */
+  mask: Uint8Array | undefined;
+  /** Nodes the mask lets through. */
+  usable: number;
+}
+
+/**
+ * The balancer of each node priority, highest first (apisix/balancer/priority.lua), with the checker's view of
+ * health as masks (recomputed only when a node's state changed, so a pick costs one version compare).
+ */
+class Picker {
+  private readonly groups: Group[];
+  private readonly slots = new Map<UpstreamNode, { group: Group; index: number }>();
+  private seen = -1;
+
+  constructor(
+    nodes: readonly UpstreamNode[],
+    type: NonNullable<UpstreamConf['type']>,
+    private readonly checker: HealthChecker | undefined,
+  ) {
+    const byPriority = new Map<number, UpstreamNode[]>();
+    for (const node of nodes) {
+      const group = byPriority.get(node.priority);
+      if (group === undefined) byPriority.set(node.priority, [node]);
+      else group.push(node);
+    }
+    this.groups = [...byPriority.entries()]
+      .sort((a, b) => b[0] - a[0])
+      .map(([, members]) => ({ nodes: members, balancer: createBalancer(type, members), mask: undefined, usable: members.length }));
+    for (const group of this.groups) group.nodes.forEach((node, index) => this.slots.set(node, { group, index }));
   }
-  return [...byPriority.entries()].sort((a, b) => b[0] - a[0]).map(([, group]) => new RoundRobinBalancer(group));
+
+  pick(exclude: ReadonlySet<string> | undefined, hashKey: string): UpstreamNode | undefined {
+    if (this.checker !== undefined && this.checker.version !== this.seen) this.refresh(this.checker);
+    for (const group of this.groups) {
+      if (group.usable === 0) continue;
+      let usable = group.mask;
+      if (exclude !== undefined && exclude.size > 0) {
+        // A retry: the nodes this call tried are out too (rare, so a fresh mask is fine).
+        const mask = usable === undefined ? new Uint8Array(group.nodes.length).fill(1) : usable.slice();
+        let left = 0;
+        for (let i = 0; i < mask.length; i++) {
+          if (exclude.has((group.nodes[i] as UpstreamNode).key)) mask[i] = 0;
+          left += mask[i] as number;
+        }
+        if (left === 0) continue;
+        usable = mask;
+      }
+      const index = group.balancer.pick(usable, hashKey);
+      if (index >= 0) return group.nodes[index];
+    }
+    return undefined;
+  }
+
+  begin(node: UpstreamNode): void {
+    const slot = this.slots.get(node);
+    if (slot !== undefined) slot.group.balancer.begin(slot.index);
+  }
+
+  end(node: UpstreamNode, latencyMs: number, failed: boolean): void {
+    const slot = this.slots.get(node);
+    if (slot !== undefined) slot.group.balancer.end(slot.index, latencyMs, failed);
+  }
+
+  /** Masks from the checker's states; when no node at all is healthy, every node is used (APISIX). */
+  private refresh(checker: HealthChecker): void {
+    this.seen = checker.version;
+    let healthy = 0;
+    for (const group of this.groups) {
+      let mask: Uint8Array | undefined;
+      let usable = 0;
+      group.nodes.forEach((node, i) => {
+        if (checker.isHealthy(node.key)) {
+          usable++;
+          if (mask !== undefined) mask[i] = 1;
+        } else if (mask === undefined) {
+          mask = new Uint8Array(group.nodes.length);
+          mask.fill(1, 0, i);
+        }
+      });
+      group.mask = mask;
+      group.usable = usable;
+      healthy += usable;
+    }
+    if (healthy > 0) return;
+    for (const group of this.groups) {
+      group.mask = undefined;
+      group.usable = group.nodes.length;
+    }
+  }
 }
 
 type NodeSettings = Pick<UpstreamNode, 'tls' | 'pool'>;

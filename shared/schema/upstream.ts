@@ -1,6 +1,7 @@
 /**
  * The upstream schema (APISIX `upstream_schema`, apisix-compat §1.3), narrowed to what a gRPC gateway serves:
- * `scheme` is `grpc` (h2c) or `grpcs` (TLS), `type` is a balancer this gateway implements. One schema serves both
+ * `scheme` is `grpc` (h2c) or `grpcs` (TLS), `type` is one of APISIX's balancers (`roundrobin`, `chash` with
+ * `hash_on`/`key`, `least_conn`, `ewma`), `checks` configures health checks (./checks.ts). One schema serves both
  * the inline `upstream` of routes and services and the `/apisix/upstreams/<id>` resource, as in APISIX.
  *
  * Cross-field rules (`pass_host: rewrite` needs `upstream_host`, `tls` only with `grpcs`, a client certificate
@@ -19,9 +20,11 @@ import {
   StringMap,
   TimeoutSchema,
 } from './common.ts';
+import { ChecksSchema } from './checks.ts';
 
 export const UPSTREAM_SCHEMES = ['grpc', 'grpcs'] as const;
-export const BALANCER_TYPES = ['roundrobin'] as const;
+export const BALANCER_TYPES = ['roundrobin', 'chash', 'least_conn', 'ewma'] as const;
+export const HASH_ON = ['vars', 'header', 'cookie', 'consumer', 'vars_combinations'] as const;
 export const PASS_HOST_MODES = ['pass', 'node', 'rewrite'] as const;
 
 /**
@@ -94,6 +97,9 @@ export const UpstreamSchema = Type.Object(
     nodes: Type.Union([NodeMapSchema, Type.Array(NodeSchema, { maxItems: MAX_NODES })]),
     scheme: Type.Optional(Enum(UPSTREAM_SCHEMES)),
     type: Type.Optional(Enum(BALANCER_TYPES)),
+    hash_on: Type.Optional(Enum(HASH_ON)),
+    key: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    checks: Type.Optional(ChecksSchema),
     timeout: Type.Optional(TimeoutSchema),
     retries: Type.Optional(Type.Integer({ minimum: 0 })),
     retry_timeout: Type.Optional(OptionalSeconds()),

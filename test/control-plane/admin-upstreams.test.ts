@@ -76,7 +76,8 @@ describe('admin API: upstreams and services', () => {
     await refusal({ nodes: {}, scheme: 'http' }, 'invalid configuration: property "scheme" validation failed: must be one of ["grpc","grpcs"]');
     await refusal({ nodes: {}, pass_host: 'rewrite' }, "invalid configuration: `upstream_host` can't be empty when `pass_host` is `rewrite`");
     await refusal({ nodes: [{ host: '::1', port: 1, weight: 1 }] }, "invalid configuration: IPv6 address must be enclosed with '[' and ']'");
-    await refusal({ nodes: {}, hash_on: 'vars' }, 'invalid configuration: additional properties forbidden, found hash_on');
+    await refusal({ nodes: {}, hash_on: 'ring' }, 'invalid configuration: property "hash_on" validation failed: must be one of ["vars","header","cookie","consumer","vars_combinations"]');
+    await refusal({ nodes: {}, hash_key: 'x' }, 'invalid configuration: additional properties forbidden, found hash_key');
     await refusal(
       { nodes: {}, scheme: 'grpcs', tls: { client_cert: pair.cert } },
       'invalid configuration: property "tls" validation failed: failed to validate dependent schema for "client_cert": property "client_key" is required',
