@@ -94,6 +94,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     },
     undefined,
     (err, state) => {
+      // Checkers the failed build started are stopped: only the snapshot in service keeps its own.
+      if (snapshots !== undefined && health.size > 0) health.retain(checkersInUse(snapshots.current()));
       configError = { revision: state.revision, error: describe(err) };
       log.error({ ...configError, inService: snapshots?.current().revision }, 'cannot apply the configuration; the last good one stays in service');
     },

@@ -40,6 +40,10 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
     const certText = process.env[WORKER_DEFAULT_CERT_ENV];
     const defaultCert = worker !== undefined && certText !== undefined ? (JSON.parse(certText) as PemPair) : undefined;
     if (worker !== undefined) send({ type: 'gateway:status', report: { phase: StatusPhase.loading, revision: undefined, routes: 0, watch: { connected: false, since: Date.now() } } });
+    // Health changes relayed by the primary while this worker starts are kept, and applied once it runs.
+    const early: PrimaryMessage[] = [];
+    let onPrimaryMessage = (message: PrimaryMessage): void => void early.push(message);
+    if (worker !== undefined) process.on('message', (message: PrimaryMessage) => onPrimaryMessage(message));
     const dataPlane = await startDataPlane({
       config: worker === undefined ? config : { ...config, status: undefined },
       log,
@@ -69,10 +73,14 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
         last = text;
         send({ type: 'gateway:status', report: { phase, revision, routes, watch, ...(configHealth === undefined ? {} : { config: configHealth }) } });
       };
-      process.on('message', (message: PrimaryMessage) => {
+      onPrimaryMessage = (message) => {
         if (message.type === 'gateway:health') dataPlane.health.applyRemote(message.change);
-        else if (message.type === 'gateway:health-sync') dataPlane.health.sync(message.states);
-      });
+        else if (message.type === 'gateway:health-sync') {
+          dataPlane.health.sync(message.states);
+          for (const change of message.changes) dataPlane.health.applyRemote(change);
+        }
+      };
+      for (const message of early.splice(0)) onPrimaryMessage(message);
       let lastHealth = '';
       const reportHealth = (): void => {
         if (worker !== PROBING_WORKER_ID) return;

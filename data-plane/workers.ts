@@ -35,7 +35,13 @@ export type WorkerMessage =
   | { type: 'gateway:health-report'; states: CheckerState[] };
 
 /** Messages from the primary to a worker. */
-export type PrimaryMessage = { type: 'gateway:health'; change: HealthChange } | { type: 'gateway:health-sync'; states: CheckerState[] };
+export type PrimaryMessage =
+  | { type: 'gateway:health'; change: HealthChange }
+  /** For a (re)started worker: the probing worker's last report, then every change relayed since (newer). */
+  | { type: 'gateway:health-sync'; states: CheckerState[]; changes: HealthChange[] };
+
+/** Relayed changes the primary remembers for workers that start later (the newest per checker and node). */
+const MAX_REMEMBERED_CHANGES = 10_000;
 
 /** The worker that runs the active health probes (one per replica, as APISIX's privileged agent). */
 export const PROBING_WORKER_ID = 0;
@@ -86,8 +92,9 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
     return { phase, revision: oldest?.revision, routes: oldest?.routes ?? 0, watch, config, workers };
   };
 
-  /** The probing worker's latest checker states. */
+  /** The probing worker's latest checker states, and the changes relayed since (both go to a worker that starts). */
   let healthStates: CheckerState[] = [];
+  const healthChanges = new Map<string, HealthChange>();
   let status: StatusServer | undefined;
   if (config.status !== undefined) {
     status = await startStatusServer({ listen: config.status, log, report, healthcheck: () => healthStates });
@@ -110,13 +117,20 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
       if (message.type === 'gateway:status') {
         slot.status = { id: slot.id, pid: worker.process.pid ?? 0, ...message.report };
       } else if (message.type === 'gateway:health') {
+        if (healthChanges.size >= MAX_REMEMBERED_CHANGES) healthChanges.clear();
+        const key = `${message.change.checker}\n${message.change.node}`;
+        healthChanges.delete(key); // re-inserted last: the map stays in the order the changes came
+        healthChanges.set(key, message.change);
         for (const other of slots) if (other !== slot) tell(other.worker, { type: 'gateway:health', change: message.change });
       } else if (message.type === 'gateway:health-report') {
-        if (slot.id === PROBING_WORKER_ID) healthStates = message.states;
+        if (slot.id === PROBING_WORKER_ID) {
+          healthStates = message.states;
+          healthChanges.clear(); // the report includes every change made before it
+        }
       } else if (message.type === 'gateway:listening') {
         // A worker that (re)started: the nodes the others know to be unhealthy.
         // A replacement of the probing worker starts from its predecessor's states too.
-        if (healthStates.length > 0) tell(worker, { type: 'gateway:health-sync', states: healthStates });
+        if (healthStates.length > 0 || healthChanges.size > 0) tell(worker, { type: 'gateway:health-sync', states: healthStates, changes: [...healthChanges.values()] });
         if (!announced) {
           announced = true;
           for (const address of message.addresses) log.info({ kind: address.kind, host: address.host, port: address.port, workers: count }, 'gRPC listener ready');

@@ -122,9 +122,9 @@ export class Call implements StreamHandler {
   private connect(): void {
     this.attemptOver('none', ''); // a previous attempt that ended without a report (a connection closing under it)
     this.phase = Phase.Connecting;
-    this.attemptStartedAt = Date.now();
     this.headersAfterMs = -1;
     if (this.upstream.tracksCalls) {
+      this.attemptStartedAt = Date.now();
       this.begun = this.node;
       this.upstream.begin(this.node);
     }
@@ -144,8 +144,15 @@ export class Call implements StreamHandler {
     if (this.phase === Phase.Finished) return;
     this.deps.log.warn({ node: this.node.key, err: describe(err) }, 'upstream connect failed');
     this.attempts++; // an attempt, though it never reached a server: the next one says it is a retry
-    const timedOut = describe(err).includes('timed out');
-    this.attemptOver(timedOut ? 'timeout' : 'tcp_failure', timedOut ? 'connect timed out' : 'connect failed');
+    // One failed dial is shared by every call that waited for it: the node's checker is charged once (the balancer
+    // hears of every attempt). A pool shutting down says nothing about the node.
+    const text = describe(err);
+    if (!text.includes('shutting down')) {
+      const timedOut = text.includes('timed out');
+      const charge = typeof err === 'object' && err !== null && !COUNTED_DIALS.has(err);
+      if (charge && this.upstream.checker !== undefined) COUNTED_DIALS.add(err as object);
+      this.attemptOver(timedOut ? 'timeout' : 'tcp_failure', timedOut ? 'connect timed out' : 'connect failed', charge);
+    }
     this.retryOrFail('connect-failed', err);
   }
 
@@ -312,7 +319,7 @@ export class Call implements StreamHandler {
 
   attemptResponse(attempt: Attempt, fields: string[], end: boolean): void {
     if (attempt !== this.attempt || this.phase !== Phase.Waiting) return;
-    this.headersAfterMs = Date.now() - this.attemptStartedAt;
+    if (this.begun !== undefined) this.headersAfterMs = Date.now() - this.attemptStartedAt;
     const status = Number(fieldValue(fields, ':status'));
     if (status !== 200) {
       this.attemptOver(this.passiveHttp(status), `HTTP ${status}`);
@@ -328,7 +335,7 @@ export class Call implements StreamHandler {
       // Trailers-only: one HEADERS frame carrying grpc-status. Keep it one frame.
       const grpcStatus = fieldValue(out, 'grpc-status');
       if (grpcStatus === undefined) out.push(...errorTrailerFields(missingStatus()));
-      this.attemptOver(this.passiveGrpc(grpcStatus), `grpc-status ${grpcStatus ?? 'missing'}`);
+      this.passiveOutcome(grpcStatus);
       this.finish();
       this.down.sendHeaders(out, true);
       return;
@@ -359,7 +366,7 @@ export class Call implements StreamHandler {
     const out = relayedFields(fields, false);
     const grpcStatus = fieldValue(out, 'grpc-status');
     if (grpcStatus === undefined) out.push(...errorTrailerFields(missingStatus()));
-    this.attemptOver(this.passiveGrpc(grpcStatus), `grpc-status ${grpcStatus ?? 'missing'}`);
+    this.passiveOutcome(grpcStatus);
     this.finish();
     this.down.sendHeaders(out, true);
   }
@@ -385,6 +392,9 @@ export class Call implements StreamHandler {
       kind === 'read'
         ? new UpstreamTimeout(`no frame on the stream for ${this.upstream.readTimeoutMs / 1000} s (timeout.read)`)
         : new UpstreamTimeout(`upstream did not accept request data for ${this.upstream.sendTimeoutMs / 1000} s (timeout.send)`);
+    // A client-streaming or bidi call whose client paused: the quiet stream is the client's doing, not the node's,
+    // and the node may be running the call: no charge against the node, no replay elsewhere.
+    if (kind === 'read' && !this.requestEnded) return this.fail(err);
     this.attemptOver('timeout', `timeout.${kind}`);
     if (this.phase !== Phase.Waiting) return this.fail(err);
     // No response headers yet: the next node may answer (retry-policy.ts); this attempt's stream goes with CANCEL.
@@ -420,14 +430,22 @@ export class Call implements StreamHandler {
    * The current attempt is over as far as the balancer and the passive checks go: least_conn/ewma hear its end
    * (once), the checker hears the outcome ('none' when it says nothing about the node's health).
    */
-  private attemptOver(outcome: ProbeOutcome, reason: string): void {
+  private attemptOver(outcome: ProbeOutcome, reason: string | undefined, charge = true): void {
     const node = this.begun;
     if (node !== undefined) {
       this.begun = undefined;
-      const failed = this.headersAfterMs < 0;
-      this.upstream.end(node, failed ? Date.now() - this.attemptStartedAt : this.headersAfterMs, failed && outcome !== 'none');
+      const answered = this.headersAfterMs >= 0;
+      const failed = !answered && outcome !== 'none';
+      // Latency is learnt from answers and failures; an attempt that got neither (refused, cancelled) is no sample.
+      this.upstream.end(node, answered ? this.headersAfterMs : failed ? Date.now() - this.attemptStartedAt : -1, failed);
     }
-    if (outcome !== 'none') this.upstream.checker?.passive(this.node.key, outcome, reason);
+    if (outcome !== 'none' && charge) this.upstream.checker?.passive(this.node.key, outcome, reason ?? 'no grpc-status');
+  }
+
+  /** The attempt ended with this grpc-status: the reason text is built only when the checker counts it. */
+  private passiveOutcome(grpcStatus: string | undefined): void {
+    const outcome = this.passiveGrpc(grpcStatus);
+    this.attemptOver(outcome, outcome === 'none' ? undefined : `grpc-status ${grpcStatus ?? 'missing'}`);
   }
 
   /** A non-200 :status, by passive.unhealthy.http_statuses (APISIX's passive http check). */
@@ -484,6 +502,9 @@ function relayedFields(fields: string[], headers: boolean): string[] {
   }
   return out;
 }
+
+/** Connect failures already charged to their node's checker (one dial's error is shared by the calls waiting on it). */
+const COUNTED_DIALS = new WeakSet<object>();
 
 function missingStatus(): UpstreamProtocolError {
   return new UpstreamProtocolError('stream ended without grpc-status', GrpcStatus.UNAVAILABLE);

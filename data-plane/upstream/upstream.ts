@@ -206,7 +206,8 @@ class Picker {
       });
       group.mask = mask;
       group.usable = usable;
-      healthy += usable;
+      // Healthy nodes of weight 0 take no calls: they do not keep the all-unhealthy fallback off.
+      for (let i = 0; i < group.nodes.length; i++) if ((mask === undefined || mask[i] === 1) && (group.nodes[i] as UpstreamNode).weight > 0) healthy++;
     }
     if (healthy > 0) return;
     for (const group of this.groups) {

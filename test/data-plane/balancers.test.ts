@@ -324,3 +324,32 @@ describe('every balancer', () => {
     });
   }
 });
+
+describe('ewma: attempts without an answer', () => {
+  test('end(i, -1, false) is no sample: it ends the call in flight and leaves the average alone', () => {
+    const b = createBalancer('ewma', [
+      { key: 'a', weight: 1 },
+      { key: 'b', weight: 1 },
+    ]);
+    // Warm both: a is fast, b slow.
+    for (let i = 0; i < 20; i++) {
+      b.begin(0);
+      b.end(0, 5, false);
+      b.begin(1);
+      b.end(1, 50, false);
+    }
+    // Many "no sample" endings on b (refused, cancelled) must not make it look fast.
+    for (let i = 0; i < 50; i++) {
+      b.begin(1);
+      b.end(1, -1, false);
+    }
+    let a = 0;
+    for (let i = 0; i < 200; i++) {
+      const picked = b.pick(undefined, '');
+      b.begin(picked);
+      b.end(picked, picked === 0 ? 5 : 50, false);
+      if (picked === 0) a++;
+    }
+    assert.ok(a > 160, `the fast node kept most picks: ${a}/200`);
+  });
+});

@@ -113,6 +113,17 @@ describe('health checker counters (lua-resty-healthcheck semantics)', () => {
     assert.equal(published.length, 1);
   });
 
+  test('a passive ejection made in another process ends here quietly: one log line and one publish per replica, from its origin', () => {
+    const published: HealthChange[] = [];
+    const { c, lines } = checker({ passive: { base_ejection_time: 1, unhealthy: { tcp_failures: 1 } } }, (change) => published.push(change));
+    const t0 = Date.now();
+    c.applyRemote('grpc://a:1', false, t0);
+    c.tick(t0 + 1_500);
+    assert.equal(c.isHealthy('grpc://a:1'), true);
+    assert.equal(published.length, 0);
+    assert.equal(lines.filter((l) => String(l['msg']).startsWith('upstream node is')).length, 0);
+  });
+
   test('report: APISIX control API shape, mostly_healthy while failures are counted', () => {
     const { c } = checker({ active: { type: 'grpc' }, passive: { unhealthy: { tcp_failures: 2 } } });
     c.passive('grpc://a:1', 'tcp_failure', 'x');
@@ -166,6 +177,23 @@ describe('picking with health (upstream.ts)', () => {
       assert.deepEqual([...seen(10)], ['b1']);
       // A retry that tried b1 finds nothing healthy left, and falls to... nothing: the tried node is excluded.
       assert.equal(up.pick(new Set(['grpc://b1:1'])), undefined);
+    } finally {
+      await registry.close();
+    }
+  });
+
+  test('healthy nodes of weight 0 do not keep the all-unhealthy fallback off', async () => {
+    const registry = new HealthRegistry({ log: recordingLog().log, probes: false, upstreamTls: { ca: undefined } });
+    try {
+      const up = resolveUpstream(
+        'upstreams/w',
+        { nodes: [{ host: 'a', port: 1, weight: 1 }, { host: 'z', port: 1, weight: 0 }], checks: { passive: { unhealthy: { tcp_failures: 1 } } } },
+        undefined,
+        undefined,
+        registry,
+      );
+      up.checker?.passive('grpc://a:1', 'tcp_failure', 'x');
+      assert.equal(up.pick()?.host, 'a', 'the only node with weight is used although unhealthy');
     } finally {
       await registry.close();
     }

@@ -112,6 +112,8 @@ export class EwmaBalancer implements Balancer {
   end(index: number, latencyMs: number, failed: boolean): void {
     if (!(index >= 0 && index < this.active.length) || this.coldSlot[index] === undefined) return;
     this.active[index] = Math.max(0, this.active[index]! - 1);
+    // A negative latency is "no sample" (the attempt got no answer and did not fail: refused, cancelled).
+    if (latencyMs < 0 && !failed) return;
     const now = performance.now();
     if (now > this.now) this.now = now;
     let sample = latencyMs >= 0 ? latencyMs : 0;

@@ -23,7 +23,9 @@ export interface Balancer {
   begin(index: number): void;
   /**
    * The call on node `index` ended. `latencyMs`: time from the attempt's start to its response headers (or to its
-   * end when it failed before them), which ewma learns from; `failed`: the attempt failed before a response.
+   * end when it failed before them), which ewma learns from, or -1 for no sample (an attempt that got no answer
+   * and says nothing about the node: refused, cancelled by the client); `failed`: the attempt failed before a
+   * response.
    */
   end(index: number, latencyMs: number, failed: boolean): void;
 }

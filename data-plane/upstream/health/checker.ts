@@ -70,6 +70,8 @@ class NodeState {
   probing = false;
   /** With passive checks only: when a passive ejection ends (epoch ms); 0 = not ejected by time. */
   ejectedUntil = 0;
+  /** The ejection was made in another process, which logs and publishes its end: here it ends quietly. */
+  ejectedElsewhere = false;
   constructor(
     readonly node: CheckedNode,
     /** Where the active probes go (made once per node: probes allocate nothing for it). */
@@ -156,6 +158,7 @@ export class HealthChecker {
     state.success = 0;
     state.clearFailures();
     this.setState(state, healthy, now);
+    state.ejectedElsewhere = !healthy;
   }
 
   /**
@@ -170,7 +173,8 @@ export class HealthChecker {
       if (passive === undefined || this.unhealthyCount === 0) return;
       for (const state of this.nodes.values()) {
         if (!state.healthy && state.ejectedUntil !== 0 && state.ejectedUntil <= now) {
-          this.change(state, true, `ejected for ${passive.ejectionMs / 1000} s by passive checks, back on probation`, 'passive', now);
+          if (state.ejectedElsewhere) this.setState(state, true, now);
+          else this.change(state, true, `ejected for ${passive.ejectionMs / 1000} s by passive checks, back on probation`, 'passive', now);
         }
       }
       return;
@@ -186,7 +190,10 @@ export class HealthChecker {
       state.probing = true;
       state.nextProbeAt = now + (state.healthy ? active.healthyIntervalMs : active.unhealthyIntervalMs);
       this.inFlight++;
-      void prober.probe(state.target, active).then((result) => this.probed(state, result));
+      void prober
+        .probe(state.target, active)
+        .then((result) => this.probed(state, result))
+        .catch((err: unknown) => this.deps.log.error({ upstream: this.upstream, node: state.node.key, err: String(err) }, 'health probe bookkeeping failed'));
     }
   }
 
@@ -229,6 +236,7 @@ export class HealthChecker {
 
   private change(state: NodeState, healthy: boolean, reason: string, source: CheckSource, now = Date.now()): void {
     const counts = { success: state.success, http_failure: state.httpFailure, tcp_failure: state.tcpFailure, timeout_failure: state.timeouts };
+    state.ejectedElsewhere = false;
     state.success = 0;
     state.clearFailures();
     this.setState(state, healthy, now);

@@ -25,6 +25,11 @@ import type { ProbeTarget } from './types.ts';
 const TICK_MS = 100;
 /** Changes received for checkers this process has not built yet (its config lags), kept until it builds them. */
 const MAX_PENDING = 10_000;
+/**
+ * A change older than this found no checker to apply to in time: the checker it was for is gone, and a checker of
+ * the same identity built later starts afresh (as in the process that probes).
+ */
+const PENDING_MAX_AGE_MS = 10_000;
 
 export interface HealthRegistryOptions {
   readonly log: Logger;
@@ -37,7 +42,8 @@ export interface HealthRegistryOptions {
 
 export class HealthRegistry {
   private readonly checkers = new Map<string, HealthChecker>();
-  private readonly pending = new Map<string, Map<string, boolean>>();
+  /** Changes for checkers not built here yet, with when they came (stale ones are dropped: PENDING_MAX_AGE_MS). */
+  private readonly pending = new Map<string, Map<string, { healthy: boolean; at: number }>>();
   private readonly prober: Prober | undefined;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
@@ -89,7 +95,8 @@ export class HealthRegistry {
     const waiting = this.pending.get(id);
     if (waiting !== undefined) {
       this.pending.delete(id);
-      for (const [node, healthy] of waiting) checker.applyRemote(node, healthy);
+      const now = Date.now();
+      for (const [node, change] of waiting) if (now - change.at <= PENDING_MAX_AGE_MS) checker.applyRemote(node, change.healthy);
     }
     return checker;
   }
@@ -118,7 +125,7 @@ export class HealthRegistry {
       waiting = new Map();
       this.pending.set(change.checker, waiting);
     }
-    waiting.set(change.node, change.healthy);
+    waiting.set(change.node, { healthy: change.healthy, at: Date.now() });
   }
 
   /** The checker with this id, if it runs here. */
