@@ -25,12 +25,16 @@ export interface HealthState {
   lastAuthority: string | undefined;
   /** Distinct peers (address:port) that sent Check calls: one per prober connection. */
   readonly peers: Set<string>;
+  /** The last Check calls (at most MAX_SEEN): their service and `:authority`. */
+  readonly seen: { service: string; authority: string }[];
 }
+
+const MAX_SEEN = 100;
 
 export function createHealthState(services: readonly string[]): HealthState {
   const statuses = new Map<string, ServingStatus>([['', 'SERVING']]);
   for (const name of services) statuses.set(name, 'SERVING');
-  return { statuses, checks: 0, lastService: undefined, lastAuthority: undefined, peers: new Set() };
+  return { statuses, checks: 0, lastService: undefined, lastAuthority: undefined, peers: new Set(), seen: [] };
 }
 
 export function createHealthHandlers(state: HealthState): UntypedServiceImplementation {
@@ -41,6 +45,8 @@ export function createHealthHandlers(state: HealthState): UntypedServiceImplemen
       state.lastService = service;
       state.lastAuthority = call.getHost();
       if (state.peers.size < 1000) state.peers.add(call.getPeer());
+      if (state.seen.length === MAX_SEEN) state.seen.shift();
+      state.seen.push({ service, authority: state.lastAuthority });
       const status = state.statuses.get(service);
       if (status === undefined) return callback({ code: GrpcStatusCode.NOT_FOUND, details: `unknown service ${JSON.stringify(service)}` });
       callback(null, { status });

@@ -27,3 +27,9 @@ export function validFieldValue(value: string): boolean {
   }
   return true;
 }
+
+/** The value of the first field called `name` in a flat name, value list (the engine's header lists). */
+export function fieldValue(fields: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+  return undefined;
+}

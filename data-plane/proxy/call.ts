@@ -25,6 +25,7 @@ import { GrpcStatus, grpcStatusFromHttp } from '../../shared/grpc-status.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { RouteTarget } from '../config/snapshots.ts';
 import { ErrorCode, type Http2Stream, type ResetReasonValue, type StreamHandler } from '../http2/connection.ts';
+import { fieldValue } from '../http2/fields.ts';
 import type { ClientConnection } from '../http2/client-connection.ts';
 import type { ClientPool } from '../upstream/client-pool.ts';
 import type { ResolvedUpstream, UpstreamNode } from '../upstream/upstream.ts';
@@ -485,11 +486,6 @@ export class Call implements StreamHandler {
 /** `host` folds into `:authority`, `te` is ours, `grpc-timeout` is re-stated with the time left (RFC 9113 §8.2.2). */
 const DROPPED_REQUEST_FIELDS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host', 'te', 'grpc-timeout']);
 const DROPPED_RESPONSE_FIELDS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings']);
-
-function fieldValue(fields: string[], name: string): string | undefined {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
-  return undefined;
-}
 
 /** Response headers (with `:status`) or trailers from upstream, minus what HTTP/2 forbids on a hop. */
 function relayedFields(fields: string[], headers: boolean): string[] {

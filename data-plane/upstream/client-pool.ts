@@ -14,8 +14,7 @@
  *   answer takes PING_TIMEOUT_MS; connections idle for `keepalive_pool.idle_timeout` are closed (never pinged while
  *   idle: grpc-go servers answer pings without streams with GOAWAY too_many_pings).
  */
-import net from 'node:net';
-import tls from 'node:tls';
+import type net from 'node:net';
 import type { Http2Limits } from '../../shared/config-http2.ts';
 import { UpstreamConnectError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
@@ -23,7 +22,8 @@ import { ClientConnection, type ClientHooks } from '../http2/client-connection.t
 import type { ConnectionOptions } from '../http2/connection.ts';
 import { DEFAULT_MAX_FRAME_SIZE } from '../http2/frame.ts';
 import { clampDelay } from '../timers.ts';
-import { UPSTREAM_MIN_VERSION, type UpstreamTlsDefaults } from '../tls/tls-policy.ts';
+import type { UpstreamTlsDefaults } from '../tls/tls-policy.ts';
+import { dialUpstream } from './dial.ts';
 import { CHECK_INTERVAL_MS, KEEPALIVE_TIME_MS, PING_TIMEOUT_MS } from './pool.ts';
 import type { UpstreamNode } from './upstream.ts';
 
@@ -122,24 +122,7 @@ export class ClientPool implements ClientHooks {
     return new Promise<ClientConnection>((resolve, reject) => {
       let socket: net.Socket;
       try {
-        if (node.tls === undefined) {
-          socket = net.connect({ host: node.host, port: node.port });
-        } else {
-          const verify = node.tls.verify;
-          socket = tls.connect({
-            host: node.host,
-            port: node.port,
-            servername: net.isIP(node.host) === 0 ? node.host : undefined,
-            ALPNProtocols: ['h2'],
-            rejectUnauthorized: verify,
-            minVersion: UPSTREAM_MIN_VERSION,
-            ...(verify && this.tls.ca !== undefined ? { ca: this.tls.ca } : {}),
-            ...(node.tls.clientCert !== undefined ? { cert: node.tls.clientCert.cert, key: node.tls.clientCert.key } : {}),
-          });
-          socket.once('secureConnect', () => {
-            if ((socket as tls.TLSSocket).alpnProtocol !== 'h2') socket.destroy(new Error('upstream did not select ALPN h2'));
-          });
-        }
+        socket = dialUpstream(node.host, node.port, node.tls === undefined ? undefined : { ...node.tls, ca: this.tls.ca });
       } catch (err) {
         reject(new UpstreamConnectError(node.key, err));
         return;

@@ -13,6 +13,8 @@
  * When the key is empty, the call is hashed on `remote_addr`, as APISIX does.
  */
 import { hostname as machineHostname } from 'node:os';
+import { fieldValue } from '../http2/fields.ts';
+import { hostOf } from '../routing/router.ts';
 
 export type HashOn = 'vars' | 'header' | 'cookie' | 'consumer' | 'vars_combinations';
 
@@ -34,10 +36,10 @@ export function hashKeyOf(hashOn: HashOn, key: string, source: HashSource): stri
       value = variable(key, source);
       break;
     case 'header':
-      value = field(source.fields, key.toLowerCase());
+      value = fieldValue(source.fields, key.toLowerCase());
       break;
     case 'cookie':
-      value = cookie(field(source.fields, 'cookie'), key);
+      value = cookie(fieldValue(source.fields, 'cookie'), key);
       break;
     case 'consumer':
       value = undefined;
@@ -59,43 +61,28 @@ function variable(name: string, source: HashSource): string | undefined {
       return source.localAddress;
     case 'uri':
     case 'request_uri': {
-      const path = field(source.fields, ':path') ?? '';
+      const path = fieldValue(source.fields, ':path') ?? '';
       if (name === 'request_uri') return path;
       const q = path.indexOf('?');
       return q < 0 ? path : path.slice(0, q);
     }
     case 'host':
-      return hostOf(field(source.fields, ':authority') ?? field(source.fields, 'host'));
+      return hostOf(fieldValue(source.fields, ':authority') ?? fieldValue(source.fields, 'host'));
     case 'server_name':
-      return source.servername ?? hostOf(field(source.fields, ':authority') ?? field(source.fields, 'host'));
+      return source.servername ?? hostOf(fieldValue(source.fields, ':authority') ?? fieldValue(source.fields, 'host'));
     case 'hostname':
       return HOSTNAME;
     case 'query_string': {
-      const path = field(source.fields, ':path') ?? '';
+      const path = fieldValue(source.fields, ':path') ?? '';
       const q = path.indexOf('?');
       return q < 0 ? '' : path.slice(q + 1);
     }
     default:
-      if (name.startsWith('arg_')) return queryArg(field(source.fields, ':path') ?? '', name.slice(4));
+      if (name.startsWith('arg_')) return queryArg(fieldValue(source.fields, ':path') ?? '', name.slice(4));
       // Any other `$name` of vars_combinations: a request header, as nginx's `$http_<name>`.
-      if (name.startsWith('http_')) return field(source.fields, name.slice(5).replace(/_/g, '-').toLowerCase());
+      if (name.startsWith('http_')) return fieldValue(source.fields, name.slice(5).replace(/_/g, '-').toLowerCase());
       return undefined;
   }
-}
-
-function field(fields: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
-  return undefined;
-}
-
-function hostOf(authority: string | undefined): string | undefined {
-  if (authority === undefined) return undefined;
-  if (authority.startsWith('[')) {
-    const end = authority.indexOf(']');
-    return end < 0 ? authority : authority.slice(0, end + 1);
-  }
-  const colon = authority.indexOf(':');
-  return (colon < 0 ? authority : authority.slice(0, colon)).toLowerCase();
 }
 
 function cookie(header: string | undefined, name: string): string | undefined {

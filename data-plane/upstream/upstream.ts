@@ -198,6 +198,8 @@ class Picker {
       group.nodes.forEach((node, i) => {
         if (checker.isHealthy(node.key)) {
           usable++;
+          // Healthy nodes of weight 0 take no calls: they do not keep the all-unhealthy fallback off.
+          if (node.weight > 0) healthy++;
           if (mask !== undefined) mask[i] = 1;
         } else if (mask === undefined) {
           mask = new Uint8Array(group.nodes.length);
@@ -206,8 +208,6 @@ class Picker {
       });
       group.mask = mask;
       group.usable = usable;
-      // Healthy nodes of weight 0 take no calls: they do not keep the all-unhealthy fallback off.
-      for (let i = 0; i < group.nodes.length; i++) if ((mask === undefined || mask[i] === 1) && (group.nodes[i] as UpstreamNode).weight > 0) healthy++;
     }
     if (healthy > 0) return;
     for (const group of this.groups) {

@@ -3,8 +3,8 @@
  * grpc/doc/health-checking.md and grpc-go's health server define it): for the active probe tests
  * (test/data-plane/health-probes.test.ts) and the probe benchmark (bench/health-probes.ts).
  *
- * - The proto is inline (protobufjs JSON through proto-loader's fromJSON): the gateway has no .proto of its own for
- *   it, and the probe encodes its request by hand, so the server decodes with an independent, real codec.
+ * - The service is the example upstream's (examples/health-service.ts, examples/proto/health.proto through
+ *   proto-loader): the probe encodes its request by hand, so the server decodes with an independent, real codec.
  * - Statuses per service name, "" (the whole server) SERVING at start; a service with no status answers NOT_FOUND,
  *   as grpc-go's and grpc-js's health servers do. `health: false` serves no health service at all (UNIMPLEMENTED).
  * - Like examples/greeter-server.ts, connections are accepted by our own net/tls listeners and injected into
@@ -16,41 +16,14 @@
  *
  *   node --import tsx test/helpers/grpc-health.ts [--host 127.0.0.1] [--port 0] [--listeners 1]
  */
-import { Server, ServerCredentials, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { fromJSON } from '@grpc/proto-loader';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { parseArgs } from 'node:util';
+import { createHealthHandlers, createHealthState, loadHealthService, type ServingStatus } from '../../examples/health-service.ts';
 import { isMainModule } from '../../examples/is-main.ts';
 
-export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
-
-/** grpc/src/proto/grpc/health/v1/health.proto, as protobufjs JSON (Check only: the probes call nothing else). */
-const HEALTH_PROTO: Parameters<typeof fromJSON>[0] = {
-  nested: {
-    grpc: {
-      nested: {
-        health: {
-          nested: {
-            v1: {
-              nested: {
-                HealthCheckRequest: { fields: { service: { type: 'string', id: 1 } } },
-                HealthCheckResponse: {
-                  fields: { status: { type: 'ServingStatus', id: 1 } },
-                  nested: { ServingStatus: { values: { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 } } },
-                },
-                Health: { methods: { Check: { requestType: 'HealthCheckRequest', responseType: 'HealthCheckResponse', comment: '' } } },
-              },
-            },
-          },
-        },
-      },
-    },
-  },
-};
-
-const definition = fromJSON(HEALTH_PROTO, { keepCase: true, enums: String, defaults: true });
-const healthService = definition['grpc.health.v1.Health'];
+export type { ServingStatus };
 
 export interface HealthCheckSeen {
   readonly service: string;
@@ -85,30 +58,14 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
-const MAX_SEEN = 100;
-
 export async function startHealthServer(options: HealthServerOptions = {}): Promise<HealthServer> {
   const host = options.host ?? '127.0.0.1';
-  const statuses = new Map<string, ServingStatus>([['', 'SERVING']]);
-  const seen: HealthCheckSeen[] = [];
-  let calls = 0;
+  // The example upstream's health service (examples/health-service.ts), knowing only the whole server ("").
+  const state = createHealthState([]);
   let connections = 0;
 
   const grpcServer = new Server();
-  if (options.health !== false) {
-    if (healthService === undefined || 'format' in healthService) throw new Error('grpc.health.v1.Health not in the inline proto');
-    grpcServer.addService(healthService, {
-      Check(call: ServerUnaryCall<{ service?: string }, { status: ServingStatus }>, callback: sendUnaryData<{ status: ServingStatus }>) {
-        calls++;
-        const service = call.request.service ?? '';
-        if (seen.length === MAX_SEEN) seen.shift();
-        seen.push({ service, authority: call.getHost() });
-        const status = statuses.get(service);
-        if (status === undefined) return callback({ code: GrpcStatus.NOT_FOUND, details: 'unknown service' });
-        callback(null, { status });
-      },
-    });
-  }
+  if (options.health !== false) grpcServer.addService(loadHealthService(), createHealthHandlers(state));
   const injector = grpcServer.createConnectionInjector(ServerCredentials.createInsecure());
   const sockets = new Set<Socket>();
   const track = (socket: Socket): void => {
@@ -156,12 +113,12 @@ export async function startHealthServer(options: HealthServerOptions = {}): Prom
       return connections;
     },
     get calls() {
-      return calls;
+      return state.checks;
     },
-    seen,
+    seen: state.seen,
     setStatus(service, status) {
-      if (status === undefined) statuses.delete(service);
-      else statuses.set(service, status);
+      if (status === undefined) state.statuses.delete(service);
+      else state.statuses.set(service, status);
     },
     close() {
       closing ??= (async () => {

@@ -35,6 +35,9 @@ import { ErrorCode, ResetReason, StreamState, type ConnectionOptions, type Http2
 import { DEFAULT_MAX_FRAME_SIZE } from '../../http2/frame.ts';
 import { clampDelay } from '../../timers.ts';
 import { UPSTREAM_MIN_VERSION } from '../../tls/tls-policy.ts';
+import { dialUpstream, type DialTls } from '../dial.ts';
+import { fieldValue } from '../../http2/fields.ts';
+import { rstName } from '../../proxy/rst-codes.ts';
 import type { ActiveProbe, ProbeOutcome, ProbeResult, ProbeTarget } from './types.ts';
 
 export interface ProberLimits {
@@ -50,6 +53,7 @@ const SERVING = 1;
 /** Encoded requests kept per `grpc_service` (a handful per config; cleared if a config somehow has more). */
 const MAX_CACHED_REQUESTS = 256;
 
+const NO_VERIFY: DialTls = { clientCert: undefined, verify: false, ca: undefined };
 const CLOSED: ProbeResult = { outcome: 'tcp_failure', reason: 'prober closed' };
 const RESULT_SERVING: ProbeResult = { outcome: 'success', reason: 'SERVING' };
 const RESULT_CONNECTED: ProbeResult = { outcome: 'success', reason: 'connected' };
@@ -215,28 +219,8 @@ export class Prober implements ClientHooks {
   }
 
   private dial(target: ProbeTarget, key: string): Entry {
-    let socket: net.Socket;
-    if (target.scheme === 'grpcs') {
-      // An upstream with scheme grpcs and no TLS block of its own: APISIX's default, no verification.
-      const t = target.tls;
-      const verify = t?.verify ?? false;
-      const tlsSocket = tls.connect({
-        host: target.host,
-        port: target.port,
-        servername: net.isIP(target.host) === 0 ? target.host : undefined,
-        ALPNProtocols: ['h2'],
-        rejectUnauthorized: verify,
-        minVersion: UPSTREAM_MIN_VERSION,
-        ...(verify && t?.ca !== undefined ? { ca: t.ca } : {}),
-        ...(t?.clientCert !== undefined ? { cert: t.clientCert.cert, key: t.clientCert.key } : {}),
-      });
-      tlsSocket.once('secureConnect', () => {
-        if (tlsSocket.alpnProtocol !== 'h2') tlsSocket.destroy(new Error('the server did not select ALPN h2'));
-      });
-      socket = tlsSocket;
-    } else {
-      socket = net.connect({ host: target.host, port: target.port });
-    }
+    // An upstream with scheme grpcs and no TLS block of its own: APISIX's default, no verification.
+    const socket = dialUpstream(target.host, target.port, target.scheme === 'grpcs' ? (target.tls ?? NO_VERIFY) : undefined);
     this.track(socket);
     const conn = new ClientConnection(socket, PROBE_CONNECTION_OPTIONS, this);
     const entry: Entry = { key, conn, waiters: [], stale: false, current: true };
@@ -519,9 +503,9 @@ class GrpcProbe extends Pending implements StreamHandler {
     if (this.done) return;
     if (!this.headersSeen) {
       this.headersSeen = true;
-      const status = fieldOf(fields, ':status');
+      const status = fieldValue(fields, ':status');
       if (status !== '200') return this.finish('http_failure', `HTTP ${status ?? '?'}`);
-      const type = fieldOf(fields, 'content-type');
+      const type = fieldValue(fields, 'content-type');
       if (type === undefined || !isGrpcContentType(type)) return this.finish('http_failure', `content-type ${type ?? 'missing'}`);
       if (!endStream) return;
       // A trailers-only answer: its one header block carries grpc-status.
@@ -530,10 +514,10 @@ class GrpcProbe extends Pending implements StreamHandler {
   }
 
   private trailers(fields: string[]): void {
-    const grpcStatus = fieldOf(fields, 'grpc-status');
+    const grpcStatus = fieldValue(fields, 'grpc-status');
     if (grpcStatus === undefined) return this.finish('http_failure', 'no grpc-status');
     if (grpcStatus !== '0') {
-      const message = fieldOf(fields, 'grpc-message');
+      const message = fieldValue(fields, 'grpc-message');
       const text = message === undefined || message === '' ? '' : `: ${decodeGrpcMessage(message).slice(0, 200)}`;
       return this.finish('http_failure', `grpc-status ${grpcStatus}${text}`);
     }
@@ -584,13 +568,13 @@ class GrpcProbe extends Pending implements StreamHandler {
     }
     switch (reason) {
       case ResetReason.PEER:
-        return this.finish('http_failure', `stream reset ${errorCodeName(code)}`);
+        return this.finish('http_failure', `stream reset ${rstName(code)}`);
       case ResetReason.UNPROCESSED:
         return this.finish('http_failure', 'stream refused by GOAWAY');
       case ResetReason.LOST:
         return this.finish('http_failure', 'connection lost');
       default:
-        return this.finish('http_failure', `malformed response (${errorCodeName(code)})`);
+        return this.finish('http_failure', `malformed response (${rstName(code)})`);
     }
   }
 
@@ -803,11 +787,6 @@ function readVarint(buffer: Buffer, pos: number, end: number): number {
   return -1;
 }
 
-function fieldOf(fields: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
-  return undefined;
-}
-
 /** application/grpc, application/grpc+proto, application/grpc;charset=… (the gRPC over HTTP/2 spec). */
 function isGrpcContentType(type: string): boolean {
   if (!type.startsWith('application/grpc')) return false;
@@ -822,12 +801,6 @@ function decodeGrpcMessage(message: string): string {
   } catch {
     return message;
   }
-}
-
-const ERROR_CODE_NAMES = new Map<number, string>(Object.entries(ErrorCode).map(([name, code]) => [code, name]));
-
-function errorCodeName(code: number): string {
-  return ERROR_CODE_NAMES.get(code) ?? `0x${code.toString(16)}`;
 }
 
 function ignore(): void {}
