@@ -30,6 +30,9 @@ import { listenerTlsOptions, loadUpstreamTls } from './tls/tls-policy.ts';
 import { clampDelay } from './timers.ts';
 import { SessionPool } from './upstream/pool.ts';
 import { StatusPhase, startStatusServer, type StatusAddress, type StatusReport, type StatusServer } from './status-server.ts';
+import { Observer } from './observability/observer.ts';
+import { metricSources } from './observability/sources.ts';
+import type { Registry } from 'prom-client';
 
 export interface DataPlane {
   readonly addresses: readonly BoundAddress[];
@@ -40,6 +43,10 @@ export interface DataPlane {
   report(): StatusReport;
   /** The upstream health checkers (`checks`): their states for /v1/healthcheck, and changes from other workers. */
   readonly health: HealthRegistry;
+  /** Reopens the access-log file (SIGUSR1, after logrotate moved it), as nginx does. */
+  reopenLogs(): void;
+  /** The Prometheus registry of this process's calls (observability/metrics.ts); undefined when metrics are off. */
+  readonly metrics: Registry | undefined;
   /** The native engine's upstream pool (ClientPool.stats()): tests check it for leaked streams. Undefined on `node`. */
   upstreamStats(): { connections: number; streams: number; bufferedBytes: number } | undefined;
   /** Stops accepting, lets calls in flight finish for up to `graceMs`, then closes sessions and the watch. */
@@ -56,12 +63,18 @@ export interface DataPlaneOptions {
    * probes (default true: a single process does) and where its state changes go.
    */
   health?: { probes: boolean; publish?: (change: HealthChange) => void };
+  /** false in worker processes: their primary serves the scrape (summed over workers) on export_addr. */
+  serveMetrics?: boolean;
 }
 
 export async function startDataPlane(options: DataPlaneOptions): Promise<DataPlane> {
   const { config, log } = options;
   const tlsPolicy = listenerTlsOptions(config.tls);
   const upstreamTls = await loadUpstreamTls(config.tls.trustedCertificateFile);
+  // Metrics, access log, request ids, traces (observability/): undefined when every one of them is off. An access
+  // log that cannot be opened, or a format with a typo, stops the start here.
+  const o = config.observability;
+  const observer = o.metrics.enable || o.accessLog.enable || o.requestId.enable || o.tracing.collector !== undefined ? new Observer(o, log) : undefined;
   // The HTTP/2 engine (apisix.http2_engine): our own (data-plane/http2/), or node:http2 for one release.
   const native = config.http2Engine === 'native';
   const pool: SessionPool | ClientPool = native ? new ClientPool(log, config.http2, upstreamTls) : new SessionPool(log, upstreamSettings(config.http2), upstreamTls);
@@ -79,6 +92,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     }
   };
   let snapshots: Snapshots | undefined;
+  /** The config state the snapshot in service was built from (etcd modify indexes for the metrics). */
+  let stateInService: ConfigState | undefined;
   // An isolated change applies at once; a burst shares rebuilds (config/rebuild-throttle.ts).
   const throttle = new RebuildThrottle<ConfigState>(
     (state) => {
@@ -86,6 +101,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       const started = performance.now();
       const next = buildSnapshot(state, snapshots.current(), log, tlsPolicy, health);
       snapshots.swap(next);
+      stateInService = state;
       configError = undefined;
       pool.retain(next.nodeKeys);
       if (health.size > 0) health.retain(checkersInUse(next));
@@ -111,6 +127,18 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     config: { error: configError === undefined ? undefined : `revision ${configError.revision}: ${configError.error}`, skipped: snapshots?.current().failed.size ?? 0 },
   });
   let status: StatusServer | undefined;
+  let metricsServer: StatusServer | undefined;
+  let listeners: Listeners | undefined;
+  const registry = observer?.metrics?.registry(
+    metricSources({
+      connected: () => source.health().connected,
+      state: () => stateInService,
+      connections: () => listeners?.stats?.(),
+      health: () => health.report(),
+      observer,
+    }),
+  );
+  const scrape = registry === undefined ? undefined : async () => ({ contentType: registry.contentType, body: await registry.metrics() });
   try {
     if (config.status !== undefined) {
       status = await startStatusServer({
@@ -118,9 +146,14 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
         log,
         report,
         healthcheck: () => health.report(),
+        ...(scrape === undefined || o.metrics.exportAddr !== undefined ? {} : { metrics: { uri: o.metrics.exportUri, scrape } }),
       });
     }
+    if (scrape !== undefined && o.metrics.exportAddr !== undefined && options.serveMetrics !== false) {
+      metricsServer = await startStatusServer({ listen: o.metrics.exportAddr, log, report, metrics: { uri: o.metrics.exportUri, scrape }, metricsOnly: true });
+    }
     const initial = await source.start();
+    stateInService = initial;
     snapshots = new Snapshots(firstSnapshot(initial));
     log.info({ revision: initial.revision, routes: snapshots.current().router.size, provider: config.dataPlane.configProvider }, 'config loaded');
     const defaultCert = options.defaultCert ?? (await loadDefaultCert(config.ssl.defaultCertFile, config.ssl.defaultKeyFile));
@@ -133,10 +166,11 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       limits: config.http2,
       connections: config.connections,
     };
-    const listeners: Listeners =
+    listeners =
       pool instanceof ClientPool
-        ? await startNativeListeners({ ...listenerOptions, deps: { snapshots, pool, log } })
+        ? await startNativeListeners({ ...listenerOptions, deps: { snapshots, pool, log, observer } })
         : await startListeners({ ...listenerOptions, deps: { snapshots, pool, log } });
+    const serving = listeners;
     log.info({ engine: config.http2Engine }, 'HTTP/2 engine');
     const current = snapshots;
     const statusServer = status;
@@ -148,16 +182,20 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
       statusAddress: statusServer?.address,
       report,
       health,
+      metrics: registry,
+      reopenLogs: () => observer?.accessLog?.reopen(),
       upstreamStats: () => (pool instanceof ClientPool ? pool.stats() : undefined),
       close: (graceMs = 0) => {
         closing ??= (async () => {
           phase = StatusPhase.draining;
           throttle.close();
-          await listeners.close(clampDelay(graceMs)); // worker_shutdown_timeout, from config: timers.ts
+          await serving.close(clampDelay(graceMs)); // worker_shutdown_timeout, from config: timers.ts
           // Every client stream is over, so every upstream stream is too: nothing left to wait for.
           await pool.close(0);
           await health.close();
           await source.close();
+          await observer?.close(); // the last access-log lines and spans
+          await metricsServer?.close();
           await statusServer?.close();
         })();
         return closing;
@@ -168,6 +206,8 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     await source.close();
     await pool.close();
     await health.close();
+    await observer?.close();
+    await metricsServer?.close();
     await status?.close();
     throw err;
   }

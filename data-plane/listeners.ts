@@ -51,8 +51,18 @@ export interface BoundAddress {
 
 export interface Listeners {
   readonly addresses: readonly BoundAddress[];
+  /** Client connections now (with a stream open: writing; without: waiting) and since start (native engine only). */
+  stats?(): ConnectionStats;
   /** Stops accepting, sends GOAWAY to every client session, destroys what is still open after `graceMs`. */
   close(graceMs?: number): Promise<void>;
+}
+
+export interface ConnectionStats {
+  active: number;
+  writing: number;
+  waiting: number;
+  accepted: number;
+  handled: number;
 }
 
 export async function startListeners(options: ListenerOptions): Promise<Listeners> {

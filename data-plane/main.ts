@@ -10,6 +10,7 @@ import { loadConfig } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { startDataPlane } from './data-plane.ts';
 import { StatusPhase } from './status-server.ts';
+import { answerMetricsRequest } from './observability/cluster-metrics.ts';
 import { missingDataPlaneNodeFlags } from './node-flags.ts';
 import type { PemPair } from './tls/default-cert.ts';
 import { PROBING_WORKER_ID, WORKER_DEFAULT_CERT_ENV, WORKER_ID_ENV, startPrimary, type PrimaryMessage, type WorkerMessage } from './workers.ts';
@@ -25,6 +26,7 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
   try {
     const primary = await startPrimary(config, baseLog);
     stopOnSignals(baseLog, (signal) => primary.stop(signal));
+    process.on('SIGUSR1', () => primary.reopenLogs());
   } catch (err) {
     baseLog.fatal({ err }, 'data plane failed to start');
     process.exit(1);
@@ -48,6 +50,8 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
       config: worker === undefined ? config : { ...config, status: undefined },
       log,
       ...(defaultCert === undefined ? {} : { defaultCert }),
+      // The primary serves the scrape (summed over workers) on export_addr.
+      ...(worker === undefined ? {} : { serveMetrics: false }),
       // One process per replica probes (workers.ts PROBING_WORKER_ID); every worker publishes what it saw change.
       health:
         worker === undefined
@@ -74,7 +78,9 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
         send({ type: 'gateway:status', report: { phase, revision, routes, watch, ...(configHealth === undefined ? {} : { config: configHealth }) } });
       };
       onPrimaryMessage = (message) => {
-        if (message.type === 'gateway:health') dataPlane.health.applyRemote(message.change);
+        if (message.type === 'gateway:metrics-request') answerMetricsRequest(dataPlane.metrics, message, send);
+        else if (message.type === 'gateway:reopen-logs') dataPlane.reopenLogs();
+        else if (message.type === 'gateway:health') dataPlane.health.applyRemote(message.change);
         else if (message.type === 'gateway:health-sync') {
           dataPlane.health.sync(message.states);
           for (const change of message.changes) dataPlane.health.applyRemote(change);
@@ -96,6 +102,8 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
         reportHealth();
       }, WORKER_REPORT_MS).unref();
     }
+    // nginx's reopen signal: logrotate moved the access log, new lines go to a new file.
+    process.on('SIGUSR1', () => dataPlane.reopenLogs());
     const stop = stopOnSignals(log, (reason) => {
       log.info({ reason, graceMs }, 'draining');
       const closing = dataPlane.close(graceMs);

@@ -27,15 +27,20 @@ import { RateLimitedLog } from './limits/rate-limited-log.ts';
 import { listenOn } from './listen.ts';
 import type { BoundAddress, ListenerOptions, Listeners } from './listeners.ts';
 import { Call } from './proxy/call.ts';
+import { gatewayStatusOf } from './proxy/respond-error.ts';
+import type { CallObservation, Observer } from './observability/observer.ts';
 import { errorResponseFields } from './proxy/respond-error.ts';
 import type { ClientPool } from './upstream/client-pool.ts';
 import { hashKeyOf, type HashSource } from './upstream/hash-key.ts';
+import { fieldValue } from './http2/fields.ts';
 import { SESSION_WINDOW_BYTES } from './http2-settings.ts';
 
 export interface NativeDeps {
   snapshots: Snapshots;
   pool: ClientPool;
   log: Logger;
+  /** Metrics, access log, request ids, traces (observability/observer.ts); undefined when all are off. */
+  observer?: Observer | undefined;
 }
 
 export type NativeListenerOptions = Omit<ListenerOptions, 'deps'> & { deps: NativeDeps };
@@ -54,6 +59,9 @@ class ListenerContext {
   readonly notes: RateLimitedLog;
   readonly watermark: MemoryWatermark;
   readonly connections = new Set<ServerConnection>();
+  /** Sockets accepted (refused ones included) and served as HTTP/2 connections, since start (nginx stub_status). */
+  accepted = 0;
+  handled = 0;
   draining = false;
   onEmpty: (() => void) | undefined;
 
@@ -82,6 +90,7 @@ class ListenerContext {
 
   /** A socket ready for HTTP/2 (plain after accept, TLS after a handshake that selected h2). */
   serve(socket: Socket): void {
+    this.handled++;
     const link = new ClientLink(this);
     const conn = new ServerConnection(socket, this.options, this.limits, link, NOT_HTTP2_RESPONSE);
     link.watch = this.guard.watchConnection(socket, conn);
@@ -113,7 +122,7 @@ class ClientLink implements ServerHooks {
     const ctx = this.ctx;
     if (ctx.watermark.overloaded) {
       ctx.notes.note('memory_watermark', {}, 'new stream refused: over the memory watermark');
-      return respond(stream, new Overloaded());
+      return respond(stream, new Overloaded(), ctx.deps.observer?.begin(fieldOf(fields, ':method'), fieldOf(fields, ':path'), fieldOf(fields, ':authority'), '', 0, false, '', '', '', ''), ctx.deps.observer);
     }
     serveRequest(stream, fields, endStream, ctx.deps);
   }
@@ -149,6 +158,12 @@ function serveRequest(stream: Http2Stream, fields: string[], endStream: boolean,
   let authority: string | undefined;
   let host: string | undefined;
   let contentType: string | undefined;
+  const observer = deps.observer;
+  const ridHeader = observer?.requestIdHeader;
+  let requestId = '';
+  let traceparent = '';
+  let tracestate = '';
+  let userAgent = '';
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i] as string;
     const value = fields[i + 1] as string;
@@ -157,21 +172,38 @@ function serveRequest(stream: Http2Stream, fields: string[], endStream: boolean,
     else if (name === ':authority') authority = value;
     else if (name === 'content-type') contentType = value;
     else if (name === 'host') host = value;
+    else if (observer !== undefined) {
+      if (name === ridHeader) requestId = value;
+      else if (name === 'traceparent') traceparent = value;
+      else if (name === 'tracestate') tracestate = value;
+      else if (name === 'user-agent') userAgent = value;
+    }
   }
-  if (contentType === undefined || !contentType.startsWith('application/grpc')) return respond(stream, new UnsupportedMediaType(contentType));
+  let obs: CallObservation | undefined;
+  if (observer !== undefined) {
+    const socket = stream.conn.socket as Socket & { encrypted?: boolean };
+    obs = observer.begin(method, path, authority ?? host ?? '', socket.remoteAddress ?? '', socket.remotePort ?? 0, socket.encrypted === true, requestId, traceparent, tracestate, userAgent);
+  }
+  if (contentType === undefined || !contentType.startsWith('application/grpc')) return respond(stream, new UnsupportedMediaType(contentType), obs, observer);
   const snapshot = deps.snapshots.current(); // 1. pinned for the whole call
   const match = snapshot.router.match({ path, method, authority: authority ?? host });
-  if (match === undefined) return respond(stream, new RouteNotFound(path));
+  if (match === undefined) return respond(stream, new RouteNotFound(path), obs, observer);
+  if (obs !== undefined) observer?.route(obs, match);
   const target = match.target;
-  if (target.error !== undefined) return respond(stream, target.error);
+  if (target.error !== undefined) return respond(stream, target.error, obs, observer);
   const upstream = target.upstream;
   const hash = upstream.hash;
   const hashKey = hash === undefined ? '' : hashKeyOf(hash.on, hash.key, hashSource(stream, fields));
   const node = upstream.pick(undefined, hashKey); // 2. per call, never per connection
-  if (node === undefined) return respond(stream, new NoHealthyNode(upstream.name));
+  if (node === undefined) return respond(stream, new NoHealthyNode(upstream.name), obs, observer);
   const call = new Call(stream, fields, target, node, deps);
   call.hashKey = hashKey;
+  call.obs = obs;
   call.start(endStream); // 3. pooled connection, then headers, bytes, trailers
+}
+
+function fieldOf(fields: string[], name: string): string {
+  return fieldValue(fields, name) ?? '';
 }
 
 /** What a `chash` key may be read from: the header list and the client's connection. */
@@ -186,8 +218,15 @@ function hashSource(stream: Http2Stream, fields: string[]): HashSource {
   };
 }
 
-function respond(stream: Http2Stream, err: unknown): void {
-  stream.sendHeaders(errorResponseFields(err), true);
+/** A trailers-only answer the gateway makes itself; the observer counts it with the status sent and no node. */
+function respond(stream: Http2Stream, err: unknown, obs?: CallObservation, observer?: Observer): void {
+  const fields = errorResponseFields(err);
+  if (obs !== undefined && observer !== undefined) {
+    if (observer.requestIdInResponse && obs.requestId !== '') fields.push(observer.requestIdHeader as string, obs.requestId);
+    const { httpStatus, grpcStatus, grpcMessage } = gatewayStatusOf(fields);
+    observer.end(obs, httpStatus, grpcStatus, grpcMessage);
+  }
+  stream.sendHeaders(fields, true);
 }
 
 export async function startNativeListeners(options: NativeListenerOptions): Promise<Listeners> {
@@ -213,6 +252,7 @@ export async function startNativeListeners(options: NativeListenerOptions): Prom
   try {
     for (const address of options.h2c) {
       const server = net.createServer({ noDelay: true }, (socket) => {
+        ctx.accepted++;
         if (!guard.admit(socket)) return; // over a connection cap: closed before a byte is read
         trackSocket(socket);
         ctx.serve(socket);
@@ -243,6 +283,7 @@ export async function startNativeListeners(options: NativeListenerOptions): Prom
           },
         });
         server.on('connection', (socket: Socket) => {
+          ctx.accepted++;
           // No byte of the handshake has been read yet: a refusal costs no crypto.
           if (guard.admit(socket)) trackSocket(socket);
         });
@@ -278,6 +319,12 @@ export async function startNativeListeners(options: NativeListenerOptions): Prom
   let closing: Promise<void> | undefined;
   return {
     addresses,
+    stats: () => {
+      let writing = 0;
+      for (const conn of ctx.connections) if (conn.activeStreams > 0) writing++;
+      const active = ctx.connections.size;
+      return { active, writing, waiting: active - writing, accepted: ctx.accepted, handled: ctx.handled };
+    },
     close: (graceMs = 0) => {
       closing ??= closeAll(servers, ctx, sockets, graceMs).finally(() => {
         guard.close();

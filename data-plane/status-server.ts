@@ -21,6 +21,9 @@
  * at their last good build) because they could not be built. Readiness stays 200: the process still serves its
  * last good config, and taking every replica out of a load balancer because of one bad etcd value would turn an
  * isolated config error into a full outage. Alerting belongs on `config_stale`/`config_error`.
+ *
+ * Prometheus scrapes `GET /apisix/prometheus/metrics` (APISIX's export URI, `plugin_attr.prometheus.export_uri`) or
+ * `GET /metrics` here, unless `export_addr` gives the metrics a server of their own (issue #14).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { ListenAddress } from '../shared/config.ts';
@@ -76,6 +79,13 @@ export interface StatusServerOptions {
   report: () => StatusReport;
   /** The health checkers' states (APISIX control API `GET /v1/healthcheck`); none when absent. */
   healthcheck?: () => readonly CheckerReport[];
+  /**
+   * Prometheus metrics (observability/metrics.ts) at `uri` (plugin_attr.prometheus.export_uri) and at `/metrics`;
+   * `scrape` rejects when they cannot be gathered (a worker that does not answer): 503.
+   */
+  metrics?: { uri: string; scrape: () => Promise<{ contentType: string; body: string }> };
+  /** A server of its own for the metrics (plugin_attr.prometheus.export_addr): no probe paths. */
+  metricsOnly?: boolean;
   log: Logger;
 }
 
@@ -117,6 +127,9 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
 
 function answer(req: IncomingMessage, res: ServerResponse, options: StatusServerOptions): void {
   const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+  const metrics = options.metrics;
+  if (metrics !== undefined && (path === metrics.uri || path === '/metrics')) return answerMetrics(req, res, metrics.scrape, options.log);
+  if (options.metricsOnly === true) return send(res, 404, { error_msg: 'not found' });
   const healthcheck = path === '/v1/healthcheck' || path.startsWith('/v1/healthcheck/');
   if (path !== '/healthz' && path !== '/readyz' && !healthcheck) return send(res, 404, { error_msg: 'not found' });
   if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -150,6 +163,22 @@ function answer(req: IncomingMessage, res: ServerResponse, options: StatusServer
   if (path === '/healthz') return send(res, 200, { status: 'ok', ...body });
   const ready = now.phase === StatusPhase.serving;
   send(res, ready ? 200 : 503, { status: ready ? 'ok' : now.phase, ...body });
+}
+
+function answerMetrics(req: IncomingMessage, res: ServerResponse, scrape: NonNullable<StatusServerOptions['metrics']>['scrape'], log: Logger): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.setHeader('allow', 'GET, HEAD');
+    return send(res, 405, { error_msg: 'method not allowed' });
+  }
+  scrape().then(
+    ({ contentType, body }) => {
+      if (!res.destroyed) res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' }).end(body);
+    },
+    (err: unknown) => {
+      log.warn({ err: describe(err) }, 'metrics scrape failed');
+      if (!res.destroyed) send(res, 503, { error_msg: `metrics unavailable: ${describe(err)}` });
+    },
+  );
 }
 
 /**

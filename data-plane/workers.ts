@@ -20,6 +20,7 @@ import { StatusPhase, startStatusServer, type StatusReport, type StatusServer, t
 import { loadDefaultCert } from './tls/default-cert.ts';
 import { loadUpstreamTls } from './tls/tls-policy.ts';
 import type { CheckerState, HealthChange } from './upstream/health/checker.ts';
+import { ClusterMetrics, type MetricsRequest, type MetricsResponse } from './observability/cluster-metrics.ts';
 
 /** The environment variable carrying the primary's default certificate to its workers, so all present the same one. */
 export const WORKER_DEFAULT_CERT_ENV = 'GATEWAY_WORKER_DEFAULT_CERT';
@@ -32,13 +33,18 @@ export type WorkerMessage =
   /** A node's health changed in this worker (upstream/health/registry.ts): the primary relays it to the others. */
   | { type: 'gateway:health'; change: HealthChange }
   /** The probing worker's checker states, for /v1/healthcheck and for workers that start later. */
-  | { type: 'gateway:health-report'; states: CheckerState[] };
+  | { type: 'gateway:health-report'; states: CheckerState[] }
+  /** Its metrics' values, answering the primary's scrape (observability/cluster-metrics.ts). */
+  | MetricsResponse;
 
 /** Messages from the primary to a worker. */
 export type PrimaryMessage =
   | { type: 'gateway:health'; change: HealthChange }
   /** For a (re)started worker: the probing worker's last report, then every change relayed since (newer). */
-  | { type: 'gateway:health-sync'; states: CheckerState[]; changes: HealthChange[] };
+  | { type: 'gateway:health-sync'; states: CheckerState[]; changes: HealthChange[] }
+  | MetricsRequest
+  /** SIGUSR1 reached the primary: reopen the access-log file. */
+  | { type: 'gateway:reopen-logs' };
 
 /** Relayed changes the primary remembers for workers that start later (the newest per checker and node). */
 const MAX_REMEMBERED_CHANGES = 10_000;
@@ -56,6 +62,8 @@ const EXIT_MARGIN_MS = 5_000;
 export interface Primary {
   /** Resolves once every worker exited, after stop(). */
   stop(signal: string): Promise<void>;
+  /** Every worker reopens its access-log file (the primary got SIGUSR1). */
+  reopenLogs(): void;
 }
 
 interface Slot {
@@ -96,11 +104,22 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
   let healthStates: CheckerState[] = [];
   const healthChanges = new Map<string, HealthChange>();
   let status: StatusServer | undefined;
+  let metricsServer: StatusServer | undefined;
+  // One scrape sums every serving worker's metrics (observability/cluster-metrics.ts).
+  const clusterMetrics = new ClusterMetrics();
+  const prom = config.observability.metrics;
+  const scrape = () =>
+    clusterMetrics.scrape(slots.flatMap((slot) => (slot.worker !== undefined && slot.status !== undefined && slot.status.phase !== StatusPhase.loading ? [slot.worker] : [])));
+  const metrics = prom.enable ? { uri: prom.exportUri, scrape } : undefined;
   if (config.status !== undefined) {
-    status = await startStatusServer({ listen: config.status, log, report, healthcheck: () => healthStates });
+    status = await startStatusServer({ listen: config.status, log, report, healthcheck: () => healthStates, ...(metrics === undefined || prom.exportAddr !== undefined ? {} : { metrics }) });
     log.info({ host: status.address.host, port: status.address.port, paths: ['/healthz', '/readyz'] }, 'status server ready');
   } else {
     log.info('status server off (apisix.status)');
+  }
+  if (metrics !== undefined && prom.exportAddr !== undefined) {
+    metricsServer = await startStatusServer({ listen: prom.exportAddr, log, report, metrics, metricsOnly: true });
+    log.info({ host: metricsServer.address.host, port: metricsServer.address.port, path: prom.exportUri }, 'metrics server ready');
   }
 
   // Workers get the data plane's V8 flags (node-flags.ts) whatever the primary was started with.
@@ -127,6 +146,8 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
           healthStates = message.states;
           healthChanges.clear(); // the report includes every change made before it
         }
+      } else if (message.type === 'gateway:metrics') {
+        clusterMetrics.onResponse(worker, message);
       } else if (message.type === 'gateway:listening') {
         // A worker that (re)started: the nodes the others know to be unhealthy.
         // A replacement of the probing worker starts from its predecessor's states too.
@@ -139,6 +160,7 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
     });
     worker.on('error', (err: Error) => log.warn({ worker: slot.id, error: describe(err) }, 'worker IPC error'));
     worker.on('exit', (code, signal) => {
+      clusterMetrics.onExit(worker);
       if (slot.worker !== worker) return;
       slot.worker = undefined;
       slot.status = undefined;
@@ -182,9 +204,14 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
           );
         }
         await Promise.all(exits);
+        clusterMetrics.close();
+        await metricsServer?.close();
         await status?.close();
       })();
       return stopped;
+    },
+    reopenLogs: () => {
+      for (const slot of slots) tell(slot.worker, { type: 'gateway:reopen-logs' });
     },
   };
 }

@@ -121,7 +121,7 @@ try {
   const adminUrl = `http://${admin.ip}:${admin.port}/apisix/admin`;
   await waitFor('control plane', () => tcpOpen(admin.ip, admin.port));
   // The data plane keeps its last config from etcd in ./data, so a restart while etcd is down still serves.
-  start('data-plane', process.execPath, [...dataPlaneNodeFlags(), ...tsx, 'data-plane/main.ts'], { GATEWAY_SNAPSHOT_CACHE: 'data/config-cache.json', ...process.env });
+  start('data-plane', process.execPath, [...dataPlaneNodeFlags(), ...tsx, 'data-plane/main.ts'], { GATEWAY_SNAPSHOT_CACHE: 'data/config-cache.json', GATEWAY_ACCESS_LOG_FORMAT: 'readable', ...process.env });
   for (const address of [...config.nodeListen, ...(config.ssl.enable ? config.ssl.listen : [])]) {
     await waitFor(`data plane port ${address.port}`, () => tcpOpen(address.ip, address.port));
   }

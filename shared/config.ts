@@ -25,6 +25,7 @@ import {
 import { parseConnectionLimits, type ConnectionLimits } from './config-connections.ts';
 import { parseTlsPolicy, type TlsPolicyConfig } from './config-tls.ts';
 import { parseHttp2Limits, type Http2Limits } from './config-http2.ts';
+import { parseObservability, type ObservabilityConfig } from './config-observability.ts';
 import { keyringEntryProblem } from './crypto.ts';
 import { ConfigError, describe } from './errors.ts';
 import { normalizePrefix } from './etcd-keys.ts';
@@ -100,6 +101,8 @@ export interface GatewayConfig {
    * reference. Unset: $GATEWAY_HTTP2_ENGINE, else the default.
    */
   http2Engine: Http2Engine;
+  /** Metrics, access log, request ids and tracing of the data plane (shared/config-observability.ts). */
+  observability: ObservabilityConfig;
   log: { level: string };
 }
 
@@ -197,6 +200,7 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
     connections: parseConnectionLimits(nginx),
     http2: parseHttp2Limits(nginx),
     http2Engine: parseEngine(apisix['http2_engine'] ?? env['GATEWAY_HTTP2_ENGINE'] ?? process.env['GATEWAY_HTTP2_ENGINE'] ?? DEFAULT_HTTP2_ENGINE),
+    observability: parseObservability(root, nginx, env),
     log: { level: optionalString(log['level'], 'log.level') ?? 'info' },
   };
   applyEnvOverrides(config, env);

@@ -33,15 +33,19 @@ import { MAX_TIMER_DELAY_MS, clampDelay } from '../timers.ts';
 import { Attempt } from './attempt.ts';
 import { REPLAY_LIMIT_BYTES } from './forward.ts';
 import { MALFORMED_TIMEOUT, formatGrpcTimeout, parseGrpcTimeout } from './grpc-timeout.ts';
-import { errorResponseFields, errorTrailerFields } from './respond-error.ts';
+import { errorResponseFields, errorTrailerFields, gatewayStatusOf } from './respond-error.ts';
 import { decideRetry, type AttemptOutcome } from './retry-policy.ts';
 import { rstName, statusForRst } from './rst-codes.ts';
 import { MessageMeter } from './message-meter.ts';
 import type { ProbeOutcome } from '../upstream/health/types.ts';
+import type { CallObservation, Observer } from '../observability/observer.ts';
+import { formatTraceparent } from '../observability/trace-context.ts';
 
 export interface CallDeps {
   pool: ClientPool;
   log: Logger;
+  /** Set when anything records calls; the call then carries an observation (`obs`). */
+  observer?: Observer | undefined;
 }
 
 const enum Phase {
@@ -52,6 +56,8 @@ const enum Phase {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** nginx's status for a request whose client closed the connection first. */
+const CLIENT_CLOSED_STATUS = 499;
 const MALFORMED_TIMEOUT_MESSAGE = 'malformed grpc-timeout: expected 1 to 8 digits and a unit (H, M, S, m, u or n)';
 
 export class Call implements StreamHandler {
@@ -90,6 +96,8 @@ export class Call implements StreamHandler {
   private headersAfterMs = -1;
   /** The node the balancer was told about (begin) and not yet told the end of. */
   private begun: UpstreamNode | undefined;
+  /** What the observer records of this call (set by the listener before start); undefined when nothing records. */
+  obs: CallObservation | undefined;
 
   constructor(down: Http2Stream, fields: string[], target: RouteTarget, node: UpstreamNode, deps: CallDeps) {
     this.down = down;
@@ -124,6 +132,12 @@ export class Call implements StreamHandler {
     this.attemptOver('none', ''); // a previous attempt that ended without a report (a connection closing under it)
     this.phase = Phase.Connecting;
     this.headersAfterMs = -1;
+    const obs = this.obs;
+    if (obs !== undefined) {
+      if (obs.upstreamStartHr === 0) obs.upstreamStartHr = performance.now();
+      obs.nodeHost = this.node.host;
+      obs.nodePort = this.node.port;
+    }
     if (this.upstream.tracksCalls) {
       this.attemptStartedAt = Date.now();
       this.begun = this.node;
@@ -202,10 +216,18 @@ export class Call implements StreamHandler {
         if (retry) continue;
       }
       if (DROPPED_REQUEST_FIELDS.has(name)) continue;
+      if (name === 'traceparent' && this.obs !== undefined && this.obs.spanId !== '') continue;
       out.push(name, value);
     }
     out[7] = this.authorityFor(authority ?? host);
     if (retry) out.push('grpc-previous-rpc-attempts', String(previous + this.attempts));
+    const obs = this.obs;
+    if (obs !== undefined) {
+      // The request id the client did not send, and our span as the upstream's parent (the client's traceparent
+      // was left out above).
+      if (obs.requestId !== '' && !obs.clientRequestId) out.push(this.deps.observer?.requestIdHeader as string, obs.requestId);
+      if (obs.spanId !== '') out.push('traceparent', formatTraceparent(obs.traceId, obs.spanId, obs.sampled));
+    }
     if (this.deadlineAt !== 0) out.push('grpc-timeout', formatGrpcTimeout(this.deadlineAt - Date.now()));
     return out;
   }
@@ -264,6 +286,7 @@ export class Call implements StreamHandler {
       return;
     }
     if (end) this.requestEnded = true;
+    if (this.obs !== undefined) this.obs.bytesIn += data.length;
     // `data` is valid only during this call (the engine reuses its read buffer) unless `owned`: what is kept is a copy.
     let kept: Buffer | undefined;
     if (data.length > 0) {
@@ -299,6 +322,8 @@ export class Call implements StreamHandler {
     this.attempt?.cancel();
     this.attempt = undefined;
     this.finish();
+    // The client went first: nginx logs 499; the call ended CANCELLED as far as the client is concerned.
+    if (this.obs !== undefined) this.deps.observer?.end(this.obs, CLIENT_CLOSED_STATUS, GrpcStatus.CANCELLED, 'client cancelled');
   }
 
   onSent(_down: Http2Stream, bytes: number): void {
@@ -332,6 +357,11 @@ export class Call implements StreamHandler {
     }
     this.replay = undefined; // the response has started: no retry from here on
     const out = relayedFields(fields, true);
+    const obs = this.obs;
+    if (obs !== undefined) {
+      obs.answered = true;
+      if (obs.requestId !== '' && this.deps.observer?.requestIdInResponse === true) out.push(this.deps.observer.requestIdHeader as string, obs.requestId);
+    }
     if (end) {
       // Trailers-only: one HEADERS frame carrying grpc-status. Keep it one frame.
       const grpcStatus = fieldValue(out, 'grpc-status');
@@ -339,6 +369,7 @@ export class Call implements StreamHandler {
       this.passiveOutcome(grpcStatus);
       this.finish();
       this.down.sendHeaders(out, true);
+      if (obs !== undefined) this.observeEnd(obs, out);
       return;
     }
     this.phase = Phase.Streaming;
@@ -353,7 +384,10 @@ export class Call implements StreamHandler {
       return;
     }
     // Written before the cap is checked, so that the chunk which crosses it reaches the client before the error.
-    if (data.length > 0) this.down.sendData(data, false);
+    if (data.length > 0) {
+      this.down.sendData(data, false);
+      if (this.obs !== undefined) this.obs.bytesOut += data.length;
+    }
     const meter = this.responseMeter;
     if (meter !== undefined && data.length > 0) {
       const size = meter.feed(data);
@@ -370,6 +404,7 @@ export class Call implements StreamHandler {
     this.passiveOutcome(grpcStatus);
     this.finish();
     this.down.sendHeaders(out, true);
+    if (this.obs !== undefined) this.observeEnd(this.obs, out);
   }
 
   attemptEnded(attempt: Attempt, outcome: AttemptOutcome, code: number, protocol: boolean): void {
@@ -424,7 +459,17 @@ export class Call implements StreamHandler {
     const streaming = this.phase === Phase.Streaming;
     this.attempt?.cancel();
     this.finish();
-    this.down.sendHeaders(streaming ? errorTrailerFields(err) : errorResponseFields(err), true);
+    const out = streaming ? errorTrailerFields(err) : errorResponseFields(err);
+    const obs = this.obs;
+    if (obs !== undefined && !streaming && obs.requestId !== '' && this.deps.observer?.requestIdInResponse === true) out.push(this.deps.observer.requestIdHeader as string, obs.requestId);
+    this.down.sendHeaders(out, true);
+    if (obs !== undefined) this.observeEnd(obs, out, true);
+  }
+
+  /** The call ended with this header list (trailers, or a trailers-only response): the observer records it. */
+  private observeEnd(obs: CallObservation, fields: string[], gatewayMade = false): void {
+    const { httpStatus, grpcStatus, grpcMessage } = gatewayStatusOf(fields);
+    this.deps.observer?.end(obs, httpStatus, grpcStatus, grpcMessage, gatewayMade);
   }
 
   /**

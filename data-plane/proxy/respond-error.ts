@@ -68,3 +68,20 @@ export function encodeGrpcMessage(message: string): string {
   }
   return out;
 }
+
+/**
+ * The status a header list carries (response headers or trailers): for the observer, which counts what the client
+ * was sent. `httpStatus` is 200 when the list has no `:status` (trailers); a missing grpc-status reads UNKNOWN.
+ */
+export function gatewayStatusOf(fields: readonly string[]): { httpStatus: number; grpcStatus: number; grpcMessage: string } {
+  let httpStatus = 200;
+  let grpcStatus: number = GrpcStatus.UNKNOWN;
+  let grpcMessage = '';
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i];
+    if (name === ':status') httpStatus = Number(fields[i + 1]);
+    else if (name === 'grpc-status') grpcStatus = Number(fields[i + 1]);
+    else if (name === 'grpc-message') grpcMessage = fields[i + 1] as string;
+  }
+  return { httpStatus, grpcStatus: Number.isInteger(grpcStatus) ? grpcStatus : GrpcStatus.UNKNOWN, grpcMessage };
+}

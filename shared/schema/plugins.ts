@@ -5,8 +5,11 @@
  *
  * `grpc-limits`: per-message size caps, off unless configured (no default cap: 16 MiB and larger messages pass).
  * A message over a cap ends the call with RESOURCE_EXHAUSTED, as gRPC servers answer an oversized message.
+ *
+ * `prometheus` and `opentelemetry`: what is recorded about the route's calls (observability-plugins.ts).
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { OpenTelemetryPluginSchema, PrometheusPluginSchema } from './observability-plugins.ts';
 
 export const GrpcLimitsSchema = Type.Object(
   {
@@ -18,7 +21,14 @@ export const GrpcLimitsSchema = Type.Object(
   { additionalProperties: false },
 );
 
-export const PluginsSchema = Type.Object({ 'grpc-limits': Type.Optional(GrpcLimitsSchema) }, { additionalProperties: false });
+export const PluginsSchema = Type.Object(
+  {
+    'grpc-limits': Type.Optional(GrpcLimitsSchema),
+    prometheus: Type.Optional(PrometheusPluginSchema),
+    opentelemetry: Type.Optional(OpenTelemetryPluginSchema),
+  },
+  { additionalProperties: false },
+);
 
 export type GrpcLimitsConf = Static<typeof GrpcLimitsSchema>;
 export type PluginsConf = Static<typeof PluginsSchema>;

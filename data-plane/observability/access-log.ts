@@ -1,0 +1,270 @@
+/**
+ * The access log writer: lines queued by the proxy on the hot path, written to a file, stdout or stderr off it.
+ *
+ * nginx writes its access log synchronously from the worker (optionally through a `buffer=` of a few KiB), which
+ * a slow disk stalls. Here write() only appends to a bounded in-memory buffer; the bytes go out with asynchronous
+ * fs.write (libuv's thread pool), one write in flight at most and at most one per event-loop turn (setImmediate,
+ * or at once when 64 KiB are pending), so a slow disk or a reader that stops reading a pipe fills the buffer and
+ * never the event loop. process.stdout.write is not used: it is synchronous for files and pipes on Linux.
+ *
+ * Each write holds whole lines on an O_APPEND descriptor, so the workers sharing a file never interleave
+ * mid-line (a partial write continues with the rest). Past `maxBufferBytes` lines are dropped and counted; a write
+ * error (ENOSPC, EPIPE, EBADF…) drops its batch, warns at most once per 10 s, and the next batch tries again.
+ * reopen() is nginx's SIGUSR1: once the write in flight ends, the path is opened anew, so logrotate's renamed
+ * file stops growing and the new lines go to a fresh file.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../../shared/logger.ts';
+
+export interface AccessLog {
+  /** Queues one line (a '\n' is appended). Never blocks, never throws: when the buffer is full the line is dropped and counted. */
+  write(line: string): void;
+  /** Closes and reopens a file path (log rotation: nginx reopens on SIGUSR1); no-op for stdout/stderr. */
+  reopen(): void;
+  stats(): { written: number; dropped: number; bufferedBytes: number };
+  /** Flushes what is buffered (bounded by a deadline) and closes the file. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface AccessLogOptions {
+  /** 'stdout', '/dev/stdout', 'stderr', '/dev/stderr', or a file path (relative to the working directory). */
+  path: string;
+  log: Logger;
+  /** Pending bytes (queued plus in flight) beyond which lines are dropped; default 4 MiB. */
+  maxBufferBytes?: number;
+}
+
+const DEFAULT_MAX_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Pending bytes that start a write at once instead of at the next setImmediate. */
+const FLUSH_THRESHOLD_BYTES = 64 * 1024;
+/** At most one warning per this many ms for each kind of loss. */
+const WARN_INTERVAL_MS = 10_000;
+/** Retry delay when a non-blocking descriptor (a stdout pipe shared with the parent) answers EAGAIN. */
+const EAGAIN_RETRY_MS = 10;
+/** How long close() waits for the buffer to drain before dropping what is left. */
+const CLOSE_DEADLINE_MS = 5_000;
+const STDOUT_FD = 1;
+const STDERR_FD = 2;
+const STDIO: Readonly<Record<string, number>> = { stdout: STDOUT_FD, '/dev/stdout': STDOUT_FD, stderr: STDERR_FD, '/dev/stderr': STDERR_FD };
+
+/** A warning logged at most once per interval, with the lines lost since the previous one. */
+class RateLimitedWarning {
+  private lastAt = -Infinity;
+  private dropped = 0;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly message: string,
+  ) {}
+
+  note(lines: number, err: unknown): void {
+    this.dropped += lines;
+    const now = Date.now();
+    if (now - this.lastAt < WARN_INTERVAL_MS) return;
+    this.lastAt = now;
+    this.log.warn({ err, dropped: this.dropped }, this.message);
+    this.dropped = 0;
+  }
+}
+
+function openFile(file: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.mkdir(path.dirname(file), { recursive: true }, (mkdirErr) => {
+      if (mkdirErr) return reject(mkdirErr);
+      fs.open(file, 'a', (err, fd) => (err ? reject(err) : resolve(fd)));
+    });
+  });
+}
+
+class AccessLogWriter implements AccessLog {
+  private readonly file: string | undefined;
+  private fd: number | undefined;
+  private readonly maxBufferBytes: number;
+  private readonly writeFailed: RateLimitedWarning;
+  private readonly bufferFull: RateLimitedWarning;
+  private pending = '';
+  private pendingLines = 0;
+  private pendingBytes = 0;
+  private batchLines = 0;
+  private batchBytes = 0;
+  /** A write (or a reopen) is in flight. */
+  private busy = false;
+  private reopenWanted = false;
+  private immediate: NodeJS.Immediate | undefined;
+  private written = 0;
+  private dropped = 0;
+  private closing = false;
+  /** close() gave up waiting: the in-flight write closes the descriptor when it ends. */
+  private abandoned = false;
+  private closed: Promise<void> | undefined;
+  private idleWaiters: Array<() => void> = [];
+  private readonly flushNow = (): void => this.flush();
+
+  constructor(private readonly options: AccessLogOptions) {
+    this.maxBufferBytes = options.maxBufferBytes ?? DEFAULT_MAX_BUFFER_BYTES;
+    this.writeFailed = new RateLimitedWarning(options.log, 'access log write failed; lines dropped');
+    this.bufferFull = new RateLimitedWarning(options.log, 'access log buffer full; lines dropped');
+    const stdio = STDIO[options.path];
+    if (stdio !== undefined) {
+      this.fd = stdio;
+      return;
+    }
+    this.file = path.resolve(process.cwd(), options.path);
+    try {
+      fs.mkdirSync(path.dirname(this.file), { recursive: true });
+      this.fd = fs.openSync(this.file, 'a');
+    } catch (err) {
+      throw new Error(`access log: cannot open ${this.file}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  write(line: string): void {
+    const bytes = Buffer.byteLength(line) + 1;
+    if (this.closing || this.pendingBytes + this.batchBytes + bytes > this.maxBufferBytes) {
+      this.dropped++;
+      if (!this.closing) this.bufferFull.note(1, undefined);
+      return;
+    }
+    this.pending += line + '\n';
+    this.pendingLines++;
+    this.pendingBytes += bytes;
+    if (this.busy) return;
+    if (this.pendingBytes >= FLUSH_THRESHOLD_BYTES) this.flush();
+    else this.immediate ??= setImmediate(this.flushNow);
+  }
+
+  reopen(): void {
+    if (this.file === undefined || this.closing) return;
+    this.reopenWanted = true;
+    if (!this.busy) void this.doReopen();
+  }
+
+  stats(): { written: number; dropped: number; bufferedBytes: number } {
+    return { written: this.written, dropped: this.dropped, bufferedBytes: this.pendingBytes + this.batchBytes };
+  }
+
+  close(): Promise<void> {
+    this.closed ??= this.shutdown();
+    return this.closed;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const drained = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_DEADLINE_MS)));
+    this.flush();
+    await Promise.race([drained, deadline]);
+    clearTimeout(timer);
+    if (this.pendingLines > 0) this.dropPending();
+    if (this.busy) this.abandoned = true;
+    else await this.closeFd();
+  }
+
+  private flush(): void {
+    if (this.immediate !== undefined) {
+      clearImmediate(this.immediate);
+      this.immediate = undefined;
+    }
+    if (this.busy) return;
+    if (this.pendingLines === 0) return this.notifyIdle();
+    if (this.fd === undefined) {
+      this.writeFailed.note(this.pendingLines, new Error(`access log ${this.file ?? ''} is not open`));
+      this.dropPending();
+      return this.notifyIdle();
+    }
+    const buffer = Buffer.from(this.pending, 'utf8');
+    this.batchLines = this.pendingLines;
+    this.batchBytes = this.pendingBytes;
+    this.pending = '';
+    this.pendingLines = 0;
+    this.pendingBytes = 0;
+    this.busy = true;
+    this.writeFrom(this.fd, buffer, 0);
+  }
+
+  private writeFrom(fd: number, buffer: Buffer, offset: number): void {
+    fs.write(fd, buffer, offset, buffer.length - offset, null, (err, bytes) => {
+      if (err) {
+        if (err.code === 'EAGAIN' && !this.abandoned) {
+          setTimeout(() => this.writeFrom(fd, buffer, offset), EAGAIN_RETRY_MS);
+          return;
+        }
+        this.dropped += this.batchLines;
+        this.writeFailed.note(this.batchLines, err);
+        return this.batchDone();
+      }
+      if (offset + bytes < buffer.length) return this.writeFrom(fd, buffer, offset + bytes);
+      this.written += this.batchLines;
+      this.batchDone();
+    });
+  }
+
+  private batchDone(): void {
+    this.batchLines = 0;
+    this.batchBytes = 0;
+    this.busy = false;
+    this.afterBusy();
+  }
+
+  /** The write or reopen in flight ended: close if close() gave up, reopen if asked, else go on writing. */
+  private afterBusy(): void {
+    if (this.abandoned) {
+      void this.closeFd();
+      return;
+    }
+    if (this.reopenWanted) {
+      void this.doReopen();
+      return;
+    }
+    if (this.closing || this.pendingBytes >= FLUSH_THRESHOLD_BYTES) this.flush();
+    else if (this.pendingLines > 0) this.immediate ??= setImmediate(this.flushNow);
+    else this.notifyIdle();
+  }
+
+  private async doReopen(): Promise<void> {
+    const file = this.file!;
+    this.reopenWanted = false;
+    this.busy = true;
+    const old = this.fd;
+    this.fd = undefined;
+    if (old !== undefined) await new Promise<void>((resolve) => fs.close(old, () => resolve()));
+    try {
+      this.fd = await openFile(file);
+    } catch (err) {
+      this.options.log.error({ err, path: file }, 'access log reopen failed; lines dropped until a reopen succeeds');
+    }
+    this.busy = false;
+    this.afterBusy();
+  }
+
+  private dropPending(): void {
+    this.dropped += this.pendingLines;
+    this.pending = '';
+    this.pendingLines = 0;
+    this.pendingBytes = 0;
+  }
+
+  private notifyIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  /** Closes a file's descriptor (never stdout's or stderr's, which the process owns). */
+  private closeFd(): Promise<void> {
+    const fd = this.fd;
+    this.fd = undefined;
+    if (fd === undefined || this.file === undefined) return Promise.resolve();
+    return new Promise((resolve) => fs.close(fd, () => resolve()));
+  }
+}
+
+/**
+ * Opens the access log at `options.path`. A file that cannot be opened throws here (naming the path), so a
+ * wrong path stops the start instead of losing every line.
+ */
+export function openAccessLog(options: AccessLogOptions): AccessLog {
+  return new AccessLogWriter(options);
+}

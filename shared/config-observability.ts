@@ -1,0 +1,250 @@
+/**
+ * What the data plane tells operators about its calls (issue #14), read from conf/config.yaml where APISIX keeps
+ * the same settings, so an APISIX operator finds them where they look:
+ *
+ * - `plugin_attr.prometheus`: `export_uri` (default `/apisix/prometheus/metrics`, also served as `/metrics`),
+ *   `export_addr` (default: the status port, `apisix.status`; set it to serve metrics on their own address as
+ *   APISIX's 127.0.0.1:9091 does), `metric_prefix` (`apisix_`), `default_buckets` (APISIX's, in ms), `prefer_name`
+ *   (route and service names instead of ids in labels). Ours: `enable` (default true) and `max_label_sets`, the
+ *   cap on distinct label sets per metric family beyond which calls count into one overflow series.
+ * - `nginx_config.http.enable_access_log` / `access_log` / `access_log_format` / `access_log_format_escape`,
+ *   nginx's and APISIX's names. `access_log: stdout` (the default: containers) or a file path. No format means
+ *   one JSON object per line. conf/config.yaml turns it on; a config without the key has none.
+ * - `plugin_attr.request-id`: APISIX's request-id plugin built in (`header_name`, `include_in_response`), on by
+ *   default.
+ * - `plugin_attr.opentelemetry`: `collector` (`address`, `request_timeout` in s, `request_headers`), `resource`,
+ *   `batch_span_processor`, and `sampler`, the default for routes that set none in their `opentelemetry` plugin.
+ *   Without `collector.address` no span is exported; trace context is propagated either way.
+ */
+import { Value } from '@sinclair/typebox/value';
+import { ConfigError } from './errors.ts';
+import { SamplerSchema, type SamplerConf } from './schema/observability-plugins.ts';
+import { asObject, optionalBoolean, optionalNumber, optionalString, parseHostPortEnv, type ListenAddress } from './config-values.ts';
+
+/** APISIX's prometheus plugin default_buckets (ms), apisix/plugins/prometheus/exporter.lua. */
+export const APISIX_DEFAULT_BUCKETS: readonly number[] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000];
+export const APISIX_EXPORT_URI = '/apisix/prometheus/metrics';
+/** Distinct label sets one metric family may hold before new ones count into its overflow series. */
+export const DEFAULT_MAX_LABEL_SETS = 10_000;
+/** Bytes of access-log lines waiting for the disk or stdout; past this, lines are dropped and counted. */
+export const DEFAULT_ACCESS_LOG_BUFFER_BYTES = 4 * 1024 * 1024;
+
+export interface MetricsConfig {
+  enable: boolean;
+  exportUri: string;
+  /** A listener of its own for the scrape; undefined = the status port. */
+  exportAddr: ListenAddress | undefined;
+  prefix: string;
+  buckets: readonly number[];
+  preferName: boolean;
+  maxLabelSets: number;
+}
+
+export interface AccessLogConfig {
+  enable: boolean;
+  /** `stdout`, `stderr` or a file path. */
+  path: string;
+  /** nginx variable syntax; undefined = JSON lines. `readable` = the terminal format. */
+  format: string | undefined;
+  /** Unset: JSON escaping for a `{…}` template, nginx's otherwise. */
+  escape: 'json' | 'default' | undefined;
+  bufferBytes: number;
+}
+
+export interface RequestIdConfig {
+  enable: boolean;
+  /** Lower-case, as HTTP/2 carries it. */
+  headerName: string;
+  includeInResponse: boolean;
+}
+
+
+export interface TracingConfig {
+  /** undefined = no export (trace context is still propagated). */
+  collector: { address: string; requestTimeoutMs: number; headers: Record<string, string> } | undefined;
+  sampler: SamplerConf;
+  resource: Record<string, string | number | boolean>;
+  batch: { maxQueueSize: number; maxExportBatchSize: number; batchTimeoutMs: number };
+}
+
+export interface ObservabilityConfig {
+  metrics: MetricsConfig;
+  accessLog: AccessLogConfig;
+  requestId: RequestIdConfig;
+  tracing: TracingConfig;
+}
+
+type Env = Record<string, string | undefined>;
+
+export function parseObservability(root: Record<string, unknown>, nginx: Record<string, unknown>, env: Env): ObservabilityConfig {
+  const attrs = asObject(root['plugin_attr'] ?? {}, 'plugin_attr');
+  const prom = asObject(attrs['prometheus'] ?? {}, 'plugin_attr.prometheus');
+  const http = asObject(nginx['http'] ?? {}, 'nginx_config.http');
+  const rid = asObject(attrs['request-id'] ?? {}, 'plugin_attr.request-id');
+  const otel = asObject(attrs['opentelemetry'] ?? {}, 'plugin_attr.opentelemetry');
+  const collector = asObject(otel['collector'] ?? {}, 'plugin_attr.opentelemetry.collector');
+  const batch = asObject(otel['batch_span_processor'] ?? {}, 'plugin_attr.opentelemetry.batch_span_processor');
+
+  const exportUri = optionalString(prom['export_uri'], 'plugin_attr.prometheus.export_uri') ?? APISIX_EXPORT_URI;
+  if (!exportUri.startsWith('/')) throw new ConfigError('plugin_attr.prometheus.export_uri: must start with /');
+  const config: ObservabilityConfig = {
+    metrics: {
+      enable: optionalBoolean(prom['enable'], 'plugin_attr.prometheus.enable') ?? true,
+      exportUri,
+      exportAddr: parseExportAddr(prom['export_addr']),
+      prefix: parsePrefix(optionalString(prom['metric_prefix'], 'plugin_attr.prometheus.metric_prefix') ?? 'apisix_'),
+      buckets: parseBuckets(prom['default_buckets']),
+      preferName: optionalBoolean(prom['prefer_name'], 'plugin_attr.prometheus.prefer_name') ?? false,
+      maxLabelSets: positiveInteger(prom['max_label_sets'], 'plugin_attr.prometheus.max_label_sets') ?? DEFAULT_MAX_LABEL_SETS,
+    },
+    accessLog: {
+      // Off when the key is absent (a minimal config stays quiet); conf/config.yaml turns it on, as APISIX ships it.
+      enable: optionalBoolean(http['enable_access_log'], 'nginx_config.http.enable_access_log') ?? false,
+      path: optionalString(http['access_log'], 'nginx_config.http.access_log') ?? 'stdout',
+      format: optionalString(http['access_log_format'], 'nginx_config.http.access_log_format'),
+      escape: parseEscape(http['access_log_format_escape']),
+      bufferBytes: positiveInteger(http['access_log_buffer'], 'nginx_config.http.access_log_buffer') ?? DEFAULT_ACCESS_LOG_BUFFER_BYTES,
+    },
+    requestId: {
+      enable: optionalBoolean(rid['enable'], 'plugin_attr.request-id.enable') ?? true,
+      headerName: parseHeaderName(optionalString(rid['header_name'], 'plugin_attr.request-id.header_name') ?? 'X-Request-Id'),
+      includeInResponse: optionalBoolean(rid['include_in_response'], 'plugin_attr.request-id.include_in_response') ?? true,
+    },
+    tracing: {
+      collector: undefined,
+      sampler: parseSampler(otel['sampler']),
+      resource: parseResource(otel['resource']),
+      batch: {
+        // APISIX's batch_span_processor defaults (apisix/plugins/opentelemetry.lua).
+        maxQueueSize: positiveInteger(batch['max_queue_size'], 'plugin_attr.opentelemetry.batch_span_processor.max_queue_size') ?? 1024,
+        maxExportBatchSize: positiveInteger(batch['max_export_batch_size'], 'plugin_attr.opentelemetry.batch_span_processor.max_export_batch_size') ?? 16,
+        batchTimeoutMs: secondsMs(batch['batch_timeout'], 'plugin_attr.opentelemetry.batch_span_processor.batch_timeout') ?? 2000,
+      },
+    },
+  };
+  const address = optionalString(collector['address'], 'plugin_attr.opentelemetry.collector.address');
+  if (address !== undefined && address !== '') {
+    config.tracing.collector = {
+      address,
+      requestTimeoutMs: secondsMs(collector['request_timeout'], 'plugin_attr.opentelemetry.collector.request_timeout') ?? 3000,
+      headers: parseHeaders(collector['request_headers']),
+    };
+  }
+  applyEnv(config, env);
+  return config;
+}
+
+/** Single-value overrides for containers, tests and the benchmark. */
+function applyEnv(config: ObservabilityConfig, env: Env): void {
+  const metrics = env['GATEWAY_METRICS'];
+  if (metrics) config.metrics.enable = onOff(metrics, 'GATEWAY_METRICS');
+  const accessLog = env['GATEWAY_ACCESS_LOG'];
+  if (accessLog) {
+    if (accessLog === 'off') config.accessLog.enable = false;
+    else config.accessLog = { ...config.accessLog, enable: true, path: accessLog };
+  }
+  const format = env['GATEWAY_ACCESS_LOG_FORMAT'];
+  if (format) config.accessLog.format = format === 'json' ? undefined : format;
+  const requestId = env['GATEWAY_REQUEST_ID'];
+  if (requestId) config.requestId.enable = onOff(requestId, 'GATEWAY_REQUEST_ID');
+  const collector = env['GATEWAY_OTEL_COLLECTOR'];
+  if (collector === 'off') config.tracing.collector = undefined;
+  else if (collector) config.tracing.collector = { address: collector, requestTimeoutMs: config.tracing.collector?.requestTimeoutMs ?? 3000, headers: config.tracing.collector?.headers ?? {} };
+  const fraction = env['GATEWAY_OTEL_SAMPLE_RATIO'];
+  if (fraction) {
+    const value = Number(fraction);
+    if (!(value >= 0 && value <= 1)) throw new ConfigError('GATEWAY_OTEL_SAMPLE_RATIO: expected a fraction from 0 to 1');
+    config.tracing.sampler = { name: 'parent_base', options: { root: { name: 'trace_id_ratio', options: { fraction: value } } } };
+  }
+}
+
+function onOff(value: string, what: string): boolean {
+  if (value === 'on' || value === 'true' || value === '1') return true;
+  if (value === 'off' || value === 'false' || value === '0') return false;
+  throw new ConfigError(`${what}: expected on or off`);
+}
+
+function parseExportAddr(value: unknown): ListenAddress | undefined {
+  if (value === undefined || value === null) return undefined;
+  const entry = asObject(value, 'plugin_attr.prometheus.export_addr');
+  const ip = optionalString(entry['ip'], 'plugin_attr.prometheus.export_addr.ip') ?? '127.0.0.1';
+  const port = optionalNumber(entry['port'], 'plugin_attr.prometheus.export_addr.port') ?? 9091;
+  return parseHostPortEnv(`${ip.includes(':') ? `[${ip}]` : ip}:${port}`, 'plugin_attr.prometheus.export_addr');
+}
+
+function parsePrefix(prefix: string): string {
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new ConfigError('plugin_attr.prometheus.metric_prefix: must be a Prometheus metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)');
+  return prefix;
+}
+
+function parseBuckets(value: unknown): readonly number[] {
+  if (value === undefined || value === null) return APISIX_DEFAULT_BUCKETS;
+  if (!Array.isArray(value) || value.length === 0 || value.length > 64) throw new ConfigError('plugin_attr.prometheus.default_buckets: expected a list of 1 to 64 numbers');
+  const out = value.map((v: unknown, i) => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new ConfigError(`plugin_attr.prometheus.default_buckets[${i}]: expected a positive number of ms`);
+    return v;
+  });
+  for (let i = 1; i < out.length; i++) {
+    if ((out[i] as number) <= (out[i - 1] as number)) throw new ConfigError('plugin_attr.prometheus.default_buckets: must be in increasing order');
+  }
+  return out;
+}
+
+function parseEscape(value: unknown): 'json' | 'default' | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (value === 'default') return 'default';
+  if (value === 'json') return 'json';
+  throw new ConfigError('nginx_config.http.access_log_format_escape: expected default or json');
+}
+
+/** An HTTP/2 field name: lower-case token characters (RFC 9113 §8.2.1). */
+function parseHeaderName(name: string): string {
+  const lower = name.toLowerCase();
+  if (!/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(lower) || lower.startsWith('grpc-')) {
+    throw new ConfigError('plugin_attr.request-id.header_name: expected a header name (not a grpc- one)');
+  }
+  return lower;
+}
+
+function parseSampler(value: unknown): SamplerConf {
+  if (value === undefined || value === null) return { name: 'always_off' }; // APISIX's default
+  if (!Value.Check(SamplerSchema, value)) {
+    const first = Value.Errors(SamplerSchema, value).First();
+    throw new ConfigError(`plugin_attr.opentelemetry.sampler${first?.path ?? ''}: ${first?.message ?? 'invalid'} (name: always_on, always_off, trace_id_ratio or parent_base)`);
+  }
+  return value;
+}
+
+function parseResource(value: unknown): Record<string, string | number | boolean> {
+  const entry = asObject(value ?? {}, 'plugin_attr.opentelemetry.resource');
+  const out: Record<string, string | number | boolean> = {};
+  for (const [key, v] of Object.entries(entry)) {
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw new ConfigError(`plugin_attr.opentelemetry.resource.${key}: expected a string, number or boolean`);
+    out[key] = v;
+  }
+  return out;
+}
+
+function parseHeaders(value: unknown): Record<string, string> {
+  const entry = asObject(value ?? {}, 'plugin_attr.opentelemetry.collector.request_headers');
+  const out: Record<string, string> = {};
+  for (const [key, v] of Object.entries(entry)) {
+    if (typeof v !== 'string') throw new ConfigError(`plugin_attr.opentelemetry.collector.request_headers.${key}: expected a string`);
+    out[key] = v;
+  }
+  return out;
+}
+
+function positiveInteger(value: unknown, what: string): number | undefined {
+  const n = optionalNumber(value, what);
+  if (n === undefined) return undefined;
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${what}: expected a whole number from 1`);
+  return n;
+}
+
+function secondsMs(value: unknown, what: string): number | undefined {
+  const n = optionalNumber(value, what);
+  if (n === undefined) return undefined;
+  if (!(n > 0 && n <= 3600)) throw new ConfigError(`${what}: expected seconds from more than 0 to 3600`);
+  return Math.round(n * 1000);
+}
