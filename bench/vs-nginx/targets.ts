@@ -6,11 +6,17 @@
  *   `worker_processes auto`, h2c and TLS listeners, from a config generated into the run's folder, as a foreground
  *   child (`-g 'daemon off;'`), not the system service.
  * - gateway-native, gateway-node: the gateway with one HTTP/2 engine each (`apisix.http2_engine`, given to the data
- *   plane as GATEWAY_HTTP2_ENGINE). Each is a whole gateway of its own: its own etcd on free ports, its own control
- *   plane and data plane (`worker_processes` auto, one per core like nginx's) on free ports, routes created with PUTs
- *   to the admin API, ready once /readyz shows every worker with the routes. Both run at once, so a round measures
- *   every target on the same machine state; an idle gateway costs a few etcd heartbeats.
+ *   plane as GATEWAY_HTTP2_ENGINE) and issue #14's observability all off (no metrics, access log, request id or span
+ *   export), so they measure the proxy as it was before it. Each is a whole gateway of its own: its own etcd on free
+ *   ports, its own control plane and data plane (`worker_processes` auto, one per core like nginx's) on free ports,
+ *   routes created with PUTs to the admin API, ready once /readyz shows every worker with the routes. All run at
+ *   once, so a round measures every target on the same machine state; an idle gateway costs a few etcd heartbeats.
  *   `gateway` names the engine an unconfigured deployment runs (shared/config.ts DEFAULT_HTTP2_ENGINE).
+ * - gateway-observed, gateway-traced (issue #14, only when asked for): the native engine started the same way with
+ *   observability on: Prometheus metrics, the access log in its default JSON lines to a file in the run's folder,
+ *   and request ids; gateway-traced also exports spans over OTLP/HTTP at TRACE_SAMPLE_RATIO (parent_base over a
+ *   trace_id_ratio root) to the benchmark's own sink (observability.ts). Their cost is gateway-native's figures
+ *   against theirs (goals.ts).
  *
  * The gateways read a config generated from conf/config.yaml (gatewayBenchConfig) that lifts the limits a benchmark
  * client trips by design and nginx does not have here either: every connection comes from 127.0.0.1 (no per-address
@@ -31,21 +37,60 @@ import type { LoadCase } from './cases.ts';
 import { register, spawnTracked, type Spawned } from './children.ts';
 import { openFilesLimit, processTree } from './proc.ts';
 
-export type GatewayTargetName = `gateway-${Http2Engine}`;
+/** A gateway with one HTTP/2 engine and observability off. */
+export type EngineTargetName = `gateway-${Http2Engine}`;
+/** The native engine with issue #14's observability on (without and with span export). */
+export type ObservedTargetName = 'gateway-observed' | 'gateway-traced';
+export type GatewayTargetName = EngineTargetName | ObservedTargetName;
 export type TargetName = 'direct' | 'nginx' | GatewayTargetName;
 
 /** Every target, in the order of the report's tables. */
-export const TARGET_NAMES: readonly TargetName[] = ['direct', 'nginx', 'gateway-native', 'gateway-node'];
+export const TARGET_NAMES: readonly TargetName[] = ['direct', 'nginx', 'gateway-native', 'gateway-node', 'gateway-observed', 'gateway-traced'];
+/**
+ * Without gateway-observed and gateway-traced: two more whole gateways in every case would make the full run half as
+ * long again, for a question (issue #14's cost) that only unary-100 against gateway-native answers.
+ */
 export const DEFAULT_TARGETS = 'direct,nginx,gateway-native,gateway-node';
 /** `--targets gateway` means the engine a deployment runs when `apisix.http2_engine` is unset. */
 export const GATEWAY_ALIAS = 'gateway';
 
+/** What a gateway target turns on of issue #14's observability. */
+export interface Observability {
+  /** plugin_attr.prometheus.enable */
+  metrics: boolean;
+  /** nginx_config.http.enable_access_log, to a file in the target's folder, default (JSON) format. */
+  accessLog: boolean;
+  /** plugin_attr.request-id.enable */
+  requestId: boolean;
+  /** plugin_attr.opentelemetry: spans to the benchmark's OTLP sink at TRACE_SAMPLE_RATIO. */
+  tracing: boolean;
+}
+
+const OBSERVABILITY_OFF: Observability = { metrics: false, accessLog: false, requestId: false, tracing: false };
+const OBSERVED: Observability = { metrics: true, accessLog: true, requestId: true, tracing: false };
+
+/** Each gateway target's engine and observability. */
+export const GATEWAY_TARGETS: Readonly<Record<GatewayTargetName, { engine: Http2Engine; observability: Observability }>> = {
+  'gateway-native': { engine: 'native', observability: OBSERVABILITY_OFF },
+  'gateway-node': { engine: 'node', observability: OBSERVABILITY_OFF },
+  'gateway-observed': { engine: 'native', observability: OBSERVED },
+  'gateway-traced': { engine: 'native', observability: { ...OBSERVED, tracing: true } },
+};
+
+/** gateway-traced's root sampling fraction (issue #14: "tracing at 10 % sampling"). */
+export const TRACE_SAMPLE_RATIO = 0.1;
+
 export function isGatewayTarget(name: TargetName): name is GatewayTargetName {
-  return name.startsWith('gateway-');
+  return Object.hasOwn(GATEWAY_TARGETS, name);
+}
+
+/** gateway-native and gateway-node: the engines as they are, observability off (issue #12's goals are theirs). */
+export function isEngineTarget(name: TargetName): name is EngineTargetName {
+  return isGatewayTarget(name) && name === `gateway-${engineOf(name)}`;
 }
 
 export function engineOf(name: GatewayTargetName): Http2Engine {
-  return name.slice('gateway-'.length) as Http2Engine;
+  return GATEWAY_TARGETS[name].engine;
 }
 
 /**

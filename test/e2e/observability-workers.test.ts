@@ -6,7 +6,7 @@
  * exactly one line per call with the right grpc_status and a request id each.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -141,5 +141,27 @@ describe('observability across 2 worker processes', () => {
     );
     assert.equal(new Set(records.map((r) => r.request_id)).size, total, 'every line has its own request id');
     assert.equal(sumOf(await scrape(gw.statusAddress, '/metrics'), 'apisix_access_log_lines', { state: 'written' }), total);
+  });
+
+  test('SIGUSR1 to the primary makes every worker reopen the access log, as logrotate expects of nginx', { timeout: 60_000 }, async () => {
+    assert.ok(gateway !== undefined);
+    const gw = gateway;
+    const rotated = `${logFile}.1`;
+    const before = readFileSync(logFile, 'utf8').split('\n').filter((l) => l !== '').length;
+    renameSync(logFile, rotated);
+    process.kill(gw.pid, 'SIGUSR1');
+    await waitUntil(() => existsSync(logFile), 10_000, () => 'the access log was not reopened');
+    // The other worker got the same IPC message in the same turn; give its open a moment (not an assertion).
+    await new Promise((r) => setTimeout(r, 500));
+    // A new connection per call: the primary hands them to both workers in turn, so both must have reopened.
+    for (let i = 0; i < CLIENTS; i++) {
+      const client = greeterClient(gw.h2cAddress);
+      clients.push(client);
+      assert.equal((await sayHello(client, `after-rotate-${i}`)).status.code, 0);
+    }
+    const lines = (file: string): number => readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').length;
+    await waitUntil(() => lines(logFile) === CLIENTS, 10_000, () => `new file has ${lines(logFile)} lines`);
+    assert.equal(lines(rotated), before, 'nothing more went to the rotated file');
+    assert.equal(gw.exited, false, 'SIGUSR1 did not stop the gateway');
   });
 });
