@@ -1,16 +1,24 @@
 /**
- * The gateway's two HTTP/2 engines against nginx's grpc_pass on the same machine (issues #6 and #12), in one go:
+ * The gateway's two HTTP/2 engines against nginx's grpc_pass on the same machine (issues #6 and #12), and what its
+ * observability costs (issue #14), in one go:
  *
  *   npm run bench -- [--quick] [--rounds N] [--seconds S] [--cases idle,unary-100,...]
- *                    [--targets direct,nginx,gateway-native,gateway-node] [--workers auto|N] [--nginx-reuseport]
+ *                    [--targets direct,nginx,gateway-native,gateway-node,gateway-observed,gateway-traced]
+ *                    [--workers auto|N] [--nginx-reuseport]
  *                    [--idle-connections N] [--skip-setup] [--help]
  *
  * Full run (about 18 minutes): `npm run bench`. Smoke run (a few minutes): `npm run bench -- --quick`.
+ * Issue #14's cost of observability (a few minutes): `npm run bench -- --cases unary-100
+ * --targets gateway-native,gateway-observed,gateway-traced` (add nginx for the × nginx column).
  *
  * --targets: any subset, in any order, of direct (the Go upstream itself), nginx, gateway-native and gateway-node
- * (the gateway with `apisix.http2_engine: native` / `node`); `gateway` is an alias of the engine a deployment runs
- * when the setting is unset (shared/config.ts DEFAULT_HTTP2_ENGINE). Default: all four. The goals against nginx
- * need nginx in the selection. --cases: any subset of idle, idle-tls, unary-100, unary-1, tls-100, grpcs-100, mib-8,
+ * (the gateway with `apisix.http2_engine: native` / `node`, issue #14's observability off), gateway-observed (native
+ * with metrics, the access log to a file and request ids on) and gateway-traced (that plus OTLP span export at
+ * 10 % sampling to a sink in this process); `gateway` is an alias of the engine a deployment runs when the setting
+ * is unset (shared/config.ts DEFAULT_HTTP2_ENGINE). Default: direct, nginx, gateway-native, gateway-node (the
+ * observability targets only when named: they answer one question, unary-100 against gateway-native, and would
+ * make a full run half as long again). The goals against nginx need nginx in the selection, issue #14's need
+ * gateway-native. --cases: any subset of idle, idle-tls, unary-100, unary-1, tls-100, grpcs-100, mib-8,
  * stream-16, slow-reader (default: all). --quick: 1 round of 2 s runs, 2,000 instead of 10,000 idle TLS connections
  * and a 32 MiB instead of 200 MiB slow-reader stream (the goals table says when a figure is not at the goal's size);
  * default 3 rounds of 8 s runs. --idle-connections sets the count of both idle cases. --workers sets
@@ -20,11 +28,13 @@
  *
  * 1. bench/setup.sh installs what is missing from Debian (h2load, nginx, Go + grpc-go sources, etcd) and builds the
  *    Go upstream offline (bench/.build/upstream-go).
- * 2. Starts the upstream, nginx (grpc_pass with upstream keepalive) and one whole gateway per engine (its own etcd,
- *    control plane and data plane with a worker per core, on their own free ports; routes PUT through the admin API),
- *    all on loopback and all at once. Each gateway reads its own copy of conf/config.yaml with `apisix.http2_engine`
- *    set to its engine (the file's setting wins over GATEWAY_HTTP2_ENGINE, also set) and the client limits lifted that
- *    nginx does not have here either (bench/vs-nginx/targets.ts GATEWAY_BENCH_SETTINGS); before it is used, every one
+ * 2. Starts the upstream, nginx (grpc_pass with upstream keepalive) and one whole gateway per gateway target (its own
+ *    etcd, control plane and data plane with a worker per core, on their own free ports; routes PUT through the admin
+ *    API), all on loopback and all at once. Each gateway reads its own copy of conf/config.yaml with
+ *    `apisix.http2_engine` set to its engine (the file's setting wins over GATEWAY_HTTP2_ENGINE, also set), the client
+ *    limits lifted that nginx does not have here either, and observability off or, for gateway-observed and
+ *    gateway-traced, on (bench/vs-nginx/targets.ts GATEWAY_BENCH_SETTINGS, writeGatewayBenchConfig; the GATEWAY_*
+ *    observability variables set to match, and the file and environment read back); before it is used, every one
  *    of its serving processes must have logged that engine (startGateway), or the run stops.
  * 3. The idle-connection cases first (fresh processes; h2c, then TLS), then ROUNDS rounds of the load cases; in each
  *    round every case runs once per target, targets interleaved (their order rotates per round). Each run: a short
@@ -34,9 +44,12 @@
  *    exactly N with no failed call, and the DATA bytes received are N × the expected response; before a case's
  *    first run, a sample of grpc-js calls checks grpc-status 0 and the payload through each target.
  * 5. CPU per call of every process of each target from /proc/<pid>/stat (utime+stime deltas, master/primary and
- *    workers), the client's from bash `times`, and the CPU that other programs took meanwhile (noise).
- * 6. Writes a markdown report to bench/results/<timestamp>.md and prints it: issue #12's goals per engine (measured,
- *    target, pass/fail; bench/vs-nginx/goals.ts), one table of every case × every target, then the details.
+ *    workers), the client's from bash `times`, and the CPU that other programs took meanwhile (noise; this
+ *    process's own, the OTLP sink's included, is not counted as noise). gateway-observed and gateway-traced runs
+ *    also count the access-log lines and the spans the run produced (bench/vs-nginx/observability.ts).
+ * 6. Writes a markdown report to bench/results/<timestamp>.md and prints it: issue #12's goals per engine and issue
+ *    #14's for the observability targets (measured, target, pass/fail; bench/vs-nginx/goals.ts) with the access-log
+ *    lines and spans against the calls, one table of every case × every target, then the details.
  *    Everything started is stopped at the end, on failure and on Ctrl-C.
  */
 import { spawnSync } from 'node:child_process';
@@ -49,25 +62,31 @@ import { REPO_ROOT } from '../shared/config.ts';
 import { selfSignedCert } from '../examples/self-signed.ts';
 import { percentile } from './lib/stats.ts';
 import { CASES, responseDataBytes, writeBody, type IdleCase, type LoadCase, type SlowReaderCase } from './vs-nginx/cases.ts';
-import { stopAll, stopAllOnSignals } from './vs-nginx/children.ts';
+import { register, stopAll, stopAllOnSignals } from './vs-nginx/children.ts';
 import { runH2load } from './vs-nginx/h2load.ts';
 import { measureIdle } from './vs-nginx/idle.ts';
 import { cpuDelta, cpuSnapshot, machineCpu, openFilesLimit, processTree, US_PER_TICK } from './vs-nginx/proc.ts';
-import { renderReport, type IdleRecord, type MachineInfo, type RunRecord, type SampleRecord } from './vs-nginx/report.ts';
+import { renderReport, type IdleRecord, type MachineInfo, type ObservabilitySummary, type RunRecord, type SampleRecord } from './vs-nginx/report.ts';
+import { runObserver, scrapeCounters, startOtlpSink, type OtlpSink, type RunObserver } from './vs-nginx/observability.ts';
 import { runSlowReader, type SlowReaderRecord } from './vs-nginx/slow-reader.ts';
 import {
   DEFAULT_TARGETS,
   directTarget,
   engineOf,
   GATEWAY_BENCH_SETTINGS,
+  GATEWAY_TARGETS,
+  isEngineTarget,
   isGatewayTarget,
   nginxBinary,
   parseTargets,
+  settingText,
   startGateway,
   startNginx,
   startUpstream,
+  TRACE_SAMPLE_RATIO,
   url,
   writeGatewayBenchConfig,
+  type GatewayTarget,
   type Target,
   type TargetName,
 } from './vs-nginx/targets.ts';
@@ -159,7 +178,7 @@ function machineInfo(): MachineInfo {
     h2load: versionOf('h2load --version'),
     nginxListen: values['nginx-reuseport'] === true ? 'reuseport' : 'default accept',
     gatewayWorkers: values.workers ?? 'auto',
-    gatewaySettings: GATEWAY_BENCH_SETTINGS.map(({ path, value }) => `${path.join('.')}: ${String(value)}`).join(', '),
+    gatewaySettings: GATEWAY_BENCH_SETTINGS.map(settingText).join(', '),
     loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
   };
 }
@@ -192,6 +211,9 @@ async function main(): Promise<void> {
   const slowReader: SlowReaderRecord[] = [];
   const notes: string[] = [];
   const gatewayOutputs = new Map<TargetName, () => string>();
+  const observers = new Map<TargetName, RunObserver>();
+  const observability: ObservabilitySummary = { sampleRatio: TRACE_SAMPLE_RATIO, counters: [], sink: undefined };
+  let sink: OtlpSink | undefined;
   try {
     const pems = await selfSignedCert({ sans: ['127.0.0.1', 'localhost'] });
     const tls = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
@@ -200,20 +222,39 @@ async function main(): Promise<void> {
 
     say(`starting the upstream and ${targetNames.join(', ')}`);
     const upstream = await startUpstream(tls);
+    if (gatewayNames.some((name) => GATEWAY_TARGETS[name].observability.tracing)) {
+      const started = await startOtlpSink();
+      sink = started;
+      // Stopped after the gateways (newest first), so that their last batches, sent as they stop, are received.
+      register('otlp-sink', 0, () => started.close());
+      say(`OTLP sink on ${started.address}`);
+    }
     const targets: Target[] = [];
+    const gateways: GatewayTarget[] = [];
     for (const name of targetNames) {
       if (name === 'direct') targets.push(directTarget(upstream));
       else if (name === 'nginx') targets.push(await startNginx(join(dir, 'nginx'), upstream, tls, values['nginx-reuseport'] === true));
       else {
         const engine = engineOf(name);
-        const configFile = writeGatewayBenchConfig(join(dir, name), engine);
+        const wants = GATEWAY_TARGETS[name].observability;
+        const accessLogFile = wants.accessLog ? join(dir, name, 'access.log') : undefined;
+        const config = writeGatewayBenchConfig(join(dir, name), name, { accessLogFile, collector: wants.tracing ? sink?.address : undefined });
         // startGateway checks that every serving process logged this engine before the target is used.
-        const gateway = await startGateway(upstream, { workers: values.workers ?? 'auto', engine, configFile });
+        const gateway = await startGateway(upstream, { name, workers: values.workers ?? 'auto', engine, configFile: config.file, env: config.env });
         gatewayOutputs.set(name, gateway.output);
+        if (wants.accessLog || wants.tracing) {
+          observers.set(name, runObserver({ accessLogFile, sink: wants.tracing ? sink : undefined, batchTimeoutMs: config.observability.tracing.batch.batchTimeoutMs }));
+        }
         targets.push(gateway);
+        gateways.push(gateway);
       }
     }
-    for (const t of targets) say(`${t.name}: processes ${t.proxyPids().join(', ')}${isGatewayTarget(t.name) ? ` (HTTP/2 engine ${engineOf(t.name)}, checked in its log)` : ''}`);
+    const described = (name: TargetName): string => {
+      if (!isGatewayTarget(name)) return '';
+      const on = Object.entries(GATEWAY_TARGETS[name].observability).filter(([, v]) => v).map(([k]) => k);
+      return ` (HTTP/2 engine ${engineOf(name)}, checked in its log; observability ${on.length === 0 ? 'off' : on.join(', ')})`;
+    };
+    for (const t of targets) say(`${t.name}: processes ${t.proxyPids().join(', ')}${described(t.name)}`);
     const upstreamPids = (): number[] => processTree([upstream.pid]);
 
     // Idle connections first, while every process is fresh: later cases grow heaps that would hide the cost.
@@ -247,19 +288,36 @@ async function main(): Promise<void> {
             if (sample.ok !== sample.calls) notes.push(`${key}: grpc-js sample ${sample.ok}/${sample.calls} ok: ${sample.problems.join('; ')}`);
           }
           say(`round ${round + 1}/${rounds} ${c.id} → ${target.name}`);
-          records.push(await measure(c, target, round, bodies.get(c.id) as string, upstream, upstreamPids, dir));
+          records.push(await measure(c, target, round, bodies.get(c.id) as string, upstream, upstreamPids, dir, observers.get(target.name)));
           const last = records[records.length - 1] as RunRecord;
           if (last.problems.length > 0) notes.push(`round ${round + 1} ${key}: ${last.problems.join('; ')}`);
+          const seen = last.observation;
+          if (seen?.accessLogLines !== undefined && seen.accessLogLines !== last.requests) {
+            const gap = last.requests - seen.accessLogLines;
+            notes.push(`round ${round + 1} ${key}: ${seen.accessLogLines} access-log lines for ${last.requests} calls (${gap > 0 ? `${gap} dropped` : `${-gap} lines of other calls`})`);
+          }
+          if (seen?.accessLogLineProblem !== undefined && seen.accessLogLineProblem !== '') notes.push(`round ${round + 1} ${key}: access log: ${seen.accessLogLineProblem}`);
+          if (seen?.spans === 0) notes.push(`round ${round + 1} ${key}: the OTLP sink received no span of the run's ${last.requests} calls`);
         }
       }
     }
 
+    // The gateways' own count of what they logged and exported, every call included (warm-ups, samples).
+    for (const gateway of gateways) {
+      if (!GATEWAY_TARGETS[gateway.name].observability.metrics) continue;
+      try {
+        observability.counters.push({ target: gateway.name, ...(await scrapeCounters(gateway.statusAddress)) });
+      } catch (err) {
+        notes.push(`${gateway.name}: metrics scrape failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+
     // The slow reader starts its own etcd, upstream and single-process data planes: last, so that its memory
-    // churn cannot disturb the figures above.
+    // churn cannot disturb the figures above. It runs the engines as they are (observability as conf/config.yaml).
     for (const c of slowReaderCases) {
-      const engines = gatewayNames.map(engineOf);
+      const engines = gatewayNames.filter(isEngineTarget).map(engineOf);
       if (engines.length === 0) {
-        notes.push(`${c.id}: no gateway target selected, not run`);
+        notes.push(`${c.id}: neither gateway-native nor gateway-node selected, not run`);
         continue;
       }
       const totalMiB = quick ? c.quickTotalMiB : c.totalMiB;
@@ -272,6 +330,7 @@ async function main(): Promise<void> {
     const gatewayLogs = [...gatewayOutputs].map(([name, output]) => [name, output()] as const);
     say('stopping everything');
     await stopAll();
+    if (sink !== undefined) observability.sink = { spans: sink.spans(), ...sink.requests };
     let nginxLog = '';
     try {
       nginxLog = readFileSync(join(dir, 'nginx', 'error.log'), 'utf8');
@@ -291,7 +350,7 @@ async function main(): Promise<void> {
   const leftovers = [...cpuSnapshot(processTree([process.pid]).filter((pid) => pid !== process.pid)).comm].filter(([, comm]) => comm !== 'esbuild');
   if (leftovers.length > 0) notes.push(`processes left behind: ${leftovers.map(([pid, comm]) => `${pid} (${comm})`).join(', ')}`);
 
-  const report = renderReport({ machine, rounds, quick, records, samples, idle, slowReader, notes, seconds: loadCases.map((c) => seconds(c)),
+  const report = renderReport({ machine, rounds, quick, records, samples, idle, slowReader, notes, observability, seconds: loadCases.map((c) => seconds(c)),
     command: ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
   });
   const resultsDir = join(REPO_ROOT, 'bench/results');
@@ -310,6 +369,7 @@ async function measure(
   upstream: Awaited<ReturnType<typeof startUpstream>>,
   upstreamPids: () => number[],
   dir: string,
+  observer: RunObserver | undefined,
 ): Promise<RunRecord> {
   const common = {
     url: url(target, c),
@@ -323,6 +383,8 @@ async function measure(
   const inFlight = c.connections * c.streamsPerConnection;
   const requests = Math.max(inFlight * 10, Math.min(20_000_000, Math.round(rate * seconds(c))));
   await sleep(200); // requests cut at the warm-up's end finish or fail before counting starts
+  // After the warm-up's access-log lines have landed: what the run adds is the run's.
+  const mark = await observer?.mark();
 
   const proxyPids = target.name === 'direct' ? [] : target.proxyPids();
   const upPids = upstreamPids();
@@ -331,15 +393,20 @@ async function measure(
   const proxyBefore = cpuSnapshot(proxyPids);
   const upBefore = cpuSnapshot(upPids);
   const machineBefore = machineCpu();
+  const selfBefore = process.cpuUsage();
+  const startedUnixMs = Date.now();
   const started = process.hrtime.bigint();
   const logFile = join(dir, `${c.id}-${target.name}-${round}.log`);
   const run = await runH2load({ ...common, requests, logFile, limitMs: Math.max(60_000, seconds(c) * 20_000) });
   const elapsedUs = Number(process.hrtime.bigint() - started) / 1000;
+  const endedUnixMs = Date.now();
   const machineAfter = machineCpu();
+  const self = process.cpuUsage(selfBefore);
   const proxyAfter = cpuSnapshot(target.name === 'direct' ? [] : target.proxyPids());
   const upAfter = cpuSnapshot(upstreamPids());
   const statsAfter = await upstream.stats();
   rmSync(logFile, { force: true });
+  const observation = mark === undefined || observer === undefined ? undefined : await observer.collect(mark, { startedUnixMs, endedUnixMs });
 
   const proxyCpu = cpuDelta(proxyBefore, proxyAfter);
   const upCpu = cpuDelta(upBefore, upAfter);
@@ -364,7 +431,8 @@ async function measure(
   const sorted = [...run.latenciesUs].sort((a, b) => a - b);
   const ok = run.latenciesUs.length;
   const machineBusyUs = (machineAfter.busy - machineBefore.busy) * US_PER_TICK;
-  const ours = (target.name === 'direct' ? 0 : proxyCpu.totalUs) + upCpu.totalUs + (Number.isFinite(run.clientCpuUs) ? run.clientCpuUs : 0);
+  // This process (the OTLP sink answers in it) is the benchmark's, not another program's.
+  const ours = (target.name === 'direct' ? 0 : proxyCpu.totalUs) + upCpu.totalUs + (Number.isFinite(run.clientCpuUs) ? run.clientCpuUs : 0) + self.user + self.system;
   return {
     caseId: c.id,
     target: target.name,
@@ -381,6 +449,7 @@ async function measure(
     upstreamCpuUsPerCall: upCpu.totalUs / requests,
     clientCpuUsPerCall: run.clientCpuUs / requests,
     otherCores: Math.max(0, machineBusyUs - ours) / elapsedUs,
+    ...(observation === undefined ? {} : { observation }),
   };
 }
 

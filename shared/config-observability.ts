@@ -16,9 +16,9 @@
  *   `batch_span_processor`, and `sampler`, the default for routes that set none in their `opentelemetry` plugin.
  *   Without `collector.address` no span is exported; trace context is propagated either way.
  */
-import { Value } from '@sinclair/typebox/value';
 import { ConfigError } from './errors.ts';
-import { SamplerSchema, type SamplerConf } from './schema/observability-plugins.ts';
+import type { SamplerConf } from './schema/observability-plugins.ts';
+import { validateSampler } from './validate.ts';
 import { asObject, optionalBoolean, optionalNumber, optionalString, parseHostPortEnv, type ListenAddress } from './config-values.ts';
 
 /** APISIX's prometheus plugin default_buckets (ms), apisix/plugins/prometheus/exporter.lua. */
@@ -208,11 +208,9 @@ function parseHeaderName(name: string): string {
 
 function parseSampler(value: unknown): SamplerConf {
   if (value === undefined || value === null) return { name: 'always_off' }; // APISIX's default
-  if (!Value.Check(SamplerSchema, value)) {
-    const first = Value.Errors(SamplerSchema, value).First();
-    throw new ConfigError(`plugin_attr.opentelemetry.sampler${first?.path ?? ''}: ${first?.message ?? 'invalid'} (name: always_on, always_off, trace_id_ratio or parent_base)`);
-  }
-  return value;
+  const checked = validateSampler(value);
+  if (!checked.ok) throw new ConfigError(`plugin_attr.opentelemetry.sampler: ${checked.error}`);
+  return checked.value;
 }
 
 function parseResource(value: unknown): Record<string, string | number | boolean> {

@@ -14,6 +14,7 @@ import { jsonShapeError } from './json-bounds.ts';
 import { RouteSchema, type RouteConf } from './schema/route.ts';
 import { ServiceSchema, type ServiceConf } from './schema/service.ts';
 import { SslSchema, type SslConf } from './schema/ssl.ts';
+import { SamplerSchema, type SamplerConf } from './schema/observability-plugins.ts';
 import { MAX_METADATA_JSON_BYTES, UpstreamSchema, type UpstreamConf } from './schema/upstream.ts';
 import { checkServablePairs, type CertKeyPair } from './tls-check.ts';
 import { formatAjvErrors } from './validate-errors.ts';
@@ -49,6 +50,14 @@ const compiled: { [K in ResourceType]: ValidateFunction<ResourceConfs[K]> } = {
   services: ajv.compile<ServiceConf>(ServiceSchema),
   ssls: ajv.compile<SslConf>(SslSchema),
 };
+
+const samplerCheck = ajv.compile<SamplerConf>(SamplerSchema);
+
+/** plugin_attr.opentelemetry.sampler (conf/config.yaml), with the schema routes' `opentelemetry.sampler` use. */
+export function validateSampler(value: unknown): ValidationResult<SamplerConf> {
+  if (samplerCheck(value)) return { ok: true, value };
+  return { ok: false, error: formatAjvErrors(samplerCheck.errors ?? []) };
+}
 
 export interface ValidateOptions {
   /**

@@ -1,16 +1,18 @@
 /**
- * The markdown report of a run: machine and versions, issue #12's goals per gateway engine (goals.ts) computed from
- * this run's figures (measured, target, pass/fail), every case side by side in one table (one column per target),
+ * The markdown report of a run: machine and versions, issue #12's goals per gateway engine and issue #14's for the
+ * observability targets (goals.ts) computed from this run's figures (measured, target, pass/fail) with what those
+ * targets logged and exported against the calls they served, every case side by side in one table (one column per target),
  * one row per case and target (medians over the rounds), idle-connection memory (h2c and TLS), the slow reader's RSS
  * growth per engine, and CPU per process.
  * Latency percentiles are nearest-rank over every request of a run (h2load --log-file).
  */
 import { fmt, markdownTable, median } from '../lib/stats.ts';
 import { CASES } from './cases.ts';
-import { computeGoals, verdictText } from './goals.ts';
+import { computeGoals, computeObservabilityGoals, verdictText, type GoalInput, type GoalLine } from './goals.ts';
 import type { IdleResult } from './idle.ts';
+import type { GatewayCounters, RunObservation } from './observability.ts';
 import type { SlowReaderRecord } from './slow-reader.ts';
-import { isGatewayTarget, TARGET_NAMES, type TargetName } from './targets.ts';
+import { engineOf, GATEWAY_TARGETS, isEngineTarget, isGatewayTarget, TARGET_NAMES, type GatewayTargetName, type ObservedTargetName, type TargetName } from './targets.ts';
 
 export interface MachineInfo {
   date: string;
@@ -49,6 +51,18 @@ export interface RunRecord {
   clientCpuUsPerCall: number;
   /** CPU that processes outside the benchmark used during the run, in cores. */
   otherCores: number;
+  /** What the run left in the access log and the OTLP sink (gateway-observed, gateway-traced). */
+  observation?: RunObservation;
+}
+
+/** What the observability targets logged and exported over the whole run (warm-ups and samples included). */
+export interface ObservabilitySummary {
+  /** gateway-traced's root sampling fraction. */
+  sampleRatio: number;
+  /** The gateways' own counters from their metrics, scraped after the last load run. */
+  counters: ({ target: GatewayTargetName } & GatewayCounters)[];
+  /** The OTLP sink's totals once every gateway stopped (their last batches included); undefined without tracing. */
+  sink: { spans: number; ok: number; refused: number } | undefined;
 }
 
 export interface SampleRecord {
@@ -76,6 +90,7 @@ export interface ReportInput {
   idle: IdleRecord[];
   slowReader: SlowReaderRecord[];
   notes: string[];
+  observability?: ObservabilitySummary;
   seconds: number[];
   /** The command line that produced the report. */
   command: string;
@@ -120,6 +135,8 @@ function aggregate(records: readonly RunRecord[]): Row[] {
   return rows;
 }
 
+const goalTable = (goals: readonly GoalLine[]): string =>
+  markdownTable(['goal', 'gateway', 'measured', 'target', 'pass/fail'], goals.map((g) => [g.goal, g.target, g.measured, g.wanted, verdictText(g)]));
 const int = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '–' : Math.round(v).toLocaleString('en-US'));
 const ratio = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '–' : `${v.toFixed(2)}×`);
 
@@ -132,10 +149,12 @@ export function renderReport(input: ReportInput): string {
   const present = TARGET_NAMES.filter(
     (t) => rows.some((r) => r.target === t) || input.idle.some((i) => i.target === t) || input.slowReader.some((s) => `gateway-${s.engine}` === t),
   );
-  const gateways = present.filter(isGatewayTarget);
+  const gateways = present.filter(isEngineTarget);
+  const observed = present.filter((t): t is ObservedTargetName => isGatewayTarget(t) && !isEngineTarget(t));
 
   const out: string[] = [];
-  out.push(`# gRPC gateway (HTTP/2 engines: ${gateways.map((g) => g.slice('gateway-'.length)).join(', ') || 'none'}) vs nginx grpc_pass: ${machine.date}`);
+  const observedTitle = observed.length === 0 ? '' : `; with observability: ${observed.join(', ')}`;
+  out.push(`# gRPC gateway (HTTP/2 engines: ${gateways.map(engineOf).join(', ') || 'none'}${observedTitle}) vs nginx grpc_pass: ${machine.date}`);
   out.push('');
   out.push(
     `Machine: ${machine.cpu}, ${machine.cores} cores, Linux ${machine.kernel}; Node ${machine.node}, nginx ${machine.nginx}, ` +
@@ -169,9 +188,10 @@ export function renderReport(input: ReportInput): string {
     // Goal by goal, the engines next to each other.
     const order = [...new Set(goals.map((g) => g.goal))];
     const byGoal = [...goals].sort((a, b) => order.indexOf(a.goal) - order.indexOf(b.goal));
-    out.push(markdownTable(['goal', 'gateway', 'measured', 'target', 'pass/fail'], byGoal.map((g) => [g.goal, g.target, g.measured, g.wanted, verdictText(g)])));
+    out.push(goalTable(byGoal));
     out.push('');
   }
+  if (observed.length > 0) out.push(...observabilitySection(input, { row, idle: idleOf, slowReader: input.slowReader }, rows, observed));
 
   // One table, every case (load, idle, slow reader) × every target of the run.
   const loadCaseIds = CASES.filter((c) => c.kind === 'load' && rows.some((r) => r.caseId === c.id)).map((c) => c.id);
@@ -349,4 +369,75 @@ export function renderReport(input: ReportInput): string {
   out.push('');
   out.push(`Command: \`${input.command}\` (options: bench/vs-nginx.ts).`);
   return `${out.join('\n')}\n`;
+}
+
+/** What a gateway target turns on, for the report. */
+function observabilityText(target: GatewayTargetName, sampleRatio: number): string {
+  const o = GATEWAY_TARGETS[target].observability;
+  const on = [
+    o.metrics ? 'metrics' : '',
+    o.accessLog ? 'access log (JSON lines to a file)' : '',
+    o.requestId ? 'request id' : '',
+    o.tracing ? `spans over OTLP/HTTP at ${Math.round(sampleRatio * 100)} % (parent_base, trace_id_ratio root) to the benchmark's sink` : '',
+  ].filter((t) => t !== '');
+  return `${target}: ${engineOf(target)} engine, ${on.length === 0 ? 'observability all off' : on.join(' + ')}`;
+}
+
+/**
+ * Issue #14: the observability targets' goals against gateway-native, then what they logged and exported against the
+ * calls of their measured runs, and their own counters over the whole run.
+ */
+function observabilitySection(input: ReportInput, goalInput: GoalInput, rows: readonly Row[], observed: readonly ObservedTargetName[]): string[] {
+  const out: string[] = [];
+  const sampleRatio = input.observability?.sampleRatio ?? Number.NaN;
+  out.push('## Goals (issue #14: the cost of observability), computed from this run');
+  out.push('');
+  out.push(`${['gateway-native' as const, ...observed].map((t) => observabilityText(t, sampleRatio)).join('. ')}. Otherwise the same config, started the same way.`);
+  out.push('');
+  const goals = computeObservabilityGoals(goalInput, observed);
+  for (const target of observed) {
+    const mine = goals.filter((g) => g.target === target);
+    const passed = mine.filter((g) => g.pass === true).length;
+    const measured = mine.filter((g) => g.pass !== undefined).length;
+    out.push(`- ${target}: ${passed} of ${measured} measured goals pass (${mine.length - measured} not measured).`);
+  }
+  out.push('');
+  out.push(goalTable(goals));
+  out.push('');
+
+  const cells: string[][] = [];
+  for (const r of rows) {
+    if (!(observed as readonly TargetName[]).includes(r.target)) continue;
+    const runs = r.runs.filter((run) => run.observation !== undefined);
+    if (runs.length === 0) continue;
+    const calls = runs.reduce((sum, run) => sum + run.requests, 0);
+    const total = (pick: (o: RunObservation) => number | undefined): number | undefined =>
+      runs.every((run) => pick(run.observation as RunObservation) !== undefined) ? runs.reduce((sum, run) => sum + (pick(run.observation as RunObservation) as number), 0) : undefined;
+    const lines = total((o) => o.accessLogLines);
+    const spans = total((o) => o.spans);
+    const dropped = lines === undefined ? '–' : lines <= calls ? int(calls - lines) : `0 (${int(lines - calls)} lines more than calls)`;
+    cells.push([r.caseId, r.target, int(calls), lines === undefined ? '–' : int(lines), dropped, spans === undefined ? '–' : int(spans), spans === undefined ? '–' : `${fmt((spans / calls) * 100, 1)} %`]);
+  }
+  if (cells.length > 0) {
+    out.push(
+      `Access-log lines and spans of the measured runs (all rounds) against their calls: a line per call unless the log's buffer fills ` +
+        `(then "dropped"); one server span per sampled call, so about ${fmt(sampleRatio * 100, 0)} % of the calls (the sink counts the spans ` +
+        `that started within each run, once the exporter's batch timeout has passed after it).`,
+    );
+    out.push('');
+    out.push(markdownTable(['case', 'target', 'calls', 'access-log lines', 'dropped lines', 'spans received', 'spans / calls'], cells));
+    out.push('');
+  }
+  const summary = input.observability;
+  for (const c of summary?.counters ?? []) {
+    const parts: string[] = [];
+    if (c.accessLog !== undefined) parts.push(`access-log lines ${int(c.accessLog.written)} written, ${int(c.accessLog.dropped)} dropped`);
+    if (c.spans !== undefined) parts.push(`spans ${int(c.spans.exported)} exported, ${int(c.spans.dropped)} dropped (queue full), ${int(c.spans.failed)} failed`);
+    if (parts.length > 0) out.push(`- ${c.target}'s own counters after the last load run (apisix_access_log_lines, apisix_opentelemetry_spans; warm-ups and samples included): ${parts.join('; ')}.`);
+  }
+  if (summary?.sink !== undefined) {
+    out.push(`- The OTLP sink received ${int(summary.sink.spans)} spans in ${int(summary.sink.ok)} export requests over the whole run (the gateways' last batches at their stop included; ${int(summary.sink.refused)} requests refused).`);
+  }
+  if ((summary?.counters.length ?? 0) > 0 || summary?.sink !== undefined) out.push('');
+  return out;
 }

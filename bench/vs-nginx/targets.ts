@@ -30,6 +30,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseDocument } from 'yaml';
 import { DEFAULT_HTTP2_ENGINE, loadConfig, REPO_ROOT, type Http2Engine } from '../../shared/config.ts';
+import type { ObservabilityConfig } from '../../shared/config-observability.ts';
 import { startEtcd } from '../../test/helpers/etcd.ts';
 import { freePort } from '../../test/helpers/ports.ts';
 import { spawnControlPlane, spawnDataPlane } from '../lib/processes.ts';
@@ -309,60 +310,170 @@ export async function startNginx(dir: string, upstream: Upstream, tls: TlsFiles,
 // ---------------------------------------------------------------------------------------------------------------
 // gateway
 
+/** A change to conf/config.yaml: `value` at `path`; `undefined` removes the key (the gateway's default applies). */
+export interface ConfigSetting {
+  path: readonly string[];
+  value: unknown;
+}
+
 /**
  * What the generated gateway config changes in conf/config.yaml, each to what the nginx config above does, so that
  * both proxies hold what the benchmark's clients open: 10,000 idle connections from one address (nginx has no
  * per-address cap), connections that sent only a preface kept as long as nginx keeps them (its keepalive_timeout
  * 600s; the gateway's client_header_timeout would close them after 10 s), and h2load's connections never recycled
- * (nginx keepalive_requests 10000000; h2load does not reconnect after GOAWAY).
+ * (nginx keepalive_requests 10000000; h2load does not reconnect after GOAWAY). Issue #14's observability is off
+ * (nginx runs with `access_log off` too); gateway-observed and gateway-traced turn it on over these
+ * (observabilitySettings).
  */
-export const GATEWAY_BENCH_SETTINGS: readonly { path: readonly string[]; value: unknown }[] = [
+export const GATEWAY_BENCH_SETTINGS: readonly ConfigSetting[] = [
   { path: ['nginx_config', 'max_connections_per_ip'], value: 0 },
   { path: ['nginx_config', 'http', 'client_header_timeout'], value: '600s' },
   { path: ['nginx_config', 'http', 'keepalive_timeout'], value: '600s' },
   { path: ['nginx_config', 'http2', 'keepalive_requests'], value: 0 },
+  { path: ['plugin_attr', 'prometheus', 'enable'], value: false },
+  { path: ['nginx_config', 'http', 'enable_access_log'], value: false },
+  { path: ['plugin_attr', 'request-id', 'enable'], value: false },
+  { path: ['plugin_attr', 'opentelemetry', 'collector'], value: undefined },
+  { path: ['plugin_attr', 'opentelemetry', 'sampler'], value: { name: 'always_off' } },
 ];
+
+/** A setting as the report lists it. */
+export function settingText({ path, value }: ConfigSetting): string {
+  const shown = value === undefined ? '(unset)' : typeof value === 'object' ? JSON.stringify(value) : String(value);
+  return `${path.join('.')}: ${shown}`;
+}
+
+/** Where a target's observability goes: its access-log file, and the OTLP sink's `host:port` (tracing only). */
+export interface ObservabilityOutputs {
+  accessLogFile?: string | undefined;
+  collector?: string | undefined;
+}
+
+function observabilitySettings(o: Observability, out: ObservabilityOutputs): ConfigSetting[] {
+  const settings: ConfigSetting[] = [];
+  if (o.metrics) settings.push({ path: ['plugin_attr', 'prometheus', 'enable'], value: true });
+  if (o.accessLog) {
+    settings.push(
+      { path: ['nginx_config', 'http', 'enable_access_log'], value: true },
+      { path: ['nginx_config', 'http', 'access_log'], value: out.accessLogFile },
+      // No format: the default JSON line, what the issue measures.
+      { path: ['nginx_config', 'http', 'access_log_format'], value: undefined },
+    );
+  }
+  if (o.requestId) settings.push({ path: ['plugin_attr', 'request-id', 'enable'], value: true });
+  if (o.tracing) {
+    settings.push(
+      { path: ['plugin_attr', 'opentelemetry', 'collector'], value: { address: out.collector } },
+      { path: ['plugin_attr', 'opentelemetry', 'sampler'], value: traceSampler() },
+    );
+  }
+  return settings;
+}
+
+function traceSampler(): unknown {
+  return { name: 'parent_base', options: { root: { name: 'trace_id_ratio', options: { fraction: TRACE_SAMPLE_RATIO } } } };
+}
+
+/**
+ * The observability environment of a target's data plane: the same as its config file says, every variable set, so
+ * that one exported in the shell running the benchmark (GATEWAY_METRICS=on…) cannot turn a baseline's observability
+ * back on (the environment wins over the file: shared/config-observability.ts). An empty value counts as unset there.
+ */
+export function observabilityEnv(o: Observability, out: ObservabilityOutputs): Record<string, string> {
+  return {
+    GATEWAY_METRICS: o.metrics ? 'on' : 'off',
+    GATEWAY_ACCESS_LOG: o.accessLog ? (out.accessLogFile as string) : 'off',
+    GATEWAY_ACCESS_LOG_FORMAT: o.accessLog ? 'json' : '',
+    GATEWAY_REQUEST_ID: o.requestId ? 'on' : 'off',
+    GATEWAY_OTEL_COLLECTOR: o.tracing ? (out.collector as string) : 'off',
+    GATEWAY_OTEL_SAMPLE_RATIO: o.tracing ? String(TRACE_SAMPLE_RATIO) : '',
+  };
+}
 
 /**
  * Writes conf/config.yaml with `settings` applied (comments kept) and `apisix.http2_engine: <engine>` as `file`, and
- * checks that the file, read as the data plane reads it (with GATEWAY_HTTP2_ENGINE=<engine> over this process's
- * environment), resolves to that engine. The engine goes into the file as well as into GATEWAY_HTTP2_ENGINE because
- * the file's setting wins over the environment (shared/config.ts): a conf/config.yaml that names an engine would
- * otherwise run it in every gateway.
+ * checks that the file, read as the data plane reads it (with GATEWAY_HTTP2_ENGINE=<engine> and `env` over this
+ * process's environment), resolves to that engine. The engine goes into the file as well as into
+ * GATEWAY_HTTP2_ENGINE because the file's setting wins over the environment (shared/config.ts): a conf/config.yaml
+ * that names an engine would otherwise run it in every gateway.
  */
-export function writeEngineConfig(file: string, engine: Http2Engine, settings: readonly { path: readonly string[]; value: unknown }[] = []): string {
+export function writeEngineConfig(file: string, engine: Http2Engine, settings: readonly ConfigSetting[] = [], env: Record<string, string> = {}): string {
   const doc = parseDocument(readFileSync(join(REPO_ROOT, 'conf/config.yaml'), 'utf8'));
-  for (const { path, value } of settings) doc.setIn(path, value);
+  for (const { path, value } of settings) {
+    if (value !== undefined) doc.setIn(path, value);
+    else if (doc.hasIn(path)) doc.deleteIn(path);
+  }
   doc.setIn(['apisix', 'http2_engine'], engine);
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, doc.toString());
-  const effective = loadConfig({ ...process.env, GATEWAY_HTTP2_ENGINE: engine }, file).http2Engine;
+  const effective = loadConfig({ ...process.env, ...env, GATEWAY_HTTP2_ENGINE: engine }, file).http2Engine;
   if (effective !== engine) throw new Error(`${file}: resolves to the HTTP/2 engine ${effective}, not ${engine}`);
   return file;
 }
 
-/** The gateway target's config (writeEngineConfig with GATEWAY_BENCH_SETTINGS) in `dir`; returns its path. */
-export function writeGatewayBenchConfig(dir: string, engine: Http2Engine): string {
-  return writeEngineConfig(join(dir, `gateway-${engine}-config.yaml`), engine, [
+/**
+ * A gateway target's config (writeEngineConfig with GATEWAY_BENCH_SETTINGS and the target's observability) in
+ * `dir`, and the environment its data plane needs for it. Read back as the data plane reads it, the file and the
+ * environment must give exactly the target's observability, or this throws: a baseline that logged or traced
+ * would not be one.
+ */
+export function writeGatewayBenchConfig(
+  dir: string,
+  name: GatewayTargetName,
+  out: ObservabilityOutputs = {},
+): { file: string; env: Record<string, string>; observability: ObservabilityConfig } {
+  const { engine, observability } = GATEWAY_TARGETS[name];
+  if (observability.accessLog && out.accessLogFile === undefined) throw new Error(`${name}: needs an access-log file`);
+  if (observability.tracing && out.collector === undefined) throw new Error(`${name}: needs an OTLP collector address`);
+  const env = observabilityEnv(observability, out);
+  const file = writeEngineConfig(join(dir, `${name}-config.yaml`), engine, [
     ...GATEWAY_BENCH_SETTINGS,
     // Per worker, as nginx's worker_connections: room for every idle connection of the largest case in one worker.
     { path: ['nginx_config', 'event', 'worker_connections'], value: Math.max(10_620, Math.min(65_536, openFilesLimit()[1]) - 1_024) },
-  ]);
+    ...observabilitySettings(observability, out),
+  ], env);
+  const got = loadConfig({ ...process.env, ...env, GATEWAY_HTTP2_ENGINE: engine }, file).observability;
+  const resolved: Observability = {
+    metrics: got.metrics.enable,
+    accessLog: got.accessLog.enable,
+    requestId: got.requestId.enable,
+    tracing: got.tracing.collector !== undefined,
+  };
+  const problems = (Object.keys(observability) as (keyof Observability)[])
+    .filter((key) => resolved[key] !== observability[key])
+    .map((key) => `${key} ${resolved[key] ? 'on' : 'off'}, not ${observability[key] ? 'on' : 'off'}`);
+  if (observability.accessLog && (got.accessLog.path !== out.accessLogFile || got.accessLog.format !== undefined)) {
+    problems.push(`access log to ${got.accessLog.path} in ${got.accessLog.format ?? 'JSON'}, not to ${String(out.accessLogFile)} in JSON`);
+  }
+  if (observability.tracing && (got.tracing.collector?.address !== out.collector || JSON.stringify(got.tracing.sampler) !== JSON.stringify(traceSampler()))) {
+    problems.push(`spans to ${String(got.tracing.collector?.address)} with ${JSON.stringify(got.tracing.sampler)}, not to ${String(out.collector)} with ${JSON.stringify(traceSampler())}`);
+  }
+  if (problems.length > 0) throw new Error(`${file}: resolves to ${problems.join('; ')}`);
+  return { file, env, observability: got };
 }
 
 export interface GatewayOptions {
+  /** The target's name; `gateway-<engine>` by default. */
+  name?: GatewayTargetName;
   /** GATEWAY_WORKER_PROCESSES; 'auto' (one per core) by default, as nginx's worker_processes auto. */
   workers: string;
   /** The HTTP/2 engine of the data plane (GATEWAY_HTTP2_ENGINE). */
   engine: Http2Engine;
   /** GATEWAY_CONFIG of the data plane (writeGatewayBenchConfig with the same engine). */
   configFile: string;
-  /** More environment for the data plane (over LOG_LEVEL=info and the listeners set here). */
+  /** More environment for the data plane (over LOG_LEVEL=info and the listeners set here): writeGatewayBenchConfig's. */
   env?: Record<string, string>;
 }
 
-export async function startGateway(upstream: Upstream, options: GatewayOptions): Promise<Target & { output(): string }> {
-  const name: GatewayTargetName = `gateway-${options.engine}`;
+export interface GatewayTarget extends Target {
+  readonly name: GatewayTargetName;
+  output(): string;
+  /** `host:port` of the data plane's status server (/readyz, and the metrics when they are on). */
+  readonly statusAddress: string;
+}
+
+export async function startGateway(upstream: Upstream, options: GatewayOptions): Promise<GatewayTarget> {
+  const name: GatewayTargetName = options.name ?? `gateway-${options.engine}`;
   const etcd = await startEtcd();
   register(`${name} etcd`, 0, () => etcd.close());
   const controlPlane = await spawnControlPlane(etcd.endpoint);
@@ -431,6 +542,7 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
     proxyPids: () => processTree([dataPlane.pid]),
     endpoint: (c) => (c.downstreamTls ? { address: tlsAddress, tls: true } : { address: h2c, tls: false }),
     output: () => dataPlane.output(),
+    statusAddress: `127.0.0.1:${statusPort}`,
   };
 }
 

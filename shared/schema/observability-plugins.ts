@@ -10,12 +10,13 @@
  *   the route's calls are exported as spans (plugin_attr.opentelemetry names the collector).
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { Enum } from './common.ts';
 
 const Fraction = Type.Number({ minimum: 0, maximum: 1 });
 
 export const RootSamplerSchema = Type.Object(
   {
-    name: Type.Optional(Type.Union([Type.Literal('always_on'), Type.Literal('always_off'), Type.Literal('trace_id_ratio')])),
+    name: Type.Optional(Enum(['always_on', 'always_off', 'trace_id_ratio'] as const)),
     options: Type.Optional(Type.Object({ fraction: Type.Optional(Fraction) }, { additionalProperties: false })),
   },
   { additionalProperties: false },
@@ -24,7 +25,7 @@ export const RootSamplerSchema = Type.Object(
 export const SamplerSchema = Type.Object(
   {
     /** APISIX's default is always_off. */
-    name: Type.Optional(Type.Union([Type.Literal('always_on'), Type.Literal('always_off'), Type.Literal('trace_id_ratio'), Type.Literal('parent_base')])),
+    name: Type.Optional(Enum(['always_on', 'always_off', 'trace_id_ratio', 'parent_base'] as const)),
     options: Type.Optional(
       Type.Object(
         {
