@@ -191,7 +191,10 @@ export class HpackEncoder {
     const policy = info === undefined ? Policy.Index : info.policy;
     const never = forceNever || policy === Policy.Never || (policy === Policy.Cookie && value.length < SHORT_COOKIE);
     const table = this.table;
-    if (!never) {
+    const volatile = policy === Policy.Volatile;
+    // A volatile value (a request id, a traceparent) is never in the table and is sent once: no lookup, and raw,
+    // since Huffman-coding 36 to 55 random-looking octets costs more CPU than the ~9 octets it saves.
+    if (!never && !volatile) {
       const full = info?.staticValues?.get(value) ?? table.fullIndex(name, value);
       if (full > 0) return writeInteger(output.buf, start, full, 7, INDEXED);
     }
@@ -203,7 +206,10 @@ export class HpackEncoder {
     if (index) at = writeInteger(output.buf, start, nameIndex, 6, LITERAL_INDEXED);
     else at = writeInteger(output.buf, start, nameIndex, 4, never ? LITERAL_NEVER_INDEXED : LITERAL_NOT_INDEXED);
     if (nameIndex === 0) at = this.string(at, name);
-    at = this.string(at, value);
+    if (volatile) {
+      at = writeInteger(output.buf, at, value.length, 7, 0);
+      at += output.buf.write(value, at, 'latin1');
+    } else at = this.string(at, value);
     if (index) table.add(name, value);
     return at;
   }

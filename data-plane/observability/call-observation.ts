@@ -1,19 +1,23 @@
 /**
  * What one call carries for the observer (observer.ts), from its first header to its last frame: one small object
  * per call, made only when something records (metrics, access log, request ids or traces), filled in place by the
- * listener and the call (proxy/call.ts), and read once when the call ends. No closure, no per-message object.
+ * listener and the call (proxy/call.ts), and read once when the call ends. It is also the access log's CallRecord
+ * (call-record.ts): the formatter reads it directly, so a logged call costs no second object. No closure, no
+ * per-message object.
  */
+import type { CallRecord } from './call-record.ts';
 import type { RouteObservation } from './route-observation.ts';
 
-export class CallObservation {
-  /** performance.now() at the request headers; epoch ms is derived from it when a line or span needs it. */
+export class CallObservation implements CallRecord {
+  /** performance.now() at the request headers. */
   readonly startedHr: number;
   readonly method: string;
   readonly path: string;
   readonly authority: string;
   readonly remoteAddr: string;
   readonly remotePort: number;
-  readonly tls: boolean;
+  /** 'h2c' or 'tls'. */
+  readonly scheme: string;
   route: RouteObservation | undefined;
   /** The last node tried: its host ('' while none: the `node` label, as APISIX's balancer_ip) and port. */
   nodeHost = '';
@@ -26,8 +30,9 @@ export class CallObservation {
   status = 200;
   grpcStatus = -1;
   grpcMessage = '';
-  bytesIn = 0;
-  bytesOut = 0;
+  /** DATA payload bytes from and to the client. */
+  bytesReceived = 0;
+  bytesSent = 0;
   /** The client's request id, or one made for the call; '' when request ids are off. */
   requestId = '';
   /** The client sent the request id itself (it is forwarded as it came, not added again). */
@@ -39,8 +44,14 @@ export class CallObservation {
   traceState = '';
   sampled = false;
   userAgent = '';
-  /** performance.now() at the end; 0 while the call runs. */
-  endedHr = 0;
+  // Filled when the call ends (observer.end), for the access log.
+  startedAt = 0;
+  durationMs = 0;
+  upstreamMs = -1;
+  routeId = '';
+  routeName = '';
+  serviceId = '';
+  upstreamAddr = '';
 
   constructor(startedHr: number, method: string, path: string, authority: string, remoteAddr: string, remotePort: number, tls: boolean) {
     this.startedHr = startedHr;
@@ -49,6 +60,6 @@ export class CallObservation {
     this.authority = authority;
     this.remoteAddr = remoteAddr;
     this.remotePort = remotePort;
-    this.tls = tls;
+    this.scheme = tls ? 'tls' : 'h2c';
   }
 }

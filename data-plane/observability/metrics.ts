@@ -77,6 +77,9 @@ const GRPC_CODE_NAMES: readonly string[] = (() => {
   return names;
 })();
 
+/** grpc-status 0 (OK) to 16 (UNAUTHENTICATED). */
+const GRPC_CODE_COUNT = 17;
+
 export function grpcCodeName(code: number): string {
   return GRPC_CODE_NAMES[code] ?? String(code);
 }
@@ -87,6 +90,9 @@ export class CallMetrics {
   private readonly calls: SeriesFamily<CallSeries>;
   private readonly methods: SeriesFamily<MethodSeries>;
   private total = 0;
+  /** record()'s shortcut: per route (weakly: an old build's routes go with it), per node host, per grpc-status. */
+  private readonly byRoute = new WeakMap<RouteObservation, Map<string, (CallSeries | undefined)[]>>();
+  private readonly unrouted = new Map<string, (CallSeries | undefined)[]>();
 
   constructor(config: MetricsConfig) {
     this.config = config;
@@ -101,16 +107,26 @@ export class CallMetrics {
    */
   record(route: RouteObservation | undefined, path: string, authority: string, node: string, status: number, grpcStatus: number, requestMs: number, upstreamMs: number, ingress: number, egress: number): void {
     this.total++;
-    const routeKey = route === undefined ? '' : route.key;
-    const uri = route === undefined || route.matchedUri !== undefined ? '' : matchedUriOf(route, path);
-    const host = route === undefined || route.matchedHost !== undefined ? '' : matchedHostOf(route, authority);
-    const key = `${routeKey}\u0001${uri}\u0001${host}\u0001${node}\u0001${status}\u0001${grpcStatus}`;
-    let series = this.calls.find(key);
-    if (series === undefined) {
-      series = this.newCallSeries(route, route === undefined ? '' : (route.matchedUri ?? uri), route === undefined ? '' : (route.matchedHost ?? host), node, status, grpcStatus, false);
-      if (!this.calls.add(key, series)) {
-        series = this.calls.overflow(`${status}\u0001${grpcStatus}`, () => this.newCallSeries(undefined, OVERFLOW_LABEL, OVERFLOW_LABEL, OVERFLOW_LABEL, status, grpcStatus, true));
+    // The common case (HTTP 200, a route with one uri and host) skips building a key: the route's own map by node,
+    // then an array by grpc-status. A node's host string is the same object on every call, so its hash is cached.
+    let slots: (CallSeries | undefined)[] | undefined;
+    let series: CallSeries | undefined;
+    if (status === 200 && grpcStatus >= 0 && grpcStatus < GRPC_CODE_COUNT && (route === undefined || (route.matchedUri !== undefined && route.matchedHost !== undefined))) {
+      let byNode = route === undefined ? this.unrouted : this.byRoute.get(route);
+      if (byNode === undefined) {
+        byNode = new Map();
+        this.byRoute.set(route as RouteObservation, byNode);
       }
+      slots = byNode.get(node);
+      if (slots === undefined) {
+        slots = new Array<CallSeries | undefined>(GRPC_CODE_COUNT).fill(undefined);
+        byNode.set(node, slots);
+      }
+      series = slots[grpcStatus];
+    }
+    if (series === undefined) {
+      series = this.callSeries(route, path, authority, node, status, grpcStatus);
+      if (slots !== undefined) slots[grpcStatus] = series;
     }
     series.count++;
     series.request.observe(this.bounds, requestMs);
@@ -123,6 +139,19 @@ export class CallMetrics {
     series.ingress += ingress;
     series.egress += egress;
     if (route !== undefined && route.methodMetrics) this.recordMethod(route, path, grpcStatus, requestMs);
+  }
+
+  /** The record of this call's label set, made (or the family's overflow record) the first time it is seen. */
+  private callSeries(route: RouteObservation | undefined, path: string, authority: string, node: string, status: number, grpcStatus: number): CallSeries {
+    const routeKey = route === undefined ? '' : route.key;
+    const uri = route === undefined || route.matchedUri !== undefined ? '' : matchedUriOf(route, path);
+    const host = route === undefined || route.matchedHost !== undefined ? '' : matchedHostOf(route, authority);
+    const key = `${routeKey}\u0001${uri}\u0001${host}\u0001${node}\u0001${status}\u0001${grpcStatus}`;
+    const found = this.calls.find(key);
+    if (found !== undefined) return found;
+    const made = this.newCallSeries(route, route === undefined ? '' : (route.matchedUri ?? uri), route === undefined ? '' : (route.matchedHost ?? host), node, status, grpcStatus, false);
+    if (this.calls.add(key, made)) return made;
+    return this.calls.overflow(`${status}\u0001${grpcStatus}`, () => this.newCallSeries(undefined, OVERFLOW_LABEL, OVERFLOW_LABEL, OVERFLOW_LABEL, status, grpcStatus, true));
   }
 
   private newCallSeries(route: RouteObservation | undefined, uri: string, host: string, node: string, status: number, grpcStatus: number, overflow: boolean): CallSeries {

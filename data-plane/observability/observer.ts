@@ -12,7 +12,6 @@
  * - At the end: metrics.ts's counters, access-log.ts's buffered line, otlp-exporter.ts's bounded queue. None of
  *   them can block or fail a call: the line or span is dropped and counted instead.
  */
-import { randomUUID } from 'node:crypto';
 import type { ObservabilityConfig } from '../../shared/config-observability.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { RouteEntry } from '../routing/router.ts';
@@ -20,6 +19,7 @@ import { compileAccessLogFormat, READABLE_ACCESS_LOG_FORMAT } from './access-log
 import { openAccessLog, type AccessLog } from './access-log.ts';
 import { CallObservation } from './call-observation.ts';
 import type { CallRecord } from './call-record.ts';
+import { newRequestId } from './request-id.ts';
 import { CallMetrics, grpcCodeName } from './metrics.ts';
 import { OtlpExporter } from './otlp-exporter.ts';
 import { observeRoute } from './route-observation.ts';
@@ -74,7 +74,7 @@ export class Observer {
     const obs = new CallObservation(performance.now(), method, path, authority, remoteAddr, remotePort, tls);
     if (this.requestIdHeader !== undefined) {
       obs.clientRequestId = requestId !== '';
-      obs.requestId = requestId !== '' ? requestId : randomUUID();
+      obs.requestId = requestId !== '' ? requestId : newRequestId();
     }
     const parent = traceparent === '' ? undefined : parseTraceparent(traceparent);
     if (parent !== undefined) {
@@ -107,14 +107,25 @@ export class Observer {
    */
   end(obs: CallObservation, status: number, grpcStatus: number, grpcMessage: string, gatewayMade = false): void {
     const endedHr = performance.now();
-    obs.endedHr = endedHr;
     obs.status = status;
     obs.grpcStatus = grpcStatus;
     obs.grpcMessage = grpcMessage;
     const requestMs = endedHr - obs.startedHr;
     const upstreamMs = obs.answered && obs.upstreamStartHr > 0 ? endedHr - obs.upstreamStartHr : -1;
-    this.metrics?.record(obs.route, obs.path, obs.authority, gatewayMade ? '' : obs.nodeHost, status, grpcStatus, requestMs, upstreamMs, obs.bytesIn, obs.bytesOut);
-    if (this.accessLog !== undefined && this.format !== undefined) this.accessLog.write(this.format(toRecord(obs, requestMs, upstreamMs)));
+    this.metrics?.record(obs.route, obs.path, obs.authority, gatewayMade ? '' : obs.nodeHost, status, grpcStatus, requestMs, upstreamMs, obs.bytesReceived, obs.bytesSent);
+    if (this.accessLog !== undefined && this.format !== undefined) {
+      obs.startedAt = TIME_ORIGIN + obs.startedHr;
+      obs.durationMs = requestMs;
+      obs.upstreamMs = upstreamMs;
+      const route = obs.route;
+      if (route !== undefined) {
+        obs.routeId = route.routeId;
+        obs.routeName = route.routeName;
+        obs.serviceId = route.serviceId;
+      }
+      if (obs.nodeHost !== '') obs.upstreamAddr = `${obs.nodeHost}:${obs.nodePort}`;
+      this.accessLog.write(this.format(obs));
+    }
     if (this.exporter !== undefined && obs.sampled && obs.traceId !== '') this.exportSpan(obs, requestMs);
   }
 
@@ -158,33 +169,5 @@ export class Observer {
 
 /** UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS (OpenTelemetry semantic conventions for gRPC servers). */
 const SERVER_ERROR_CODES: ReadonlySet<number> = new Set([2, 4, 12, 13, 14, 15]);
-
-function toRecord(obs: CallObservation, requestMs: number, upstreamMs: number): CallRecord {
-  const route = obs.route;
-  return {
-    startedAt: TIME_ORIGIN + obs.startedHr,
-    durationMs: requestMs,
-    upstreamMs,
-    remoteAddr: obs.remoteAddr,
-    remotePort: obs.remotePort,
-    scheme: obs.tls ? 'tls' : 'h2c',
-    method: obs.method,
-    path: obs.path,
-    authority: obs.authority,
-    routeId: route?.routeId ?? '',
-    routeName: route?.routeName ?? '',
-    serviceId: route?.serviceId ?? '',
-    upstreamAddr: obs.nodeHost === '' ? '' : `${obs.nodeHost}:${obs.nodePort}`,
-    status: obs.status,
-    grpcStatus: obs.grpcStatus,
-    grpcMessage: obs.grpcMessage,
-    bytesReceived: obs.bytesIn,
-    bytesSent: obs.bytesOut,
-    requestId: obs.requestId,
-    traceId: obs.traceId,
-    spanId: obs.spanId,
-    userAgent: obs.userAgent,
-  };
-}
 
 export { CallObservation };

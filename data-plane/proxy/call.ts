@@ -286,7 +286,7 @@ export class Call implements StreamHandler {
       return;
     }
     if (end) this.requestEnded = true;
-    if (this.obs !== undefined) this.obs.bytesIn += data.length;
+    if (this.obs !== undefined) this.obs.bytesReceived += data.length;
     // `data` is valid only during this call (the engine reuses its read buffer) unless `owned`: what is kept is a copy.
     let kept: Buffer | undefined;
     if (data.length > 0) {
@@ -386,7 +386,7 @@ export class Call implements StreamHandler {
     // Written before the cap is checked, so that the chunk which crosses it reaches the client before the error.
     if (data.length > 0) {
       this.down.sendData(data, false);
-      if (this.obs !== undefined) this.obs.bytesOut += data.length;
+      if (this.obs !== undefined) this.obs.bytesSent += data.length;
     }
     const meter = this.responseMeter;
     if (meter !== undefined && data.length > 0) {
