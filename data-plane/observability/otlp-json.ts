@@ -107,13 +107,3 @@ export function encodeSpan(span: FinishedSpan): Record<string, unknown> {
   return out;
 }
 
-/** The body of one export: one resource, one scope, the batch's spans in order. */
-export function encodeExportRequest(
-  resource: readonly EncodedKeyValue[],
-  scope: EncodedScope,
-  spans: readonly FinishedSpan[],
-): Record<string, unknown> {
-  return {
-    resourceSpans: [{ resource: { attributes: resource }, scopeSpans: [{ scope, spans: spans.map(encodeSpan) }] }],
-  };
-}

@@ -104,7 +104,7 @@ export function formatTraceparent(traceId: string, spanId: string, sampled: bool
 }
 
 /** Random bytes drawn ahead; a multiple of both id sizes, so an id never straddles a refill. */
-const POOL_BYTES = 4096;
+const POOL_BYTES = 65_536;
 const pool = Buffer.allocUnsafe(POOL_BYTES);
 let poolOffset = POOL_BYTES;
 
