@@ -30,8 +30,6 @@ const FIRST_HIGH_ESCAPED = 0x7f;
 const FIRST_PRINTABLE = 0x20;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
-const SURROGATE_FIRST = 0xd800;
-const SURROGATE_LAST = 0xdfff;
 
 interface Variable {
   read: (r: CallRecord) => string;

@@ -22,7 +22,6 @@ import type { CallRecord } from './call-record.ts';
 import { newRequestId } from './request-id.ts';
 import { CallMetrics, grpcCodeName } from './metrics.ts';
 import { OtlpExporter } from './otlp-exporter.ts';
-import { SPAN_KIND_SERVER, STATUS_CODE_ERROR, STATUS_CODE_UNSET, unixMsToNanos } from './otlp-json.ts';
 import { observeRoute } from './route-observation.ts';
 import { compileSampler, type Sampler } from './sampler.ts';
 import { newSpanId, newTraceId, parseTraceparent, validTracestate } from './trace-context.ts';
@@ -130,34 +129,39 @@ export class Observer {
     if (this.exporter !== undefined && obs.sampled && obs.traceId !== '') this.exportSpan(obs, requestMs);
   }
 
-  /**
-   * The call's SERVER span, encoded straight into its OTLP/JSON object (otlp-json.ts has the field mapping: hex ids,
-   * nanosecond strings, int64 as strings), so the exporter's queue holds one string per span. Attributes follow
-   * OpenTelemetry's RPC conventions; strings that came from the client are JSON-escaped, ours are safe as they are.
-   */
+  /** The call's SERVER span, with OpenTelemetry's RPC attributes; the exporter encodes it (otlp-json.ts) and queues the bytes. */
   private exportSpan(obs: CallObservation, requestMs: number): void {
     const path = obs.path;
     const slash = path.lastIndexOf('/');
-    const startUnixMs = TIME_ORIGIN + obs.startedHr;
+    const attributes: [string, string | number][] = [
+      ['rpc.system', 'grpc'],
+      ['rpc.service', slash > 0 ? path.slice(1, slash) : ''],
+      ['rpc.method', path.slice(slash + 1)],
+      ['rpc.grpc.status_code', obs.grpcStatus],
+      ['http.request.method', obs.method],
+      ['url.path', path],
+      ['server.address', obs.authority],
+      ['client.address', obs.remoteAddr],
+      ['http.response.status_code', obs.status],
+    ];
     const route = obs.route;
+    if (route !== undefined) attributes.push(['apisix.route_id', route.routeId], ['apisix.route_name', route.routeName], ['apisix.service_id', route.serviceId]);
+    if (obs.nodeHost !== '') attributes.push(['server.upstream.address', obs.nodeHost], ['server.upstream.port', obs.nodePort]);
+    if (obs.requestId !== '') attributes.push(['http.request.header.x_request_id', obs.requestId]);
+    const startUnixMs = TIME_ORIGIN + obs.startedHr;
     const error = SERVER_ERROR_CODES.has(obs.grpcStatus);
-    let json =
-      `{"traceId":"${obs.traceId}","spanId":"${obs.spanId}"` +
-      (obs.parentSpanId === '' ? '' : `,"parentSpanId":"${obs.parentSpanId}"`) +
-      (obs.traceState === '' ? '' : `,"traceState":${JSON.stringify(obs.traceState)}`) +
-      `,"name":${JSON.stringify(path)},"kind":${SPAN_KIND_SERVER}` +
-      `,"startTimeUnixNano":"${unixMsToNanos(startUnixMs)}","endTimeUnixNano":"${unixMsToNanos(startUnixMs + requestMs)}"` +
-      `,"attributes":[${str('rpc.system', 'grpc')},${str('rpc.service', slash > 0 ? path.slice(1, slash) : '')}` +
-      `,${str('rpc.method', path.slice(slash + 1))},${int('rpc.grpc.status_code', obs.grpcStatus)}` +
-      `,${str('http.request.method', obs.method)},${str('url.path', path)},${str('server.address', obs.authority)}` +
-      `,${str('client.address', obs.remoteAddr)},${int('http.response.status_code', obs.status)}`;
-    if (route !== undefined) json += `,${str('apisix.route_id', route.routeId)},${str('apisix.route_name', route.routeName)},${str('apisix.service_id', route.serviceId)}`;
-    if (obs.nodeHost !== '') json += `,${str('server.upstream.address', obs.nodeHost)},${int('server.upstream.port', obs.nodePort)}`;
-    if (obs.requestId !== '') json += `,${str('http.request.header.x_request_id', obs.requestId)}`;
-    // The spec sets a status message with the Error code only.
-    const message = error ? `,"message":${JSON.stringify(`${grpcCodeName(obs.grpcStatus)}${obs.grpcMessage === '' ? '' : `: ${obs.grpcMessage}`}`)}` : '';
-    json += `],"status":{"code":${error ? STATUS_CODE_ERROR : STATUS_CODE_UNSET}${message}}}`;
-    this.exporter?.addEncoded(json);
+    this.exporter?.add({
+      traceId: obs.traceId,
+      spanId: obs.spanId,
+      parentSpanId: obs.parentSpanId === '' ? undefined : obs.parentSpanId,
+      traceState: obs.traceState === '' ? undefined : obs.traceState,
+      name: path,
+      startUnixMs,
+      endUnixMs: startUnixMs + requestMs,
+      attributes,
+      error,
+      statusMessage: `${grpcCodeName(obs.grpcStatus)}${obs.grpcMessage === '' ? '' : `: ${obs.grpcMessage}`}`,
+    });
   }
 
   async close(): Promise<void> {
@@ -167,14 +171,6 @@ export class Observer {
 }
 
 /** UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS (OpenTelemetry semantic conventions for gRPC servers). */
-function str(key: string, value: string): string {
-  return `{"key":"${key}","value":{"stringValue":${JSON.stringify(value)}}}`;
-}
-
-function int(key: string, value: number): string {
-  return `{"key":"${key}","value":{"intValue":"${value}"}}`;
-}
-
 const SERVER_ERROR_CODES: ReadonlySet<number> = new Set([2, 4, 12, 13, 14, 15]);
 
 export { CallObservation };

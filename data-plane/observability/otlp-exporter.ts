@@ -142,7 +142,7 @@ export class OtlpExporter {
       this.counters.dropped++;
       return;
     }
-    this.addEncoded(JSON.stringify(encodeSpan(span)));
+    this.addEncoded(encodeSpan(span));
   }
 
   /** Queues one span already encoded as an OTLP/JSON span object (the data plane's observer writes them directly). */

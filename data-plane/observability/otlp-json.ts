@@ -92,18 +92,23 @@ export function encodeResource(resource: Record<string, AttributeValue>): Encode
   return encodeAttributes(Object.entries(resource));
 }
 
-export function encodeSpan(span: FinishedSpan): Record<string, unknown> {
-  const out: Record<string, unknown> = { traceId: span.traceId, spanId: span.spanId };
-  if (span.parentSpanId !== undefined) out.parentSpanId = span.parentSpanId;
-  if (span.traceState !== undefined && span.traceState !== '') out.traceState = span.traceState;
-  out.name = span.name;
-  out.kind = SPAN_KIND_SERVER;
-  out.startTimeUnixNano = unixMsToNanos(span.startUnixMs);
-  out.endTimeUnixNano = unixMsToNanos(span.endUnixMs);
-  out.attributes = encodeAttributes(span.attributes);
-  const status: { code: number; message?: string } = { code: span.error ? STATUS_CODE_ERROR : STATUS_CODE_UNSET };
-  if (span.error && span.statusMessage !== undefined) status.message = span.statusMessage; // the spec: Error only
-  out.status = status;
-  return out;
+/**
+ * One span as its OTLP/JSON object, written as a string (no intermediate object graph: the exporter queues the
+ * bytes). Strings that may come from a client go through JSON.stringify; keys and ids are safe as they are.
+ */
+export function encodeSpan(span: FinishedSpan): string {
+  let json = `{"traceId":"${span.traceId}","spanId":"${span.spanId}"`;
+  if (span.parentSpanId !== undefined) json += `,"parentSpanId":"${span.parentSpanId}"`;
+  if (span.traceState !== undefined && span.traceState !== '') json += `,"traceState":${JSON.stringify(span.traceState)}`;
+  json += `,"name":${JSON.stringify(span.name)},"kind":${SPAN_KIND_SERVER}`;
+  json += `,"startTimeUnixNano":"${unixMsToNanos(span.startUnixMs)}","endTimeUnixNano":"${unixMsToNanos(span.endUnixMs)}","attributes":[`;
+  const attributes = span.attributes;
+  for (let i = 0; i < attributes.length; i++) {
+    const [key, value] = attributes[i] as readonly [string, AttributeValue];
+    json += `${i === 0 ? '' : ','}{"key":${JSON.stringify(key)},"value":${JSON.stringify(encodeValue(value))}}`;
+  }
+  // The spec sets a status message with the Error code only.
+  const message = span.error && span.statusMessage !== undefined ? `,"message":${JSON.stringify(span.statusMessage)}` : '';
+  return `${json}],"status":{"code":${span.error ? STATUS_CODE_ERROR : STATUS_CODE_UNSET}${message}}}`;
 }
 
