@@ -18,7 +18,11 @@ const enum Policy {
   Never = 1,
   /** Cookies are never indexed only when short: a short value is guessable, a long one costs too much to resend. */
   Cookie = 2,
-  /** Values that change on every call: indexing them would only evict fields that repeat (§6.2.2). */
+  /**
+   * Values that change on every call: indexing them would only evict fields that repeat (§6.2.2). The first one
+   * is indexed all the same when the name is in neither table, so that later ones refer to the name by its index
+   * instead of sending it again: one entry of the table, saving every peer from decoding the name on every call.
+   */
   Volatile = 3,
 }
 const SHORT_COOKIE = 20;
@@ -192,8 +196,8 @@ export class HpackEncoder {
     const never = forceNever || policy === Policy.Never || (policy === Policy.Cookie && value.length < SHORT_COOKIE);
     const table = this.table;
     const volatile = policy === Policy.Volatile;
-    // A volatile value (a request id, a traceparent) is never in the table and is sent once: no lookup, and raw,
-    // since Huffman-coding 36 to 55 random-looking octets costs more CPU than the ~9 octets it saves.
+    // A volatile value (a request id, a traceparent) is sent once: no lookup of the value, and raw, since
+    // Huffman-coding 36 to 55 random-looking octets costs more CPU than the ~9 octets it saves.
     if (!never && !volatile) {
       const full = info?.staticValues?.get(value) ?? table.fullIndex(name, value);
       if (full > 0) return writeInteger(output.buf, start, full, 7, INDEXED);
@@ -201,7 +205,7 @@ export class HpackEncoder {
     const staticIndex = info === undefined ? 0 : info.staticIndex;
     const nameIndex = staticIndex > 0 ? staticIndex : table.nameIndex(name);
     const entrySize = ENTRY_OVERHEAD + name.length + value.length;
-    const index = !never && policy !== Policy.Volatile && entrySize <= table.maxSize * MAX_INDEXED_SHARE;
+    const index = !never && (!volatile || nameIndex === 0) && entrySize <= table.maxSize * MAX_INDEXED_SHARE;
     let at: number;
     if (index) at = writeInteger(output.buf, start, nameIndex, 6, LITERAL_INDEXED);
     else at = writeInteger(output.buf, start, nameIndex, 4, never ? LITERAL_NEVER_INDEXED : LITERAL_NOT_INDEXED);

@@ -187,22 +187,169 @@ function parse(format: string, escape: AccessLogEscape): { literals: string[]; r
   return { literals, readers };
 }
 
-const jsonNumber = (n: number): string => (Number.isFinite(n) ? String(n) : 'null');
-const jsonSeconds = (ms: number): string => jsonNumber(Math.round(ms) / MS_PER_SECOND);
-const q = (value: string): string => `"${escapeJsonContent(value)}"`;
+/**
+ * Writes one line into a buffer with room for it: the access log's fast path (access-log.ts writeRecord). The
+ * default line is encoded straight into the log's chunk, byte by byte, with no intermediate string: formatting the
+ * same line as a string and then encoding it cost twice as much (0.36 µs to build, 0.35 µs to flatten and encode).
+ */
+export interface LineEncoder {
+  /** An upper bound of the line's UTF-8 length (without its newline). */
+  maxBytes(r: CallRecord): number;
+  /** Writes the line at `at` (the caller reserved maxBytes) and returns the offset after it. */
+  encode(r: CallRecord, buf: Buffer, at: number): number;
+}
 
-/** The default line: one JSON object (numbers as numbers, times in seconds, no upstream answer as null). */
-/** The default line. The values the gateway makes itself (a socket's IP address, ip:port, hex ids) need no escaping. */
+/** JSON escapes at most 6 octets per UTF-16 unit (`\u001f`, or a lone surrogate); UTF-8 at most 3. */
+const MAX_ESCAPED_OCTETS_PER_UNIT = 6;
+/** Enough for any number written below (-1.7976931348623157e+308 is 23 characters). */
+const MAX_NUMBER_OCTETS = 24;
+const FIRST_NON_ASCII = 0x80;
+const DIGIT_ZERO = 0x30;
+const DOT = 0x2e;
+const DECIMAL = 10;
+/** Integers up to this are written digit by digit; beyond, as String(n) writes them. */
+const MAX_SMALL_INTEGER = 2 ** 31 - 1;
+
+/** Octets of an ASCII string the gateway made itself (an IP address, ip:port, hex ids): written as they are. */
+function putAscii(buf: Buffer, at: number, s: string): number {
+  for (let i = 0; i < s.length; i++) buf[at++] = s.charCodeAt(i);
+  return at;
+}
+
+/** JSON string content: ASCII that needs no escape is copied; the rest of the string goes through escapeJsonContent. */
+function putJsonContent(buf: Buffer, at: number, s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < FIRST_PRINTABLE || c >= FIRST_NON_ASCII || c === QUOTE || c === BACKSLASH) {
+      return at + buf.write(escapeJsonContent(s.slice(i)), at, 'utf8');
+    }
+    buf[at++] = c;
+  }
+  return at;
+}
+
+/** A JSON number: small non-negative integers digit by digit, anything else as String() writes it; null if not finite. */
+function putNumber(buf: Buffer, at: number, n: number): number {
+  if (!Number.isFinite(n)) return putAscii(buf, at, 'null');
+  if (n < 0 || n > MAX_SMALL_INTEGER || n !== Math.floor(n)) return putAscii(buf, at, String(n));
+  if (n < DECIMAL) {
+    buf[at] = DIGIT_ZERO + n;
+    return at + 1;
+  }
+  let digits = 1;
+  for (let v = n; v >= DECIMAL; v = Math.floor(v / DECIMAL)) digits++;
+  for (let i = at + digits - 1, v = n; i >= at; i--, v = Math.floor(v / DECIMAL)) buf[i] = DIGIT_ZERO + (v % DECIMAL);
+  return at + digits;
+}
+
+/** ms as JSON seconds rounded to the millisecond, written as String(Math.round(ms) / 1000) would (0, 0.1, 1.234). */
+function putSeconds(buf: Buffer, at: number, ms: number): number {
+  const whole = Math.round(ms);
+  if (!(whole >= 0 && whole <= MAX_SMALL_INTEGER)) return putNumber(buf, at, whole / MS_PER_SECOND);
+  at = putNumber(buf, at, Math.floor(whole / MS_PER_SECOND));
+  let fraction = whole % MS_PER_SECOND;
+  if (fraction === 0) return at;
+  buf[at++] = DOT;
+  for (let unit = MS_PER_SECOND / DECIMAL; fraction > 0; unit /= DECIMAL) {
+    const digit = Math.floor(fraction / unit);
+    buf[at++] = DIGIT_ZERO + digit;
+    fraction -= digit * unit;
+  }
+  return at;
+}
+
+/**
+ * A run of the line that depends on a few strings only (the method, path and authority; the route and service; the
+ * user agent), kept as octets for the last strings it was made for: consecutive calls mostly share them (the same
+ * string objects, from HPACK's tables), so the run is copied rather than escaped and encoded again.
+ */
+class Run {
+  private a: string | undefined;
+  private b: string | undefined;
+  private c: string | undefined;
+  private bytes: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly write: (buf: Buffer, at: number, a: string, b: string, c: string) => number) {}
+
+  put(buf: Buffer, at: number, a: string, b: string, c: string): number {
+    if (a !== this.a || b !== this.b || c !== this.c) {
+      const end = this.write(buf, at, a, b, c);
+      this.bytes = Buffer.from(buf.subarray(at, end));
+      this.a = a;
+      this.b = b;
+      this.c = c;
+      return end;
+    }
+    buf.set(this.bytes, at);
+    return at + this.bytes.length;
+  }
+}
+
+/** A constant run: TypedArray#set copies it faster than a loop over its characters. */
+const lit = (text: string) => {
+  const bytes = Buffer.from(text, 'latin1');
+  return (buf: Buffer, at: number): number => {
+    buf.set(bytes, at);
+    return at + bytes.length;
+  };
+};
+/** The time changes once a second (iso8601 returns the same string meanwhile). */
+const TIME = new Run((buf, at, time) => putAscii(buf, putAscii(buf, putAscii(buf, at, '{"time":"'), time), '","remote_addr":"'));
+const REQUEST = new Run((buf, at, method, path, authority) => {
+  at = putJsonContent(buf, putAscii(buf, at, '","request_method":"'), method);
+  at = putJsonContent(buf, putAscii(buf, at, '","request_uri":"'), path);
+  at = putJsonContent(buf, putAscii(buf, at, '","host":"'), authority);
+  return putAscii(buf, at, '","status":');
+});
+const GRPC_STATUS = lit(',"grpc_status":');
+const GRPC_MESSAGE = lit(',"grpc_message":"');
+const ROUTE = new Run((buf, at, routeId, serviceId) => {
+  at = putJsonContent(buf, putAscii(buf, at, '","route_id":"'), routeId);
+  at = putJsonContent(buf, putAscii(buf, at, '","service_id":"'), serviceId);
+  return putAscii(buf, at, '","upstream_addr":"');
+});
+const REQUEST_TIME = lit('","request_time":');
+const UPSTREAM_TIME = lit(',"upstream_response_time":');
+const BYTES_RECEIVED = lit(',"bytes_received":');
+const BYTES_SENT = lit(',"bytes_sent":');
+const REQUEST_ID = lit(',"request_id":"');
+const TRACE_ID = lit('","trace_id":"');
+const USER_AGENT = new Run((buf, at, userAgent) => putAscii(buf, putJsonContent(buf, putAscii(buf, at, '","user_agent":"'), userAgent), '"}'));
+/** The line's constant octets and the iso8601 time: what maxBytes adds to the values' own. */
+const CONSTANT_OCTETS = 400;
+const NUMBER_FIELDS = 7;
+
+/**
+ * The default line: one JSON object (numbers as numbers, times in seconds, no upstream answer as null). The values
+ * the gateway makes itself (a socket's IP address, ip:port, hex ids) need no escaping.
+ */
+export const DEFAULT_JSON_LINE: LineEncoder = {
+  maxBytes(r) {
+    const text = r.method.length + r.path.length + r.authority.length + r.grpcMessage.length + r.routeId.length + r.serviceId.length + r.requestId.length + r.userAgent.length;
+    const raw = r.remoteAddr.length + r.upstreamAddr.length + r.traceId.length;
+    return CONSTANT_OCTETS + NUMBER_FIELDS * MAX_NUMBER_OCTETS + raw + MAX_ESCAPED_OCTETS_PER_UNIT * text;
+  },
+  encode(r, buf, at) {
+    at = putAscii(buf, TIME.put(buf, at, iso8601(endMs(r)), '', ''), r.remoteAddr);
+    at = putNumber(buf, REQUEST.put(buf, at, r.method, r.path, r.authority), r.status);
+    at = putNumber(buf, GRPC_STATUS(buf, at), r.grpcStatus);
+    at = putJsonContent(buf, GRPC_MESSAGE(buf, at), r.grpcMessage);
+    at = putAscii(buf, ROUTE.put(buf, at, r.routeId, r.serviceId, ''), r.upstreamAddr);
+    at = putSeconds(buf, REQUEST_TIME(buf, at), r.durationMs);
+    at = UPSTREAM_TIME(buf, at);
+    at = r.upstreamMs < 0 ? putAscii(buf, at, 'null') : putSeconds(buf, at, r.upstreamMs);
+    at = putNumber(buf, BYTES_RECEIVED(buf, at), r.bytesReceived);
+    at = putNumber(buf, BYTES_SENT(buf, at), r.bytesSent);
+    at = putJsonContent(buf, REQUEST_ID(buf, at), r.requestId);
+    at = putAscii(buf, TRACE_ID(buf, at), r.traceId);
+    return USER_AGENT.put(buf, at, r.userAgent, '', '');
+  },
+};
+
+/** The default line as a string (tests, and whatever wants one line rather than a log's chunk). */
 function defaultJsonLine(r: CallRecord): string {
-  return (
-    `{"time":"${iso8601(endMs(r))}","remote_addr":"${r.remoteAddr}","request_method":${q(r.method)}` +
-    `,"request_uri":${q(r.path)},"host":${q(r.authority)},"status":${jsonNumber(r.status)}` +
-    `,"grpc_status":${jsonNumber(r.grpcStatus)},"grpc_message":${q(r.grpcMessage)},"route_id":${q(r.routeId)}` +
-    `,"service_id":${q(r.serviceId)},"upstream_addr":"${r.upstreamAddr}","request_time":${jsonSeconds(r.durationMs)}` +
-    `,"upstream_response_time":${r.upstreamMs < 0 ? 'null' : jsonSeconds(r.upstreamMs)}` +
-    `,"bytes_received":${jsonNumber(r.bytesReceived)},"bytes_sent":${jsonNumber(r.bytesSent)}` +
-    `,"request_id":${q(r.requestId)},"trace_id":"${r.traceId}","user_agent":${q(r.userAgent)}}`
-  );
+  const buf = Buffer.allocUnsafe(DEFAULT_JSON_LINE.maxBytes(r));
+  return buf.toString('utf8', 0, DEFAULT_JSON_LINE.encode(r, buf, 0));
 }
 
 /**

@@ -16,10 +16,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../shared/logger.ts';
+import type { LineEncoder } from './access-log-format.ts';
+import type { CallRecord } from './call-record.ts';
 
 export interface AccessLog {
   /** Queues one line (a '\n' is appended). Never blocks, never throws: when the buffer is full the line is dropped and counted. */
   write(line: string): void;
+  /** Queues one record's line, encoded by `encoder` straight into the buffer; the same guarantees as write(). */
+  writeRecord(record: CallRecord, encoder: LineEncoder): void;
   /** Closes and reopens a file path (log rotation: nginx reopens on SIGUSR1); no-op for stdout/stderr. */
   reopen(): void;
   stats(): { written: number; dropped: number; bufferedBytes: number };
@@ -133,14 +137,27 @@ class AccessLogWriter implements AccessLog {
 
   write(line: string): void {
     if (this.closing) return void this.dropped++;
-    // UTF-8 takes at most 3 octets per UTF-16 unit; a line that may not fit starts a new chunk.
-    const worst = line.length * 3 + 1;
-    if (this.chunk.length - this.chunkUsed < worst) {
-      if (this.chunkUsed > 0) this.filled.push(this.chunk.subarray(0, this.chunkUsed));
-      this.chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, worst));
-      this.chunkUsed = 0;
-    }
-    const bytes = this.chunk.write(line, this.chunkUsed, 'utf8') + 1;
+    // UTF-8 takes at most 3 octets per UTF-16 unit.
+    this.reserve(line.length * 3 + 1);
+    this.commit(this.chunk.write(line, this.chunkUsed, 'utf8') + 1);
+  }
+
+  writeRecord(record: CallRecord, encoder: LineEncoder): void {
+    if (this.closing) return void this.dropped++;
+    this.reserve(encoder.maxBytes(record) + 1);
+    this.commit(encoder.encode(record, this.chunk, this.chunkUsed) - this.chunkUsed + 1);
+  }
+
+  /** A line that may need `worst` octets starts a new chunk unless they fit in this one. */
+  private reserve(worst: number): void {
+    if (this.chunk.length - this.chunkUsed >= worst) return;
+    if (this.chunkUsed > 0) this.filled.push(this.chunk.subarray(0, this.chunkUsed));
+    this.chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, worst));
+    this.chunkUsed = 0;
+  }
+
+  /** The line just encoded at chunkUsed (`bytes` with its newline) is kept, or dropped if the buffer is full. */
+  private commit(bytes: number): void {
     if (this.pendingBytes + this.batchBytes + bytes > this.maxBufferBytes) {
       // Encoded but not kept: the bytes past chunkUsed are overwritten by the next line.
       this.dropped++;

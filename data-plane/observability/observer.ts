@@ -15,7 +15,7 @@
 import type { ObservabilityConfig } from '../../shared/config-observability.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { RouteEntry } from '../routing/router.ts';
-import { compileAccessLogFormat, READABLE_ACCESS_LOG_FORMAT } from './access-log-format.ts';
+import { compileAccessLogFormat, DEFAULT_JSON_LINE, READABLE_ACCESS_LOG_FORMAT, type LineEncoder } from './access-log-format.ts';
 import { openAccessLog, type AccessLog } from './access-log.ts';
 import { CallObservation } from './call-observation.ts';
 import type { CallRecord } from './call-record.ts';
@@ -32,6 +32,8 @@ const TIME_ORIGIN = performance.timeOrigin;
 export class Observer {
   readonly metrics: CallMetrics | undefined;
   readonly accessLog: AccessLog | undefined;
+  /** The line's format: encoded straight into the log's buffer (the default JSON line), or made as a string. */
+  private readonly encoder: LineEncoder | undefined;
   private readonly format: ((r: CallRecord) => string) | undefined;
   /** Lower-case request id header; undefined when request ids are off. */
   readonly requestIdHeader: string | undefined;
@@ -44,7 +46,8 @@ export class Observer {
     this.metrics = config.metrics.enable ? new CallMetrics(config.metrics) : undefined;
     if (config.accessLog.enable) {
       const format = config.accessLog.format === 'readable' ? READABLE_ACCESS_LOG_FORMAT : config.accessLog.format;
-      this.format = compileAccessLogFormat(format, config.accessLog.escape); // a typo in the format stops the start
+      if (format === undefined) this.encoder = DEFAULT_JSON_LINE;
+      else this.format = compileAccessLogFormat(format, config.accessLog.escape); // a typo in the format stops the start
       this.accessLog = openAccessLog({ path: config.accessLog.path, log: log.child({ module: 'access-log' }), maxBufferBytes: config.accessLog.bufferBytes });
     }
     this.requestIdHeader = config.requestId.enable ? config.requestId.headerName : undefined;
@@ -113,7 +116,7 @@ export class Observer {
     const requestMs = endedHr - obs.startedHr;
     const upstreamMs = obs.answered && obs.upstreamStartHr > 0 ? endedHr - obs.upstreamStartHr : -1;
     this.metrics?.record(obs.route, obs.path, obs.authority, gatewayMade ? '' : obs.nodeHost, status, grpcStatus, requestMs, upstreamMs, obs.bytesReceived, obs.bytesSent);
-    if (this.accessLog !== undefined && this.format !== undefined) {
+    if (this.accessLog !== undefined) {
       obs.startedAt = TIME_ORIGIN + obs.startedHr;
       obs.durationMs = requestMs;
       obs.upstreamMs = upstreamMs;
@@ -124,7 +127,8 @@ export class Observer {
         obs.serviceId = route.serviceId;
       }
       if (obs.nodeHost !== '') obs.upstreamAddr = `${obs.nodeHost}:${obs.nodePort}`;
-      this.accessLog.write(this.format(obs));
+      if (this.encoder !== undefined) this.accessLog.writeRecord(obs, this.encoder);
+      else if (this.format !== undefined) this.accessLog.write(this.format(obs));
     }
     if (this.exporter !== undefined && obs.sampled && obs.traceId !== '') this.exportSpan(obs, requestMs);
   }
