@@ -293,8 +293,8 @@ const lit = (text: string) => {
     return at + bytes.length;
   };
 };
-/** The time changes once a second (iso8601 returns the same string meanwhile). */
-const TIME = new Run((buf, at, time) => putAscii(buf, putAscii(buf, putAscii(buf, at, '{"time":"'), time), '","remote_addr":"'));
+/** The time changes once a second (iso8601 returns the same string meanwhile); a connection's calls share its address. */
+const TIME = new Run((buf, at, time, remoteAddr) => putAscii(buf, putAscii(buf, putAscii(buf, putAscii(buf, at, '{"time":"'), time), '","remote_addr":"'), remoteAddr));
 const REQUEST = new Run((buf, at, method, path, authority) => {
   at = putJsonContent(buf, putAscii(buf, at, '","request_method":"'), method);
   at = putJsonContent(buf, putAscii(buf, at, '","request_uri":"'), path);
@@ -303,12 +303,11 @@ const REQUEST = new Run((buf, at, method, path, authority) => {
 });
 const GRPC_STATUS = lit(',"grpc_status":');
 const GRPC_MESSAGE = lit(',"grpc_message":"');
-const ROUTE = new Run((buf, at, routeId, serviceId) => {
+const ROUTE = new Run((buf, at, routeId, serviceId, upstreamAddr) => {
   at = putJsonContent(buf, putAscii(buf, at, '","route_id":"'), routeId);
   at = putJsonContent(buf, putAscii(buf, at, '","service_id":"'), serviceId);
-  return putAscii(buf, at, '","upstream_addr":"');
+  return putAscii(buf, putAscii(buf, putAscii(buf, at, '","upstream_addr":"'), upstreamAddr), '","request_time":');
 });
-const REQUEST_TIME = lit('","request_time":');
 const UPSTREAM_TIME = lit(',"upstream_response_time":');
 const BYTES_RECEIVED = lit(',"bytes_received":');
 const BYTES_SENT = lit(',"bytes_sent":');
@@ -330,12 +329,11 @@ export const DEFAULT_JSON_LINE: LineEncoder = {
     return CONSTANT_OCTETS + NUMBER_FIELDS * MAX_NUMBER_OCTETS + raw + MAX_ESCAPED_OCTETS_PER_UNIT * text;
   },
   encode(r, buf, at) {
-    at = putAscii(buf, TIME.put(buf, at, iso8601(endMs(r)), '', ''), r.remoteAddr);
+    at = TIME.put(buf, at, iso8601(endMs(r)), r.remoteAddr, '');
     at = putNumber(buf, REQUEST.put(buf, at, r.method, r.path, r.authority), r.status);
     at = putNumber(buf, GRPC_STATUS(buf, at), r.grpcStatus);
     at = putJsonContent(buf, GRPC_MESSAGE(buf, at), r.grpcMessage);
-    at = putAscii(buf, ROUTE.put(buf, at, r.routeId, r.serviceId, ''), r.upstreamAddr);
-    at = putSeconds(buf, REQUEST_TIME(buf, at), r.durationMs);
+    at = putSeconds(buf, ROUTE.put(buf, at, r.routeId, r.serviceId, r.upstreamAddr), r.durationMs);
     at = UPSTREAM_TIME(buf, at);
     at = r.upstreamMs < 0 ? putAscii(buf, at, 'null') : putSeconds(buf, at, r.upstreamMs);
     at = putNumber(buf, BYTES_RECEIVED(buf, at), r.bytesReceived);

@@ -51,6 +51,7 @@ export class CallObservation implements CallRecord {
   routeId = '';
   routeName = '';
   serviceId = '';
+  /** ip:port of nodeHost and nodePort ('' while none), set with them. */
   upstreamAddr = '';
 
   constructor(startedHr: number, method: string, path: string, authority: string, remoteAddr: string, remotePort: number, tls: boolean) {

@@ -126,7 +126,6 @@ export class Observer {
         obs.routeName = route.routeName;
         obs.serviceId = route.serviceId;
       }
-      if (obs.nodeHost !== '') obs.upstreamAddr = `${obs.nodeHost}:${obs.nodePort}`;
       if (this.encoder !== undefined) this.accessLog.writeRecord(obs, this.encoder);
       else if (this.format !== undefined) this.accessLog.write(this.format(obs));
     }

@@ -137,6 +137,7 @@ export class Call implements StreamHandler {
       if (obs.upstreamStartHr === 0) obs.upstreamStartHr = performance.now();
       obs.nodeHost = this.node.host;
       obs.nodePort = this.node.port;
+      obs.upstreamAddr = this.node.address;
     }
     if (this.upstream.tracksCalls) {
       this.attemptStartedAt = Date.now();

@@ -23,6 +23,8 @@ export interface UpstreamNode {
   readonly weight: number;
   /** Higher groups are used first; a lower group only when every node above it was tried (APISIX priority). */
   readonly priority: number;
+  /** `host:port` (`[v6]:port`), as nginx logs $upstream_addr: made once here rather than per logged call. */
+  readonly address: string;
   /** `host:port` with the scheme's default port left out, as APISIX sends it for `pass_host: node`. */
   readonly authority: string;
   /** TLS towards a grpcs node: mTLS client certificate and whether the node's certificate is verified. */
@@ -247,5 +249,6 @@ function makeNode(
   const tls = settings.tls;
   const tlsKey = (tls?.verify === true ? '#verify' : '') + (tls?.clientCert === undefined ? '' : `#cert=${tls.clientCert.id}`);
   const key = `${scheme}://${host}:${effectivePort}${tlsKey}`;
-  return { key, scheme, host, port: effectivePort, weight, priority, authority, ...settings };
+  const address = host.includes(':') ? `[${host}]:${effectivePort}` : `${host}:${effectivePort}`;
+  return { key, scheme, host, port: effectivePort, weight, priority, address, authority, ...settings };
 }
