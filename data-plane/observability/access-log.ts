@@ -47,10 +47,10 @@ const DEFAULT_MAX_BUFFER_BYTES = 4 * 1024 * 1024;
  */
 const FLUSH_INTERVAL_MS = 100;
 /** The size of the buffers lines are encoded into. */
-const CHUNK_BYTES = 64 * 1024;
+const CHUNK_BYTES = 256 * 1024;
 const NEWLINE = 0x0a;
 /** Pending bytes that start a write at once instead of at the next flush interval. */
-const FLUSH_THRESHOLD_BYTES = 64 * 1024;
+const FLUSH_THRESHOLD_BYTES = 256 * 1024;
 /** At most one warning per this many ms for each kind of loss. */
 const WARN_INTERVAL_MS = 10_000;
 /** Retry delay when a non-blocking descriptor (a stdout pipe shared with the parent) answers EAGAIN. */

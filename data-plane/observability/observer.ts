@@ -22,6 +22,7 @@ import type { CallRecord } from './call-record.ts';
 import { newRequestId } from './request-id.ts';
 import { CallMetrics, grpcCodeName } from './metrics.ts';
 import { OtlpExporter } from './otlp-exporter.ts';
+import { ServerSpanEncoder } from './otlp-json.ts';
 import { observeRoute } from './route-observation.ts';
 import { compileSampler, type Sampler } from './sampler.ts';
 import { newSpanId, newTraceId, parseTraceparent, validTracestate } from './trace-context.ts';
@@ -40,6 +41,7 @@ export class Observer {
   readonly requestIdInResponse: boolean;
   readonly exporter: OtlpExporter | undefined;
   private readonly sampler: Sampler;
+  private readonly spans = new ServerSpanEncoder();
   private readonly preferName: boolean;
 
   constructor(config: ObservabilityConfig, log: Logger) {
@@ -132,39 +134,14 @@ export class Observer {
     if (this.exporter !== undefined && obs.sampled && obs.traceId !== '') this.exportSpan(obs, requestMs);
   }
 
-  /** The call's SERVER span, with OpenTelemetry's RPC attributes; the exporter encodes it (otlp-json.ts) and queues the bytes. */
+  /** The call's SERVER span, with OpenTelemetry's RPC attributes, encoded here (otlp-json.ts) and queued as bytes. */
   private exportSpan(obs: CallObservation, requestMs: number): void {
-    const path = obs.path;
-    const slash = path.lastIndexOf('/');
-    const attributes: [string, string | number][] = [
-      ['rpc.system', 'grpc'],
-      ['rpc.service', slash > 0 ? path.slice(1, slash) : ''],
-      ['rpc.method', path.slice(slash + 1)],
-      ['rpc.grpc.status_code', obs.grpcStatus],
-      ['http.request.method', obs.method],
-      ['url.path', path],
-      ['server.address', obs.authority],
-      ['client.address', obs.remoteAddr],
-      ['http.response.status_code', obs.status],
-    ];
-    const route = obs.route;
-    if (route !== undefined) attributes.push(['apisix.route_id', route.routeId], ['apisix.route_name', route.routeName], ['apisix.service_id', route.serviceId]);
-    if (obs.nodeHost !== '') attributes.push(['server.upstream.address', obs.nodeHost], ['server.upstream.port', obs.nodePort]);
-    if (obs.requestId !== '') attributes.push(['http.request.header.x_request_id', obs.requestId]);
+    const exporter = this.exporter;
+    if (exporter === undefined || !exporter.hasRoom()) return;
     const startUnixMs = TIME_ORIGIN + obs.startedHr;
     const error = SERVER_ERROR_CODES.has(obs.grpcStatus);
-    this.exporter?.add({
-      traceId: obs.traceId,
-      spanId: obs.spanId,
-      parentSpanId: obs.parentSpanId === '' ? undefined : obs.parentSpanId,
-      traceState: obs.traceState === '' ? undefined : obs.traceState,
-      name: path,
-      startUnixMs,
-      endUnixMs: startUnixMs + requestMs,
-      attributes,
-      error,
-      statusMessage: `${grpcCodeName(obs.grpcStatus)}${obs.grpcMessage === '' ? '' : `: ${obs.grpcMessage}`}`,
-    });
+    const message = error ? `${grpcCodeName(obs.grpcStatus)}${obs.grpcMessage === '' ? '' : `: ${obs.grpcMessage}`}` : '';
+    exporter.addEncoded(this.spans.encode(obs, startUnixMs, startUnixMs + requestMs, error, message));
   }
 
   async close(): Promise<void> {

@@ -153,6 +153,16 @@ export class OtlpExporter {
   }
 
   /** Queues one span already encoded as an OTLP/JSON span object (the data plane's observer writes them directly). */
+  /**
+   * Whether a span would be queued now; if not, it is counted as dropped. Lets a caller skip encoding a span that
+   * a full queue would drop anyway (call addEncoded after a true).
+   */
+  hasRoom(): boolean {
+    if (!this.closed && this.count < this.ends.length) return true;
+    this.counters.dropped++;
+    return false;
+  }
+
   addEncoded(span: string): void {
     const at = this.stagingUsed;
     if (this.closed || this.count === this.ends.length || at + span.length * MAX_UTF8_PER_UNIT + 1 > this.staging.length) {

@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { OtlpExporter, tracesUrl, type FinishedSpan, type OtlpExporterOptions } from '../../data-plane/observability/otlp-exporter.ts';
-import { unixMsToNanos } from '../../data-plane/observability/otlp-json.ts';
+import { encodeSpan, ServerSpanEncoder, unixMsToNanos, type ServerSpanSource } from '../../data-plane/observability/otlp-json.ts';
 import { silentLogger } from '../../shared/logger.ts';
 import { freePort } from '../helpers/ports.ts';
 
@@ -120,6 +120,54 @@ describe('OTLP JSON encoding details', () => {
     assert.match(unixMsToNanos(now), /^\d{19}$/);
   });
 
+  test("the observer's SERVER span encoder writes what encodeSpan writes, whatever its caches hold", () => {
+    const base: ServerSpanSource = {
+      traceId: TRACE_ID,
+      spanId: SPAN_HEX,
+      parentSpanId: '',
+      traceState: '',
+      method: 'POST',
+      path: '/helloworld.Greeter/SayHello',
+      authority: 'gw.test:9081',
+      remoteAddr: '10.0.0.7',
+      route: { routeId: 'r1', routeName: 'greeter', serviceId: '' },
+      nodeHost: '127.0.0.1',
+      nodePort: 50051,
+      status: 200,
+      grpcStatus: 0,
+      grpcMessage: '',
+      requestId: 'abc-"quoted"',
+    };
+    /** The same span through the generic path, attribute by attribute as the observer used to list them. */
+    const generic = (s: ServerSpanSource, start: number, end: number, error: boolean, message: string): unknown => {
+      const slash = s.path.lastIndexOf('/');
+      const attributes: [string, string | number][] = [
+        ['rpc.system', 'grpc'], ['rpc.service', slash > 0 ? s.path.slice(1, slash) : ''], ['rpc.method', s.path.slice(slash + 1)],
+        ['rpc.grpc.status_code', s.grpcStatus], ['http.request.method', s.method], ['url.path', s.path], ['server.address', s.authority],
+        ['client.address', s.remoteAddr], ['http.response.status_code', s.status],
+      ];
+      if (s.route !== undefined) attributes.push(['apisix.route_id', s.route.routeId], ['apisix.route_name', s.route.routeName], ['apisix.service_id', s.route.serviceId]);
+      if (s.nodeHost !== '') attributes.push(['server.upstream.address', s.nodeHost], ['server.upstream.port', s.nodePort]);
+      if (s.requestId !== '') attributes.push(['http.request.header.x_request_id', s.requestId]);
+      const parsed = JSON.parse(encodeSpan({ traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId || undefined, traceState: s.traceState || undefined, name: s.path, startUnixMs: start, endUnixMs: end, attributes, error, statusMessage: message }));
+      return normalise(parsed);
+    };
+    const normalise = (span: { attributes: { key: string }[] }): unknown => ({ ...span, attributes: [...span.attributes].sort((a, b) => a.key.localeCompare(b.key)) });
+    const encoder = new ServerSpanEncoder();
+    const variants: [ServerSpanSource, boolean, string][] = [
+      [base, false, ''],
+      [base, false, ''], // from the caches
+      [{ ...base, path: '/other.Svc/Do\u2028"', grpcStatus: 14, grpcMessage: 'down', status: 200 }, true, 'UNAVAILABLE: down'],
+      [{ ...base, parentSpanId: '00f067aa0ba902b7', traceState: 'k=v,"x"', route: undefined, nodeHost: '', nodePort: 0, requestId: '' }, false, ''],
+      [{ ...base, nodeHost: '::1', nodePort: 443, remoteAddr: '::ffff:10.0.0.8', route: { routeId: 'r2', routeName: 'n"2', serviceId: 's' } }, false, ''],
+      [base, false, ''],
+    ];
+    for (const [source, error, message] of variants) {
+      const ours = normalise(JSON.parse(encoder.encode(source, 1_700_000_000_123.5, 1_700_000_000_124.75, error, message)));
+      assert.deepEqual(ours, generic(source, 1_700_000_000_123.5, 1_700_000_000_124.75, error, message));
+    }
+  });
+
   test('the traces URL is <address>/v1/traces, for host:port and for base URLs', () => {
     assert.equal(tracesUrl('127.0.0.1:4318').href, 'http://127.0.0.1:4318/v1/traces');
     assert.equal(tracesUrl('http://collector:4318').href, 'http://collector:4318/v1/traces');
@@ -222,6 +270,24 @@ describe('exporting to a collector that answers', () => {
     assert.deepEqual(names, Array.from({ length: SPANS }, (_, i) => `span-${i}`));
     assert.equal(receiver.seen.maxConcurrent, 1);
     assert.deepEqual(exporter.stats(), { queued: 0, exported: SPANS, dropped: 0, failed: 0 });
+  });
+
+  test('queued spans are bounded in bytes too: one too large for the staging room is dropped, the rest go whole', async () => {
+    const receiver = await startReceiver();
+    // 4 spans of queue: 8 KiB of staging room (2 KiB per span)
+    const exporter = new OtlpExporter({ address: `127.0.0.1:${receiver.port}`, maxQueueSize: 4, maxExportBatchSize: 4, batchTimeoutMs: NEVER_MS, log: silentLogger() });
+    cleanups.push(() => exporter.close(), () => receiver.close());
+    const big = (name: string): FinishedSpan => span(name, { attributes: [['blob', 'é'.repeat(2_000)]] }); // ~4 KiB of UTF-8
+    exporter.add(big('big-1'));
+    exporter.add(span('small-1'));
+    exporter.add(big('big-2')); // the room left cannot hold a worst case of 3 octets per unit
+    exporter.add(span('small-2'));
+    assert.deepEqual(exporter.stats(), { queued: 3, exported: 0, dropped: 1, failed: 0 });
+    await exporter.flush();
+    const spans = receiver.requests.flatMap((r) => r.body.resourceSpans[0].scopeSpans[0].spans);
+    assert.deepEqual(spans.map((s: { name: string }) => s.name), ['big-1', 'small-1', 'small-2']);
+    assert.equal(spans[0].attributes[0].value.stringValue, 'é'.repeat(2_000));
+    assert.deepEqual(exporter.stats(), { queued: 0, exported: 3, dropped: 0 + 1, failed: 0 });
   });
 
   test('a collector answering 503 fails the batch and logs one warning for several failures', async () => {
