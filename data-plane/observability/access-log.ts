@@ -4,7 +4,7 @@
  * nginx writes its access log synchronously from the worker (optionally through a `buffer=` of a few KiB), which
  * a slow disk stalls. Here write() only appends to a bounded in-memory buffer; the bytes go out with asynchronous
  * fs.write (libuv's thread pool), one write in flight at most, every FLUSH_INTERVAL_MS (nginx's `flush=`) or at
- * once when 64 KiB are pending, so a slow disk or a reader that stops reading a pipe fills the buffer and
+ * once when 256 KiB are pending, so a slow disk or a reader that stops reading a pipe fills the buffer and
  * never the event loop. process.stdout.write is not used: it is synchronous for files and pipes on Linux.
  *
  * Each write holds whole lines on an O_APPEND descriptor, so the workers sharing a file never interleave
@@ -43,7 +43,7 @@ const DEFAULT_MAX_BUFFER_BYTES = 4 * 1024 * 1024;
 /**
  * How long a line may wait for company (nginx's access_log `flush=`). Each write is a round trip through the thread
  * pool (a wake-up there and one back here): once per event-loop turn, that cost ~4 µs per call at 30,000 calls/s
- * (measured: /tmp A/B in issue #14's note); once per 100 ms or 64 KiB, it is shared by hundreds of lines.
+ * (measured: /tmp A/B in issue #14's note); once per 100 ms or 256 KiB, it is shared by hundreds of lines.
  */
 const FLUSH_INTERVAL_MS = 100;
 /** The size of the buffers lines are encoded into. */
