@@ -13,6 +13,7 @@
  * one changes it), sockets fall back to 'data' events with their own buffers, which the same rule keeps correct.
  */
 import { Socket } from 'node:net';
+import { readEnded, readStarted } from '../read-clock.ts';
 
 /** Size of the shared read buffer: what libuv asks for per read of a stream (64 KiB). */
 const READ_BUFFER_BYTES = 64 * 1024;
@@ -56,13 +57,25 @@ interface UserBufferHandle {
 export function readSocket(socket: Socket, onBytes: (buffer: Buffer, length: number) => void): boolean {
   const handle = (socket as unknown as { _handle?: Partial<UserBufferHandle> | null })._handle;
   if (slots === undefined || handle == null || typeof handle.useUserBuffer !== 'function' || socket.listenerCount('data') > 0) {
-    socket.on('data', (chunk: Buffer) => onBytes(chunk, chunk.length));
+    socket.on('data', (chunk: Buffer) => {
+      readStarted();
+      try {
+        onBytes(chunk, chunk.length);
+      } finally {
+        readEnded();
+      }
+    });
     return false;
   }
   shared ??= Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
   const target = socket as unknown as Record<symbol, unknown>;
   const callback: ReadCallback = (nread, buffer) => {
-    onBytes(buffer, nread);
+    readStarted();
+    try {
+      onBytes(buffer, nread);
+    } finally {
+      readEnded();
+    }
   };
   target[slots.buffer] = shared;
   target[slots.callback] = callback;

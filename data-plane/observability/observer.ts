@@ -14,6 +14,7 @@
  */
 import type { ObservabilityConfig } from '../../shared/config-observability.ts';
 import type { Logger } from '../../shared/logger.ts';
+import { enableReadClock, readClockNow } from '../read-clock.ts';
 import type { RouteEntry } from '../routing/router.ts';
 import { compileAccessLogFormat, DEFAULT_JSON_LINE, READABLE_ACCESS_LOG_FORMAT, type LineEncoder } from './access-log-format.ts';
 import { openAccessLog, type AccessLog } from './access-log.ts';
@@ -69,6 +70,7 @@ export class Observer {
     }
     this.sampler = compileSampler(config.tracing.sampler);
     this.preferName = config.metrics.preferName;
+    enableReadClock();
   }
 
   /**
@@ -76,7 +78,7 @@ export class Observer {
    * values ('' when absent). Request ids are made here, trace context too; the route comes later (route()).
    */
   begin(method: string, path: string, authority: string, remoteAddr: string, remotePort: number, tls: boolean, requestId: string, traceparent: string, tracestate: string, userAgent: string): CallObservation {
-    const obs = new CallObservation(performance.now(), method, path, authority, remoteAddr, remotePort, tls);
+    const obs = new CallObservation(readClockNow(), method, path, authority, remoteAddr, remotePort, tls);
     if (this.requestIdHeader !== undefined) {
       obs.clientRequestId = requestId !== '';
       obs.requestId = requestId !== '' ? requestId : newRequestId();
@@ -111,7 +113,7 @@ export class Observer {
    * an upstream that failed): its metrics say `node=""` as for calls that never had a node.
    */
   end(obs: CallObservation, status: number, grpcStatus: number, grpcMessage: string, gatewayMade = false): void {
-    const endedHr = performance.now();
+    const endedHr = readClockNow();
     obs.status = status;
     obs.grpcStatus = grpcStatus;
     obs.grpcMessage = grpcMessage;

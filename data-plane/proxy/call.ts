@@ -40,6 +40,7 @@ import { MessageMeter } from './message-meter.ts';
 import type { ProbeOutcome } from '../upstream/health/types.ts';
 import type { CallObservation, Observer } from '../observability/observer.ts';
 import { formatTraceparent } from '../observability/trace-context.ts';
+import { readClockNow } from '../read-clock.ts';
 
 export interface CallDeps {
   pool: ClientPool;
@@ -134,7 +135,7 @@ export class Call implements StreamHandler {
     this.headersAfterMs = -1;
     const obs = this.obs;
     if (obs !== undefined) {
-      if (obs.upstreamStartHr === 0) obs.upstreamStartHr = performance.now();
+      if (obs.upstreamStartHr === 0) obs.upstreamStartHr = readClockNow();
       obs.nodeHost = this.node.host;
       obs.nodePort = this.node.port;
       obs.upstreamAddr = this.node.address;
