@@ -26,7 +26,7 @@ import { OtlpExporter } from './otlp-exporter.ts';
 import { ServerSpanEncoder } from './otlp-json.ts';
 import { observeRoute } from './route-observation.ts';
 import { compileSampler, type Sampler } from './sampler.ts';
-import { newSpanId, newTraceId, parseTraceparent, validTracestate } from './trace-context.ts';
+import { newSpanId, newTraceAndSpanIds, parseTraceparent, validTracestate } from './trace-context.ts';
 
 /** Until the first performance.now() tick: epoch ms = TIME_ORIGIN + performance.now(). */
 const TIME_ORIGIN = performance.timeOrigin;
@@ -91,8 +91,9 @@ export class Observer {
       obs.spanId = newSpanId();
       if (tracestate !== '' && validTracestate(tracestate)) obs.traceState = tracestate;
     } else if (this.exporter !== undefined) {
-      obs.traceId = newTraceId();
-      obs.spanId = newSpanId();
+      const ids = newTraceAndSpanIds();
+      obs.traceId = ids.traceId;
+      obs.spanId = ids.spanId;
     }
     if (this.accessLog !== undefined) obs.userAgent = userAgent;
     return obs;

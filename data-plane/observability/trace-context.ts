@@ -129,6 +129,19 @@ export function newTraceId(): string {
 }
 
 /** 16 random lowercase hex characters, never all zero. */
+/**
+ * A new trace id and span id for a call that starts a trace, from one read of the pool (one hex conversion
+ * instead of two). Neither is all zeros (§3.2.2.3, §3.2.2.4).
+ */
+export function newTraceAndSpanIds(): { traceId: string; spanId: string } {
+  const hex = randomHex(TRACE_ID_BYTES + SPAN_ID_BYTES);
+  let traceId = hex.slice(0, TRACE_ID_BYTES * 2);
+  let spanId = hex.slice(TRACE_ID_BYTES * 2);
+  while (traceId === ZERO_TRACE_ID) traceId = randomHex(TRACE_ID_BYTES);
+  while (spanId === ZERO_SPAN_ID) spanId = randomHex(SPAN_ID_BYTES);
+  return { traceId, spanId };
+}
+
 export function newSpanId(): string {
   let id = randomHex(SPAN_ID_BYTES);
   while (id === ZERO_SPAN_ID) id = randomHex(SPAN_ID_BYTES);

@@ -14,6 +14,7 @@ import {
   MAX_TRACESTATE_LENGTH,
   formatTraceparent,
   newSpanId,
+  newTraceAndSpanIds,
   newTraceId,
   parseTraceparent,
   validTracestate,
@@ -98,6 +99,21 @@ describe('ids and tracestate', () => {
     }
     assert.equal(traceIds.size, DRAWS);
     assert.equal(spanIds.size, DRAWS);
+  });
+
+  test('pairs drawn together are well-formed and distinct, and do not repeat ids drawn alone', () => {
+    const DRAWS = 10_000;
+    const seen = new Set<string>();
+    for (let i = 0; i < DRAWS; i++) {
+      const { traceId, spanId } = newTraceAndSpanIds();
+      assert.match(traceId, HEX_32);
+      assert.match(spanId, HEX_16);
+      assert.notEqual(traceId, '0'.repeat(32));
+      assert.notEqual(spanId, '0'.repeat(16));
+      seen.add(traceId).add(spanId);
+      seen.add(newSpanId());
+    }
+    assert.equal(seen.size, 3 * DRAWS);
   });
 
   test('a generated pair makes a traceparent that parses back', () => {
