@@ -384,6 +384,50 @@ function observabilityText(target: GatewayTargetName, sampleRatio: number): stri
 }
 
 /**
+ * Each round's figures for the observability targets against gateway-native *of the same round*. The goals above
+ * compare medians taken over the rounds separately; on a shared machine whose slow phases last minutes, a round's
+ * pair ran within the same minute or two, so the spread of these per-round figures shows how much of a difference
+ * is the machine's. Shown next to the goals, not instead of them.
+ */
+function perRoundSection(rows: readonly Row[], observed: readonly ObservedTargetName[]): string[] {
+  const base = rows.find((r) => r.caseId === 'unary-100' && r.target === 'gateway-native');
+  const targets = observed.map((t) => rows.find((r) => r.caseId === 'unary-100' && r.target === t)).filter((r): r is Row => r !== undefined);
+  if (base === undefined || targets.length === 0) return [];
+  const cells: string[][] = [];
+  const ratios = new Map<string, number[]>();
+  const deltas = new Map<string, number[]>();
+  for (const b of base.runs) {
+    const row = [String(b.round + 1), `${int(b.reqPerSec)} · ${fmt(b.proxyCpuUsPerCall, 1)} µs`];
+    for (const t of targets) {
+      const run = t.runs.find((r) => r.round === b.round);
+      if (run === undefined) {
+        row.push('–');
+        continue;
+      }
+      const ratio = run.reqPerSec / b.reqPerSec;
+      const delta = run.proxyCpuUsPerCall - b.proxyCpuUsPerCall;
+      ratios.set(t.target, [...(ratios.get(t.target) ?? []), ratio]);
+      deltas.set(t.target, [...(deltas.get(t.target) ?? []), delta]);
+      row.push(`${ratio.toFixed(2)}× · ${delta >= 0 ? '+' : '−'}${fmt(Math.abs(delta), 1)} µs`);
+    }
+    cells.push(row);
+  }
+  const medianRow = ['median of the rounds', ''];
+  for (const t of targets) {
+    const r = ratios.get(t.target) ?? [];
+    const d = deltas.get(t.target) ?? [];
+    medianRow.push(r.length === 0 ? '–' : `${median(r).toFixed(2)}× · ${median(d) >= 0 ? '+' : '−'}${fmt(Math.abs(median(d)), 1)} µs`);
+  }
+  cells.push(medianRow);
+  return [
+    'Per round, against gateway-native of the same round (calls/s ratio · gateway CPU per call difference):',
+    '',
+    markdownTable(['round', 'gateway-native', ...targets.map((t) => t.target)], cells),
+    '',
+  ];
+}
+
+/**
  * Issue #14: the observability targets' goals against gateway-native, then what they logged and exported against the
  * calls of their measured runs, and their own counters over the whole run.
  */
@@ -404,6 +448,7 @@ function observabilitySection(input: ReportInput, goalInput: GoalInput, rows: re
   out.push('');
   out.push(goalTable(goals));
   out.push('');
+  out.push(...perRoundSection(rows, observed));
 
   const cells: string[][] = [];
   for (const r of rows) {
