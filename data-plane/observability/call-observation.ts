@@ -8,6 +8,22 @@
 import type { CallRecord } from './call-record.ts';
 import type { RouteObservation } from './route-observation.ts';
 
+/** Until the first performance.now() tick: epoch ms = TIME_ORIGIN + performance.now(). */
+const TIME_ORIGIN = performance.timeOrigin;
+
+/** The node a call last tried, as the observation needs it (an UpstreamNode is one). */
+export interface ObservedNode {
+  readonly host: string;
+  readonly port: number;
+  /** ip:port as nginx logs $upstream_addr. */
+  readonly address: string;
+}
+
+/**
+ * The access log's values that derive from others (the times, the route's ids, the node) are getters on the
+ * prototype rather than fields filled at the end: ~300 bytes per call were the largest allocation observability
+ * added, and the 2-worker bench pays for every byte a call touches (issue #14's note).
+ */
 export class CallObservation implements CallRecord {
   /** performance.now() at the request headers. */
   readonly startedHr: number;
@@ -19,11 +35,12 @@ export class CallObservation implements CallRecord {
   /** 'h2c' or 'tls'. */
   readonly scheme: string;
   route: RouteObservation | undefined;
-  /** The last node tried: its host ('' while none: the `node` label, as APISIX's balancer_ip) and port. */
-  nodeHost = '';
-  nodePort = 0;
+  /** The last node tried; undefined while none (the `node` label is then '', as APISIX's balancer_ip). */
+  node: ObservedNode | undefined = undefined;
   /** performance.now() when the first attempt began; 0 while none. */
   upstreamStartHr = 0;
+  /** performance.now() when the call ended; 0 until then. */
+  endedHr = 0;
   /** Whether an upstream answered with response headers. */
   answered = false;
   /** HTTP :status sent to the client (499: the client went away first, as nginx logs it). */
@@ -44,15 +61,6 @@ export class CallObservation implements CallRecord {
   traceState = '';
   sampled = false;
   userAgent = '';
-  // Filled when the call ends (observer.end), for the access log.
-  startedAt = 0;
-  durationMs = 0;
-  upstreamMs = -1;
-  routeId = '';
-  routeName = '';
-  serviceId = '';
-  /** ip:port of nodeHost and nodePort ('' while none), set with them. */
-  upstreamAddr = '';
 
   constructor(startedHr: number, method: string, path: string, authority: string, remoteAddr: string, remotePort: number, tls: boolean) {
     this.startedHr = startedHr;
@@ -62,5 +70,42 @@ export class CallObservation implements CallRecord {
     this.remoteAddr = remoteAddr;
     this.remotePort = remotePort;
     this.scheme = tls ? 'tls' : 'h2c';
+  }
+
+  get nodeHost(): string {
+    return this.node === undefined ? '' : this.node.host;
+  }
+
+  get nodePort(): number {
+    return this.node === undefined ? 0 : this.node.port;
+  }
+
+  get upstreamAddr(): string {
+    return this.node === undefined ? '' : this.node.address;
+  }
+
+  get startedAt(): number {
+    return TIME_ORIGIN + this.startedHr;
+  }
+
+  get durationMs(): number {
+    return this.endedHr - this.startedHr;
+  }
+
+  /** -1 when no upstream answered. */
+  get upstreamMs(): number {
+    return this.answered && this.upstreamStartHr > 0 ? this.endedHr - this.upstreamStartHr : -1;
+  }
+
+  get routeId(): string {
+    return this.route === undefined ? '' : this.route.routeId;
+  }
+
+  get routeName(): string {
+    return this.route === undefined ? '' : this.route.routeName;
+  }
+
+  get serviceId(): string {
+    return this.route === undefined ? '' : this.route.serviceId;
   }
 }

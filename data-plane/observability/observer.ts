@@ -115,22 +115,14 @@ export class Observer {
    */
   end(obs: CallObservation, status: number, grpcStatus: number, grpcMessage: string, gatewayMade = false): void {
     const endedHr = readClockNow();
+    obs.endedHr = endedHr;
     obs.status = status;
     obs.grpcStatus = grpcStatus;
     obs.grpcMessage = grpcMessage;
     const requestMs = endedHr - obs.startedHr;
-    const upstreamMs = obs.answered && obs.upstreamStartHr > 0 ? endedHr - obs.upstreamStartHr : -1;
-    this.metrics?.record(obs.route, obs.path, obs.authority, gatewayMade ? '' : obs.nodeHost, status, grpcStatus, requestMs, upstreamMs, obs.bytesReceived, obs.bytesSent);
+    this.metrics?.record(obs.route, obs.path, obs.authority, gatewayMade ? '' : obs.nodeHost, status, grpcStatus, requestMs, obs.upstreamMs, obs.bytesReceived, obs.bytesSent);
     if (this.accessLog !== undefined) {
-      obs.startedAt = TIME_ORIGIN + obs.startedHr;
-      obs.durationMs = requestMs;
-      obs.upstreamMs = upstreamMs;
-      const route = obs.route;
-      if (route !== undefined) {
-        obs.routeId = route.routeId;
-        obs.routeName = route.routeName;
-        obs.serviceId = route.serviceId;
-      }
+      // The record's times, route ids and node are getters over what the call filled in (call-observation.ts).
       if (this.encoder !== undefined) this.accessLog.writeRecord(obs, this.encoder);
       else if (this.format !== undefined) this.accessLog.write(this.format(obs));
     }

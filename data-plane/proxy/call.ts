@@ -136,9 +136,7 @@ export class Call implements StreamHandler {
     const obs = this.obs;
     if (obs !== undefined) {
       if (obs.upstreamStartHr === 0) obs.upstreamStartHr = readClockNow();
-      obs.nodeHost = this.node.host;
-      obs.nodePort = this.node.port;
-      obs.upstreamAddr = this.node.address;
+      obs.node = this.node;
     }
     if (this.upstream.tracksCalls) {
       this.attemptStartedAt = Date.now();
