@@ -268,8 +268,11 @@ class Run {
   private b: string | undefined;
   private c: string | undefined;
   private bytes: Buffer = Buffer.alloc(0);
+  private readonly write: (buf: Buffer, at: number, a: string, b: string, c: string) => number;
 
-  constructor(private readonly write: (buf: Buffer, at: number, a: string, b: string, c: string) => number) {}
+  constructor(write: (buf: Buffer, at: number, a: string, b: string, c: string) => number) {
+    this.write = write;
+  }
 
   put(buf: Buffer, at: number, a: string, b: string, c: string): number {
     if (a !== this.a || b !== this.b || c !== this.c) {

@@ -33,18 +33,20 @@ const DEFAULT_PORTS: Readonly<Record<string, number>> = { 'http:': 80, 'https:':
 const FORBIDDEN_IN_FIELD = /[\r\n\0]/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-const enum Framing {
+/** Where the response being read is (an object of numbers, not an enum: the code is erasable TypeScript). */
+const Framing = {
   /** Reading the status line and headers. */
-  Head,
+  Head: 0,
   /** content-length bytes left. */
-  Length,
+  Length: 1,
   /** Chunked: reading a chunk-size line, a chunk's data, or the trailer section. */
-  ChunkSize,
-  ChunkData,
-  Trailers,
+  ChunkSize: 2,
+  ChunkData: 3,
+  Trailers: 4,
   /** Until the connection closes. */
-  Close,
-}
+  Close: 5,
+} as const;
+type Framing = (typeof Framing)[keyof typeof Framing];
 
 export class Http1Poster {
   private readonly host: string;
@@ -58,7 +60,7 @@ export class Http1Poster {
   private pending: ((result: PostResult) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   // The response being read.
-  private framing = Framing.Head;
+  private framing: Framing = Framing.Head;
   private head = '';
   private status = 0;
   private keepAlive = true;
@@ -176,7 +178,7 @@ export class Http1Poster {
           this.head = '';
           if (error !== undefined) return this.fail(error);
           if (this.status < STATUS_SUCCESS_FIRST) continue; // 1xx: the real answer follows (framing is Head again)
-          if ((this.framing as Framing) === Framing.Length && this.left === 0) this.done();
+          if ((this.framing as Framing) === Framing.Length && this.left === 0) this.done(); // parseHead set it
           break;
         }
         case Framing.Length: {

@@ -139,17 +139,30 @@ export interface ServerSpanSource {
 const stringAttribute = (key: string, value: string): string => `{"key":"${key}","value":{"stringValue":${JSON.stringify(value)}}}`;
 const intAttribute = (key: string, value: number): string => `{"key":"${key}","value":${JSON.stringify(encodeValue(value))}}`;
 
-/** The last value a part of the span was made for, and the part: consecutive spans mostly share them. */
-class Part<K> {
-  private key: K | undefined;
+/**
+ * A part of the span made for the last keys it was asked with (compared by identity, then by value for strings),
+ * and made again only when they change: consecutive spans mostly share them.
+ */
+/** No key yet: unequal to anything a caller passes. */
+const UNSET = Symbol('unset');
+
+class Part {
+  private a: unknown = UNSET;
+  private b: unknown = UNSET;
+  private c: unknown = UNSET;
   private text = '';
+  private readonly make: (a: never, b: never, c: never) => string;
 
-  constructor(private readonly make: (key: K) => string) {}
+  constructor(make: (a: never, b: never, c: never) => string) {
+    this.make = make;
+  }
 
-  get(key: K): string {
-    if (key !== this.key) {
-      this.text = this.make(key);
-      this.key = key;
+  get(a: unknown, b?: unknown, c?: unknown): string {
+    if (a !== this.a || b !== this.b || c !== this.c) {
+      this.text = (this.make as (a: unknown, b: unknown, c: unknown) => string)(a, b, c);
+      this.a = a;
+      this.b = b;
+      this.c = c;
     }
     return this.text;
   }
@@ -162,8 +175,7 @@ class Part<K> {
  * them: a span costs ~1 µs instead of the ~6 µs of building attribute objects and stringifying each.
  */
 export class ServerSpanEncoder {
-  private readonly call = new Part<string>((key) => {
-    const [method, path, authority] = key.split('\n') as [string, string, string];
+  private readonly call = new Part((method: string, path: string, authority: string) => {
     const slash = path.lastIndexOf('/');
     return (
       `"name":${JSON.stringify(path)},"kind":${SPAN_KIND_SERVER},"attributes":[${stringAttribute('rpc.system', 'grpc')}` +
@@ -171,38 +183,23 @@ export class ServerSpanEncoder {
       `,${stringAttribute('http.request.method', method)},${stringAttribute('url.path', path)},${stringAttribute('server.address', authority)}`
     );
   });
-  private readonly client = new Part<string>((remoteAddr) => `,${stringAttribute('client.address', remoteAddr)}`);
-  private readonly route = new Part<ServerSpanSource['route']>((route) =>
+  private readonly client = new Part((remoteAddr: string) => `,${stringAttribute('client.address', remoteAddr)}`);
+  private readonly route = new Part((route: ServerSpanSource['route']) =>
     route === undefined ? '' : `,${stringAttribute('apisix.route_id', route.routeId)},${stringAttribute('apisix.route_name', route.routeName)},${stringAttribute('apisix.service_id', route.serviceId)}`,
   );
-  private nodeHost = '';
-  private nodePort = 0;
-  private nodePart = '';
-  private callKey = '';
-  private callMethod = '';
-  private callPath = '';
-  private callAuthority = '';
+  private readonly node = new Part((host: string, port: number) =>
+    host === '' ? '' : `,${stringAttribute('server.upstream.address', host)},${intAttribute('server.upstream.port', port)}`,
+  );
 
   /** `statusMessage` is the error status's message (used only when `error`). */
   encode(s: ServerSpanSource, startUnixMs: number, endUnixMs: number, error: boolean, statusMessage: string): string {
-    if (s.method !== this.callMethod || s.path !== this.callPath || s.authority !== this.callAuthority) {
-      this.callMethod = s.method;
-      this.callPath = s.path;
-      this.callAuthority = s.authority;
-      this.callKey = `${s.method}\n${s.path}\n${s.authority}`;
-    }
     let json = `{"traceId":"${s.traceId}","spanId":"${s.spanId}"`;
     if (s.parentSpanId !== '') json += `,"parentSpanId":"${s.parentSpanId}"`;
     if (s.traceState !== '') json += `,"traceState":${JSON.stringify(s.traceState)}`;
     json += `,"startTimeUnixNano":"${unixMsToNanos(startUnixMs)}","endTimeUnixNano":"${unixMsToNanos(endUnixMs)}",`;
-    json += this.call.get(this.callKey);
+    json += this.call.get(s.method, s.path, s.authority);
     json += `,{"key":"rpc.grpc.status_code","value":{"intValue":"${s.grpcStatus}"}},{"key":"http.response.status_code","value":{"intValue":"${s.status}"}}`;
-    if (s.nodeHost !== this.nodeHost || s.nodePort !== this.nodePort) {
-      this.nodeHost = s.nodeHost;
-      this.nodePort = s.nodePort;
-      this.nodePart = s.nodeHost === '' ? '' : `,${stringAttribute('server.upstream.address', s.nodeHost)},${intAttribute('server.upstream.port', s.nodePort)}`;
-    }
-    json += this.client.get(s.remoteAddr) + this.route.get(s.route) + this.nodePart;
+    json += this.client.get(s.remoteAddr) + this.route.get(s.route) + this.node.get(s.nodeHost, s.nodePort);
     if (s.requestId !== '') json += `,${stringAttribute('http.request.header.x_request_id', s.requestId)}`;
     return `${json}],"status":{"code":${error ? `${STATUS_CODE_ERROR},"message":${JSON.stringify(statusMessage)}` : STATUS_CODE_UNSET}}}`;
   }
