@@ -142,7 +142,9 @@ function applyEnv(config: ObservabilityConfig, env: Env): void {
   if (metrics) config.metrics.enable = onOff(metrics, 'GATEWAY_METRICS');
   const accessLog = env['GATEWAY_ACCESS_LOG'];
   if (accessLog) {
-    if (accessLog === 'off') config.accessLog.enable = false;
+    // The switch words of the other variables mean the same here: a log written to a file named "false" helps nobody.
+    if (accessLog === 'off' || accessLog === 'false' || accessLog === '0') config.accessLog.enable = false;
+    else if (accessLog === 'on' || accessLog === 'true' || accessLog === '1') config.accessLog.enable = true;
     else config.accessLog = { ...config.accessLog, enable: true, path: accessLog };
   }
   const format = env['GATEWAY_ACCESS_LOG_FORMAT'];

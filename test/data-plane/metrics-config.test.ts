@@ -91,3 +91,15 @@ ${standaloneDeployment(file)}`);
     assert.match(bad('plugin_attr:\n  request-id: { header_name: "grpc-id" }\n'), /plugin_attr\.request-id\.header_name/);
   });
 });
+
+describe('GATEWAY_ACCESS_LOG', () => {
+  test('off, false and 0 turn the log off; on, true and 1 keep the configured destination; anything else is a path', () => {
+    const yaml = 'nginx_config:\n  http: { enable_access_log: true, access_log: /var/log/gw.log }\n';
+    const accessLog = (value: string) => parseConfig(yaml, { GATEWAY_ACCESS_LOG: value }).observability.accessLog;
+    for (const value of ['off', 'false', '0']) assert.equal(accessLog(value).enable, false, value);
+    for (const value of ['on', 'true', '1']) assert.deepEqual([accessLog(value).enable, accessLog(value).path], [true, '/var/log/gw.log'], value);
+    assert.deepEqual([accessLog('/tmp/other.log').enable, accessLog('/tmp/other.log').path], [true, '/tmp/other.log']);
+    const off = parseConfig('nginx_config:\n  http: { enable_access_log: false }\n', { GATEWAY_ACCESS_LOG: 'on' }).observability.accessLog;
+    assert.deepEqual([off.enable, off.path], [true, 'stdout']);
+  });
+});
