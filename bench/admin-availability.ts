@@ -10,7 +10,7 @@
  * leader, when a new leader was seen (polled every 50 ms) and the slowest PUT sent after that. A last row sends
  * CONCURRENT PUTs of one key at once with no member frozen (the 1,000 × 503 of the issue) and counts the answers.
  *
- *   node --import tsx bench/admin-availability.ts [--puts 50] [--warmup 5] [--concurrent 1000]
+ *   node bench/admin-availability.ts [--puts 50] [--warmup 5] [--concurrent 1000]
  *
  * Loopback only, bounded (each PUT 30 s at most, every count capped), everything stopped in `finally`.
  */

@@ -4,7 +4,7 @@
  * checked after every read and every connection. Prints frames fed, connections, what the server answered per
  * kind (GOAWAY and RST_STREAM codes, connection-error reasons), exceptions caught and peak RSS.
  *
- *   node --import tsx bench/fuzz.ts [--frames 10000000] [--seconds S] [--seed N] [--plane] [--trace SESSION]
+ *   node bench/fuzz.ts [--frames 10000000] [--seconds S] [--seed N] [--plane] [--trace SESSION]
  *
  * --frames / --seconds: stop at whichever comes first (default 10 million frames, no time limit).
  * --plane: through a data plane on the native engine over loopback, to a grpc-js upstream (fuzz-plane.ts), then

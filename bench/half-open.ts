@@ -9,7 +9,7 @@
  * so that the default per-address cap (1000) does not refuse them (the global cap, 10620, does not either);
  * everything it starts is stopped and every wait is bounded. Prints one JSON report.
  *
- *   node --import tsx bench/half-open.ts [--count 10000] [--sources 20] [--header-timeout 10s]
+ *   node bench/half-open.ts [--count 10000] [--sources 20] [--header-timeout 10s]
  *
  * Each process needs COUNT + a few hundred file descriptors (`ulimit -n`; Node raises its soft limit to the hard one).
  */

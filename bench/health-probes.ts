@@ -17,9 +17,9 @@
  * WARMUP rounds after it, while V8 still compiles the hot path (a gateway probes for hours: the steady rounds are
  * what it costs).
  *
- *   node --import tsx bench/health-probes.ts [--nodes 1000] [--seconds 20] [--warmup 10] [--timeout 1000] [--batches 10]
+ *   node bench/health-probes.ts [--nodes 1000] [--seconds 20] [--warmup 10] [--timeout 1000] [--batches 10]
  *                                            [--server go|node]
- *   node --cpu-prof --cpu-prof-dir=/tmp/prof --import tsx bench/health-probes.ts     (where the time goes)
+ *   node --cpu-prof --cpu-prof-dir=/tmp/prof bench/health-probes.ts     (where the time goes)
  *
  * Loopback only; the child is stopped in `finally`.
  */
@@ -117,7 +117,7 @@ interface Round {
 }
 
 async function main(): Promise<void> {
-  const server = await spawnServers(serverKind === 'go' ? [buildGoServer(), '-listeners', String(nodes)] : [process.execPath, '--import', 'tsx', SERVER_SCRIPT, '--listeners', String(nodes)]);
+  const server = await spawnServers(serverKind === 'go' ? [buildGoServer(), '-listeners', String(nodes)] : [process.execPath, SERVER_SCRIPT, '--listeners', String(nodes)]);
   const prober = new Prober(silentLogger());
   const targets: ProbeTarget[] = server.ports.map((port) => ({ host: '127.0.0.1', port, scheme: 'grpc', tls: undefined }));
   const failures = new Map<string, number>();
@@ -163,7 +163,7 @@ async function main(): Promise<void> {
     if (failures.size > 0) console.log(`not successes: ${JSON.stringify(Object.fromEntries(failures))}`);
     const all = totals([dial, ...rounds]);
     console.log(`goal < ${GOAL_PERCENT} % of one core (steady): ${steady.cpuPercent < GOAL_PERCENT ? 'met' : 'MISSED'}; all successes: ${all.successes === all.probes ? 'yes' : 'NO'}`);
-    console.log(`\n  node --import tsx bench/health-probes.ts --nodes ${nodes} --seconds ${seconds} --warmup ${warmup} --timeout ${timeoutMs} --batches ${batches} --server ${serverKind}`);
+    console.log(`\n  node bench/health-probes.ts --nodes ${nodes} --seconds ${seconds} --warmup ${warmup} --timeout ${timeoutMs} --batches ${batches} --server ${serverKind}`);
     if (all.successes !== all.probes || steady.cpuPercent >= GOAL_PERCENT) process.exitCode = 1;
   } finally {
     await prober.close();

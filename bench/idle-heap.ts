@@ -3,7 +3,7 @@
  * in a child) to `net` (a bare net server, Node's floor), `tls` (a bare node:tls server negotiating ALPN h2: Node's
  * floor for TLS) or `native` (a standalone data plane on the native engine), then heap, external, array buffers and
  * RSS per connection after a full GC.
- *   node --expose-gc --import tsx bench/idle-heap.ts net|tls|native [N]
+ *   node --expose-gc bench/idle-heap.ts net|tls|native [N]
  */
 import { spawn } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
@@ -56,7 +56,7 @@ await new Promise((r) => setTimeout(r, 300));
 const before = mem();
 if (process.env['SNAP'] !== undefined) (await import('node:v8')).writeHeapSnapshot(`${process.env['SNAP']}.before`);
 const connector = ['bench/vs-nginx/idle-connector.ts', `127.0.0.1:${target.port}`, String(count), '256', mode === 'tls' ? 'tls' : 'h2c'];
-const child = spawn(process.execPath, ['--import', 'tsx', ...connector], { stdio: ['pipe', 'pipe', 'inherit'] });
+const child = spawn(process.execPath, [...connector], { stdio: ['pipe', 'pipe', 'inherit'] });
 const line = await new Promise<string>((resolve) => child.stdout.once('data', (b: Buffer) => resolve(b.toString())));
 await new Promise((r) => setTimeout(r, 1000));
 const after = mem();

@@ -8,7 +8,7 @@
  * through it while sampling its VmRSS, and stops it. Prints one JSON report on stdout: per engine the RSS growth against the goal (< 64 MiB), the call's
  * status and messages, and how far the upstream advanced during each stall. Everything it starts is stopped.
  *
- *   npm exec -- node --import tsx bench/memory-slow-reader.ts [--engine native|node|both] [--total-mib 200]
+ *   npm exec -- node bench/memory-slow-reader.ts [--engine native|node|both] [--total-mib 200]
  *                                                             [--message-kib 64] [--stall-ms 600]
  *
  * --engine takes one engine, `both` (the default) or a comma-separated list. Exit status 0 when every engine's run

@@ -1,7 +1,7 @@
 /**
  * Cost of one balancer pick (data-plane/upstream/balancers/): every type × 2, 16 and 256 nodes × no mask or ~10 %
  * of the nodes masked out (at least one), against the goal of under 1 µs per pick with no allocation.
- *   node --import tsx bench/pick.ts [picks]
+ *   node bench/pick.ts [picks]
  *
  * - least_conn and ewma run with 64 calls in flight: each iteration picks, begins, and ends the call begun 64
  *   iterations earlier (ewma hears 5-11 ms by node), so their figures are pick + begin + end, and ewma's include its

@@ -6,7 +6,7 @@
  * on each replica (see bench/lib/propagation-run.ts). Prints a markdown table and a one-line summary; the goal is
  * p99 < 50 ms to routed everywhere. It exits non-zero on errors only, never on a missed goal.
  *
- *   node --import tsx bench/propagation.ts [--changes 200] [--replicas 3] [--warmup 10] [--gap-ms 20] [--routes 0]
+ *   node bench/propagation.ts [--changes 200] [--replicas 3] [--warmup 10] [--gap-ms 20] [--routes 0]
  *                                          [--poll-gap-ms 0]
  *
  * `--routes N` first writes N routes straight into etcd (bench/lib/seed.ts), to measure propagation at scale.

@@ -12,7 +12,7 @@
  *   (c) Router.match per call at 10 and ROUTES routes, exact (`/svc<i>.S/M`) and prefix (`/svc<i>.S/*`) uris:
  *       ns/op of a tight loop over 1024 request paths after a warm-up, the median of several rounds.
  *
- *   node --import tsx bench/route-scale.ts [--routes 10000] [--changes 200] [--e2e-changes 100] [--rounds 5]
+ *   node bench/route-scale.ts [--routes 10000] [--changes 200] [--e2e-changes 100] [--rounds 5]
  *                                          [--only a,b,c]
  *
  * Prints markdown tables (medians, and p99 where it is a distribution). Goals: one change rebuilt in < 20 ms at
@@ -277,7 +277,7 @@ async function startupTimes(etcd: EtcdProcess): Promise<void> {
       ],
     ),
   );
-  console.log(`\nmedian of ${ROUNDS} rounds; the process times include node + tsx start-up and the listeners\n`);
+  console.log(`\nmedian of ${ROUNDS} rounds; the process times include node's start-up and the listeners\n`);
 }
 
 async function watchToSwap(etcd: EtcdProcess, upstream: OkUpstream): Promise<void> {

@@ -11,7 +11,7 @@
  * 2. Non-reading client: one connection opens STREAMS server streams (64 MiB each) and never sends WINDOW_UPDATE;
  *    reports the data plane's RSS growth (single process, so the RSS is its own) and how many streams were refused.
  *
- *   node --import tsx bench/security.ts [--seconds 20] [--attackers 2] [--workers 2] [--streams 1000]
+ *   node bench/security.ts [--seconds 20] [--attackers 2] [--workers 2] [--streams 1000]
  *
  * Prints one JSON report. Everything it starts is stopped, also on failure.
  */
@@ -129,7 +129,7 @@ async function waitForGateway(address: string): Promise<void> {
 }
 
 async function attackerProcess(target: string): Promise<{ streamsSent: number; connections: number; goawayCodes: Record<string, number> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/security.ts', '--attack-target', target, '--seconds', String(seconds)], {
+  const child = spawn(process.execPath, ['bench/security.ts', '--attack-target', target, '--seconds', String(seconds)], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });

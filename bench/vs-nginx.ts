@@ -346,8 +346,7 @@ async function main(): Promise<void> {
       if (lines.length > 0) notes.push(`${name} log (warn and above, last ${Math.min(lines.length, 5)} of ${lines.length}): ${lines.slice(-5).join(' | ').slice(0, 1500)}`);
     }
   }
-  // tsx's own esbuild service is this process's child and lives as long as it does.
-  const leftovers = [...cpuSnapshot(processTree([process.pid]).filter((pid) => pid !== process.pid)).comm].filter(([, comm]) => comm !== 'esbuild');
+  const leftovers = [...cpuSnapshot(processTree([process.pid]).filter((pid) => pid !== process.pid)).comm];
   if (leftovers.length > 0) notes.push(`processes left behind: ${leftovers.map(([pid, comm]) => `${pid} (${comm})`).join(', ')}`);
 
   const report = renderReport({ machine, rounds, quick, records, samples, idle, slowReader, notes, observability, seconds: loadCases.map((c) => seconds(c)),

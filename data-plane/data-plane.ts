@@ -17,7 +17,7 @@ import type { GatewayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import { RebuildThrottle } from './config/rebuild-throttle.ts';
 import { describe } from '../shared/errors.ts';
-import { createConfigSource, type ConfigState } from './config/source.ts';
+import type { ConfigSource, ConfigState } from './config/source.ts';
 import { Snapshots, buildSnapshot, checkersInUse, type Snapshot } from './config/snapshots.ts';
 import { HealthRegistry } from './upstream/health/registry.ts';
 import type { HealthChange } from './upstream/health/checker.ts';
@@ -65,6 +65,12 @@ export interface DataPlaneOptions {
   health?: { probes: boolean; publish?: (change: HealthChange) => void };
   /** false in worker processes: their primary serves the scrape (summed over workers) on export_addr. */
   serveMetrics?: boolean;
+  /**
+   * Where the configuration comes from: by default the source `config` names (etcd or the standalone file,
+   * config/create-source.ts, loaded only then). Worker processes pass the states their primary relays
+   * (config/relay.ts), and so never load etcd3.
+   */
+  source?: (onChange: (state: ConfigState) => void) => ConfigSource;
 }
 
 export async function startDataPlane(options: DataPlaneOptions): Promise<DataPlane> {
@@ -117,7 +123,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     },
   );
   const apply = (state: ConfigState): void => throttle.push(state);
-  const source = createConfigSource(config, log, apply);
+  const source = options.source !== undefined ? options.source(apply) : (await import('./config/create-source.ts')).createConfigSource(config, log, apply);
   let phase: StatusPhase = StatusPhase.loading;
   const report = (): StatusReport => ({
     phase,

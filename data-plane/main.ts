@@ -13,7 +13,8 @@ import { StatusPhase } from './status-server.ts';
 import { answerMetricsRequest } from './observability/cluster-metrics.ts';
 import { missingDataPlaneNodeFlags } from './node-flags.ts';
 import type { PemPair } from './tls/default-cert.ts';
-import { PROBING_WORKER_ID, WORKER_DEFAULT_CERT_ENV, WORKER_ID_ENV, startPrimary, type PrimaryMessage, type WorkerMessage } from './workers.ts';
+import { RelayedConfigSource } from './config/relay.ts';
+import { PROBING_WORKER_ID, startPrimary, type PrimaryMessage, type WorkerMessage } from './workers.ts';
 
 /** How often a worker checks whether its status changed, to tell the primary. */
 const WORKER_REPORT_MS = 250;
@@ -32,26 +33,35 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
     process.exit(1);
   }
 } else {
-  const worker = cluster.isWorker ? Number(process.env[WORKER_ID_ENV] ?? cluster.worker?.id ?? 0) : undefined;
+  const worker = cluster.isWorker ? (config.dataPlane.worker?.id ?? cluster.worker?.id ?? 0) : undefined;
   const log = worker === undefined ? baseLog : baseLog.child({ worker });
   const send = (message: WorkerMessage): void => {
     if (process.connected) process.send?.(message);
   };
   try {
     // A worker's status is served by its primary; it presents the primary's default certificate.
-    const certText = process.env[WORKER_DEFAULT_CERT_ENV];
+    const certText = config.dataPlane.worker?.defaultCertJson;
     const defaultCert = worker !== undefined && certText !== undefined ? (JSON.parse(certText) as PemPair) : undefined;
     if (worker !== undefined) send({ type: 'gateway:status', report: { phase: StatusPhase.loading, revision: undefined, routes: 0, watch: { connected: false, since: Date.now() } } });
-    // Health changes relayed by the primary while this worker starts are kept, and applied once it runs.
+    // A worker reads no configuration itself: its primary relays every state (config/relay.ts). Config messages go
+    // to the relayed source at once, even while the data plane starts; health changes relayed while this worker
+    // starts are kept, and applied once it runs.
+    const relayed = worker === undefined ? undefined : new RelayedConfigSource();
     const early: PrimaryMessage[] = [];
     let onPrimaryMessage = (message: PrimaryMessage): void => void early.push(message);
-    if (worker !== undefined) process.on('message', (message: PrimaryMessage) => onPrimaryMessage(message));
+    if (relayed !== undefined) {
+      process.on('message', (message: PrimaryMessage) => {
+        if (!relayed.receive(message)) onPrimaryMessage(message);
+      });
+      send({ type: 'gateway:config-request' });
+    }
     const dataPlane = await startDataPlane({
       config: worker === undefined ? config : { ...config, status: undefined },
       log,
       ...(defaultCert === undefined ? {} : { defaultCert }),
       // The primary serves the scrape (summed over workers) on export_addr.
       ...(worker === undefined ? {} : { serveMetrics: false }),
+      ...(relayed === undefined ? {} : { source: (onChange) => relayed.use(onChange) }),
       // One process per replica probes (workers.ts PROBING_WORKER_ID); every worker publishes what it saw change.
       health:
         worker === undefined

@@ -1,16 +1,18 @@
 /**
  * Worker processes (`nginx_config.worker_processes`): the primary forks N data-plane workers with node:cluster, all
- * serving the same gRPC ports (the primary accepts and hands connections out round-robin), each following etcd
- * itself. The primary proxies nothing: it owns the status port, replaces a worker that dies, and on SIGTERM asks
- * every worker to drain and waits for them.
+ * serving the same gRPC ports (the primary accepts and hands connections out round-robin). The primary proxies
+ * nothing: it reads the configuration (the replica's one etcd watch, or the standalone file) and relays every
+ * validated change to the workers (config/relay.ts), owns the status port, replaces a worker that dies, and on
+ * SIGTERM asks every worker to drain and waits for them.
  *
  * Workers report to the primary over the cluster IPC channel: their bound addresses once, and their status
- * (phase, revision, route count, watch health) whenever it changes. /readyz is 200 while at least one worker
- * serves (the primary hands connections only to workers that listen); `config_stale` if any worker's watch is down;
- * `revision` is the oldest revision in service, so a probe never sees a change before every worker has it.
+ * (phase, revision, route count) whenever it changes. /readyz is 200 while at least one worker serves (the primary
+ * hands connections only to workers that listen); `config_stale` while the primary's watch is down or a worker
+ * cannot apply the newest state; `revision` is the oldest revision in service, so a probe never sees a change before
+ * every worker has it.
  */
 import cluster, { type Worker } from 'node:cluster';
-import type { GatewayConfig } from '../shared/config.ts';
+import { WORKER_DEFAULT_CERT_ENV, WORKER_ID_ENV, type GatewayConfig } from '../shared/config.ts';
 import { describe } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { BoundAddress } from './listeners.ts';
@@ -21,10 +23,9 @@ import { loadDefaultCert } from './tls/default-cert.ts';
 import { loadUpstreamTls } from './tls/tls-policy.ts';
 import type { CheckerState, HealthChange } from './upstream/health/checker.ts';
 import { ClusterMetrics, type MetricsRequest, type MetricsResponse } from './observability/cluster-metrics.ts';
+import { ConfigRelay, type RelayMessage, type RelayPeer, type RelayRequest } from './config/relay.ts';
+import type { ConfigSource } from './config/source.ts';
 
-/** The environment variable carrying the primary's default certificate to its workers, so all present the same one. */
-export const WORKER_DEFAULT_CERT_ENV = 'GATEWAY_WORKER_DEFAULT_CERT';
-export const WORKER_ID_ENV = 'GATEWAY_WORKER_ID';
 
 /** Messages from a worker to the primary. */
 export type WorkerMessage =
@@ -35,7 +36,9 @@ export type WorkerMessage =
   /** The probing worker's checker states, for /v1/healthcheck and for workers that start later. */
   | { type: 'gateway:health-report'; states: CheckerState[] }
   /** Its metrics' values, answering the primary's scrape (observability/cluster-metrics.ts). */
-  | MetricsResponse;
+  | MetricsResponse
+  /** Its listener for the primary's messages is installed: send the whole configuration (config/relay.ts). */
+  | RelayRequest;
 
 /** Messages from the primary to a worker. */
 export type PrimaryMessage =
@@ -44,7 +47,9 @@ export type PrimaryMessage =
   | { type: 'gateway:health-sync'; states: CheckerState[]; changes: HealthChange[] }
   | MetricsRequest
   /** SIGUSR1 reached the primary: reopen the access-log file. */
-  | { type: 'gateway:reopen-logs' };
+  | { type: 'gateway:reopen-logs' }
+  /** The configuration, whole then by changes, and the watch health (config/relay.ts). */
+  | RelayMessage;
 
 /** Relayed changes the primary remembers for workers that start later (the newest per checker and node). */
 const MAX_REMEMBERED_CHANGES = 10_000;
@@ -75,12 +80,26 @@ interface Slot {
   respawn: NodeJS.Timeout | undefined;
 }
 
+/** How often the primary checks whether its watch health changed, to tell the workers (as they report theirs). */
+const HEALTH_RELAY_MS = 250;
+
 export async function startPrimary(config: GatewayConfig, log: Logger): Promise<Primary> {
   const count = config.dataPlane.workerProcesses;
   const defaultCert = await loadDefaultCert(config.ssl.defaultCertFile, config.ssl.defaultKeyFile);
   await loadUpstreamTls(config.tls.trustedCertificateFile); // an unreadable CA bundle stops the start here, not in every worker
   const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, worker: undefined, startedAt: 0, crashes: 0, status: undefined, respawn: undefined }));
-  const startedAt = Date.now();
+  // The replica's one config reader; loaded here only, so workers never load etcd3 (config/create-source.ts).
+  const { createConfigSource } = await import('./config/create-source.ts');
+  let relay: ConfigRelay | undefined;
+  const source: ConfigSource = createConfigSource(config, log, (state) => relay?.publish(state));
+  const configRelay = new ConfigRelay(() => source.health());
+  relay = configRelay;
+  source.start().then(
+    (state) => configRelay.publish(state),
+    () => undefined, // only rejects once closed
+  );
+  const healthRelay = setInterval(() => configRelay.checkHealth(), HEALTH_RELAY_MS);
+  healthRelay.unref();
   let stopping = false;
   let announced = false;
 
@@ -89,11 +108,8 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
     const serving = workers.filter((w) => w.phase === StatusPhase.serving);
     const phase = stopping ? StatusPhase.draining : serving.length > 0 ? StatusPhase.serving : StatusPhase.loading;
     const oldest = serving.reduce<WorkerStatus | undefined>((min, w) => (min === undefined || BigInt(w.revision ?? '0') < BigInt(min.revision ?? '0') ? w : min), undefined);
-    const stale = workers.filter((w) => !w.watch.connected);
-    const watch =
-      stale.length > 0
-        ? { connected: false, since: Math.min(...stale.map((w) => w.watch.since)) }
-        : { connected: workers.length > 0, since: Math.max(startedAt, ...workers.map((w) => w.watch.since)) };
+    // The replica's one watch is the primary's.
+    const watch = source.health();
     // A worker that cannot apply the configuration makes the whole stale (status-server.ts): its error is shown.
     const failing = workers.find((w) => w.config?.error !== undefined);
     const config = { error: failing?.config?.error, skipped: Math.max(0, ...workers.map((w) => w.config?.skipped ?? 0)) };
@@ -128,12 +144,15 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
     slot.respawn = undefined;
     if (stopping) return;
     const worker = cluster.fork({ [WORKER_ID_ENV]: String(slot.id), [WORKER_DEFAULT_CERT_ENV]: JSON.stringify(defaultCert) });
+    const peer: RelayPeer = { send: (message) => tell(worker, message) };
     slot.worker = worker;
     slot.startedAt = Date.now();
     slot.status = undefined;
     worker.on('message', (message: WorkerMessage) => {
       if (slot.worker !== worker) return;
-      if (message.type === 'gateway:status') {
+      if (message.type === 'gateway:config-request') {
+        configRelay.request(peer);
+      } else if (message.type === 'gateway:status') {
         slot.status = { id: slot.id, pid: worker.process.pid ?? 0, ...message.report };
       } else if (message.type === 'gateway:health') {
         if (healthChanges.size >= MAX_REMEMBERED_CHANGES) healthChanges.clear();
@@ -161,6 +180,7 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
     worker.on('error', (err: Error) => log.warn({ worker: slot.id, error: describe(err) }, 'worker IPC error'));
     worker.on('exit', (code, signal) => {
       clusterMetrics.onExit(worker);
+      configRelay.remove(peer);
       if (slot.worker !== worker) return;
       slot.worker = undefined;
       slot.status = undefined;
@@ -204,6 +224,8 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
           );
         }
         await Promise.all(exits);
+        clearInterval(healthRelay);
+        await source.close();
         clusterMetrics.close();
         await metricsServer?.close();
         await status?.close();

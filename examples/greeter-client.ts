@@ -2,8 +2,8 @@
  * A grpcurl stand-in (grpcurl is not packaged for this machine), so the seed document's calls can be run as written
  * apart from the program name:
  *
- *   node --import tsx examples/greeter-client.ts -plaintext -d '{"name":"apisix"}' 127.0.0.1:9081 helloworld.Greeter.SayHello
- *   node --import tsx examples/greeter-client.ts -insecure -d '{"name":"apisix"}' 127.0.0.1:9443 helloworld.Greeter.SayHello
+ *   node examples/greeter-client.ts -plaintext -d '{"name":"apisix"}' 127.0.0.1:9081 helloworld.Greeter.SayHello
+ *   node examples/greeter-client.ts -insecure -d '{"name":"apisix"}' 127.0.0.1:9443 helloworld.Greeter.SayHello
  *
  * What it copies from grpcurl: responses as protojson with two-space indent, one after another for streams, `{\n  \n}`
  * for an empty message; a failed call as `ERROR:\n  Code: <Name>\n  Message: <details>` on stderr with exit code

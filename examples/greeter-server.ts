@@ -8,7 +8,7 @@
  * grpc-js does not expose: how many connections reached it (pooling) and the SNI of each TLS handshake (what the
  * gateway sends upstream for scheme grpcs).
  *
- *   node --import tsx examples/greeter-server.ts [--grpc-address :50051] [--grpcs-address :50052]
+ *   node examples/greeter-server.ts [--grpc-address :50051] [--grpcs-address :50052]
  *        [--cert cert.pem --key key.pem] [--id name]          (an empty address disables that listener)
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';

@@ -44,7 +44,7 @@ const CLUSTER_TOKEN = 'grpc-gateway-local-cluster';
 const ETCD_HOST = '127.0.0.1';
 /** A fresh cluster elects a leader in ~1 s; a restart on an existing folder replays its WAL first. */
 const ETCD_READY_LIMIT_MS = 30_000;
-/** tsx compiles on start; several processes starting at once on a small machine take a while. */
+/** Several processes starting at once on a small machine take a while. */
 const PROCESS_READY_LIMIT_MS = 60_000;
 /** Replicas drain calls in flight for worker_shutdown_timeout (10 s by default) before they exit. */
 const REPLICA_STOP_GRACE_MS = 15_000;
@@ -338,7 +338,7 @@ async function main(): Promise<void> {
   const adminKey = config.admin.keys.find((k) => k.role === 'admin')?.key ?? '';
   const adminUrl = `http://${adminIp.includes(':') ? `[${adminIp}]` : adminIp}:${options.adminPort}/apisix/admin`;
   const planeEnv = { ...process.env, GATEWAY_ETCD_HOSTS: hosts.join(',') };
-  const controlPlane = start('control-plane', 'control-plane', process.execPath, ['--import', 'tsx', 'control-plane/main.ts'], {
+  const controlPlane = start('control-plane', 'control-plane', process.execPath, ['control-plane/main.ts'], {
     env: { ...planeEnv, GATEWAY_ADMIN_LISTEN: `${adminIp}:${options.adminPort}` },
   });
   await waitFor('the admin API did not answer 200', () => answers(`${adminUrl}/routes`, { 'X-API-KEY': adminKey }), PROCESS_READY_LIMIT_MS, {
@@ -348,7 +348,7 @@ async function main(): Promise<void> {
   // data-plane replicas
   const replicas = Array.from({ length: options.replicas }, (_, i) => {
     const status = `http://127.0.0.1:${options.statusPort + i}`;
-    const child = start(`replica-${i}`, 'data-plane', process.execPath, [...dataPlaneNodeFlags(), '--import', 'tsx', 'data-plane/main.ts'], {
+    const child = start(`replica-${i}`, 'data-plane', process.execPath, [...dataPlaneNodeFlags(), 'data-plane/main.ts'], {
       env: {
         ...planeEnv,
         GATEWAY_H2C_LISTEN: `${grpcIp}:${options.h2cPort + i}`,

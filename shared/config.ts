@@ -125,7 +125,18 @@ export interface DataPlaneProcessConfig {
   snapshotCache: string | undefined;
   /** yaml provider: how often the file is checked for changes, in ms; 1000 (APISIX's) when unset. For tests only. */
   standalonePollMs?: number;
+  /** yaml provider: the environment `${{VAR}}` in the standalone file is replaced from (the one this config was read with). */
+  standaloneEnv: Env;
+  /**
+   * Set in a worker process by its primary (data-plane/workers.ts, through the environment of the fork): the
+   * worker's id and the primary's default certificate (PEM pair as JSON), so that every worker presents the same one.
+   */
+  worker: { id: number; defaultCertJson: string | undefined } | undefined;
 }
+
+/** The environment variables a data-plane primary gives each worker it forks (read here, like every variable). */
+export const WORKER_ID_ENV = 'GATEWAY_WORKER_ID';
+export const WORKER_DEFAULT_CERT_ENV = 'GATEWAY_WORKER_DEFAULT_CERT';
 
 export type Env = Record<string, string | undefined>;
 
@@ -196,6 +207,8 @@ export function parseConfig(text: string, env: Env = {}): GatewayConfig {
       configProvider: parseProvider(roleDataPlane['config_provider'] ?? 'etcd', 'deployment.role_data_plane.config_provider'),
       standaloneFile: resolvePath(optionalString(roleDataPlane['config_file'], 'deployment.role_data_plane.config_file') ?? DEFAULT_STANDALONE_FILE),
       snapshotCache: optionalPath(etcd['snapshot_cache'], 'deployment.etcd.snapshot_cache'),
+      standaloneEnv: env,
+      worker: env[WORKER_ID_ENV] === undefined ? undefined : { id: Number(env[WORKER_ID_ENV]), defaultCertJson: env[WORKER_DEFAULT_CERT_ENV] },
     },
     connections: parseConnectionLimits(nginx),
     http2: parseHttp2Limits(nginx),

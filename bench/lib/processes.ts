@@ -1,5 +1,5 @@
 /**
- * The gateway's two processes as the benchmarks run them: `node --import tsx data-plane/main.ts` and
+ * The gateway's two processes as the benchmarks run them: `node data-plane/main.ts` and
  * `control-plane/main.ts`, configured through the environment the way a container is (shared/config.ts), on free
  * loopback ports, the status port off and one worker process per data plane, so that several replicas fit on one
  * machine. Each is ready once it answers (a gRPC call gets a grpc-status; the admin API lists routes).
@@ -124,7 +124,7 @@ interface SpawnedNode extends BenchProcess {
 function spawnNode(args: readonly string[], env: Record<string, string>): SpawnedNode {
   const fullEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   delete fullEnv['NODE_TEST_CONTEXT'];
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', ...args], {
+  const child: ChildProcess = spawn(process.execPath, [...args], {
     cwd: REPO_ROOT,
     env: fullEnv,
     stdio: ['ignore', 'pipe', 'pipe'],

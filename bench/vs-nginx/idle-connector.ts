@@ -6,7 +6,7 @@
  * `count` on stdin prints {"open":N}, the established connections still open.
  *
  * Run with a raised open-files limit (the benchmark uses `prlimit --nofile=...`):
- *   node --import tsx bench/vs-nginx/idle-connector.ts 127.0.0.1:9081 10000 [concurrency] [tls]
+ *   node bench/vs-nginx/idle-connector.ts 127.0.0.1:9081 10000 [concurrency] [tls]
  */
 import { connect, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';

@@ -33,7 +33,7 @@ export async function measureIdle(address: string, count: number, pids: () => nu
   const connector = spawnTracked(
     'idle-connector',
     'prlimit',
-    [`--nofile=${limit}:${limit}`, '--', process.execPath, '--import', 'tsx', 'bench/vs-nginx/idle-connector.ts', address, String(count), '256', tls ? 'tls' : 'h2c'],
+    [`--nofile=${limit}:${limit}`, '--', process.execPath, 'bench/vs-nginx/idle-connector.ts', address, String(count), '256', tls ? 'tls' : 'h2c'],
     { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] },
   );
   const lines = createInterface({ input: connector.child.stdout! });

@@ -347,8 +347,8 @@ export function renderReport(input: ReportInput): string {
     }
     const parts = order.map((pid, i) => {
       const entry = pids.get(pid) as { comm: string; values: number[] };
-      // The first is the master/primary; tsx's esbuild service (a child of every gateway process) is named as such.
-      const role = i === 0 ? (r.target === 'nginx' ? 'master' : 'primary') : entry.comm === 'esbuild' ? 'esbuild' : 'worker';
+      // The first is the master/primary.
+      const role = i === 0 ? (r.target === 'nginx' ? 'master' : 'primary') : 'worker';
       return `${role} ${pid}: ${fmt(median(entry.values), 1)}`;
     });
     perProcess.push([r.caseId, r.target, parts.join(' · ')]);

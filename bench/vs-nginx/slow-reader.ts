@@ -32,7 +32,7 @@ export async function runSlowReader(c: SlowReaderCase, engines: readonly Http2En
   const child = spawnTracked(
     'memory-slow-reader',
     process.execPath,
-    ['--import', 'tsx', 'bench/memory-slow-reader.ts', '--engine', engines.join(','), '--total-mib', String(totalMiB), '--message-kib', String(c.messageKiB)],
+    ['bench/memory-slow-reader.ts', '--engine', engines.join(','), '--total-mib', String(totalMiB), '--message-kib', String(c.messageKiB)],
     { cwd: REPO_ROOT },
   );
   let stdout = '';

@@ -15,14 +15,8 @@
 import type { PluginsConf } from '../../shared/schema/plugins.ts';
 import type { RouteConf } from '../../shared/schema/route.ts';
 import type { UpstreamConf } from '../../shared/schema/upstream.ts';
+import type { ClientCertificate } from '../upstream/client-certificate.ts';
 import type { ConfigItem, ConfigState } from './config-state.ts';
-
-export interface ClientCertificate {
-  /** Where it came from, so sessions are pooled per certificate (`inline@<upstream>` or `ssl/<id>@<revision>`). */
-  id: string;
-  cert: string;
-  key: string;
-}
 
 export type ResolvedRoute =
   | {

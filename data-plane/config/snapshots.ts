@@ -29,6 +29,7 @@
 import type { Logger } from '../../shared/logger.ts';
 import type { RouteConf } from '../../shared/schema/route.ts';
 import { Router, type RouteEntry } from '../routing/router.ts';
+import type { RouteTarget } from '../routing/route-target.ts';
 import { SniTable } from '../tls/sni-table.ts';
 import type { ListenerTlsOptions } from '../tls/tls-policy.ts';
 import { resolveUpstream, type ResolvedUpstream } from '../upstream/upstream.ts';
@@ -39,15 +40,6 @@ import { lookupsHold, resolveRoute, type Lookup } from './resolve-route.ts';
 import { TargetsById } from './targets-view.ts';
 
 /** What a matched route resolves to for its calls. */
-export interface RouteTarget {
-  readonly upstream: ResolvedUpstream;
-  /** Set when the route's references cannot be followed: every call is answered with this error. */
-  readonly error: GatewayError | undefined;
-  /** `grpc-limits` caps in bytes; undefined = no cap. */
-  readonly maxRequestMessageBytes: number | undefined;
-  readonly maxResponseMessageBytes: number | undefined;
-}
-
 /** How one route was built: what the next build compares to decide whether it may keep the route's entry. */
 export interface RouteBuild {
   readonly item: ConfigItem<RouteConf>;

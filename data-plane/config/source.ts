@@ -1,13 +1,10 @@
 /**
  * Where a data plane's configuration comes from: etcd (range read + watch, written by the control plane), or a
  * standalone YAML file (APISIX's conf/apisix.yaml, `config_provider: yaml`). Both hand the data plane the same
- * immutable ConfigState, first from start(), then on every change through onChange.
+ * immutable ConfigState, first from start(), then on every change through onChange. With worker processes, only the
+ * primary runs one (create-source.ts) and its workers get the states relayed (relay.ts).
  */
-import type { GatewayConfig } from '../../shared/config.ts';
-import type { Logger } from '../../shared/logger.ts';
 import type { ConfigState } from './config-state.ts';
-import { createEtcdConfigSource } from './etcd-source.ts';
-import { createYamlConfigSource } from './yaml-source.ts';
 
 export type { ConfigState } from './config-state.ts';
 
@@ -25,24 +22,4 @@ export interface ConfigSource {
   health(): WatchHealth;
   /** Idempotent: stops watches, timers and clients. */
   close(): Promise<void>;
-}
-
-export function createConfigSource(config: GatewayConfig, log: Logger, onChange: (state: ConfigState) => void): ConfigSource {
-  const keyring = config.dataEncryption.keyring;
-  if (config.dataPlane.configProvider === 'yaml') {
-    return createYamlConfigSource({ file: config.dataPlane.standaloneFile, keyring, log, onChange, ...(config.dataPlane.standalonePollMs === undefined ? {} : { pollMs: config.dataPlane.standalonePollMs }) });
-  }
-  const { etcd } = config;
-  return createEtcdConfigSource({
-    hosts: etcd.hosts,
-    prefix: etcd.prefix,
-    timeoutMs: etcd.timeoutMs,
-    ...(etcd.username === undefined ? {} : { username: etcd.username }),
-    ...(etcd.password === undefined ? {} : { password: etcd.password }),
-    ...(etcd.tls === undefined ? {} : { tls: etcd.tls }),
-    ...(config.dataPlane.snapshotCache === undefined ? {} : { snapshotCache: config.dataPlane.snapshotCache }),
-    keyring,
-    log,
-    onChange,
-  });
 }

@@ -2,7 +2,8 @@
  * A snapshot's `targets` (route id → RouteTarget) as a read-only view of its route builds rather than a map of its
  * own: a snapshot build then fills one map of all routes fewer (about 0.6 ms at 10,000 routes, bench/route-scale.ts).
  */
-import type { RouteBuild, RouteTarget } from './snapshots.ts';
+import type { RouteTarget } from '../routing/route-target.ts';
+import type { RouteBuild } from './snapshots.ts';
 
 /** `targets` as a view of `routeBuilds`: one map fewer to fill per build (about 0.6 ms at 10,000 routes). */
 export class TargetsById implements ReadonlyMap<string, RouteTarget> {

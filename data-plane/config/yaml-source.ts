@@ -40,8 +40,8 @@ export interface YamlConfigSourceOptions {
   onChange: (state: ConfigState) => void;
   /** How often the file's mtime is checked; APISIX: every second. */
   pollMs?: number;
-  /** Values for `${{VAR}}`; the process environment when absent. */
-  env?: Env;
+  /** Values for `${{VAR}}` (the config module owns process.env: GatewayConfig's `dataPlane.standaloneEnv`). */
+  env: Env;
 }
 
 /** APISIX re-reads conf/apisix.yaml once a second when its mtime changed. */
@@ -76,8 +76,7 @@ class YamlSource implements ConfigSource {
     this.#log = options.log.child({ module: 'yaml-source', file: options.file });
     this.#store = new ConfigStore(KEY_PREFIX, this.#log, options.keyring);
     this.#pollMs = options.pollMs ?? DEFAULT_POLL_MS;
-    // The config module owns process.env; standalone files use the same substitution and the same environment.
-    this.#env = options.env ?? process.env;
+    this.#env = options.env;
   }
 
   start(): Promise<ConfigState> {

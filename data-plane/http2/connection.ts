@@ -345,7 +345,7 @@ export abstract class Http2Connection {
     // Nagle would hold the second small write of a turn for the peer's ACK: one flush per turn is our batching.
     if (typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
     // Bound methods rather than arrow fields: an idle connection is mostly its closures otherwise (each arrow
-    // function a runtime that keeps names, such as tsx, gives its own 256-byte property store).
+    // function that a loader gives a name, as tsx did, gets its own 256-byte property store).
     readSocket(socket, this.onSocketBytes.bind(this));
     socket.on('drain', this.resumeBlocked.bind(this));
     const gone = this.onSocketGone.bind(this);

@@ -11,20 +11,21 @@ import { DEFAULT_HEADER_TABLE_SIZE, DynamicTable, ENTRY_OVERHEAD, STATIC_BY_NAME
 import { huffmanEncode, huffmanLength } from './huffman.ts';
 
 /** How a field of a given name is represented when the table holds no full match for it. */
-const enum Policy {
+const Policy = {
   /** A literal with incremental indexing (§6.2.1), when the entry fits. */
-  Index = 0,
+  Index: 0,
   /** Credentials are never indexed (§7.1.3): a shared table would let another stream probe them. */
-  Never = 1,
+  Never: 1,
   /** Cookies are never indexed only when short: a short value is guessable, a long one costs too much to resend. */
-  Cookie = 2,
+  Cookie: 2,
   /**
    * Values that change on every call: indexing them would only evict fields that repeat (§6.2.2). The first one
    * is indexed all the same when the name is in neither table, so that later ones refer to the name by its index
    * instead of sending it again: one entry of the table, saving every peer from decoding the name on every call.
    */
-  Volatile = 3,
-}
+  Volatile: 3,
+} as const;
+type Policy = (typeof Policy)[keyof typeof Policy];
 const SHORT_COOKIE = 20;
 
 /** What the encoder knows of a name before looking at the dynamic table: one map lookup per field. */

@@ -158,13 +158,18 @@ class Tracked implements ConnectionWatch {
   private openStreams = 0;
   private disposed = false;
 
-  constructor(
-    private readonly socket: Socket,
-    readonly ip: string,
-    readonly tuple: string,
-    private readonly limits: ConnectionLimits,
-    private readonly headerTimeouts: LimitedLog,
-  ) {
+  private readonly socket: Socket;
+  readonly ip: string;
+  readonly tuple: string;
+  private readonly limits: ConnectionLimits;
+  private readonly headerTimeouts: LimitedLog;
+
+  constructor(socket: Socket, ip: string, tuple: string, limits: ConnectionLimits, headerTimeouts: LimitedLog) {
+    this.socket = socket;
+    this.ip = ip;
+    this.tuple = tuple;
+    this.limits = limits;
+    this.headerTimeouts = headerTimeouts;
     this.headerTimer = setTimeout(headerTimedOut, limits.headerTimeoutMs, this);
     this.headerTimer.unref();
   }

@@ -66,10 +66,13 @@ class RateLimitedWarning {
   private lastAt = -Infinity;
   private dropped = 0;
 
-  constructor(
-    private readonly log: Logger,
-    private readonly message: string,
-  ) {}
+  private readonly log: Logger;
+  private readonly message: string;
+
+  constructor(log: Logger, message: string) {
+    this.log = log;
+    this.message = message;
+  }
 
   note(lines: number, err: unknown): void {
     this.dropped += lines;
@@ -117,7 +120,10 @@ class AccessLogWriter implements AccessLog {
   private idleWaiters: Array<() => void> = [];
   private readonly flushNow = (): void => this.flush();
 
-  constructor(private readonly options: AccessLogOptions) {
+  private readonly options: AccessLogOptions;
+
+  constructor(options: AccessLogOptions) {
+    this.options = options;
     this.maxBufferBytes = options.maxBufferBytes ?? DEFAULT_MAX_BUFFER_BYTES;
     this.writeFailed = new RateLimitedWarning(options.log, 'access log write failed; lines dropped');
     this.bufferFull = new RateLimitedWarning(options.log, 'access log buffer full; lines dropped');

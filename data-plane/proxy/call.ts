@@ -23,7 +23,7 @@
 import { BadRequest, DeadlineExceeded, MessageTooLarge, UpstreamConnectError, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
 import { GrpcStatus, grpcStatusFromHttp } from '../../shared/grpc-status.ts';
 import type { Logger } from '../../shared/logger.ts';
-import type { RouteTarget } from '../config/snapshots.ts';
+import type { RouteTarget } from '../routing/route-target.ts';
 import { ErrorCode, type Http2Stream, type ResetReasonValue, type StreamHandler } from '../http2/connection.ts';
 import { fieldValue } from '../http2/fields.ts';
 import type { ClientConnection } from '../http2/client-connection.ts';
@@ -49,12 +49,8 @@ export interface CallDeps {
   observer?: Observer | undefined;
 }
 
-const enum Phase {
-  Connecting,
-  Waiting,
-  Streaming,
-  Finished,
-}
+const Phase = { Connecting: 0, Waiting: 1, Streaming: 2, Finished: 3 } as const;
+type Phase = (typeof Phase)[keyof typeof Phase];
 
 const EMPTY = Buffer.alloc(0);
 /** nginx's status for a request whose client closed the connection first. */
@@ -69,7 +65,7 @@ export class Call implements StreamHandler {
   readonly upstream: ResolvedUpstream;
   private readonly deps: CallDeps;
   private node: UpstreamNode;
-  private phase = Phase.Connecting;
+  private phase: Phase = Phase.Connecting;
   private attempt: Attempt | undefined;
   /** Attempts started (including connects that failed). */
   private attempts = 0;

@@ -24,7 +24,7 @@ import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type Outgo
 import { BadRequest, DeadlineExceeded, MessageTooLarge, UpstreamConnectError, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
 import { GrpcStatus, grpcStatusFromHttp } from '../../shared/grpc-status.ts';
 import type { Logger } from '../../shared/logger.ts';
-import type { RouteTarget } from '../config/snapshots.ts';
+import type { RouteTarget } from '../routing/route-target.ts';
 import type { PooledSession, SessionPool } from '../upstream/pool.ts';
 import type { ResolvedUpstream, UpstreamNode } from '../upstream/upstream.ts';
 import { MAX_TIMER_DELAY_MS, clampDelay } from '../timers.ts';

@@ -11,10 +11,10 @@ import { describe } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { SslConf } from '../../shared/schema/ssl.ts';
 import { createCertificateContext } from '../../shared/tls-check.ts';
-import type { ConfigItem } from '../config/config-state.ts';
 import type { ListenerTlsOptions } from './tls-policy.ts';
 
-type SslItem = ConfigItem<SslConf>;
+/** An `ssls` object as the configuration holds it (config/config-state.ts's ConfigItem, structurally). */
+type SslItem = { readonly id: string; readonly value: SslConf; readonly modRevision: string };
 
 export interface CachedContext {
   id: string;

@@ -4,7 +4,7 @@
  * timeout, retries). Built once per config change, never per call.
  */
 import type { UpstreamConf } from '../../shared/schema/upstream.ts';
-import type { ClientCertificate } from '../config/resolve-route.ts';
+import type { ClientCertificate } from './client-certificate.ts';
 import { parseHostPort } from '../../shared/validate.ts';
 import { createBalancer } from './balancers/index.ts';
 import type { Balancer } from './balancers/types.ts';
@@ -141,11 +141,10 @@ class Picker {
   private readonly slots = new Map<UpstreamNode, { group: Group; index: number }>();
   private seen = -1;
 
-  constructor(
-    nodes: readonly UpstreamNode[],
-    type: NonNullable<UpstreamConf['type']>,
-    private readonly checker: HealthChecker | undefined,
-  ) {
+  private readonly checker: HealthChecker | undefined;
+
+  constructor(nodes: readonly UpstreamNode[], type: NonNullable<UpstreamConf['type']>, checker: HealthChecker | undefined) {
+    this.checker = checker;
     const byPriority = new Map<number, UpstreamNode[]>();
     for (const node of nodes) {
       const group = byPriority.get(node.priority);

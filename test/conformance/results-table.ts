@@ -2,7 +2,7 @@
  * The conformance suite's result as a markdown table, case × combination, for the README. The test file records
  * every test's outcome here; when `CONFORMANCE_TABLE=<path>` is set, its after() hook writes the table there:
  *
- *   CONFORMANCE_TABLE=conformance.md node --import tsx --test test/conformance/interop.test.ts
+ *   CONFORMANCE_TABLE=conformance.md node --test test/conformance/interop.test.ts
  *
  * Not a test itself (no `.test.ts`), and nothing is written without the variable.
  */

@@ -1,5 +1,5 @@
 /**
- * The control-plane process as an operator runs it: `node --import tsx control-plane/main.ts` with GATEWAY_*
+ * The control-plane process as an operator runs it: `node control-plane/main.ts` with GATEWAY_*
  * variables. It must refuse the documented admin key on a public address, and otherwise listen, write through to
  * etcd, and exit 0 on SIGTERM.
  */
@@ -14,7 +14,7 @@ import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
 import { freePort } from '../helpers/ports.ts';
 import { CURL_FORM_TYPE, SEED_ROUTE_BODY } from './admin-fixture.ts';
 
-/** Generous: a cold `tsx` start compiles every module of the control plane. */
+/** Generous: a cold start loads every module of the control plane, on a machine that may be busy. */
 const START_DEADLINE_MS = 30_000;
 const POLL_MS = 100;
 
@@ -28,7 +28,7 @@ function startControlPlane(env: Record<string, string>): Running {
   const base = { ...process.env };
   // The test decides every GATEWAY_* value; none may leak in from the developer's shell.
   for (const name of Object.keys(base)) if (name.startsWith('GATEWAY_')) delete base[name];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'control-plane/main.ts'], {
+  const child = spawn(process.execPath, ['control-plane/main.ts'], {
     cwd: REPO_ROOT,
     env: { ...base, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

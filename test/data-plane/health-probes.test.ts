@@ -423,7 +423,7 @@ interface Child {
 async function spawnHealthServer(port = 0): Promise<Child> {
   const env = { ...process.env };
   delete env['NODE_TEST_CONTEXT'];
-  const child = spawn(process.execPath, ['--import', 'tsx', HEALTH_SERVER_SCRIPT, '--port', String(port)], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [HEALTH_SERVER_SCRIPT, '--port', String(port)], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const ports = await new Promise<number[]>((resolve, reject) => {
     let out = '';

@@ -64,7 +64,7 @@ async function harness(initial: string | undefined, options: Partial<YamlConfigS
     await rename(temp, file);
   };
   if (initial !== undefined) await write(initial);
-  const source = createYamlConfigSource({ file, log, onChange: (state) => changes.push(state), pollMs: POLL_MS, ...options });
+  const source = createYamlConfigSource({ file, log, onChange: (state) => changes.push(state), pollMs: POLL_MS, env: {}, ...options });
   sources.push(source);
   return {
     file,
@@ -326,7 +326,7 @@ colours: [red]
     await h.source.close(); // idempotent
     assert.equal(h.source.health().connected, false);
     // A live source on the same file sees the change: by then the closed one would have seen it too.
-    const witness = createYamlConfigSource({ file: h.file, log: pino({ level: 'silent' }), onChange: () => undefined, pollMs: POLL_MS });
+    const witness = createYamlConfigSource({ file: h.file, log: pino({ level: "silent" }), onChange: () => undefined, pollMs: POLL_MS, env: {} });
     sources.push(witness);
     await witness.start();
     await h.write(routeFile('/x.Y/Z'));

@@ -288,7 +288,7 @@ describe('upstream health checks (issue #13)', { timeout: 180_000 }, () => {
 
 /** examples/greeter-server.ts in a child process (h2c only), so that a test can freeze it. */
 async function spawnGreeter(port: number, id: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/greeter-server.ts', '--grpc-address', `127.0.0.1:${port}`, '--grpcs-address', '', '--id', id], {
+  const child = spawn(process.execPath, ['examples/greeter-server.ts', '--grpc-address', `127.0.0.1:${port}`, '--grpcs-address', '', '--id', id], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -27,7 +27,7 @@ function childEnv(): NodeJS.ProcessEnv {
 }
 
 test('the node:http2 engine passes conformance, the seed path and the fault suites', { timeout: 600_000 }, async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=tap', ...SUITES], {
+  const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=tap', ...SUITES], {
     cwd: root,
     env: childEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],

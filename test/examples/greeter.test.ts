@@ -33,7 +33,7 @@ interface ProgramRun {
 }
 
 async function runProgram(script: string, args: readonly string[]): Promise<ProgramRun> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: REPO_ROOT });
+  const child = spawn(process.execPath, [script, ...args], { cwd: REPO_ROOT });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -287,7 +287,7 @@ describe('greeter-server as a program', () => {
   test('serves grpc on the given address and stops cleanly on SIGTERM', async (t) => {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'examples/greeter-server.ts', '--grpc-address', '127.0.0.1:0', '--grpcs-address', '', '--id', 'prog'],
+      ['examples/greeter-server.ts', '--grpc-address', '127.0.0.1:0', '--grpcs-address', '', '--id', 'prog'],
       { cwd: REPO_ROOT },
     );
     t.after(() => {

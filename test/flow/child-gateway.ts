@@ -1,5 +1,5 @@
 /**
- * A data plane in its own process, `node --import tsx data-plane/main.ts`, configured the way a container is
+ * A data plane in its own process, `node data-plane/main.ts`, configured the way a container is
  * (GATEWAY_ETCD_HOSTS, GATEWAY_H2C_LISTEN, GATEWAY_TLS_LISTEN, LOG_LEVEL; shared/config.ts applyEnvOverrides), so
  * that its resident memory can be measured alone (/proc/<pid>/status VmRSS) while a test process drives traffic
  * through it. Routes are written straight into etcd with an etcd3 client, as the control plane would.
@@ -61,7 +61,7 @@ export async function spawnChildGateway(etcdEndpoint: string, options: ChildGate
   };
   // The test runner marks its own children; the gateway is not one of them.
   delete env['NODE_TEST_CONTEXT'];
-  const command = [...(options.launcher ?? []), process.execPath, '--import', 'tsx', 'data-plane/main.ts'];
+  const command = [...(options.launcher ?? []), process.execPath, 'data-plane/main.ts'];
   const child: ChildProcess = spawn(command[0] ?? process.execPath, command.slice(1), {
     cwd: REPO_ROOT,
     env,

@@ -14,7 +14,7 @@
  * Run as a program it serves in a child process (the freeze test stops it with SIGSTOP; the benchmark keeps the
  * servers' CPU out of the prober's) and prints one JSON line, `{"ports":[…]}`, once it listens:
  *
- *   node --import tsx test/helpers/grpc-health.ts [--host 127.0.0.1] [--port 0] [--listeners 1]
+ *   node test/helpers/grpc-health.ts [--host 127.0.0.1] [--port 0] [--listeners 1]
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';

@@ -230,11 +230,15 @@ function handle(method: string, call: WireCall, headers: IncomingHttpHeaders, re
 class Responder {
   #gzip = false;
 
-  constructor(
-    private readonly stream: ServerHttp2Stream,
-    private readonly call: WireCall,
-    private readonly clientAcceptsGzip: boolean,
-  ) {}
+  private readonly stream: ServerHttp2Stream;
+  private readonly call: WireCall;
+  private readonly clientAcceptsGzip: boolean;
+
+  constructor(stream: ServerHttp2Stream, call: WireCall, clientAcceptsGzip: boolean) {
+    this.stream = stream;
+    this.call = call;
+    this.clientAcceptsGzip = clientAcceptsGzip;
+  }
 
   /** Response headers; `grpc-encoding: gzip` when some message will be compressed and the client accepts gzip. */
   start(compressSome: boolean): void {

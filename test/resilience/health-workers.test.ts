@@ -1,5 +1,5 @@
 /**
- * Issue #13 with worker processes (`node --import tsx data-plane/main.ts`, 2 workers, a real etcd, real Greeter
+ * Issue #13 with worker processes (`node data-plane/main.ts`, 2 workers, a real etcd, real Greeter
  * nodes with grpc.health.v1):
  *
  * - One process per replica probes: each node's health service sees Check calls from exactly one connection

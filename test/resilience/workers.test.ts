@@ -1,12 +1,14 @@
 /**
- * Issue #5: data-plane worker processes and replicas, as operators run them (`node --import tsx data-plane/main.ts`
+ * Issue #5: data-plane worker processes and replicas, as operators run them (`node data-plane/main.ts`
  * in child processes against a real etcd, real @grpc/grpc-js clients, a real greeter upstream).
  *
- * 1. Two workers serve one port: connections are spread over both, each worker follows etcd itself, so a route
- *    change reaches every connection; the status port lists both workers.
+ * 1. Two workers serve one port: connections are spread over both, the replica holds one etcd watch (the primary's,
+ *    counted by etcd itself) and relays each change to both workers, so a route change reaches every connection; the
+ *    status port lists both workers.
  * 2. A worker killed with SIGKILL while calls flow: only calls in flight on its connections may fail (at most one
- *    per client, each client making one call at a time), the primary starts a replacement, the other worker keeps
- *    its pid, and every client is served again.
+ *    per client, each client making one call at a time), the primary starts a replacement, which gets the current
+ *    configuration at once, the other worker keeps its pid, every client is served again, and there is still one
+ *    watch.
  * 3. SIGTERM to the primary during a server stream: the stream completes, the primary exits 0, no worker is left.
  * 4. A rolling restart of three replicas (SIGTERM, wait for the exit, start again on the same ports, wait for
  *    /readyz) under a steady unary load from a round-robin client over the three: not one call fails.
@@ -64,6 +66,14 @@ async function waitForStatus(gw: ChildGateway, ok: (body: StatusBody) => boolean
     await sleep(100);
   }
   throw new Error(`${what} within ${limitMs} ms; last status ${JSON.stringify(last)}\n${gw.output()}`);
+}
+
+/** etcd's own count of the watchers it serves (a gauge of its /metrics). */
+async function etcdWatchers(endpoint: string): Promise<number> {
+  const text = await (await fetch(`${endpoint}/metrics`)).text();
+  const line = /^etcd_debugging_mvcc_watcher_total (\d+)$/m.exec(text);
+  assert.ok(line !== null, 'etcd exports etcd_debugging_mvcc_watcher_total');
+  return Number(line[1]);
 }
 
 const allServing = (n: number) => (body: StatusBody) => (body.workers ?? []).filter((w) => w.status === 'ok').length === n;
@@ -125,7 +135,7 @@ describe('data-plane worker processes', { timeout: 180_000 }, () => {
     await etcd?.close();
   });
 
-  test('two workers share the port and each follows etcd', async (t) => {
+  test('two workers share the port; the replica holds one etcd watch and both follow it', async (t) => {
     assert.ok(gateway !== undefined && etcd !== undefined && nodeB !== undefined && nodeA !== undefined);
     const gw = gateway;
     const own = ownClients(gw.h2cAddress, CLIENTS);
@@ -134,7 +144,7 @@ describe('data-plane worker processes', { timeout: 180_000 }, () => {
     assert.deepEqual(first.map((r) => r.servedBy), own.map(() => 'A'), JSON.stringify(first.map((r) => r.status)));
 
     await putEtcdJson(etcd.endpoint, '/apisix/routes/1', { uri: '/helloworld.Greeter/*', upstream: { scheme: 'grpc', nodes: { [nodeB.address]: 1 } } });
-    // Every connection, whichever worker holds it, moves to B: each worker applied the change from its own watch.
+    // Every connection, whichever worker holds it, moves to B: the primary relayed the change to each worker.
     const deadlineAt = Date.now() + READY_LIMIT_MS;
     let servedBy: (string | undefined)[] = [];
     while (Date.now() < deadlineAt) {
@@ -148,6 +158,7 @@ describe('data-plane worker processes', { timeout: 180_000 }, () => {
     assert.deepEqual(new Set(status.workers?.map((w) => w.id)), new Set([0, 1]));
     assert.equal(new Set(status.workers?.map((w) => w.pid)).size, 2, 'two distinct worker processes');
     assert.ok(!status.workers?.some((w) => w.pid === gw.pid), 'the primary proxies nothing itself');
+    assert.equal(await etcdWatchers(etcd.endpoint), 1, 'one etcd watcher for the replica, not one per worker');
     // Each worker runs with the data plane's V8 flags (data-plane/node-flags.ts), though the primary was started without.
     for (const w of status.workers ?? []) {
       const argv = readFileSync(`/proc/${w.pid}/cmdline`, 'utf8').split('\0');
@@ -181,8 +192,11 @@ describe('data-plane worker processes', { timeout: 180_000 }, () => {
     assert.ok(result.failed.length <= CLIENTS, `at most the calls in flight on the killed worker may fail: ${result.failed.length}`);
     assert.ok(result.ok > CLIENTS * 10, `calls kept flowing: ${result.ok}`);
     // Every client is served again afterwards.
+    // The replacement started from the current configuration (route 1 on B since the first test), not the first.
     const afterwards = await Promise.all(own.map((c) => sayHello(c, 'after', undefined, deadline())));
-    assert.deepEqual(afterwards.map((r) => r.status.code), own.map(() => 0));
+    assert.deepEqual(afterwards.map((r) => [r.status.code, r.servedBy]), own.map(() => [0, 'B']));
+    assert.ok(etcd !== undefined);
+    assert.equal(await etcdWatchers(etcd.endpoint), 1, 'still one etcd watcher');
   });
 
   test('SIGTERM to the primary: a server stream in flight completes, then every process exits', async (t) => {

@@ -22,7 +22,7 @@ import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../
 import { freePort } from '../helpers/ports.ts';
 
 const REPLICAS = 2;
-/** etcd, the control plane and two replicas, each compiled by tsx at start. */
+/** etcd, the control plane and two replicas. */
 const READY_LIMIT_MS = 90_000;
 /** A route written through the admin API reaching a replica. */
 const ROUTE_LIMIT_MS = 30_000;
@@ -59,7 +59,7 @@ describe('npm run local-cluster', { timeout: 240_000 }, () => {
     const proc = spawn(
       process.execPath,
       [
-        '--import', 'tsx', 'scripts/local-cluster.ts',
+        'scripts/local-cluster.ts',
         '--replicas', String(REPLICAS),
         '--data-dir', dataDir,
         '--etcd-client-ports', ports.etcdClient.join(','),
@@ -208,7 +208,7 @@ test('npm run local-cluster without an etcd binary says how to install it and ex
   const bin = mkdtempSync(join(tmpdir(), 'gw-noetcd-'));
   try {
     symlinkSync(process.execPath, join(bin, 'node'));
-    const result = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/local-cluster.ts'], {
+    const result = spawnSync(process.execPath, ['scripts/local-cluster.ts'], {
       cwd: REPO_ROOT,
       env: { PATH: bin },
       encoding: 'utf8',

@@ -16,7 +16,7 @@ test('npm start without an etcd binary says how to install it and exits 1', asyn
   try {
     symlinkSync(process.execPath, join(bin, 'node'));
     const port = await freePort();
-    const result = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/start-local.ts'], {
+    const result = spawnSync(process.execPath, ['scripts/start-local.ts'], {
       cwd: REPO_ROOT,
       env: { PATH: bin, GATEWAY_ETCD_HOSTS: `http://127.0.0.1:${port}` },
       encoding: 'utf8',

@@ -161,7 +161,9 @@ deployment:
   role_data_plane: { config_provider: yaml, config_file: /etc/gw/apisix.yaml }
   etcd: { snapshot_cache: /var/cache/gw.json }
 `).dataPlane;
-    assert.deepEqual(file, { workerProcesses: 3, shutdownTimeoutMs: 120_000, configProvider: 'yaml', standaloneFile: '/etc/gw/apisix.yaml', snapshotCache: '/var/cache/gw.json' });
+    assert.deepEqual(file, { workerProcesses: 3, shutdownTimeoutMs: 120_000, configProvider: 'yaml', standaloneFile: '/etc/gw/apisix.yaml', snapshotCache: '/var/cache/gw.json', standaloneEnv: {}, worker: undefined });
+    // A worker process learns its id and the primary's certificate from the environment of its fork.
+    assert.deepEqual(parseConfig('', { GATEWAY_WORKER_ID: '2', GATEWAY_WORKER_DEFAULT_CERT: '{"cert":"c","key":"k"}' }).dataPlane.worker, { id: 2, defaultCertJson: '{"cert":"c","key":"k"}' });
     const env = parseConfig('', {
       GATEWAY_WORKER_PROCESSES: '4',
       GATEWAY_SHUTDOWN_TIMEOUT: '2.5',
@@ -169,7 +171,9 @@ deployment:
       GATEWAY_STANDALONE_FILE: '/tmp/a.yaml',
       GATEWAY_SNAPSHOT_CACHE: '/tmp/c.json',
     }).dataPlane;
-    assert.deepEqual(env, { workerProcesses: 4, shutdownTimeoutMs: 2_500, configProvider: 'yaml', standaloneFile: '/tmp/a.yaml', snapshotCache: '/tmp/c.json' });
+    const { standaloneEnv, ...rest } = env;
+    assert.deepEqual(rest, { workerProcesses: 4, shutdownTimeoutMs: 2_500, configProvider: 'yaml', standaloneFile: '/tmp/a.yaml', snapshotCache: '/tmp/c.json', worker: undefined });
+    assert.equal(standaloneEnv['GATEWAY_STANDALONE_FILE'], '/tmp/a.yaml', 'the standalone file is substituted from the same environment');
     assert.equal(parseConfig('', { GATEWAY_WORKER_PROCESSES: 'auto' }).dataPlane.workerProcesses, availableParallelism());
     assert.equal(parseConfig('deployment: { etcd: { snapshot_cache: /x.json } }', { GATEWAY_SNAPSHOT_CACHE: 'off' }).dataPlane.snapshotCache, undefined);
     assert.throws(() => parseConfig('nginx_config: { worker_processes: 0 }'), /nginx_config\.worker_processes: expected auto or a whole number/);

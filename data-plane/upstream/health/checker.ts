@@ -72,11 +72,14 @@ class NodeState {
   ejectedUntil = 0;
   /** The ejection was made in another process, which logs and publishes its end: here it ends quietly. */
   ejectedElsewhere = false;
-  constructor(
-    readonly node: CheckedNode,
-    /** Where the active probes go (made once per node: probes allocate nothing for it). */
-    readonly target: ProbeTarget,
-  ) {}
+  readonly node: CheckedNode;
+  /** Where the active probes go (made once per node: probes allocate nothing for it). */
+  readonly target: ProbeTarget;
+
+  constructor(node: CheckedNode, target: ProbeTarget) {
+    this.node = node;
+    this.target = target;
+  }
 
   clearFailures(): void {
     this.httpFailure = this.tcpFailure = this.timeouts = 0;
@@ -104,15 +107,21 @@ export class HealthChecker {
   /** Probes in flight (bounded by `active.concurrency`). */
   private inFlight = 0;
 
-  constructor(
-    /** Identity: the upstream's key, its checks and what the probes depend on (registry.ts). */
-    readonly id: string,
-    /** `upstreams/1`, `route/7`, `service/2`. */
-    readonly upstream: string,
-    readonly policy: HealthPolicy,
-    private readonly targetOf: (node: CheckedNode) => ProbeTarget,
-    private readonly deps: CheckerDeps,
-  ) {}
+  /** Identity: the upstream's key, its checks and what the probes depend on (registry.ts). */
+  readonly id: string;
+  /** `upstreams/1`, `route/7`, `service/2`. */
+  readonly upstream: string;
+  readonly policy: HealthPolicy;
+  private readonly targetOf: (node: CheckedNode) => ProbeTarget;
+  private readonly deps: CheckerDeps;
+
+  constructor(id: string, upstream: string, policy: HealthPolicy, targetOf: (node: CheckedNode) => ProbeTarget, deps: CheckerDeps) {
+    this.id = id;
+    this.upstream = upstream;
+    this.policy = policy;
+    this.targetOf = targetOf;
+    this.deps = deps;
+  }
 
   /** The nodes to watch: new ones start healthy (and are probed at once), those not listed stop being probed. */
   setNodes(nodes: readonly CheckedNode[]): void {

@@ -611,12 +611,15 @@ class SocketProbe extends Pending {
   req: http.ClientRequest | undefined;
   private done = false;
 
-  constructor(
-    private readonly prober: Prober,
-    private readonly resolve: (result: ProbeResult) => void,
-    public socket: net.Socket | undefined,
-  ) {
+  private readonly prober: Prober;
+  private readonly resolve: (result: ProbeResult) => void;
+  socket: net.Socket | undefined;
+
+  constructor(prober: Prober, resolve: (result: ProbeResult) => void, socket: net.Socket | undefined) {
     super();
+    this.prober = prober;
+    this.resolve = resolve;
+    this.socket = socket;
     prober.addPending(this);
   }
 

@@ -14,7 +14,7 @@
  */
 import type { Logger } from '../../../shared/logger.ts';
 import type { UpstreamConf } from '../../../shared/schema/upstream.ts';
-import type { ClientCertificate } from '../../config/resolve-route.ts';
+import type { ClientCertificate } from '../client-certificate.ts';
 import type { UpstreamTlsDefaults } from '../../tls/tls-policy.ts';
 import { HealthChecker, type CheckedNode, type CheckerState, type HealthChange } from './checker.ts';
 import { healthPolicy } from './policy.ts';
@@ -49,7 +49,10 @@ export class HealthRegistry {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(private readonly options: HealthRegistryOptions) {
+  private readonly options: HealthRegistryOptions;
+
+  constructor(options: HealthRegistryOptions) {
+    this.options = options;
     this.log = options.log.child({ module: 'health' });
     this.prober = options.probes ? new Prober(this.log) : undefined;
   }

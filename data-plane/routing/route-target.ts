@@ -1,0 +1,16 @@
+/**
+ * What a matched route leads to: the upstream a call is forwarded to, or the error every call on it is answered with,
+ * and the route's message-size caps. The router holds these (router.ts); snapshots build them (config/snapshots.ts);
+ * the proxy reads them (proxy/).
+ */
+import type { GatewayError } from '../../shared/errors.ts';
+import type { ResolvedUpstream } from '../upstream/upstream.ts';
+
+export interface RouteTarget {
+  readonly upstream: ResolvedUpstream;
+  /** Set when the route's references cannot be followed: every call is answered with this error. */
+  readonly error: GatewayError | undefined;
+  /** `grpc-limits` caps in bytes; undefined = no cap. */
+  readonly maxRequestMessageBytes: number | undefined;
+  readonly maxResponseMessageBytes: number | undefined;
+}
