@@ -26,7 +26,6 @@ import { ClusterMetrics, type MetricsRequest, type MetricsResponse } from './obs
 import { ConfigRelay, type RelayMessage, type RelayPeer, type RelayRequest } from './config/relay.ts';
 import type { ConfigSource } from './config/source.ts';
 
-
 /** Messages from a worker to the primary. */
 export type WorkerMessage =
   | { type: 'gateway:listening'; addresses: readonly BoundAddress[] }
@@ -90,10 +89,8 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
   const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, worker: undefined, startedAt: 0, crashes: 0, status: undefined, respawn: undefined }));
   // The replica's one config reader; loaded here only, so workers never load etcd3 (config/create-source.ts).
   const { createConfigSource } = await import('./config/create-source.ts');
-  let relay: ConfigRelay | undefined;
-  const source: ConfigSource = createConfigSource(config, log, (state) => relay?.publish(state));
   const configRelay = new ConfigRelay(() => source.health());
-  relay = configRelay;
+  const source: ConfigSource = createConfigSource(config, log, (state) => configRelay.publish(state));
   source.start().then(
     (state) => configRelay.publish(state),
     () => undefined, // only rejects once closed

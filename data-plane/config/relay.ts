@@ -167,7 +167,7 @@ export interface RelayPeer {
  */
 export class ConfigRelay {
   #state: ConfigState | undefined;
-  #health: () => WatchHealth;
+  readonly #health: () => WatchHealth;
   /** Workers that asked, in the order they did; each gets every change from the state it was given. */
   readonly #peers = new Set<RelayPeer>();
   readonly #waiting = new Set<RelayPeer>();
