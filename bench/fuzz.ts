@@ -13,6 +13,7 @@
  * Exit status 1 when an invariant broke or an exception escaped.
  */
 import { parseArgs } from 'node:util';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import { FuzzFailure, formatStats, fuzzInProcess, type FuzzStats } from '../test/http2/fuzz-harness.ts';
 import { fuzzThroughPlane, startPlane, upstreamStreamsDrained } from '../test/http2/fuzz-plane.ts';
 
@@ -61,7 +62,7 @@ try {
       console.log(`  upstream pool after the run: ${JSON.stringify(drained)}`);
       const result = await fixture.sayHello('after the fuzzing');
       console.log(`  legitimate call afterwards: grpc-status ${result.status.code}, ${JSON.stringify(result.message)}`);
-      if (drained.streams !== 0 || drained.bufferedBytes !== 0 || result.status.code !== 0) failed = true;
+      if (drained.streams !== 0 || drained.bufferedBytes !== 0 || result.status.code !== GrpcStatus.OK) failed = true;
     } finally {
       await fixture.close();
     }

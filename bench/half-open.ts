@@ -89,7 +89,7 @@ async function wave(gateway: ChildGateway, kind: string, first: Buffer | undefin
     peak.rss = Math.max(peak.rss, gateway.rssKiB() ?? 0);
   }, SAMPLE_MS);
   const calls: boolean[] = [];
-  let waveOver = false;
+  let waveOver = false as boolean; // set when the wave ends, which the loop below waits for
   const legitimate = (async () => {
     while (!waveOver) {
       calls.push(await legitimateCall(gateway.h2cAddress));

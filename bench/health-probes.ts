@@ -254,7 +254,7 @@ async function spawnServers(command: readonly string[]): Promise<Servers> {
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const ports = await new Promise<number[]>((resolve, reject) => {
     let out = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString('utf8');
       const newline = out.indexOf('\n');
       if (newline >= 0) resolve((JSON.parse(out.slice(0, newline)) as { ports: number[] }).ports);
@@ -306,7 +306,7 @@ function buildGoServer(): string {
 /** The child's user + system CPU so far (Linux /proc; NaN elsewhere). */
 function childCpuMs(child: ChildProcess): number {
   try {
-    const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+    const stat = readFileSync(`/proc/${String(child.pid)}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;

@@ -44,7 +44,7 @@ const { values } = parseArgs({
 const totalBytes = Number(values['total-mib']) * MiB;
 const messageBytes = Number(values['message-kib']) * 1024;
 const stallMs = Number(values['stall-ms']);
-const engines = parseEngines(values.engine ?? 'both');
+const engines = parseEngines(values.engine);
 
 function parseEngines(value: string): Http2Engine[] {
   if (value === 'both') return [...ENGINES];

@@ -36,13 +36,13 @@ function run(b: Balancer, usable: Uint8Array | undefined, picks: number, track: 
   let held = 0;
   let k = 0;
   for (let p = 0; p < picks; p++) {
-    const i = b.pick(usable, keys[k]!);
+    const i = b.pick(usable, keys[k] as string);
     k = k + 1 === keys.length ? 0 : k + 1;
     sum += i;
     if (!track || i < 0) continue;
     b.begin(i);
     if (held === IN_FLIGHT) {
-      const old = flight[slot]!;
+      const old = flight[slot] as number;
       b.end(old, 5 + (old % 7), false);
     } else {
       held++;

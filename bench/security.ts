@@ -135,7 +135,7 @@ async function attackerProcess(target: string): Promise<{ streamsSent: number; c
   });
   stops.push(() => stopChild(child, 5000));
   let out = '';
-  child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
   await new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return JSON.parse(out.trim() || '{"streamsSent":0,"connections":0,"goawayCodes":{}}') as { streamsSent: number; connections: number; goawayCodes: Record<string, number> };
 }

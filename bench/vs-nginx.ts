@@ -125,7 +125,7 @@ if (values.help) {
   process.exit(0);
 }
 
-const quick = values.quick === true;
+const quick = values.quick;
 const rounds = Number(values.rounds ?? (quick ? 1 : 3));
 /** Measured seconds per run; a case's own `seconds` is scaled to this. */
 const secondsOverride = values.seconds === undefined ? undefined : Number(values.seconds);
@@ -138,7 +138,7 @@ if (unknownCase !== undefined) {
 }
 let targetNames: TargetName[];
 try {
-  targetNames = parseTargets(values.targets ?? DEFAULT_TARGETS);
+  targetNames = parseTargets(values.targets);
 } catch (err) {
   console.error(err instanceof Error ? err.message : String(err));
   process.exit(2);
@@ -161,7 +161,12 @@ function seconds(c: LoadCase): number {
 
 function versionOf(command: string): string {
   const out = spawnSync('bash', ['-c', command], { encoding: 'utf8' });
-  return `${out.stdout ?? ''}${out.stderr ?? ''}`.trim().split('\n')[0] ?? '?';
+  return `${orEmpty(out.stdout)}${orEmpty(out.stderr)}`.trim().split('\n')[0] ?? '?';
+}
+
+/** spawnSync's output, null when the process could not start (its types say string). */
+function orEmpty(output: string | null): string {
+  return output ?? '';
 }
 
 function machineInfo(): MachineInfo {
@@ -176,8 +181,8 @@ function machineInfo(): MachineInfo {
     go: versionOf('go version').replace(/^go version go/, ''),
     grpcGo: versionOf("dpkg-query -W -f='${Version}' golang-google-grpc-dev"),
     h2load: versionOf('h2load --version'),
-    nginxListen: values['nginx-reuseport'] === true ? 'reuseport' : 'default accept',
-    gatewayWorkers: values.workers ?? 'auto',
+    nginxListen: values['nginx-reuseport'] ? 'reuseport' : 'default accept',
+    gatewayWorkers: values.workers,
     gatewaySettings: GATEWAY_BENCH_SETTINGS.map(settingText).join(', '),
     loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
   };
@@ -198,7 +203,7 @@ function raiseOpenFiles(needed: number): void {
 
 async function main(): Promise<void> {
   stopAllOnSignals();
-  if (values['skip-setup'] !== true) {
+  if (!values['skip-setup']) {
     const setup = spawnSync('bash', [join(REPO_ROOT, 'bench/setup.sh')], { stdio: 'inherit' });
     if (setup.status !== 0) throw new Error(`bench/setup.sh failed (exit ${String(setup.status)})`);
   }
@@ -233,15 +238,15 @@ async function main(): Promise<void> {
     const gateways: GatewayTarget[] = [];
     for (const name of targetNames) {
       if (name === 'direct') targets.push(directTarget(upstream));
-      else if (name === 'nginx') targets.push(await startNginx(join(dir, 'nginx'), upstream, tls, values['nginx-reuseport'] === true));
+      else if (name === 'nginx') targets.push(await startNginx(join(dir, 'nginx'), upstream, tls, values['nginx-reuseport']));
       else {
         const engine = engineOf(name);
         const wants = GATEWAY_TARGETS[name].observability;
         const accessLogFile = wants.accessLog ? join(dir, name, 'access.log') : undefined;
         const config = writeGatewayBenchConfig(join(dir, name), name, { accessLogFile, collector: wants.tracing ? sink?.address : undefined });
         // startGateway checks that every serving process logged this engine before the target is used.
-        const gateway = await startGateway(upstream, { name, workers: values.workers ?? 'auto', engine, configFile: config.file, env: config.env });
-        gatewayOutputs.set(name, gateway.output);
+        const gateway = await startGateway(upstream, { name, workers: values.workers, engine, configFile: config.file, env: config.env });
+        gatewayOutputs.set(name, () => gateway.output());
         if (wants.accessLog || wants.tracing) {
           observers.set(name, runObserver({ accessLogFile, sink: wants.tracing ? sink : undefined, batchTimeoutMs: config.observability.tracing.batch.batchTimeoutMs }));
         }

@@ -7,7 +7,7 @@
  * route so it documents them all.
  *
  * Every response, errors included, carries `Content-Type: application/json` and `X-API-VERSION: v3`, as APISIX's
- * admin API does (apisix-compat §2.1). Fastify's per-request logs are off: the admin API logs failures only.
+ * admin API does. Fastify's per-request logs are off: the admin API logs failures only.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { GatewayConfig } from '../shared/config.ts';

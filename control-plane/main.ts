@@ -28,6 +28,7 @@ async function main(): Promise<void> {
   if (refusal !== undefined) return fail(refusal);
 
   const log = createLogger({ level: config.log.level, name: 'control-plane' });
+  if (config.ignoredKeys.length > 0) log.warn({ keys: config.ignoredKeys }, 'config keys this gateway does not read are ignored');
   if (config.dataEncryption.keyring.some((entry) => DOCUMENTED_KEYRING.includes(entry))) {
     // APISIX's default keyring is public: keys stored with it are obfuscated, not protected.
     log.warn('private keys are encrypted with the documented default keyring; set apisix.data_encryption.keyring');

@@ -3,7 +3,7 @@
  * TCP) and TLS listeners (ALPN `h2` only: gRPC needs HTTP/2) both hand every stream to handleStream.
  *
  * Clients that do not speak HTTP/2 get a readable answer instead of binary frames or a hang (a common way gRPC
- * "does not work at all" behind other proxies, grpc-proxy-landscape §2.17): on an h2c port the first bytes are
+ * "does not work at all" behind other proxies): on an h2c port the first bytes are
  * sniffed and anything but the HTTP/2 preface gets an HTTP/1.1 505 saying what the port speaks; on a TLS port a
  * client offering ALPN without `h2` fails the handshake (Node sends the no_application_protocol alert) and one
  * offering no ALPN at all gets the same 505.

@@ -6,7 +6,7 @@
  * that many workers (data-plane/workers.ts), each of which runs this same file as a worker.
  */
 import cluster from 'node:cluster';
-import { loadConfig } from '../shared/config.ts';
+import type { GatewayConfig } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { startDataPlane } from './data-plane.ts';
 import { StatusPhase } from './status-server.ts';
@@ -14,13 +14,29 @@ import { answerMetricsRequest } from './observability/cluster-metrics.ts';
 import { missingDataPlaneNodeFlags } from './node-flags.ts';
 import type { PemPair } from './tls/default-cert.ts';
 import { RelayedConfigSource } from './config/relay.ts';
-import { PROBING_WORKER_ID, startPrimary, type PrimaryMessage, type WorkerMessage } from './workers.ts';
+import { PROBING_WORKER_ID, startPrimary, type PrimaryMessage, type WorkerMessage, type WorkerSetup } from './workers.ts';
 
 /** How often a worker checks whether its status changed, to tell the primary. */
 const WORKER_REPORT_MS = 250;
 
-const config = loadConfig();
+const send = (message: WorkerMessage): void => {
+  if (process.connected) process.send?.(message);
+};
+
+// A worker reads no configuration itself (workers.ts WorkerSetup): it asks its primary, and holds every other
+// message the primary sends until the part of this file that handles them is ready (listen()).
+const inbox: PrimaryMessage[] = [];
+let deliver: (message: PrimaryMessage) => void = (message) => void inbox.push(message);
+function listen(handler: (message: PrimaryMessage) => void): void {
+  deliver = handler;
+  for (const message of inbox.splice(0)) handler(message);
+}
+const setup = cluster.isWorker ? await setupFromPrimary() : undefined;
+const config: GatewayConfig = setup?.config ?? (await readConfig());
 const baseLog = createLogger({ level: config.log.level, name: 'data-plane' });
+if (setup === undefined && config.ignoredKeys.length > 0) {
+  baseLog.warn({ keys: config.ignoredKeys }, 'config keys this gateway does not read are ignored');
+}
 const graceMs = config.dataPlane.shutdownTimeoutMs;
 
 if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
@@ -33,15 +49,11 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
     process.exit(1);
   }
 } else {
-  const worker = cluster.isWorker ? (config.dataPlane.worker?.id ?? cluster.worker?.id ?? 0) : undefined;
+  const worker = setup?.id;
   const log = worker === undefined ? baseLog : baseLog.child({ worker });
-  const send = (message: WorkerMessage): void => {
-    if (process.connected) process.send?.(message);
-  };
   try {
     // A worker's status is served by its primary; it presents the primary's default certificate.
-    const certText = config.dataPlane.worker?.defaultCertJson;
-    const defaultCert = worker !== undefined && certText !== undefined ? (JSON.parse(certText) as PemPair) : undefined;
+    const defaultCert: PemPair | undefined = setup?.defaultCert;
     if (worker !== undefined) send({ type: 'gateway:status', report: { phase: StatusPhase.loading, revision: undefined, routes: 0, watch: { connected: false, since: Date.now() } } });
     // A worker reads no configuration itself: its primary relays every state (config/relay.ts). Config messages go
     // to the relayed source at once, even while the data plane starts; health changes relayed while this worker
@@ -50,7 +62,7 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
     const early: PrimaryMessage[] = [];
     let onPrimaryMessage = (message: PrimaryMessage): void => void early.push(message);
     if (relayed !== undefined) {
-      process.on('message', (message: PrimaryMessage) => {
+      listen((message) => {
         if (!relayed.receive(message)) onPrimaryMessage(message);
       });
       send({ type: 'gateway:config-request' });
@@ -126,6 +138,29 @@ if (cluster.isPrimary && config.dataPlane.workerProcesses > 1) {
     log.fatal({ err }, 'data plane failed to start');
     process.exit(1);
   }
+}
+
+/** conf/config.yaml and the environment; loaded only here, so that a worker never loads the parser and schema. */
+async function readConfig(): Promise<GatewayConfig> {
+  const { loadConfig } = await import('../shared/config.ts');
+  try {
+    return loadConfig();
+  } catch (err) {
+    // No logger yet: the message names the file and key (shared/config-errors.ts).
+    process.stderr.write(`data plane failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+}
+
+/** Asks the primary for this worker's setup; what the primary sends besides waits in the inbox. */
+function setupFromPrimary(): Promise<WorkerSetup> {
+  return new Promise((resolve) => {
+    process.on('message', (message: PrimaryMessage) => {
+      if (message.type === 'gateway:setup') resolve(message);
+      else deliver(message);
+    });
+    send({ type: 'gateway:setup-request' });
+  });
 }
 
 /** SIGTERM/SIGINT run `shutdown` once, then the process exits (0, or 1 if it failed). Returns the trigger. */

@@ -13,7 +13,7 @@
  * int64 revisions are; null before the first load), `routes`, and `config_stale`, true while the etcd watch is down
  * and the snapshot may lag behind etcd, with `since`, when that stale period began (ISO 8601; null while live).
  * Readiness does not follow `config_stale`: a stale data plane still routes every call it routed before
- * (DESIGN.md: replicas keep serving their last good config while etcd is unreachable).
+ * (docs/architecture.md: replicas keep serving their last good config while etcd is unreachable).
  *
  * The same holds when etcd is reachable but the configuration cannot be applied (issue #11): `config_error` says
  * why the newest state is not in service (null once a later one applies) and makes `config_stale` true, since the

@@ -12,14 +12,14 @@
  * every worker has it.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { WORKER_DEFAULT_CERT_ENV, WORKER_ID_ENV, type GatewayConfig } from '../shared/config.ts';
+import type { GatewayConfig } from '../shared/config.ts';
 import { describe } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { BoundAddress } from './listeners.ts';
 import { withDataPlaneNodeFlags } from './node-flags.ts';
 import { clampDelay } from './timers.ts';
 import { StatusPhase, startStatusServer, type StatusReport, type StatusServer, type WorkerStatus } from './status-server.ts';
-import { loadDefaultCert } from './tls/default-cert.ts';
+import { loadDefaultCert, type PemPair } from './tls/default-cert.ts';
 import { loadUpstreamTls } from './tls/tls-policy.ts';
 import type { CheckerState, HealthChange } from './upstream/health/checker.ts';
 import { ClusterMetrics, type MetricsRequest, type MetricsResponse } from './observability/cluster-metrics.ts';
@@ -37,7 +37,22 @@ export type WorkerMessage =
   /** Its metrics' values, answering the primary's scrape (observability/cluster-metrics.ts). */
   | MetricsResponse
   /** Its listener for the primary's messages is installed: send the whole configuration (config/relay.ts). */
-  | RelayRequest;
+  | RelayRequest
+  /** A worker that just started: send its setup (WorkerSetup). */
+  | { type: 'gateway:setup-request' };
+
+/**
+ * What a worker starts from, sent by its primary: a worker reads no configuration itself (not conf/config.yaml, not
+ * the environment, not etcd), so it never loads the YAML parser, the config schema or etcd3. `config` is the
+ * primary's, as JSON (an unset optional field arrives absent), without the standalone file's environment.
+ */
+export interface WorkerSetup {
+  type: 'gateway:setup';
+  id: number;
+  config: GatewayConfig;
+  /** The primary's default certificate, so that every worker presents the same one. */
+  defaultCert: PemPair;
+}
 
 /** Messages from the primary to a worker. */
 export type PrimaryMessage =
@@ -48,7 +63,8 @@ export type PrimaryMessage =
   /** SIGUSR1 reached the primary: reopen the access-log file. */
   | { type: 'gateway:reopen-logs' }
   /** The configuration, whole then by changes, and the watch health (config/relay.ts). */
-  | RelayMessage;
+  | RelayMessage
+  | WorkerSetup;
 
 /** Relayed changes the primary remembers for workers that start later (the newest per checker and node). */
 const MAX_REMEMBERED_CHANGES = 10_000;
@@ -135,19 +151,22 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
     log.info({ host: metricsServer.address.host, port: metricsServer.address.port, path: prom.exportUri }, 'metrics server ready');
   }
 
+  const workerConfig: GatewayConfig = { ...config, dataPlane: { ...config.dataPlane, standaloneEnv: {} } };
   // Workers get the data plane's V8 flags (node-flags.ts) whatever the primary was started with.
   cluster.setupPrimary({ execArgv: withDataPlaneNodeFlags(process.execArgv) });
   const fork = (slot: Slot): void => {
     slot.respawn = undefined;
     if (stopping) return;
-    const worker = cluster.fork({ [WORKER_ID_ENV]: String(slot.id), [WORKER_DEFAULT_CERT_ENV]: JSON.stringify(defaultCert) });
+    const worker = cluster.fork();
     const peer: RelayPeer = { send: (message) => tell(worker, message) };
     slot.worker = worker;
     slot.startedAt = Date.now();
     slot.status = undefined;
     worker.on('message', (message: WorkerMessage) => {
       if (slot.worker !== worker) return;
-      if (message.type === 'gateway:config-request') {
+      if (message.type === 'gateway:setup-request') {
+        tell(worker, { type: 'gateway:setup', id: slot.id, config: workerConfig, defaultCert });
+      } else if (message.type === 'gateway:config-request') {
         configRelay.request(peer);
       } else if (message.type === 'gateway:status') {
         slot.status = { id: slot.id, pid: worker.process.pid ?? 0, ...message.report };
@@ -164,7 +183,7 @@ export async function startPrimary(config: GatewayConfig, log: Logger): Promise<
         }
       } else if (message.type === 'gateway:metrics') {
         clusterMetrics.onResponse(worker, message);
-      } else if (message.type === 'gateway:listening') {
+      } else if ((message.type as string) === 'gateway:listening') { // checked too: IPC may bring any message
         // A worker that (re)started: the nodes the others know to be unhealthy.
         // A replacement of the probing worker starts from its predecessor's states too.
         if (healthStates.length > 0 || healthChanges.size > 0) tell(worker, { type: 'gateway:health-sync', states: healthStates, changes: [...healthChanges.values()] });

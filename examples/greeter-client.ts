@@ -66,7 +66,7 @@ export interface CallGreeterOptions {
 
 export interface GreeterCallResult {
   responses: object[];
-  code: number;
+  code: GrpcStatus;
   /** grpc-go's name of the code: OK, Unimplemented, Unavailable, … */
   codeName: string;
   details: string;
@@ -108,7 +108,7 @@ export async function callGreeter(options: CallGreeterOptions): Promise<GreeterC
   try {
     metadata = metadataFromHeaders(options.headers ?? []);
   } catch (error) {
-    throw new InvocationError(`invalid header: ${error instanceof Error ? error.message : error}`);
+    throw new InvocationError(`invalid header: ${error instanceof Error ? error.message : String(error)}`);
   }
 
   const plaintext = options.plaintext ?? false;
@@ -245,7 +245,7 @@ async function main(argv: readonly string[]): Promise<number> {
       onResponse: (message) => process.stdout.write(`${formatMessage(message)}\n`),
     });
   } catch (error) {
-    process.stderr.write(`Error invoking method "${args.symbol}": ${error instanceof Error ? error.message : error}\n`);
+    process.stderr.write(`Error invoking method "${args.symbol}": ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   }
   if (result.dialFailed) {

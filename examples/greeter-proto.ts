@@ -60,7 +60,7 @@ export function loadService(
   if (found === undefined || 'format' in found) {
     throw new Error(`target server does not expose service "${serviceName}"`);
   }
-  return found as ServiceDefinition;
+  return found;
 }
 
 /** The Greeter service from examples/proto/helloworld.proto, field names as written there. */

@@ -91,8 +91,8 @@ export function createGreeterHandlers(id: () => string, recorder: CallRecorder):
     const delay = Math.min(integerHeader(call.metadata, DELAY_HEADER) ?? 0, MAX_DELAY_MS);
     if (delay > 0 && !(await waitUnlessCancelled(call, delay))) return { kind: 'cancelled' };
     if (call.cancelled) return { kind: 'cancelled' };
-    const code = integerHeader(call.metadata, STATUS_HEADER);
-    if (code !== undefined && code > GrpcStatus.OK && code <= GrpcStatus.UNAUTHENTICATED) {
+    const code = askedStatus(call.metadata);
+    if (code !== undefined) {
       const details = `greeter ${id()} was asked to fail with status ${code}`;
       return { kind: 'fail', error: Object.assign(new Error(details), { code, details, metadata: servedBy() }) };
     }
@@ -167,6 +167,20 @@ async function waitUnlessCancelled(call: SurfaceCall, ms: number): Promise<boole
   } finally {
     call.removeListener('cancelled', onCancelled);
   }
+}
+
+/** gRPC's error statuses (all but OK) by number. */
+const ERROR_STATUSES = new Map<number, GrpcStatus>(
+  Object.values(GrpcStatus)
+    .filter((status) => typeof status === 'number')
+    .filter((status) => status !== GrpcStatus.OK)
+    .map((status) => [status, status]),
+);
+
+/** The error status the client asked for in STATUS_HEADER, if it names one. */
+function askedStatus(metadata: Metadata): GrpcStatus | undefined {
+  const code = integerHeader(metadata, STATUS_HEADER);
+  return code === undefined ? undefined : ERROR_STATUSES.get(code);
 }
 
 function integerHeader(metadata: Metadata, key: string): number | undefined {

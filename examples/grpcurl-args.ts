@@ -155,7 +155,7 @@ export function parseJsonStream(text: string): object[] {
     try {
       value = JSON.parse(text.slice(i, end));
     } catch (error) {
-      throw new InvocationError(`error getting request data: ${error instanceof Error ? error.message : error}`);
+      throw new InvocationError(`error getting request data: ${error instanceof Error ? error.message : String(error)}`);
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw new InvocationError('error getting request data: a request message must be a JSON object');

@@ -48,8 +48,8 @@ export function createHealthHandlers(state: HealthState): UntypedServiceImplemen
       if (state.seen.length === MAX_SEEN) state.seen.shift();
       state.seen.push({ service, authority: state.lastAuthority });
       const status = state.statuses.get(service);
-      if (status === undefined) return callback({ code: GrpcStatusCode.NOT_FOUND, details: `unknown service ${JSON.stringify(service)}` });
-      callback(null, { status });
+      if (status === undefined) callback({ code: GrpcStatusCode.NOT_FOUND, details: `unknown service ${JSON.stringify(service)}` });
+      else callback(null, { status });
     },
     Watch(call: { emit(event: 'error', err: object): void }) {
       call.emit('error', { code: GrpcStatusCode.UNIMPLEMENTED, details: 'Watch is not implemented' });

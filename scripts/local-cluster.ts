@@ -31,6 +31,7 @@ import {
   etcdIsLeader,
   etcdMemberArgs,
   ETCD_INSTALL_HINT,
+  entryPoint,
   hasExited,
   killChild,
   stopChild,
@@ -269,7 +270,7 @@ async function stopAll(code: number): Promise<void> {
 }
 
 async function findLeader(members: readonly Child[]): Promise<Child | undefined> {
-  const answers = await Promise.all(members.map((c) => (c.endpoint === undefined ? undefined : etcdIsLeader(c.endpoint))));
+  const answers = await Promise.all(members.map((c) => (c.endpoint === undefined ? Promise.resolve(undefined) : etcdIsLeader(c.endpoint))));
   return members[answers.indexOf(true)];
 }
 
@@ -338,7 +339,7 @@ async function main(): Promise<void> {
   const adminKey = config.admin.keys.find((k) => k.role === 'admin')?.key ?? '';
   const adminUrl = `http://${adminIp.includes(':') ? `[${adminIp}]` : adminIp}:${options.adminPort}/apisix/admin`;
   const planeEnv = { ...process.env, GATEWAY_ETCD_HOSTS: hosts.join(',') };
-  const controlPlane = start('control-plane', 'control-plane', process.execPath, ['control-plane/main.ts'], {
+  const controlPlane = start('control-plane', 'control-plane', process.execPath, [entryPoint('control-plane/main')], {
     env: { ...planeEnv, GATEWAY_ADMIN_LISTEN: `${adminIp}:${options.adminPort}` },
   });
   await waitFor('the admin API did not answer 200', () => answers(`${adminUrl}/routes`, { 'X-API-KEY': adminKey }), PROCESS_READY_LIMIT_MS, {
@@ -348,7 +349,7 @@ async function main(): Promise<void> {
   // data-plane replicas
   const replicas = Array.from({ length: options.replicas }, (_, i) => {
     const status = `http://127.0.0.1:${options.statusPort + i}`;
-    const child = start(`replica-${i}`, 'data-plane', process.execPath, [...dataPlaneNodeFlags(), 'data-plane/main.ts'], {
+    const child = start(`replica-${i}`, 'data-plane', process.execPath, [...dataPlaneNodeFlags(), entryPoint('data-plane/main')], {
       env: {
         ...planeEnv,
         GATEWAY_H2C_LISTEN: `${grpcIp}:${options.h2cPort + i}`,

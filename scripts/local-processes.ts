@@ -10,7 +10,17 @@
  * gets `--initial-cluster-state existing` so that its intent is written down, and it rejoins from its WAL.
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
+import { extname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The path of a process's entry file (`control-plane/main`, `data-plane/main`) of the same kind as this module:
+ * dist/…/main.js when the scripts run from the build (`npm start`), the .ts source when they run from the sources.
+ */
+export function entryPoint(name: 'control-plane/main' | 'data-plane/main'): string {
+  return fileURLToPath(new URL(`../${name}${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+}
 
 /** What `npm start` says too (scripts/start-local.ts): the binary comes from Debian's etcd-server package. */
 export const ETCD_INSTALL_HINT =
@@ -89,11 +99,18 @@ export async function etcdIsLeader(endpoint: string, timeoutMs = 1_000): Promise
     const res = await fetch(`${endpoint}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(timeoutMs) });
     if (!res.ok) return undefined;
     const body = (await res.json()) as { header?: { member_id?: unknown }; leader?: unknown };
-    if (body.header?.member_id === undefined || body.leader === undefined) return undefined;
-    return String(body.header.member_id) === String(body.leader);
+    const member = idText(body.header?.member_id);
+    const leader = idText(body.leader);
+    if (member === undefined || leader === undefined) return undefined;
+    return member === leader;
   } catch {
     return undefined;
   }
+}
+
+/** An etcd member id from its JSON gateway: a uint64 as a string (or a number from an older gateway). */
+function idText(value: unknown): string | undefined {
+  return typeof value === 'string' || typeof value === 'number' ? String(value) : undefined;
 }
 
 /** Polls `check` every `everyMs` until it is true; throws naming `what` once `limitMs` has passed. */

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT, isLoopback, loadConfig } from '../shared/config.ts';
 import { describe } from '../shared/errors.ts';
 import { dataPlaneNodeFlags } from '../data-plane/node-flags.ts';
+import { entryPoint } from './local-processes.ts';
 
 const READY_TIMEOUT_MS = 30_000;
 const ETCD_PEER_PORT = 2380;
@@ -49,7 +50,7 @@ function start(name: string, command: string, args: string[], env: NodeJS.Proces
   children.push({ name, proc });
   proc.on('exit', (code, signal) => {
     if (stopping) return;
-    say(`${name} exited (${signal ?? code}); stopping everything`);
+    say(`${name} exited (${signal ?? String(code)}); stopping everything`);
     void stopAll(1);
   });
   return proc;
@@ -115,13 +116,13 @@ process.on('SIGTERM', () => void stopAll(0));
 
 try {
   await ensureEtcd();
-  // Plain Node 24: its type stripping runs the TypeScript sources as they are (no loader, no build step).
-  start('control-plane', process.execPath, ['control-plane/main.ts']);
+  // The same kind of entry as this script: dist/'s JavaScript under `npm start`, the .ts sources when run directly.
+  start('control-plane', process.execPath, [entryPoint('control-plane/main')]);
   const admin = config.admin;
   const adminUrl = `http://${admin.ip}:${admin.port}/apisix/admin`;
   await waitFor('control plane', () => tcpOpen(admin.ip, admin.port));
   // The data plane keeps its last config from etcd in ./data, so a restart while etcd is down still serves.
-  start('data-plane', process.execPath, [...dataPlaneNodeFlags(), 'data-plane/main.ts'], { GATEWAY_SNAPSHOT_CACHE: 'data/config-cache.json', GATEWAY_ACCESS_LOG_FORMAT: 'readable', ...process.env });
+  start('data-plane', process.execPath, [...dataPlaneNodeFlags(), entryPoint('data-plane/main')], { GATEWAY_SNAPSHOT_CACHE: 'data/config-cache.json', GATEWAY_ACCESS_LOG_FORMAT: 'readable', ...process.env });
   for (const address of [...config.nodeListen, ...(config.ssl.enable ? config.ssl.listen : [])]) {
     await waitFor(`data plane port ${address.port}`, () => tcpOpen(address.ip, address.port));
   }

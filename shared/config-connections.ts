@@ -18,8 +18,9 @@
  *   0 behind a load balancer that does not pass client addresses through (every connection then comes from it).
  */
 import { ConfigError } from './errors.ts';
-import { asObject, optionalNumber } from './config-values.ts';
-import { parseSeconds } from './config.ts';
+import { durationMs } from './config-values.ts';
+import type { Duration } from './schema/config-common.ts';
+import type { NginxConfigFile } from './schema/config-nginx.ts';
 
 export interface ConnectionLimits {
   /** Accept → first request HEADERS (TLS handshake and preface included), in ms. */
@@ -46,34 +47,23 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = {
 const MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 /** Below this a client on a slow link could not even finish a TLS handshake; tests use 300–500 ms. */
 const MIN_TIMEOUT_MS = 100;
-/** Far above any fd limit; stops a typo (an extra digit) from reading as "no cap" silently. */
-const MAX_CONNECTIONS = 10_000_000;
 
-/** Reads the limits from the `nginx_config` mapping (already checked to be a mapping). */
-export function parseConnectionLimits(nginx: Record<string, unknown>): ConnectionLimits {
-  const http = asObject(nginx['http'] ?? {}, 'nginx_config.http');
-  const event = asObject(nginx['event'] ?? {}, 'nginx_config.event');
+/** The limits from the validated `nginx_config` (the caps' bounds are the schema's, shared/schema/config-nginx.ts). */
+export function parseConnectionLimits(nginx: NginxConfigFile): ConnectionLimits {
+  const http = nginx.http ?? {};
   return {
-    headerTimeoutMs: timeout(http['client_header_timeout'], 'nginx_config.http.client_header_timeout', DEFAULT_CONNECTION_LIMITS.headerTimeoutMs),
-    keepaliveTimeoutMs: timeout(http['keepalive_timeout'], 'nginx_config.http.keepalive_timeout', DEFAULT_CONNECTION_LIMITS.keepaliveTimeoutMs),
-    maxConnections: count(event['worker_connections'], 'nginx_config.event.worker_connections', DEFAULT_CONNECTION_LIMITS.maxConnections, 1),
-    maxConnectionsPerIp: count(nginx['max_connections_per_ip'], 'nginx_config.max_connections_per_ip', DEFAULT_CONNECTION_LIMITS.maxConnectionsPerIp, 0),
+    headerTimeoutMs: timeout(http.client_header_timeout, 'nginx_config.http.client_header_timeout', DEFAULT_CONNECTION_LIMITS.headerTimeoutMs),
+    keepaliveTimeoutMs: timeout(http.keepalive_timeout, 'nginx_config.http.keepalive_timeout', DEFAULT_CONNECTION_LIMITS.keepaliveTimeoutMs),
+    maxConnections: nginx.event?.worker_connections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
+    maxConnectionsPerIp: nginx.max_connections_per_ip ?? DEFAULT_CONNECTION_LIMITS.maxConnectionsPerIp,
   };
 }
 
-function timeout(value: unknown, what: string, fallback: number): number {
+function timeout(value: Duration | null | undefined, what: string, fallback: number): number {
   if (value === undefined || value === null) return fallback;
-  const ms = parseSeconds(value, what);
+  const ms = durationMs(value);
   if (ms < MIN_TIMEOUT_MS || ms > MAX_TIMEOUT_MS) {
     throw new ConfigError(`${what}: expected from ${MIN_TIMEOUT_MS}ms to ${MAX_TIMEOUT_MS / 3_600_000}h, got ${String(value)}`);
   }
   return ms;
-}
-
-function count(value: unknown, what: string, fallback: number, min: number): number {
-  const n = optionalNumber(value, what) ?? fallback;
-  if (!Number.isInteger(n) || n < min || n > MAX_CONNECTIONS) {
-    throw new ConfigError(`${what}: expected a whole number from ${min} to ${MAX_CONNECTIONS}`);
-  }
-  return n;
 }

@@ -6,8 +6,13 @@
  * has it (`per_connection_buffer_limit_bytes`, `premature_reset_*`, the overload manager); defaults sit in the
  * range of nginx's defaults and Envoy's edge guidance (envoyproxy.io "Configuring Envoy as an edge proxy").
  */
-import { asObject, optionalNumber } from './config-values.ts';
+import { durationMs } from './config-values.ts';
 import { ConfigError } from './errors.ts';
+import type { Duration, Size } from './schema/config-common.ts';
+import type { NginxConfigFile } from './schema/config-nginx.ts';
+
+/** RFC 9113 §6.9.1: the largest flow-control window, and so the most streams worth allowing. */
+export const MAX_WINDOW = 2 ** 31 - 1;
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -26,8 +31,6 @@ export const DEFAULT_PER_CONNECTION_BUFFER_BYTES = 32 * MiB;
 export const DEFAULT_MAX_STREAM_WINDOW = 1 * MiB;
 /** RFC 9113 §6.9.2: the protocol's initial window; smaller windows only cost round trips. */
 export const MIN_STREAM_WINDOW = 65_535;
-/** RFC 9113 §6.9.1: the largest window. */
-const MAX_WINDOW = 2 ** 31 - 1;
 /** nginx `keepalive_requests` (1000 since nginx 1.19.10). */
 export const DEFAULT_KEEPALIVE_REQUESTS = 1000;
 /** Envoy `premature_reset_total_stream_count` and `premature_reset_min_stream_lifetime_seconds`. */
@@ -62,42 +65,37 @@ export interface Http2Limits {
   overload: OverloadLimits;
 }
 
-/** Reads the two blocks from the `nginx_config` mapping (absent blocks give the defaults). */
-export function parseHttp2Limits(nginxConfig: Record<string, unknown>): Http2Limits {
-  const h2 = asObject(nginxConfig['http2'] ?? {}, 'nginx_config.http2');
-  const overload = asObject(nginxConfig['overload'] ?? {}, 'nginx_config.overload');
+/**
+ * The limits from the validated `nginx_config` (absent blocks give the defaults). Types and plain bounds are the
+ * schema's (shared/schema/config-nginx.ts); what depends on units or on another key is checked here.
+ */
+export function parseHttp2Limits(nginxConfig: Pick<NginxConfigFile, 'http2' | 'overload'>): Http2Limits {
+  const h2 = nginxConfig.http2 ?? {};
+  const overload = nginxConfig.overload ?? {};
   const at = (key: string): string => `nginx_config.http2.${key}`;
-  const maxConcurrentStreams = count(h2['max_concurrent_streams'], at('max_concurrent_streams'), DEFAULT_MAX_CONCURRENT_STREAMS, 1, MAX_WINDOW);
-  const budget = size(h2['per_connection_buffer_limit_bytes'], at('per_connection_buffer_limit_bytes'), DEFAULT_PER_CONNECTION_BUFFER_BYTES);
-  const windowCap = size(h2['initial_stream_window_size'], at('initial_stream_window_size'), DEFAULT_MAX_STREAM_WINDOW);
+  const maxConcurrentStreams = h2.max_concurrent_streams ?? DEFAULT_MAX_CONCURRENT_STREAMS;
+  const budget = size(h2.per_connection_buffer_limit_bytes, at('per_connection_buffer_limit_bytes'), DEFAULT_PER_CONNECTION_BUFFER_BYTES);
+  const windowCap = size(h2.initial_stream_window_size, at('initial_stream_window_size'), DEFAULT_MAX_STREAM_WINDOW);
   if (windowCap < MIN_STREAM_WINDOW || windowCap > MAX_WINDOW) {
     throw new ConfigError(`${at('initial_stream_window_size')}: expected ${MIN_STREAM_WINDOW} to ${MAX_WINDOW} bytes`);
   }
   if (budget < MIN_STREAM_WINDOW) throw new ConfigError(`${at('per_connection_buffer_limit_bytes')}: expected at least ${MIN_STREAM_WINDOW} bytes`);
-  const heapFraction = optionalNumber(overload['max_heap_fraction'], 'nginx_config.overload.max_heap_fraction') ?? DEFAULT_MAX_HEAP_FRACTION;
-  if (!(heapFraction >= 0 && heapFraction <= 1)) throw new ConfigError('nginx_config.overload.max_heap_fraction: expected 0 (off) to 1');
   return {
     maxConcurrentStreams,
-    maxHeaderListSize: size(h2['max_header_list_size'], at('max_header_list_size'), DEFAULT_MAX_HEADER_LIST_SIZE),
+    maxHeaderListSize: size(h2.max_header_list_size, at('max_header_list_size'), DEFAULT_MAX_HEADER_LIST_SIZE),
     perConnectionBufferBytes: budget,
     streamWindowBytes: Math.max(MIN_STREAM_WINDOW, Math.min(windowCap, Math.floor(budget / maxConcurrentStreams))),
-    keepaliveRequests: count(h2['keepalive_requests'], at('keepalive_requests'), DEFAULT_KEEPALIVE_REQUESTS, 0, Number.MAX_SAFE_INTEGER),
-    prematureResetTotalStreamCount: count(
-      h2['premature_reset_total_stream_count'],
-      at('premature_reset_total_stream_count'),
-      DEFAULT_PREMATURE_RESET_TOTAL_STREAM_COUNT,
-      0,
-      Number.MAX_SAFE_INTEGER,
-    ),
+    keepaliveRequests: h2.keepalive_requests ?? DEFAULT_KEEPALIVE_REQUESTS,
+    prematureResetTotalStreamCount: h2.premature_reset_total_stream_count ?? DEFAULT_PREMATURE_RESET_TOTAL_STREAM_COUNT,
     prematureResetMinStreamLifetimeMs: duration(
-      h2['premature_reset_min_stream_lifetime'],
+      h2.premature_reset_min_stream_lifetime,
       at('premature_reset_min_stream_lifetime'),
       DEFAULT_PREMATURE_RESET_MIN_STREAM_LIFETIME_MS,
     ),
     overload: {
-      maxHeapFraction: heapFraction,
-      maxRssBytes: size(overload['max_rss'], 'nginx_config.overload.max_rss', 0),
-      checkIntervalMs: Math.max(1, duration(overload['check_interval'], 'nginx_config.overload.check_interval', DEFAULT_MEMORY_CHECK_INTERVAL_MS)),
+      maxHeapFraction: overload.max_heap_fraction ?? DEFAULT_MAX_HEAP_FRACTION,
+      maxRssBytes: size(overload.max_rss, 'nginx_config.overload.max_rss', 0),
+      checkIntervalMs: Math.max(1, duration(overload.check_interval, 'nginx_config.overload.check_interval', DEFAULT_MEMORY_CHECK_INTERVAL_MS)),
     },
   };
 }
@@ -107,16 +105,10 @@ export function defaultHttp2Limits(): Http2Limits {
   return parseHttp2Limits({});
 }
 
-function count(value: unknown, what: string, fallback: number, min: number, max: number): number {
-  const n = optionalNumber(value, what) ?? fallback;
-  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${what}: expected a whole number from ${min} to ${max}`);
-  return n;
-}
-
 const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, k: KiB, m: MiB, g: 1024 * MiB };
 
-/** Bytes as a number or nginx's size form (`32k`, `1m`). */
-function size(value: unknown, what: string, fallback: number): number {
+/** Bytes from a number or nginx's size form (`32k`, `1m`), refused when too large to count exactly. */
+function size(value: Size | null | undefined, what: string, fallback: number): number {
   if (value === undefined || value === null) return fallback;
   const match = typeof value === 'string' ? /^(\d+)([kmg]?)$/i.exec(value.trim()) : null;
   const unit = match?.[2]?.toLowerCase() ?? '';
@@ -125,15 +117,12 @@ function size(value: unknown, what: string, fallback: number): number {
   return n;
 }
 
-/** Milliseconds from seconds (a number) or nginx's time form (`1s`, `500ms`, `1m`), capped to what a timer takes. */
-function duration(value: unknown, what: string, fallbackMs: number): number {
+/** Milliseconds, capped to what a timer takes: Node clamps longer timers to 1 ms (issue #11, case 1). */
+function duration(value: Duration | null | undefined, what: string, fallbackMs: number): number {
   if (value === undefined || value === null) return fallbackMs;
-  const match = typeof value === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(value.trim()) : null;
-  const factor = match?.[2] === 'ms' ? 1 : match?.[2] === 'm' ? 60_000 : 1000;
-  const ms = typeof value === 'number' ? value * 1000 : match?.[1] === undefined ? NaN : Number(match[1]) * factor;
-  // Node clamps longer timers to 1 ms (issue #11, case 1): refuse them instead.
-  if (!Number.isFinite(ms) || ms < 0 || ms > MAX_TIMER_MS) throw new ConfigError(`${what}: expected a duration (seconds, or 1s / 500ms) up to 24 days`);
-  return Math.round(ms);
+  const ms = durationMs(value);
+  if (ms > MAX_TIMER_MS) throw new ConfigError(`${what}: expected a duration (seconds, or 1s / 500ms) up to 24 days`);
+  return ms;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -18,8 +18,10 @@
  */
 import { ConfigError } from './errors.ts';
 import type { SamplerConf } from './schema/observability-plugins.ts';
-import { validateSampler } from './validate.ts';
-import { asObject, optionalBoolean, optionalNumber, optionalString, parseHostPortEnv, type ListenAddress } from './config-values.ts';
+import type { PluginAttrFile } from './schema/config-plugin-attr.ts';
+import type { NginxHttpFile } from './schema/config-nginx.ts';
+import type { Address } from './schema/config-common.ts';
+import { parseHostPortEnv, type ListenAddress } from './config-values.ts';
 
 /** APISIX's prometheus plugin default_buckets (ms), apisix/plugins/prometheus/exporter.lua. */
 export const APISIX_DEFAULT_BUCKETS: readonly number[] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000];
@@ -76,68 +78,61 @@ export interface ObservabilityConfig {
 
 type Env = Record<string, string | undefined>;
 
-export function parseObservability(root: Record<string, unknown>, nginx: Record<string, unknown>, env: Env): ObservabilityConfig {
-  const attrs = asObject(root['plugin_attr'] ?? {}, 'plugin_attr');
-  const prom = asObject(attrs['prometheus'] ?? {}, 'plugin_attr.prometheus');
-  const http = asObject(nginx['http'] ?? {}, 'nginx_config.http');
-  const rid = asObject(attrs['request-id'] ?? {}, 'plugin_attr.request-id');
-  const otel = asObject(attrs['opentelemetry'] ?? {}, 'plugin_attr.opentelemetry');
-  const collector = asObject(otel['collector'] ?? {}, 'plugin_attr.opentelemetry.collector');
-  const batch = asObject(otel['batch_span_processor'] ?? {}, 'plugin_attr.opentelemetry.batch_span_processor');
-
-  const exportUri = optionalString(prom['export_uri'], 'plugin_attr.prometheus.export_uri') ?? APISIX_EXPORT_URI;
-  if (!exportUri.startsWith('/')) throw new ConfigError('plugin_attr.prometheus.export_uri: must start with /');
-  const config: ObservabilityConfig = {
+/**
+ * The settings from the validated `plugin_attr` and `nginx_config.http` (types and plain bounds are the schema's,
+ * shared/schema/config-plugin-attr.ts); the environment's overrides are applyObservabilityEnv's.
+ */
+export function parseObservability(attrs: PluginAttrFile, http: NginxHttpFile): ObservabilityConfig {
+  const prom = attrs.prometheus ?? {};
+  const rid = attrs['request-id'] ?? {};
+  const otel = attrs.opentelemetry ?? {};
+  const collector = otel.collector ?? {};
+  const batch = otel.batch_span_processor ?? {};
+  const address = collector.address ?? '';
+  return {
     metrics: {
-      enable: optionalBoolean(prom['enable'], 'plugin_attr.prometheus.enable') ?? true,
-      exportUri,
-      exportAddr: parseExportAddr(prom['export_addr']),
-      prefix: parsePrefix(optionalString(prom['metric_prefix'], 'plugin_attr.prometheus.metric_prefix') ?? 'apisix_'),
-      buckets: parseBuckets(prom['default_buckets']),
-      preferName: optionalBoolean(prom['prefer_name'], 'plugin_attr.prometheus.prefer_name') ?? false,
-      maxLabelSets: positiveInteger(prom['max_label_sets'], 'plugin_attr.prometheus.max_label_sets') ?? DEFAULT_MAX_LABEL_SETS,
+      enable: prom.enable ?? true,
+      exportUri: prom.export_uri ?? APISIX_EXPORT_URI,
+      exportAddr: parseExportAddr(prom.export_addr ?? undefined),
+      prefix: prom.metric_prefix ?? 'apisix_',
+      buckets: parseBuckets(prom.default_buckets ?? undefined),
+      preferName: prom.prefer_name ?? false,
+      maxLabelSets: prom.max_label_sets ?? DEFAULT_MAX_LABEL_SETS,
     },
     accessLog: {
       // Off when the key is absent (a minimal config stays quiet); conf/config.yaml turns it on, as APISIX ships it.
-      enable: optionalBoolean(http['enable_access_log'], 'nginx_config.http.enable_access_log') ?? false,
-      path: optionalString(http['access_log'], 'nginx_config.http.access_log') ?? 'stdout',
-      format: optionalString(http['access_log_format'], 'nginx_config.http.access_log_format'),
-      escape: parseEscape(http['access_log_format_escape']),
-      bufferBytes: positiveInteger(http['access_log_buffer'], 'nginx_config.http.access_log_buffer') ?? DEFAULT_ACCESS_LOG_BUFFER_BYTES,
+      enable: http.enable_access_log ?? false,
+      path: http.access_log ?? 'stdout',
+      format: http.access_log_format ?? undefined,
+      escape: http.access_log_format_escape ?? undefined,
+      bufferBytes: http.access_log_buffer ?? DEFAULT_ACCESS_LOG_BUFFER_BYTES,
     },
     requestId: {
-      enable: optionalBoolean(rid['enable'], 'plugin_attr.request-id.enable') ?? true,
-      headerName: parseHeaderName(optionalString(rid['header_name'], 'plugin_attr.request-id.header_name') ?? 'X-Request-Id'),
-      includeInResponse: optionalBoolean(rid['include_in_response'], 'plugin_attr.request-id.include_in_response') ?? true,
+      enable: rid.enable ?? true,
+      headerName: parseHeaderName(rid.header_name ?? 'X-Request-Id'),
+      includeInResponse: rid.include_in_response ?? true,
     },
     tracing: {
-      collector: undefined,
-      sampler: parseSampler(otel['sampler']),
-      resource: parseResource(otel['resource']),
+      collector:
+        address === ''
+          ? undefined
+          : { address, requestTimeoutMs: Math.round((collector.request_timeout ?? 3) * 1000), headers: collector.request_headers ?? {} },
+      sampler: otel.sampler ?? { name: 'always_off' }, // APISIX's default
+      resource: otel.resource ?? {},
       batch: {
         // The OpenTelemetry spec's BatchSpanProcessor defaults (queue 2048, batch 512), not APISIX's 1024/16: one
         // export request per 16 spans cost ~7 µs per call at 10 % sampling and 25,000 calls/s (issue #14's note),
         // one per 512 spans a few hundredths of that. batch_timeout is APISIX's 2 s.
-        maxQueueSize: positiveInteger(batch['max_queue_size'], 'plugin_attr.opentelemetry.batch_span_processor.max_queue_size') ?? 2048,
-        maxExportBatchSize: positiveInteger(batch['max_export_batch_size'], 'plugin_attr.opentelemetry.batch_span_processor.max_export_batch_size') ?? 512,
-        batchTimeoutMs: secondsMs(batch['batch_timeout'], 'plugin_attr.opentelemetry.batch_span_processor.batch_timeout') ?? 2000,
+        maxQueueSize: batch.max_queue_size ?? 2048,
+        maxExportBatchSize: batch.max_export_batch_size ?? 512,
+        batchTimeoutMs: Math.round((batch.batch_timeout ?? 2) * 1000),
       },
     },
   };
-  const address = optionalString(collector['address'], 'plugin_attr.opentelemetry.collector.address');
-  if (address !== undefined && address !== '') {
-    config.tracing.collector = {
-      address,
-      requestTimeoutMs: secondsMs(collector['request_timeout'], 'plugin_attr.opentelemetry.collector.request_timeout') ?? 3000,
-      headers: parseHeaders(collector['request_headers']),
-    };
-  }
-  applyEnv(config, env);
-  return config;
 }
 
 /** Single-value overrides for containers, tests and the benchmark. */
-function applyEnv(config: ObservabilityConfig, env: Env): void {
+export function applyObservabilityEnv(config: ObservabilityConfig, env: Env): void {
   const metrics = env['GATEWAY_METRICS'];
   if (metrics) config.metrics.enable = onOff(metrics, 'GATEWAY_METRICS');
   const accessLog = env['GATEWAY_ACCESS_LOG'];
@@ -168,37 +163,18 @@ function onOff(value: string, what: string): boolean {
   throw new ConfigError(`${what}: expected on or off`);
 }
 
-function parseExportAddr(value: unknown): ListenAddress | undefined {
-  if (value === undefined || value === null) return undefined;
-  const entry = asObject(value, 'plugin_attr.prometheus.export_addr');
-  const ip = optionalString(entry['ip'], 'plugin_attr.prometheus.export_addr.ip') ?? '127.0.0.1';
-  const port = optionalNumber(entry['port'], 'plugin_attr.prometheus.export_addr.port') ?? 9091;
-  return parseHostPortEnv(`${ip.includes(':') ? `[${ip}]` : ip}:${port}`, 'plugin_attr.prometheus.export_addr');
+function parseExportAddr(value: Address | undefined): ListenAddress | undefined {
+  if (value === undefined) return undefined;
+  const ip = value.ip ?? '127.0.0.1';
+  return parseHostPortEnv(`${ip.includes(':') ? `[${ip}]` : ip}:${value.port ?? 9091}`, 'plugin_attr.prometheus.export_addr');
 }
 
-function parsePrefix(prefix: string): string {
-  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new ConfigError('plugin_attr.prometheus.metric_prefix: must be a Prometheus metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)');
-  return prefix;
-}
-
-function parseBuckets(value: unknown): readonly number[] {
-  if (value === undefined || value === null) return APISIX_DEFAULT_BUCKETS;
-  if (!Array.isArray(value) || value.length === 0 || value.length > 64) throw new ConfigError('plugin_attr.prometheus.default_buckets: expected a list of 1 to 64 numbers');
-  const out = value.map((v: unknown, i) => {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new ConfigError(`plugin_attr.prometheus.default_buckets[${i}]: expected a positive number of ms`);
-    return v;
-  });
-  for (let i = 1; i < out.length; i++) {
-    if ((out[i] as number) <= (out[i - 1] as number)) throw new ConfigError('plugin_attr.prometheus.default_buckets: must be in increasing order');
+function parseBuckets(value: number[] | undefined): readonly number[] {
+  if (value === undefined) return APISIX_DEFAULT_BUCKETS;
+  for (let i = 1; i < value.length; i++) {
+    if ((value[i] as number) <= (value[i - 1] as number)) throw new ConfigError('plugin_attr.prometheus.default_buckets: must be in increasing order');
   }
-  return out;
-}
-
-function parseEscape(value: unknown): 'json' | 'default' | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (value === 'default') return 'default';
-  if (value === 'json') return 'json';
-  throw new ConfigError('nginx_config.http.access_log_format_escape: expected default or json');
+  return value;
 }
 
 /** An HTTP/2 field name: lower-case token characters (RFC 9113 §8.2.1). */
@@ -208,45 +184,4 @@ function parseHeaderName(name: string): string {
     throw new ConfigError('plugin_attr.request-id.header_name: expected a header name (not a grpc- one)');
   }
   return lower;
-}
-
-function parseSampler(value: unknown): SamplerConf {
-  if (value === undefined || value === null) return { name: 'always_off' }; // APISIX's default
-  const checked = validateSampler(value);
-  if (!checked.ok) throw new ConfigError(`plugin_attr.opentelemetry.sampler: ${checked.error}`);
-  return checked.value;
-}
-
-function parseResource(value: unknown): Record<string, string | number | boolean> {
-  const entry = asObject(value ?? {}, 'plugin_attr.opentelemetry.resource');
-  const out: Record<string, string | number | boolean> = {};
-  for (const [key, v] of Object.entries(entry)) {
-    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw new ConfigError(`plugin_attr.opentelemetry.resource.${key}: expected a string, number or boolean`);
-    out[key] = v;
-  }
-  return out;
-}
-
-function parseHeaders(value: unknown): Record<string, string> {
-  const entry = asObject(value ?? {}, 'plugin_attr.opentelemetry.collector.request_headers');
-  const out: Record<string, string> = {};
-  for (const [key, v] of Object.entries(entry)) {
-    if (typeof v !== 'string') throw new ConfigError(`plugin_attr.opentelemetry.collector.request_headers.${key}: expected a string`);
-    out[key] = v;
-  }
-  return out;
-}
-
-function positiveInteger(value: unknown, what: string): number | undefined {
-  const n = optionalNumber(value, what);
-  if (n === undefined) return undefined;
-  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${what}: expected a whole number from 1`);
-  return n;
-}
-
-function secondsMs(value: unknown, what: string): number | undefined {
-  const n = optionalNumber(value, what);
-  if (n === undefined) return undefined;
-  if (!(n > 0 && n <= 3600)) throw new ConfigError(`${what}: expected seconds from more than 0 to 3600`);
-  return Math.round(n * 1000);
 }

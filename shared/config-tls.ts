@@ -1,7 +1,7 @@
 /**
  * The TLS policy of the data plane, from `apisix.ssl` with APISIX's key names: `ssl_protocols` and `ssl_ciphers` for
  * the TLS listeners, `ssl_trusted_certificate` as the CA bundle that verifies `grpcs` upstreams with
- * `tls.verify: true` (APISIX reads the same key for etcd and upstream TLS; shared/config.ts passes it to etcd too).
+ * `tls.verify: true` (APISIX reads the same key for etcd and upstream TLS; shared/config-map.ts passes it to etcd too).
  *
  * HTTP/2 over TLS has a floor that no setting may lower (RFC 9113 §9.2): TLS 1.2 or later, and on TLS 1.2 only
  * cipher suites with an ephemeral key exchange and an AEAD cipher (§9.2.2; Appendix A lists the prohibited ones).
@@ -10,8 +10,8 @@
  * configuration error at start, with the key's name in the message.
  */
 import { createSecureContext } from 'node:tls';
-import { optionalString } from './config-values.ts';
 import { ConfigError, describe } from './errors.ts';
+import type { SslFile } from './schema/config-file.ts';
 
 export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
 
@@ -52,9 +52,10 @@ const VERSIONS: readonly TlsVersion[] = ['TLSv1.2', 'TLSv1.3'];
 /** Names nginx accepts that HTTP/2 does not allow (RFC 9113 §9.2: "MUST use TLS version 1.2 or higher"). */
 const TOO_OLD = new Set(['SSLv2', 'SSLv3', 'TLSv1', 'TLSv1.1']);
 
-export function parseTlsPolicy(ssl: Record<string, unknown>): TlsPolicyConfig {
-  const { minVersion, maxVersion } = parseProtocols(ssl['ssl_protocols'] ?? DEFAULT_SSL_PROTOCOLS);
-  const configured = optionalString(ssl['ssl_ciphers'], 'apisix.ssl.ssl_ciphers') ?? DEFAULT_SSL_CIPHERS;
+/** The policy from the validated `apisix.ssl`: protocol names and the cipher string are checked here. */
+export function parseTlsPolicy(ssl: SslFile): TlsPolicyConfig {
+  const { minVersion, maxVersion } = parseProtocols(ssl.ssl_protocols ?? DEFAULT_SSL_PROTOCOLS);
+  const configured = ssl.ssl_ciphers ?? DEFAULT_SSL_CIPHERS;
   if (configured.trim() === '') throw new ConfigError('apisix.ssl.ssl_ciphers must not be empty');
   const ciphers = `${configured}:${HTTP2_CIPHER_FLOOR}`;
   try {
@@ -70,21 +71,18 @@ export function parseTlsPolicy(ssl: Record<string, unknown>): TlsPolicyConfig {
     minVersion,
     maxVersion,
     ciphers,
-    trustedCertificateFile: optionalString(ssl['ssl_trusted_certificate'], 'apisix.ssl.ssl_trusted_certificate'),
+    trustedCertificateFile: ssl.ssl_trusted_certificate ?? undefined,
   };
 }
 
 /** nginx's form ("TLSv1.2 TLSv1.3") or a YAML list (the form of APISIX's ssl objects). */
-function parseProtocols(value: unknown): { minVersion: TlsVersion; maxVersion: TlsVersion } {
+function parseProtocols(value: string | string[]): { minVersion: TlsVersion; maxVersion: TlsVersion } {
   const what = 'apisix.ssl.ssl_protocols';
-  let names: unknown[];
-  if (typeof value === 'string') names = value.split(/[\s,]+/).filter((name) => name !== '');
-  else if (Array.isArray(value)) names = value;
-  else throw new ConfigError(`${what}: expected a string such as "${DEFAULT_SSL_PROTOCOLS}" or a list`);
+  const names = typeof value === 'string' ? value.split(/[\s,]+/).filter((name) => name !== '') : value;
   if (names.length === 0) throw new ConfigError(`${what} names no protocol; expected TLSv1.2 and/or TLSv1.3`);
   const chosen = new Set<TlsVersion>();
   for (const name of names) {
-    if (typeof name === 'string' && TOO_OLD.has(name)) {
+    if (TOO_OLD.has(name)) {
       throw new ConfigError(`${what}: ${name} is not allowed; HTTP/2 requires TLS 1.2 or later (RFC 9113 §9.2), use TLSv1.2 and/or TLSv1.3`);
     }
     const version = VERSIONS.find((v) => v === name);

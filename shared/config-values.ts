@@ -1,6 +1,7 @@
 /**
- * Typed readers for single values of conf/config.yaml and of GATEWAY_* variables, used by shared/config.ts. Each
- * takes the path of the setting (`deployment.etcd.host`) so an operator's mistake is reported where it is.
+ * Readers of the values whose form the schema of conf/config.yaml cannot check alone, shared by the file and by
+ * GATEWAY_* variables: `ip:port` text, CIDR blocks, nginx's durations, comma lists. Each takes the name of the
+ * setting (`deployment.admin.allow_admin[0]`, `GATEWAY_H2C_LISTEN`) so that a mistake is reported where it is.
  */
 import { isIP } from 'node:net';
 import { ConfigError } from './errors.ts';
@@ -10,34 +11,15 @@ export interface ListenAddress {
   port: number;
 }
 
-export function asObject(value: unknown, what: string): Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${what}: expected a mapping`);
-  return value as Record<string, unknown>;
-}
-
-export function optionalString(value: unknown, what: string): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string') throw new ConfigError(`${what}: expected a string`);
-  return value;
-}
-
-export function optionalNumber(value: unknown, what: string): number | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number') throw new ConfigError(`${what}: expected a number`);
-  return value;
-}
-
-export function optionalBoolean(value: unknown, what: string): boolean | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'boolean') throw new ConfigError(`${what}: expected true or false`);
-  return value;
-}
-
-/** A list of strings; a single string is a list of one, as APISIX's CLI schema allows for `host` and `keyring`. */
-export function stringList(value: unknown, what: string): string[] {
-  const list = typeof value === 'string' ? [value] : value;
-  if (!Array.isArray(list) || !list.every((v) => typeof v === 'string')) throw new ConfigError(`${what}: expected a list of strings`);
-  return list;
+/**
+ * Milliseconds from seconds (a number) or nginx's time form (`10s`, `500ms`, `2m`; no unit is seconds), as the
+ * schema's DurationSchema takes them. Ranges are the caller's.
+ */
+export function durationMs(value: number | string): number {
+  if (typeof value === 'number') return Math.round(value * 1000);
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
+  const n = Number(match?.[1] ?? NaN);
+  return Math.round(match?.[2] === 'ms' ? n : match?.[2] === 'm' ? n * 60_000 : n * 1000);
 }
 
 /** A comma-separated environment value as a list, blanks dropped. */

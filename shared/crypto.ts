@@ -1,5 +1,5 @@
 /**
- * Private keys at rest, encrypted exactly as APISIX does it (apisix-compat §3.1; apisix/ssl.lua `aes_encrypt_pkey`,
+ * Private keys at rest, encrypted exactly as APISIX does it (apisix/ssl.lua `aes_encrypt_pkey`,
  * `init_iv_tbl`), so etcd content written by this gateway and by APISIX can be read by either:
  *
  * - the keyring is `apisix.data_encryption.keyring`; each entry is used as both the AES key and the IV (resty.aes

@@ -10,18 +10,52 @@
  */
 import { GrpcStatus, type GrpcStatusCode } from './grpc-status.ts';
 
+/**
+ * Every code a GatewayError carries. A code is stable: it names one condition for as long as the gateway raises it,
+ * whatever its message says; docs/errors.md lists each one with its statuses (test/shared/error-codes.test.ts keeps
+ * the two in step). Logs carry it as `err.code`.
+ */
+export const GatewayErrorCode = {
+  // data plane: answered to gRPC clients as a grpc-status
+  ROUTE_NOT_FOUND: 'ROUTE_NOT_FOUND',
+  NO_HEALTHY_NODE: 'NO_HEALTHY_NODE',
+  UPSTREAM_CONNECT: 'UPSTREAM_CONNECT',
+  UPSTREAM_RESET: 'UPSTREAM_RESET',
+  UPSTREAM_PROTOCOL: 'UPSTREAM_PROTOCOL',
+  DEADLINE_EXCEEDED: 'DEADLINE_EXCEEDED',
+  UPSTREAM_TIMEOUT: 'UPSTREAM_TIMEOUT',
+  UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  MESSAGE_TOO_LARGE: 'MESSAGE_TOO_LARGE',
+  BAD_REQUEST: 'BAD_REQUEST',
+  OVERLOADED: 'OVERLOADED',
+  // control plane: answered to admin clients as an HTTP status with {"error_msg": …}
+  INVALID_CONFIGURATION: 'INVALID_CONFIGURATION',
+  ADMIN_BAD_REQUEST: 'ADMIN_BAD_REQUEST',
+  KEY_NOT_FOUND: 'KEY_NOT_FOUND',
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  UNSUPPORTED_RESOURCE_TYPE: 'UNSUPPORTED_RESOURCE_TYPE',
+  ADMIN_ROUTE_NOT_FOUND: 'ADMIN_ROUTE_NOT_FOUND',
+  STORE_CONFLICT: 'STORE_CONFLICT',
+  ADMIN_FORBIDDEN: 'ADMIN_FORBIDDEN',
+  SECRET_DECRYPT_FAILED: 'SECRET_DECRYPT_FAILED',
+  STORE_UNAVAILABLE: 'STORE_UNAVAILABLE',
+  // start-up: conf/config.yaml or the environment is unusable; the process exits with the message
+  CONFIG: 'CONFIG',
+} as const;
+export type GatewayErrorCode = (typeof GatewayErrorCode)[keyof typeof GatewayErrorCode];
+
 export interface GatewayErrorOptions extends ErrorOptions {
   /** What clients are told; the message itself when unset (an error whose detail is safe to show). */
   publicMessage?: string;
 }
 
 export class GatewayError extends Error {
-  readonly code: string;
+  readonly code: GatewayErrorCode;
   readonly grpcStatus: GrpcStatusCode;
   readonly httpStatus: number;
   readonly publicMessage: string;
 
-  constructor(code: string, message: string, grpcStatus: GrpcStatusCode, httpStatus: number, options?: GatewayErrorOptions) {
+  constructor(code: GatewayErrorCode, message: string, grpcStatus: GrpcStatusCode, httpStatus: number, options?: GatewayErrorOptions) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
@@ -140,7 +174,7 @@ export class Unauthorized extends GatewayError {
   }
 }
 
-/** `/apisix/admin/<segment>` names no resource this gateway serves (APISIX answers 404, apisix-compat §2.1). */
+/** `/apisix/admin/<segment>` names no resource this gateway serves (APISIX answers 404 too). */
 export class UnsupportedResourceType extends GatewayError {
   constructor(segment: string) {
     super('UNSUPPORTED_RESOURCE_TYPE', `Unsupported resource type: ${segment}`, GrpcStatus.NOT_FOUND, 404);
@@ -156,7 +190,7 @@ export class AdminRouteNotFound extends GatewayError {
 
 /**
  * A compare-and-swap write lost the race against other writers more times than the store retries. APISIX's text
- * (`value changed before overwritten`, apisix-compat §2.3, PATCH), but 409 where APISIX answers 503: a write
+ * (`value changed before overwritten`, from its PATCH), but 409 where APISIX answers 503: a write
  * conflict is not an outage, and a client or monitor must be able to tell the two apart (issue #11, case 10).
  */
 export class StoreConflict extends GatewayError {

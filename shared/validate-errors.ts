@@ -1,5 +1,5 @@
 /**
- * ajv's errors as one sentence in the style of APISIX's validator (api7/jsonschema, apisix-compat §1.7): one
+ * ajv's errors as one sentence in the style of APISIX's validator (api7/jsonschema): one
  * `property "a" validation failed: ` clause per level, then the rule that failed, with APISIX's wording where it
  * has one (`expected -1 to be at least 0`, `string too long, expected at most 256, got 257`, `additional properties
  * forbidden, found color`). Enums name the allowed values, which APISIX's `matches none of the enum values` does not.

@@ -18,6 +18,7 @@ import { SamplerSchema, type SamplerConf } from './schema/observability-plugins.
 import { MAX_METADATA_JSON_BYTES, UpstreamSchema, type UpstreamConf } from './schema/upstream.ts';
 import { checkServablePairs, type CertKeyPair } from './tls-check.ts';
 import { formatAjvErrors } from './validate-errors.ts';
+import { parseHostPort } from './host-port.ts';
 
 export { formatAjvErrors } from './validate-errors.ts';
 
@@ -44,17 +45,33 @@ const ajv = new Ajv({
 /** The schema of each resource type: what both planes validate with, and what the admin API publishes. */
 export const schemas = { routes: RouteSchema, upstreams: UpstreamSchema, services: ServiceSchema, ssls: SslSchema } as const;
 
-const compiled: { [K in ResourceType]: ValidateFunction<ResourceConfs[K]> } = {
-  routes: ajv.compile<RouteConf>(RouteSchema),
-  upstreams: ajv.compile<UpstreamConf>(UpstreamSchema),
-  services: ajv.compile<ServiceConf>(ServiceSchema),
-  ssls: ajv.compile<SslConf>(SslSchema),
-};
+/**
+ * Each validator is compiled on its first use, not when this module loads: compiling the four resource schemas
+ * costs ~6 MiB of memory that a data-plane worker never needs (its primary validates what it relays to it).
+ */
+const compiled: { -readonly [K in ResourceType]?: ValidateFunction<ResourceConfs[K]> } = {};
 
-const samplerCheck = ajv.compile<SamplerConf>(SamplerSchema);
+function validatorOf<K extends ResourceType>(type: K): ValidateFunction<ResourceConfs[K]> {
+  const existing = compiled[type];
+  if (existing !== undefined) return existing;
+  const made = ajv.compile<ResourceConfs[K]>(schemas[type]);
+  compiled[type] = made as (typeof compiled)[K];
+  return made;
+}
 
-/** plugin_attr.opentelemetry.sampler (conf/config.yaml), with the schema routes' `opentelemetry.sampler` use. */
+let samplerCheck: ValidateFunction<SamplerConf> | undefined;
+
+/**
+ * Another schema on the same instance and options: conf/config.yaml's (shared/config-validate.ts). YAML types its
+ * scalars as JSON does, so there too nothing is coerced, no default is written and no unknown key is stripped.
+ */
+export function compileSchema<T>(schema: object): ValidateFunction<T> {
+  return ajv.compile<T>(schema);
+}
+
+/** A sampler alone, with the schema of routes' `opentelemetry.sampler` (conf/config.yaml's is checked in its file schema). */
 export function validateSampler(value: unknown): ValidationResult<SamplerConf> {
+  samplerCheck ??= ajv.compile<SamplerConf>(SamplerSchema);
   if (samplerCheck(value)) return { ok: true, value };
   return { ok: false, error: formatAjvErrors(samplerCheck.errors ?? []) };
 }
@@ -82,9 +99,9 @@ export function validateResource<K extends ResourceType>(
 ): ValidationResult<ResourceConfs[K]> {
   const shapeError = jsonShapeError(value);
   if (shapeError !== undefined) return { ok: false, error: shapeError };
-  const validate = compiled[type] as ValidateFunction<ResourceConfs[K]>;
+  const validate = validatorOf(type);
   if (!validate(value)) return { ok: false, error: formatAjvErrors(validate.errors ?? []) };
-  const semantic = checkers[type](value as never, options.atWrite === true);
+  const semantic = checkers[type](value, options.atWrite === true);
   if (semantic !== undefined) return { ok: false, error: semantic };
   return { ok: true, value };
 }
@@ -189,31 +206,6 @@ function checkMetadataSize(metadata: Record<string, unknown> | undefined): strin
   if (metadata === undefined) return undefined;
   const bytes = Buffer.byteLength(JSON.stringify(metadata));
   return bytes > MAX_METADATA_JSON_BYTES ? `too large, expected at most ${MAX_METADATA_JSON_BYTES} bytes of JSON, got ${bytes}` : undefined;
-}
-
-/** `host`, `host:port`, `[v6]` or `[v6]:port`; undefined when the port is not 1..65535 or the host is empty. */
-export function parseHostPort(address: string): { host: string; port: number | undefined } | undefined {
-  let host: string;
-  let portText: string | undefined;
-  if (address.startsWith('[')) {
-    const end = address.indexOf(']');
-    if (end < 0) return undefined;
-    host = address.slice(0, end + 1);
-    const rest = address.slice(end + 1);
-    if (rest !== '' && !rest.startsWith(':')) return undefined;
-    portText = rest === '' ? undefined : rest.slice(1);
-  } else {
-    const colon = address.lastIndexOf(':');
-    if (colon >= 0 && address.indexOf(':') !== colon) return undefined; // bare IPv6 must be bracketed
-    host = colon < 0 ? address : address.slice(0, colon);
-    portText = colon < 0 ? undefined : address.slice(colon + 1);
-  }
-  if (host === '' || host === '[]') return undefined;
-  if (portText === undefined) return { host, port: undefined };
-  if (!/^\d{1,5}$/.test(portText)) return undefined;
-  const port = Number(portText);
-  if (port < 1 || port > 65535) return undefined;
-  return { host, port };
 }
 
 function checkSsl(ssl: SslConf, atWrite: boolean): string | undefined {

@@ -55,15 +55,27 @@ describe('docker-compose.yml', () => {
     const config = parse(composeConfig({ ADMIN_KEY: 'k' }).stdout) as { services: Record<string, Service> };
     for (const [name, service] of Object.entries(config.services)) {
       if (service.build === undefined) continue;
-      const entry = service.command?.find((arg) => arg.endsWith('.ts'));
-      assert.ok(entry, `${name} runs a TypeScript entry point`);
-      assert.ok(existsSync(resolve(REPO_ROOT, entry)), `${name}: ${entry} exists`);
+      // The gateway's processes run what `npm run build` emits to dist/ (the image's build stage runs it); the
+      // example upstream runs its TypeScript source.
+      const entry = service.command?.find((arg) => arg.endsWith('.ts') || arg.endsWith('.js'));
+      assert.ok(entry, `${name} runs a script`);
+      const source = entry.startsWith('dist/') ? entry.slice('dist/'.length).replace(/\.js$/, '.ts') : entry;
+      if (entry.startsWith('dist/')) assert.ok(entry.endsWith('.js'), `${name}: ${entry} is built JavaScript`);
+      assert.ok(existsSync(resolve(REPO_ROOT, source)), `${name}: ${source} exists`);
     }
   });
 
-  test('every path the Dockerfile copies exists', () => {
+  test('the image builds dist/ and runs it', () => {
     const dockerfile = readFileSync(resolve(REPO_ROOT, 'Dockerfile'), 'utf8');
-    const copies = [...dockerfile.matchAll(/^COPY\s+(.+)\s+\S+$/gm)].flatMap((m) => (m[1] ?? '').split(/\s+/));
+    assert.match(dockerfile, /^RUN npm run build$/m);
+    assert.match(dockerfile, /^COPY --from=build \/app\/dist \.\/dist$/m);
+    assert.match(dockerfile, /^CMD \["node", "dist\/data-plane\/main\.js"\]$/m);
+  });
+
+  test('every path the Dockerfile copies from the repository exists', () => {
+    const dockerfile = readFileSync(resolve(REPO_ROOT, 'Dockerfile'), 'utf8');
+    // COPY --from=<stage> copies out of an earlier stage of the image, not out of the repository.
+    const copies = [...dockerfile.matchAll(/^COPY\s+(?!--from=)(.+)\s+\S+$/gm)].flatMap((m) => (m[1] ?? '').split(/\s+/));
     assert.ok(copies.length > 0);
     for (const path of copies) assert.ok(existsSync(resolve(REPO_ROOT, path)), `${path} exists`);
   });

@@ -17,12 +17,30 @@ export interface GrpcProbe {
   close(): void;
 }
 
+/** A connection that is neither up nor refused within this long counts as refused (a readiness poll retries). */
+const CONNECT_LIMIT_MS = 2_000;
+
 export async function openProbe(address: string): Promise<GrpcProbe> {
   const session: ClientHttp2Session = connect(`http://${address}`);
   session.on('error', () => undefined); // reported per call as NO_STATUS
   await new Promise<void>((resolve, reject) => {
-    session.once('connect', () => resolve());
-    session.once('error', reject);
+    const timer = setTimeout(() => {
+      session.destroy();
+      reject(new Error(`no HTTP/2 connection to ${address} within ${CONNECT_LIMIT_MS} ms`));
+    }, CONNECT_LIMIT_MS);
+    session.once('connect', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    session.once('error', (err: Error) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    // A socket closed before the HTTP/2 preface (a listener over its connection cap) emits 'close' alone.
+    session.once('close', () => {
+      clearTimeout(timer);
+      reject(new Error(`connection to ${address} closed before HTTP/2 was up`));
+    });
   });
   return {
     call(path) {

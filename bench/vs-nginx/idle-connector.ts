@@ -72,7 +72,7 @@ function open(): Promise<boolean> {
     } else {
       socket.on('connect', hello);
     }
-    socket.on('error', (err) => done(false, err.message));
+    socket.on('error', (err: Error) => done(false, err.message));
     socket.on('close', () => done(false, 'closed by the server'));
     socket.on('data', (chunk: Buffer) => {
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);

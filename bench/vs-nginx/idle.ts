@@ -36,12 +36,14 @@ export async function measureIdle(address: string, count: number, pids: () => nu
     [`--nofile=${limit}:${limit}`, '--', process.execPath, 'bench/vs-nginx/idle-connector.ts', address, String(count), '256', tls ? 'tls' : 'h2c'],
     { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] },
   );
-  const lines = createInterface({ input: connector.child.stdout! });
+  const { stdout } = connector.child;
+  if (stdout === null) throw new Error('the idle connector has no stdout pipe');
+  const lines = createInterface({ input: stdout });
   const iterator = lines[Symbol.asyncIterator]();
   const nextJson = async (): Promise<Record<string, unknown>> => {
     const timeout = sleep(CONNECT_LIMIT_MS).then(() => ({ done: true, value: undefined }) as const);
     const result = await Promise.race([iterator.next(), timeout]);
-    if (result.done === true || result.value === undefined) throw new Error(`idle connector gave no answer:\n${connector.output()}`);
+    if (result.done === true) throw new Error(`idle connector gave no answer:\n${connector.output()}`);
     return JSON.parse(result.value) as Record<string, unknown>;
   };
   try {
@@ -60,7 +62,7 @@ export async function measureIdle(address: string, count: number, pids: () => nu
       rssBeforeKiB,
       rssAfterKiB,
       perConnectionKiB: established > 0 ? (rssAfterKiB - rssBeforeKiB) / established : Number.NaN,
-      firstError: String(setup['firstError'] ?? ''),
+      firstError: typeof setup['firstError'] === 'string' ? setup['firstError'] : '',
     };
   } finally {
     connector.child.stdin?.end();

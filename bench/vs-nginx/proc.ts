@@ -12,7 +12,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 /** Clock ticks per second of utime/stime (USER_HZ), 100 on Linux unless getconf says otherwise. */
 export const CLOCK_TICKS: number = (() => {
   const out = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const ticks = Number(out.stdout?.trim());
+  // stdout is null when getconf is missing (though typed string): Number('') is 0, and 100 it is.
+  const ticks = Number(out.stdout ? out.stdout.trim() : '');
   return Number.isFinite(ticks) && ticks > 0 ? ticks : 100;
 })();
 

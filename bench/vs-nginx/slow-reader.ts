@@ -59,7 +59,7 @@ export async function runSlowReader(c: SlowReaderCase, engines: readonly Http2En
       notes.push(`${c.id} ${engine}: missing from the report`);
       continue;
     }
-    const num = (key: string): number => (typeof r[key] === 'number' ? (r[key] as number) : Number.NaN);
+    const num = (key: string): number => (typeof r[key] === 'number' ? r[key] : Number.NaN);
     const problems = Array.isArray(r['problems']) ? (r['problems'] as unknown[]).map(String) : [];
     const status = r['status'];
     const error = typeof r['error'] === 'string' ? r['error'] : '';

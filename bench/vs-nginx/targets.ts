@@ -313,7 +313,7 @@ export async function startNginx(dir: string, upstream: Upstream, tls: TlsFiles,
 /** A change to conf/config.yaml: `value` at `path`; `undefined` removes the key (the gateway's default applies). */
 export interface ConfigSetting {
   path: readonly string[];
-  value: unknown;
+  value: string | number | boolean | object | undefined;
 }
 
 /**
@@ -370,7 +370,7 @@ function observabilitySettings(o: Observability, out: ObservabilityOutputs): Con
   return settings;
 }
 
-function traceSampler(): unknown {
+function traceSampler(): object {
   return { name: 'parent_base', options: { root: { name: 'trace_id_ratio', options: { fraction: TRACE_SAMPLE_RATIO } } } };
 }
 

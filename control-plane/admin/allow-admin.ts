@@ -1,5 +1,5 @@
 /**
- * The admin API's client address allow-list, `deployment.admin.allow_admin` (apisix-compat §2.1): APISIX renders it
+ * The admin API's client address allow-list, `deployment.admin.allow_admin`: APISIX renders it
  * as nginx `allow <cidr>; … deny all;`, so a client outside every block gets 403 before any key is looked at. The
  * default is loopback only. The address is the TCP peer's: no forwarding header is trusted, since anyone can set one.
  */

@@ -1,5 +1,5 @@
 /**
- * The admin token check, as APISIX's `check_token` (apisix/admin/init.lua, apisix-compat §2.1): the key comes
+ * The admin token check, as APISIX's `check_token` (apisix/admin/init.lua): the key comes
  * from the `api_key` query argument, the `X-API-KEY` header or the `x_api_key` cookie, in that order, and must
  * equal one of `deployment.admin.admin_key[].key`. A `viewer` key may only read.
  */

@@ -1,6 +1,6 @@
 /**
  * The one mapping from errors to admin API responses, and the only code that writes `{"error_msg": …}`. Shapes are
- * APISIX's (apisix-compat §2.1, §2.3): 401 `{"error_msg":"failed to check token","description":…}`, 404
+ * APISIX's: 401 `{"error_msg":"failed to check token","description":…}`, 404
  * `{"message":"Key not found"}` for an absent key, `{"error_msg":…}` for everything else. Gateway errors carry their
  * own HTTP status; Fastify's client errors keep theirs; anything else is a 500 whose detail stays in the log.
  */

@@ -1,5 +1,5 @@
 /**
- * Filters and paging of list endpoints, as APISIX 3's v3_adapter (apisix-compat §2.3):
+ * Filters and paging of list endpoints, as APISIX 3's v3_adapter:
  *
  * - `name=<regex>` keeps objects whose `name` matches; `label=<key>` keeps objects that have that label key;
  *   `uri=<regex>` keeps objects whose `uri` or one of whose `uris` matches; `filter=<urlencoded k=v&…>` keeps

@@ -1,5 +1,5 @@
 /**
- * APISIX's PATCH semantics (apisix-compat §2.3; `core.table.merge` and `core.table.patch` in APISIX):
+ * APISIX's PATCH semantics (`core.table.merge` and `core.table.patch` in APISIX):
  *
  * - `PATCH /routes/1` with an object deep-merges it into the stored value: objects merge recursively, arrays and
  *   scalars replace wholesale, and `null` deletes the field (`{"upstream":{"nodes":{"127.0.0.1:1980":null}}}`

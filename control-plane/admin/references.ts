@@ -1,5 +1,5 @@
 /**
- * Reference integrity between resources (apisix-compat §2.3, §7.9). Objects point at others by id: a route's
+ * Reference integrity between resources (docs/admin-api.md, References). Objects point at others by id: a route's
  * `upstream_id` and `service_id`, a service's `upstream_id`, and any upstream's `tls.client_cert_id` (inline in a
  * route or service, or an upstream object) naming an ssl object of `type: client`.
  *

@@ -1,6 +1,6 @@
 /**
  * The admin endpoints of every resource type in admin/resources.ts, with APISIX's v3 semantics and shapes
- * (apisix-compat §2.3), declared per type (and per alias, hidden from the OpenAPI document) so each gets its own
+ * (docs/admin-api.md), declared per type (and per alias, hidden from the OpenAPI document) so each gets its own
  * documented schema:
  *
  *   GET    /apisix/admin/<type>                 list, with filters and paging (admin/list-query.ts)
@@ -45,8 +45,8 @@ export function registerResourceRoutes(app: FastifyInstance, deps: ResourceRoute
     for (const segment of [kind.type, ...kind.aliases]) registerKind(app, deps, kind, segment, segment !== kind.type);
   }
   const fallback = async (request: { params: unknown }): Promise<never> => {
-    const params = isJsonObject(request.params) ? request.params : {};
-    const segment = String(params['type'] ?? '');
+    const type = isJsonObject(request.params) ? request.params['type'] : undefined;
+    const segment = typeof type === 'string' ? type : '';
     if (OTHER_ENDPOINTS.has(segment)) throw new AdminRouteNotFound();
     resolveKind(segment);
     throw new AdminRouteNotFound();

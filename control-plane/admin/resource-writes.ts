@@ -1,6 +1,6 @@
 /**
- * PUT, POST and PATCH of any resource type, in APISIX's order (`check_conf` in apisix/admin/resource.lua,
- * apisix-compat §2.3): body present, id, forbidden timestamps, the shared schema and its cross-field checks, then
+ * PUT, POST and PATCH of any resource type, in APISIX's order (`check_conf` in apisix/admin/resource.lua):
+ * body present, id, forbidden timestamps, the shared schema and its cross-field checks, then
  * the references against etcd; nothing is written unless all pass, and the write is one etcd transaction.
  *
  * Private keys are validated in clear and stored encrypted (shared/crypto.ts): a body may carry a key already
@@ -84,7 +84,7 @@ export async function patchResource(
     const merged = segments === undefined || segments.length === 0 ? mergePatch(current, body) : setAtSubPath(current, segments, body);
     if (!isJsonObject(merged)) throw invalidConfiguration(kind, merged);
     const mergedId = merged['id'];
-    if (mergedId !== undefined && String(mergedId) !== id) throw new AdminBadRequest(`wrong ${kind.singular} id`);
+    if (mergedId !== undefined && idText(mergedId) !== id) throw new AdminBadRequest(`wrong ${kind.singular} id`);
     return checked(deps, kind, { ...merged, id });
   });
 }
@@ -144,11 +144,16 @@ function rejectForbidden(fields: readonly string[]): void {
   }
 }
 
+/** A body id as text, to compare with the URL's; an object or array never equals one (APISIX's tostring() neither). */
+function idText(value: unknown): string | undefined {
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' ? String(value) : undefined;
+}
+
 /** The URL id, which a body id must equal (compared as text, so `"id": 1` matches `/routes/1`), or the body id. */
 function resolveId(kind: ResourceKind, pathId: string | undefined, body: Record<string, unknown>): string {
   const bodyId = body['id'];
   if (pathId !== undefined) {
-    if (bodyId !== undefined && String(bodyId) !== pathId) throw new AdminBadRequest(`wrong ${kind.singular} id`);
+    if (bodyId !== undefined && idText(bodyId) !== pathId) throw new AdminBadRequest(`wrong ${kind.singular} id`);
     return pathId;
   }
   if (bodyId === undefined) throw new AdminBadRequest(`missing ${kind.singular} id`);

@@ -15,7 +15,7 @@ export interface ResourceKind {
   type: ResourceType;
   /** The singular APISIX uses in messages and in `/apisix/admin/schema/<name>`: `wrong route id`, `ssl`. */
   singular: string;
-  /** Other URL segments accepted for this type, e.g. the 2.x `ssl` (renamed `ssls` in 3.0, apisix-compat §2.2). */
+  /** Other URL segments accepted for this type, e.g. the 2.x `ssl` (renamed `ssls` in 3.0). */
   aliases: readonly string[];
   /** How the OpenAPI description names it. */
   title: string;
@@ -46,7 +46,7 @@ export function kindBySingular(name: string): ResourceKind | undefined {
   return KINDS.find((kind) => kind.singular === name);
 }
 
-/** APISIX's id_schema string form; ids from the URL are strings (apisix-compat §1.1). */
+/** APISIX's id_schema string form; ids from the URL are strings. */
 const ID_PATTERN = /^[a-zA-Z0-9-_.]{1,64}$/;
 
 export function isValidId(id: string): boolean {

@@ -1,8 +1,8 @@
 /**
  * `GET /apisix/admin/schema/<name>`: the JSON schema of one resource type, with APISIX's singular names (`route`,
- * `upstream`, `service`, `ssl`; apisix/admin/schema.lua, apisix-compat §2.3). It is the object both planes
+ * `upstream`, `service`, `ssl`; apisix/admin/schema.lua). It is the object both planes
  * validate with, so a client can check a document before sending it; the cross-field rules that JSON Schema
- * cannot say are listed in the README. An unknown name is APISIX's 400 `not found schema: <name>`.
+ * cannot say are listed in docs/admin-api.md. An unknown name is APISIX's 400 `not found schema: <name>`.
  */
 import type { FastifyInstance } from 'fastify';
 import { AdminBadRequest } from '../../shared/errors.ts';

@@ -29,7 +29,7 @@ type FaultPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>
  * does not import a dependency of etcd3 that the project does not declare.
  */
 const PASS_THROUGH: FaultPolicy = {
-  _altReturn: undefined as never,
+  _altReturn: undefined as never, // eslint-disable-line @typescript-eslint/no-deprecated -- IPolicy requires this type-only member, which cockatiel marks @deprecated
   onSuccess: () => ({ dispose: () => undefined }),
   onFailure: () => ({ dispose: () => undefined }),
   execute: async (fn, signal) => fn({ signal: signal ?? new AbortController().signal }),

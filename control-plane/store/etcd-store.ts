@@ -1,7 +1,7 @@
 /**
  * The control plane's etcd store: the only module of the control plane that imports etcd3. It reads and writes
- * APISIX's layout (`<prefix>/<type>/<id>` = JSON text, `<prefix>/<type>/` = the `init_dir` placeholder,
- * apisix-compat §3.1) and turns every etcd failure into StoreUnavailable, which the admin API answers with 503.
+ * APISIX's layout (`<prefix>/<type>/<id>` = JSON text, `<prefix>/<type>/` = the `init_dir` placeholder)
+ * and turns every etcd failure into StoreUnavailable, which the admin API answers with 503.
  *
  * Writes are compare-and-swap transactions on the key's revision, as APISIX's `atomic_set`, so two admins writing
  * the same key cannot silently lose an update that `build` derived from (e.g. `create_time`, or the fields a PATCH
@@ -16,7 +16,7 @@
  * hangs (member-pool.ts). This folder is the only part of the control plane that imports etcd3.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CompareResult, CompareTarget, type Etcd3, type ICompare, type IOptions, type IRequestOp, type ITxnResponse } from 'etcd3';
+import { CompareResult, CompareTarget, type Etcd3, type ICompare, type IOptions, type IRequestOp, type IResponseOp, type ITxnResponse } from 'etcd3';
 import { GatewayError, StoreConflict, StoreUnavailable, describe } from '../../shared/errors.ts';
 import { RESOURCE_TYPES, normalizePrefix, parseKey, resourceDir, resourceKey, type ResourceType } from '../../shared/etcd-keys.ts';
 import type { EtcdTlsConfig } from '../../shared/config.ts';
@@ -114,7 +114,9 @@ export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
       ambiguous = attempt > 1;
       return client.kv.txn({ compare, success: [op], failure: [failure] });
     });
-    return { res, ambiguous, fresh: res.succeeded ? undefined : known(res.responses[0]?.response_range?.kvs[0]) };
+    // etcd3 types every field of an op response as present; it is a oneof, so only the failure's range is there.
+    const read: Partial<IResponseOp> | undefined = res.responses[0];
+    return { res, ambiguous, fresh: res.succeeded ? undefined : known(read?.response_range?.kvs[0]) };
   }
 
   function toCompare(precondition: Precondition): ICompare {
@@ -211,7 +213,7 @@ export function createEtcdStore(options: EtcdStoreOptions): ResourceStore {
 
     async nextId(): Promise<string> {
       const res = await run('put', (client) => client.put(`${prefix}/${GEN_ID_KEY}`).value('1').exec());
-      return String(res.header.revision).padStart(GENERATED_ID_DIGITS, '0');
+      return res.header.revision.padStart(GENERATED_ID_DIGITS, '0');
     },
 
     async ensureDirs(): Promise<void> {

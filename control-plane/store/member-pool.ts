@@ -73,7 +73,8 @@ export class MemberPool {
       let everyoneUnreachable = true;
       for (const member of this.#order()) {
         const left = deadline - Date.now();
-        if (left <= 0 || this.#closed) break;
+        // `as boolean`: close() may have run during the last await, which TypeScript's narrowing does not see.
+        if ((this.#closed as boolean) || left <= 0) break;
         attempt += 1;
         try {
           const value = await attempted(call(member.client, attempt), member.host, Math.min(this.#attemptTimeoutMs, left));

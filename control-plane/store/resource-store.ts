@@ -4,7 +4,7 @@
  *
  * Values are the JSON documents the admin API accepted, exactly as stored under `<prefix>/<type>/<id>`; the
  * revisions are etcd's `create_revision` and `mod_revision`, which the v3 admin responses expose as
- * `createdIndex`/`modifiedIndex` (apisix-compat §2.3).
+ * `createdIndex`/`modifiedIndex`.
  *
  * Every write is one etcd transaction guarded by what it was derived from: the key's own revision, plus the
  * preconditions the caller returns (a referenced object unchanged, no referrer added since a scan). A write whose
@@ -69,7 +69,7 @@ export interface ResourceStore {
   delete(type: ResourceType, id: string, check?: CheckDelete): Promise<boolean>;
   /**
    * A new object id, unique across the cluster: APISIX writes `<prefix>/gen_id` and formats the revision of that
-   * write as 20 zero-padded digits (`etcd.push`, apisix-compat §2.3).
+   * write as 20 zero-padded digits (APISIX's `etcd.push`).
    */
   nextId(): Promise<string>;
   /** Writes APISIX's `<prefix>/<type>/` = `init_dir` placeholders that are missing. */

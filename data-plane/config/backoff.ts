@@ -3,7 +3,7 @@
  * the constant backoff handed to etcd3 for its own watch-stream retries.
  *
  * APISIX backs off exponentially (1, 2, 4 ... s) while no etcd endpoint is healthy and sleeps `resync_delay` (5 s)
- * plus up to 50% jitter on other errors (apisix-compat §3.2 item 8). The same shape is used here, starting lower so
+ * plus up to 50% jitter on other errors (its config_etcd.lua). The same shape is used here, starting lower so
  * a data plane catches up quickly after a short etcd blip, and the jitter keeps N replicas from retrying in step.
  */
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -2,7 +2,7 @@
  * The data plane's view of the configuration in etcd, without any I/O: it decodes etcd key-values into validated
  * items and turns a full range read or a stream of watch events into immutable `ConfigState`s.
  *
- * It follows APISIX's `config_etcd.lua` (apisix-compat §3.2): `value.id` is forced to the key's suffix, an invalid
+ * It follows APISIX's `config_etcd.lua`: `value.id` is forced to the key's suffix, an invalid
  * value is skipped and "invalid data should only cancel this config item update", so the last good value of that key
  * stays; a delete removes the key. States handed out are never mutated: changes go to a copy-on-write draft that
  * `commit()` freezes into a new state, so in-flight streams keep the snapshot they pinned.

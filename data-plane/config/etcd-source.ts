@@ -1,6 +1,6 @@
 /**
  * The data plane's only reader of etcd (and the only data-plane module that imports etcd3). It follows APISIX's
- * `config_etcd.lua` (apisix-compat §3.2): one range read of the whole prefix at revision R, then one watch on
+ * `config_etcd.lua` (docs/apisix-compatibility.md): one range read of the whole prefix at revision R, then one watch on
  * `<prefix>/` from R+1; a compacted watch or a revision that goes backwards (etcd restarted without its data)
  * triggers a full re-read. It never writes to etcd.
  *
@@ -222,7 +222,7 @@ class Source implements EtcdConfigSource {
       try {
         return await this.#loadOnce(reason);
       } catch (err) {
-        if (this.#closed) continue;
+        if (this.#closed as boolean) continue; // closed during the await (invisible to TypeScript's narrowing)
         const delayMs = this.#backoff.next();
         const failedHost = this.#memberHost();
         this.#switchMember();

@@ -66,9 +66,14 @@ export async function readSnapshotCache(file: string, prefix: string): Promise<C
   if (body.version !== CACHE_VERSION || !Array.isArray(body.kvs) || typeof body.revision !== 'string') return 'unknown format';
   if (body.prefix !== prefix) return `it was written for etcd prefix ${String(body.prefix)}, not ${prefix}`;
   const kvs: RawKeyValue[] = [];
-  for (const entry of body.kvs) {
-    if (!Array.isArray(entry) || entry.length !== 3 || !entry.every((part) => typeof part === 'string')) return 'unknown format';
+  // The file's JSON is only checked here: its entries are unknown until then.
+  for (const entry of body.kvs as unknown[]) {
+    if (!isStringTriple(entry)) return 'unknown format';
     kvs.push({ key: Buffer.from(entry[0]), value: Buffer.from(entry[1], 'utf8'), mod_revision: entry[2] });
   }
   return { revision: body.revision, clusterId: body.clusterId ?? undefined, kvs, writtenAt: body.writtenAt ?? 0 };
+}
+
+function isStringTriple(value: unknown): value is [string, string, string] {
+  return Array.isArray(value) && value.length === 3 && value.every((part) => typeof part === 'string');
 }

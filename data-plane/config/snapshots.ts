@@ -20,7 +20,7 @@
  * A route whose references are missing is logged when it is (re)built, not again on every later rebuild.
  *
  * A route that cannot be built at all (its build throws: a value nested deeper than JSON.stringify can recurse,
- * or any bug a value triggers) is isolated like an invalid value (DESIGN.md rule 4, APISIX's "invalid data should
+ * or any bug a value triggers) is isolated like an invalid value (docs/architecture.md; APISIX's "invalid data should
  * only cancel this config item update"): it is logged with its key, revision and the objects it references, its
  * last good build stays in service (or it is left out if it never had one), and every other route applies. The
  * failure is remembered with what it looked up, so later rebuilds skip it quietly until the route or one of its
@@ -34,7 +34,7 @@ import { SniTable } from '../tls/sni-table.ts';
 import type { ListenerTlsOptions } from '../tls/tls-policy.ts';
 import { resolveUpstream, type ResolvedUpstream } from '../upstream/upstream.ts';
 import type { HealthRegistry } from '../upstream/health/registry.ts';
-import { NoHealthyNode, RouteNotFound, describe, type GatewayError } from '../../shared/errors.ts';
+import { NoHealthyNode, RouteNotFound, describe } from '../../shared/errors.ts';
 import type { ConfigItem, ConfigState } from './config-state.ts';
 import { lookupsHold, resolveRoute, type Lookup } from './resolve-route.ts';
 import { TargetsById } from './targets-view.ts';

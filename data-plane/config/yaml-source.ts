@@ -1,7 +1,7 @@
 /**
  * Standalone mode: the data plane reads its configuration from one YAML file instead of etcd, as APISIX does with
- * `deployment.role_data_plane.config_provider: yaml` and conf/apisix.yaml (apisix-compat §3.3, "Standalone file
- * mode"). The file holds lists under `routes`, `upstreams`, `services` and `ssls`, each item shaped like the admin
+ * `deployment.role_data_plane.config_provider: yaml` and conf/apisix.yaml (docs/apisix-compatibility.md,
+ * "Standalone file"). The file holds lists under `routes`, `upstreams`, `services` and `ssls`, each item shaped like the admin
  * API's (and etcd's) value; an item without `id` is `arr_<1-based index>`; `${{VAR}}` / `${{VAR:=default}}` are
  * replaced from the environment; and the file must end with a `#END` line, so that a file caught half-written is
  * never applied (APISIX: `missing valid end flag in file <path>`).
@@ -137,7 +137,7 @@ class YamlSource implements ConfigSource {
       this.#fail(`cannot read ${file}: ${describe(err)}`, undefined);
       return;
     }
-    if (this.#closed) return;
+    if (this.#closed as boolean) return; // closed during readFile (invisible to TypeScript's narrowing)
     this.#seen = fingerprint;
     this.#load(text, fingerprint);
   }

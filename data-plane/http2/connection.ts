@@ -382,11 +382,12 @@ export abstract class Http2Connection {
     if (this.closed) return;
     this.lastActivity = Date.now();
     const rest = this.beforeFrames(length === buffer.length ? buffer : buffer.subarray(0, length));
-    if (rest === undefined || rest.length === 0 || this.closed) return;
+    // `as boolean`: each call above may close the connection, which TypeScript's narrowing does not see.
+    if ((this.closed as boolean) || rest === undefined || rest.length === 0) return;
     const err = this.reader.push(rest);
     this.deliverJoined();
     if (err !== undefined) this.connectionError(err.code, err.reason);
-    if (!this.closed) this.afterRead();
+    if (!(this.closed as boolean)) this.afterRead();
   }
 
   /** DATA joined from this read's frames goes to its stream now (before any other frame, error or the read's end). */
@@ -806,18 +807,20 @@ export abstract class Http2Connection {
           const size = Math.min(max, length - sent);
           this.writeData(stream.id, data.subarray(sent, sent + size), endStream && sent + size === length);
           sent += size;
-        } while (sent < length && !this.congested);
+        } while (sent < length && !(this.congested as boolean)); // writeData may congest the socket
       }
       stream.sendWindow -= sent;
       this.sendWindow -= sent;
       if (sent === length) {
         if (endStream) stream.state = afterSend(stream.state as 0, FrameType.DATA, FrameFlag.END_STREAM);
         stream.handler?.onSent(stream, length);
-        if (endStream && !stream.removed) this.localEnded(stream);
+        if (endStream && !(stream.removed as boolean)) this.localEnded(stream); // onSent may have removed it
         return;
       }
       stream.handler?.onSent(stream, sent);
-      if (stream.removed || this.closed) return;
+      // onSent may have reset the stream or closed the connection.
+      if (stream.removed as boolean) return;
+      if (this.closed as boolean) return;
       rest = data.subarray(sent);
     }
     if (rest.length > 0) {

@@ -186,7 +186,7 @@ export class FrameReader {
       this.sink.onFrame(frame[3] ?? 0, frame[4] ?? 0, frame.readUInt32BE(5) & 0x7fffffff, frame.subarray(FRAME_HEADER_BYTES, size));
       // The payload was valid only during onFrame: the buffer serves the next frame that straddles reads.
       if (frame.length === SPARE_FRAME_BYTES && spareFrames.length < MAX_SPARE_FRAMES) spareFrames.push(frame);
-      if (this.failed) return undefined;
+      if (this.failed as boolean) return undefined; // onFrame may have failed the reader (TypeScript's narrowing cannot see it)
       offset = take;
     } else if (this.pending !== undefined) {
       data = Buffer.concat([this.pending, chunk]); // a header cut short: at most 8 bytes to prepend
@@ -207,7 +207,7 @@ export class FrameReader {
       const streamId = (((data[offset + 5] as number) & 0x7f) << 24) | ((data[offset + 6] as number) << 16) | ((data[offset + 7] as number) << 8) | (data[offset + 8] as number);
       this.sink.onFrame(type, flags, streamId, data.subarray(offset + FRAME_HEADER_BYTES, end));
       offset = end;
-      if (this.failed) return undefined;
+      if (this.failed as boolean) return undefined; // as above
     }
     const rest = data.length - offset;
     if (rest > 0) {

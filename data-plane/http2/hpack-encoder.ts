@@ -89,7 +89,7 @@ export class IndexedTable extends DynamicTable {
     super.add(name, value);
     if (!fits) return; // §4.4: the table was emptied and the entry not added
     const k = this.inserted++;
-    const byName = (this.byName ??= new Map());
+    const byName = (this.byName ??= new Map<string, DynamicName>());
     const known = byName.get(name);
     if (known === undefined) byName.set(name, { latest: k, values: new Map([[value, k]]) });
     else {

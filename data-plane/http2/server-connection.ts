@@ -175,7 +175,8 @@ export class ServerConnection extends Http2Connection {
       const headersEnd = inbox[1] as boolean;
       this.hooks.onRequest(stream, fields, headersEnd);
       // DATA (and trailers) that came in the same read, now that the stream has its handler.
-      for (let i = 2; i < inbox.length && !stream.removed && stream.handler !== undefined; i += 2) {
+      // `as boolean`: a handler may reset the stream, which TypeScript's narrowing does not see.
+      for (let i = 2; i < inbox.length && !(stream.removed as boolean) && stream.handler !== undefined; i += 2) {
         const item = inbox[i];
         const end = inbox[i + 1] as boolean;
         if (Buffer.isBuffer(item)) stream.handler.onData(stream, item, end, true); // copied when it was read

@@ -18,7 +18,8 @@ import { readEnded, readStarted } from '../read-clock.ts';
 /** Size of the shared read buffer: what libuv asks for per read of a stream (64 KiB). */
 const READ_BUFFER_BYTES = 64 * 1024;
 
-type ReadCallback = (nread: number, buffer: Buffer) => boolean | void;
+/** Node's `onread` callback; returning false would pause reading, which this engine never asks for. */
+type ReadCallback = (nread: number, buffer: Buffer) => void;
 
 interface Slots {
   readonly buffer: symbol;

@@ -16,8 +16,10 @@
  * The guard lives on the session (a symbol property) and its stream listener is one shared function, so a stream
  * costs one number and one listener, no closure.
  */
-import { constants, type Http2Session, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Http2Session, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { Http2Limits } from '../../shared/config-http2.ts';
+import { ErrorCode } from '../http2/frame.ts';
+import { rstCodeOf } from '../proxy/rst-codes.ts';
 import type { RateLimitedLog } from './rate-limited-log.ts';
 
 const GUARD = Symbol('stream guard');
@@ -65,9 +67,9 @@ export class StreamGuard {
 
   onStreamClosed(stream: GuardedStream): void {
     this.closedStreams++;
-    const code = stream.rstCode ?? constants.NGHTTP2_NO_ERROR;
+    const code = rstCodeOf(stream);
     // A reset closes the writable side too (writableFinished says nothing); trailers sent mean the response was whole.
-    if (code === constants.NGHTTP2_NO_ERROR || code === constants.NGHTTP2_REFUSED_STREAM || stream.sentTrailers !== undefined) return;
+    if (code === ErrorCode.NO_ERROR || code === ErrorCode.REFUSED_STREAM || stream.sentTrailers !== undefined) return;
     if (Date.now() - (stream[STARTED] ?? 0) >= this.limits.prematureResetMinStreamLifetimeMs) return;
     this.premature++;
     if (this.tooManyPrematureResets()) this.closeForResets();
@@ -91,7 +93,7 @@ export class StreamGuard {
     );
     // destroy(error, code) sends a last GOAWAY with `code` and closes the socket; its streams end with it. An error
     // is needed: destroy(undefined, code) takes the undefined error for its default, NO_ERROR, which wins over `code`.
-    this.session.destroy(new Error(PREMATURE_RESETS), constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    this.session.destroy(new Error(PREMATURE_RESETS), ErrorCode.ENHANCE_YOUR_CALM);
   }
 }
 

@@ -17,9 +17,10 @@
  * runs in the same event-loop turn, before node:http2 flushes what the turn wrote, so a legitimate call's upstream
  * HEADERS leave no later than before; one shared function and no closure per stream.
  */
-import { constants, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream, type Settings } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream, Settings } from 'node:http2';
 import type { Http2Limits } from '../../shared/config-http2.ts';
 import type { Logger } from '../../shared/logger.ts';
+import { ErrorCode } from '../http2/frame.ts';
 import { serverSettings } from '../http2-settings.ts';
 import { handleStream, type ProxyDeps } from '../proxy/handle-stream.ts';
 import { respondError } from '../proxy/respond-error.ts';
@@ -48,7 +49,7 @@ export function createStreamLimits(limits: Http2Limits, log: Logger): StreamLimi
     onStream(stream, headers, deps) {
       const guard = StreamGuard.of(stream.session);
       if (guard !== undefined && !guard.admit(stream)) {
-        stream.close(constants.NGHTTP2_REFUSED_STREAM);
+        stream.close(ErrorCode.REFUSED_STREAM);
         return;
       }
       if (watermark.overloaded) {

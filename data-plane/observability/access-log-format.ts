@@ -42,7 +42,7 @@ type Reader = (r: CallRecord) => string;
 const endMs = (r: CallRecord): number => r.startedAt + r.durationMs;
 const seconds = (ms: number): string => (ms / MS_PER_SECOND).toFixed(SECONDS_DECIMALS);
 
-const pad2 = (n: number): string => (n < 10 ? '0' + n : String(n));
+const pad2 = (n: number): string => (n < 10 ? `0${n}` : String(n));
 
 /** The local UTC offset of `d` as `+hh:mm` (ISO 8601) or `+hhmm` (Common Log Format). */
 function offset(d: Date, separator: string): string {
@@ -73,7 +73,7 @@ const iso8601 = perSecond(
 
 const commonLogTime = perSecond(
   (d) =>
-    `${pad2(d.getDate())}/${MONTHS[d.getMonth()]}/${d.getFullYear()}:` +
+    `${pad2(d.getDate())}/${MONTHS[d.getMonth()] as string}/${d.getFullYear()}:` +
     `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())} ${offset(d, '')}`,
 );
 
@@ -124,7 +124,7 @@ export function escapeNginx(value: string): string {
   for (const byte of Buffer.from(value.slice(i), 'utf8')) {
     out +=
       byte < FIRST_PRINTABLE || byte >= FIRST_HIGH_ESCAPED || byte === QUOTE || byte === BACKSLASH
-        ? '\\x' + HEX[byte >> 4] + HEX[byte & 0xf]
+        ? '\\x' + HEX.charAt(byte >> 4) + HEX.charAt(byte & 0xf)
         : String.fromCharCode(byte);
   }
   return out;
@@ -160,7 +160,7 @@ function parse(format: string, escape: AccessLogEscape): { literals: string[]; r
   let literal = '';
   let i = 0;
   while (i < format.length) {
-    const c = format[i]!;
+    const c = format.charAt(i);
     if (c !== '$') {
       literal += c;
       i++;
@@ -174,11 +174,11 @@ function parse(format: string, escape: AccessLogEscape): { literals: string[]; r
       i = close + 1;
     } else {
       let j = i + 1;
-      while (j < format.length && isNameChar(format[j]!)) j++;
+      while (j < format.length && isNameChar(format.charAt(j))) j++;
       name = format.slice(i + 1, j);
       i = j;
     }
-    if (name === '' || ![...name].every(isNameChar)) throw new Error(`access_log_format: invalid variable name "$${name}"`);
+    if (!/^[A-Za-z0-9_]+$/.test(name)) throw new Error(`access_log_format: invalid variable name "$${name}"`);
     literals.push(literal);
     readers.push(reader(name, escape));
     literal = '';
@@ -362,12 +362,13 @@ export function compileAccessLogFormat(format: string | undefined, escape?: Acce
   if (format === undefined) return defaultJsonLine;
   const mode = escape ?? (format.trimStart().startsWith('{') ? 'json' : 'default');
   const { literals, readers } = parse(format, mode);
-  const head = literals[0]!;
+  const head = literals[0] ?? '';
   const count = readers.length;
   if (count === 0) return () => head;
   return (r) => {
     let line = head;
-    for (let i = 0; i < count; i++) line += readers[i]!(r) + literals[i + 1]!;
+    // parse() gives one more literal than readers: every index here is in range.
+    for (let i = 0; i < count; i++) line += (readers[i] as Reader)(r) + (literals[i + 1] as string);
     return line;
   };
 }

@@ -142,14 +142,20 @@ class AccessLogWriter implements AccessLog {
   }
 
   write(line: string): void {
-    if (this.closing) return void this.dropped++;
+    if (this.closing) {
+      this.dropped++;
+      return;
+    }
     // UTF-8 takes at most 3 octets per UTF-16 unit.
     this.reserve(line.length * 3 + 1);
     this.commit(this.chunk.write(line, this.chunkUsed, 'utf8') + 1);
   }
 
   writeRecord(record: CallRecord, encoder: LineEncoder): void {
-    if (this.closing) return void this.dropped++;
+    if (this.closing) {
+      this.dropped++;
+      return;
+    }
     this.reserve(encoder.maxBytes(record) + 1);
     this.commit(encoder.encode(record, this.chunk, this.chunkUsed) - this.chunkUsed + 1);
   }
@@ -268,7 +274,8 @@ class AccessLogWriter implements AccessLog {
   }
 
   private async doReopen(): Promise<void> {
-    const file = this.file!;
+    const file = this.file;
+    if (file === undefined) return; // reopen() asks only when writing to a file
     this.reopenWanted = false;
     this.busy = true;
     const old = this.fd;

@@ -34,7 +34,7 @@ export interface MetricsResponse {
 export function answerMetricsRequest(registry: Registry | undefined, request: MetricsRequest, send: (message: MetricsResponse) => void): void {
   if (registry === undefined) return send({ type: 'gateway:metrics', id: request.id, metrics: [] });
   registry.getMetricsAsJSON().then(
-    (metrics) => send({ type: 'gateway:metrics', id: request.id, metrics: metrics as metric[] }),
+    (metrics) => send({ type: 'gateway:metrics', id: request.id, metrics }),
     (err: unknown) => send({ type: 'gateway:metrics', id: request.id, error: err instanceof Error ? err.message : String(err) }),
   );
 }

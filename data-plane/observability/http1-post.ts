@@ -163,7 +163,8 @@ export class Http1Poster {
       return;
     }
     let at = 0;
-    while (at < chunk.length && this.pending !== undefined) {
+    // `as`: a response completed in the loop clears `pending`, which TypeScript's narrowing does not see.
+    while (at < chunk.length && (this.pending as Http1Poster['pending']) !== undefined) {
       switch (this.framing) {
         case Framing.Head: {
           const before = this.head.length;

@@ -320,7 +320,7 @@ export class CallMetrics {
 export const GATEWAY_VERSION = '0.1.0';
 
 function mergeInto(into: Histogram, from: Histogram): void {
-  for (let i = 0; i < from.buckets.length; i++) (into.buckets as Float64Array)[i]! += from.buckets[i] as number;
+  for (let i = 0; i < from.buckets.length; i++) into.buckets[i] = (into.buckets[i] as number) + (from.buckets[i] as number);
   into.sum += from.sum;
   into.count += from.count;
 }

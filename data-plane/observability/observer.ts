@@ -1,5 +1,5 @@
 /**
- * The data plane's one observer of calls (DESIGN.md "Observability"): fed when a call begins (request id, trace
+ * The data plane's one observer of calls (docs/architecture.md): fed when a call begins (request id, trace
  * context) and when it ends (metrics, one access-log line, one span), never from the relay's inner loops.
  *
  * - Request ids, APISIX's request-id plugin built in: the client's `x-request-id` is kept, else one is made (a

@@ -46,14 +46,14 @@ function build(entry: RouteEntry<unknown>, globalPreferName: boolean): RouteObse
   const preferName = plugins?.prometheus?.prefer_name ?? globalPreferName;
   const routeName = route.name ?? '';
   const serviceId = route.service_id === undefined ? '' : String(route.service_id);
-  const routeLabel = preferName && routeName !== '' ? routeName : String(entry.id);
+  const routeLabel = preferName && routeName !== '' ? routeName : entry.id;
   const uris = route.uri !== undefined ? [route.uri] : (route.uris ?? []);
   const hosts = route.host !== undefined ? [route.host] : (route.hosts ?? []);
   const matchedUri = uris.length <= 1 ? (uris[0] ?? '') : undefined;
   const matchedHost = hosts.length <= 1 ? (hosts[0] ?? '') : undefined;
   const otel = plugins?.opentelemetry;
   return {
-    routeId: String(entry.id),
+    routeId: entry.id,
     routeName,
     serviceId,
     routeLabel,

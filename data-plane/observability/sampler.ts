@@ -13,7 +13,7 @@ import type { RootSamplerConf, SamplerConf } from '../../shared/schema/observabi
 import type { TraceParent } from './trace-context.ts';
 
 // The schemas live with the route plugins' (shared/schema/observability-plugins.ts): the admin API checks them too.
-export { RootSamplerSchema, SamplerSchema, type RootSamplerConf, type SamplerConf } from '../../shared/schema/observability-plugins.ts';
+export type { RootSamplerConf, SamplerConf } from '../../shared/schema/observability-plugins.ts';
 
 /** Whether to record and export this call's span. `traceId` is the id the span will carry (the parent's, or new). */
 export type Sampler = (parent: TraceParent | undefined, traceId: string) => boolean;

@@ -28,7 +28,7 @@ export class Histogram {
     let i = 0;
     const n = bounds.length;
     while (i < n && value > (bounds[i] as number)) i++;
-    (this.buckets as Float64Array)[i]! += 1;
+    this.buckets[i] = (this.buckets[i] as number) + 1; // i <= bounds.length: in range
     this.sum += value;
     this.count++;
   }

@@ -161,7 +161,7 @@ export class Call implements StreamHandler {
     if (!text.includes('shutting down')) {
       const timedOut = text.includes('timed out');
       const charge = typeof err === 'object' && err !== null && !COUNTED_DIALS.has(err);
-      if (charge && this.upstream.checker !== undefined) COUNTED_DIALS.add(err as object);
+      if (charge && this.upstream.checker !== undefined) COUNTED_DIALS.add(err);
       this.attemptOver(timedOut ? 'timeout' : 'tcp_failure', timedOut ? 'connect timed out' : 'connect failed', charge);
     }
     this.retryOrFail('connect-failed', err);

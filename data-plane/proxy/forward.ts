@@ -7,7 +7,7 @@
  *
  * and `finished` is reached exactly once, by the one frame that ends the client's stream.
  *
- * Rules (gRPC PROTOCOL-HTTP2.md, and what users of other gateways trip over, grpc-proxy-landscape §2):
+ * Rules (gRPC PROTOCOL-HTTP2.md, and what users of other gateways trip over; docs/proxying.md):
  * - Retries happen only before response headers: on a connect failure (next untried node, up to `retries`, within
  *   `retry_timeout`), and once on a stream the upstream refused (REFUSED_STREAM, or above a GOAWAY's
  *   last-stream-id), which it never processed. Request bytes are kept for the replay until the response starts,
@@ -20,10 +20,11 @@
  * - A malformed `grpc-timeout` is answered INTERNAL, as gRPC servers do, and never forwarded (grpc-timeout.ts).
  * - A stream that ends without grpc-status, a lost connection, a non-200 or non-gRPC answer is never a success.
  */
-import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { BadRequest, DeadlineExceeded, MessageTooLarge, UpstreamConnectError, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
 import { GrpcStatus, grpcStatusFromHttp } from '../../shared/grpc-status.ts';
 import type { Logger } from '../../shared/logger.ts';
+import { ErrorCode, FrameFlag } from '../http2/frame.ts';
 import type { RouteTarget } from '../routing/route-target.ts';
 import type { PooledSession, SessionPool } from '../upstream/pool.ts';
 import type { ResolvedUpstream, UpstreamNode } from '../upstream/upstream.ts';
@@ -33,11 +34,11 @@ import { relayedHeaders, upstreamRequestHeaders } from './headers.ts';
 import { MessageMeter } from './message-meter.ts';
 import { resetStream } from './reset-stream.ts';
 import { errorTrailers, respondError } from './respond-error.ts';
-import { statusForRst, rstName } from './rst-codes.ts';
+import { rstCodeOf, statusForRst, rstName } from './rst-codes.ts';
 
 /** Request bytes kept for a retry until the response starts; beyond this a call is not retried (Envoy-style). */
 export const REPLAY_LIMIT_BYTES = 64 * 1024;
-const END_STREAM = constants.NGHTTP2_FLAG_END_STREAM;
+const END_STREAM = FrameFlag.END_STREAM;
 
 /**
  * The call a stream belongs to. Listeners are shared module functions that find their call through the stream they
@@ -250,7 +251,7 @@ export class ProxyCall {
   onDownEnd(): void {
     // node:http2 ends the readable side of a stream the client reset too ('end' after the RST): that is a cancel,
     // and must reach the upstream as one, never as END_STREAM.
-    if (this.down.aborted || (this.down.rstCode ?? constants.NGHTTP2_NO_ERROR) !== constants.NGHTTP2_NO_ERROR) return this.onDownGone();
+    if (this.down.aborted || rstCodeOf(this.down) !== ErrorCode.NO_ERROR) return this.onDownGone();
     this.requestEnded = true; // the client's half-close; passed on exactly when it happens
     const { up } = this;
     if (up !== undefined && !up.destroyed) up.end();
@@ -348,16 +349,16 @@ export class ProxyCall {
     if (up !== this.up) return;
     this.clearSendTimer();
     if (this.phase === 'finished' || this.responseComplete) return;
-    const code = up.rstCode ?? constants.NGHTTP2_NO_ERROR;
+    const code = rstCodeOf(up);
     // Refused, or above the last-stream-id of the upstream's GOAWAY: never processed, so safe to retry.
-    if (this.phase === 'waiting' && (code === constants.NGHTTP2_REFUSED_STREAM || this.pooled?.unprocessed(up) === true)) {
+    if (this.phase === 'waiting' && (code === ErrorCode.REFUSED_STREAM || this.pooled?.unprocessed(up) === true)) {
       return this.retryOrFail(new UpstreamReset(`upstream refused the stream (${rstName(code)})`), true);
     }
     if (this.pooled?.session.destroyed === true) {
       // Node closes the streams of a dead session with CANCEL though nothing was sent: the connection was lost.
       return this.fail(new UpstreamReset(`lost the connection to ${this.node.key}`));
     }
-    if (code === constants.NGHTTP2_NO_ERROR) return this.fail(missingStatus());
+    if (code === ErrorCode.NO_ERROR) return this.fail(missingStatus());
     this.fail(new UpstreamReset(`upstream reset the stream with ${rstName(code)}`, statusForRst(code)));
   }
 
@@ -431,7 +432,7 @@ export class ProxyCall {
 
   private cancelUp(): void {
     const { up } = this;
-    if (up !== undefined) resetStream(up, constants.NGHTTP2_CANCEL);
+    if (up !== undefined) resetStream(up, ErrorCode.CANCEL);
   }
 
   private clearSendTimer(): void {
@@ -453,7 +454,7 @@ export class ProxyCall {
       this.deps.log.warn({ err: describe(err), path: this.headers[':path'] }, 'cannot write to the client stream');
       this.cancelUp();
       this.finish();
-      if (!this.down.destroyed) this.down.close(constants.NGHTTP2_INTERNAL_ERROR);
+      if (!this.down.destroyed) this.down.close(ErrorCode.INTERNAL_ERROR);
       return false;
     }
   }

@@ -58,7 +58,7 @@ export function relayedHeaders(up: IncomingHttpHeaders): OutgoingHttpHeaders {
       break;
     }
   }
-  if (clean) return up as OutgoingHttpHeaders;
+  if (clean) return up;
   const out: OutgoingHttpHeaders = {};
   for (const name in up) if (!dropped(name)) out[name] = up[name];
   return out;

@@ -7,16 +7,17 @@
  * Clients get an error's public message only (shared/errors.ts): upstream addresses and socket or TLS errors stay in
  * the detail, which the caller logs.
  */
-import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { GatewayError, PublicMessage, UnsupportedMediaType } from '../../shared/errors.ts';
 import { GrpcStatus, type GrpcStatusCode } from '../../shared/grpc-status.ts';
+import { ErrorCode } from '../http2/frame.ts';
 
 export function respondError(stream: ServerHttp2Stream, err: unknown): void {
   if (stream.destroyed || stream.closed) return;
   const { status, message } = statusOf(err);
   if (stream.headersSent) {
     // Headers are out and no trailers can be promised any more: a reset is the only honest signal left.
-    stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    stream.close(ErrorCode.INTERNAL_ERROR);
     return;
   }
   stream.respond(

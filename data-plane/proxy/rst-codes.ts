@@ -2,8 +2,8 @@
  * RST_STREAM error codes (RFC 9113 §7) as a person reads them, and the gRPC status PROTOCOL-HTTP2.md ("Errors")
  * tells a client to report for each when a stream is reset before its status arrived.
  */
-import { constants } from 'node:http2';
 import { GrpcStatus, type GrpcStatusCode } from '../../shared/grpc-status.ts';
+import { ErrorCode } from '../http2/frame.ts';
 
 const RST_NAMES = [
   'NO_ERROR', 'PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLOW_CONTROL_ERROR', 'SETTINGS_TIMEOUT', 'STREAM_CLOSED',
@@ -11,19 +11,27 @@ const RST_NAMES = [
   'INADEQUATE_SECURITY', 'HTTP_1_1_REQUIRED',
 ] as const;
 
+/**
+ * A node:http2 stream's RST_STREAM code, NO_ERROR while it has none: node:http2 leaves `rstCode` undefined until the
+ * stream closes, although @types/node types it as a number.
+ */
+export function rstCodeOf(stream: { readonly rstCode?: number | undefined }): number {
+  return stream.rstCode ?? ErrorCode.NO_ERROR;
+}
+
 export function rstName(code: number): string {
   return `${RST_NAMES[code] ?? 'UNKNOWN'} (${code})`;
 }
 
 export function statusForRst(code: number): GrpcStatusCode {
   switch (code) {
-    case constants.NGHTTP2_REFUSED_STREAM:
+    case ErrorCode.REFUSED_STREAM:
       return GrpcStatus.UNAVAILABLE;
-    case constants.NGHTTP2_CANCEL:
+    case ErrorCode.CANCEL:
       return GrpcStatus.CANCELLED;
-    case constants.NGHTTP2_ENHANCE_YOUR_CALM:
+    case ErrorCode.ENHANCE_YOUR_CALM:
       return GrpcStatus.RESOURCE_EXHAUSTED;
-    case constants.NGHTTP2_INADEQUATE_SECURITY:
+    case ErrorCode.INADEQUATE_SECURITY:
       return GrpcStatus.PERMISSION_DENIED;
     default:
       return GrpcStatus.INTERNAL;

@@ -5,7 +5,6 @@
  * the PEM files `apisix.ssl.default_cert`/`default_key` if configured, else a self-signed one made at start.
  */
 import { readFile } from 'node:fs/promises';
-import { generate } from 'selfsigned';
 
 export interface PemPair {
   cert: string;
@@ -19,6 +18,8 @@ export async function loadDefaultCert(certFile: string | undefined, keyFile: str
     return { cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') };
   }
   const notAfter = new Date(Date.now() + SELF_SIGNED_DAYS * 86_400_000);
+  // Loaded only here: selfsigned and its X.509 libraries are large, and worker processes get the primary's pair.
+  const { generate } = await import('selfsigned');
   const pems = await generate([{ name: 'commonName', value: 'grpc-gateway default certificate' }], {
     keyType: 'ec',
     algorithm: 'sha256',

@@ -1,6 +1,6 @@
 /**
  * Certificate selection by SNI for the TLS listener, built from the `ssls` objects of one snapshot (APISIX's
- * radixtree_sni semantics, apisix-compat §4.2): names are matched case-insensitively without a trailing dot, an
+ * radixtree_sni semantics): names are matched case-insensitively without a trailing dot, an
  * exact name first, then `*.example.com` (exactly one more label), then `*`. Objects of `type: client` or with
  * `status: 0` are not served. Secure contexts are expensive to build, so unchanged objects (same id and etcd
  * mod revision) reuse the context of the previous table. Every context carries the listeners' TLS policy

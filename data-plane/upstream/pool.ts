@@ -228,7 +228,7 @@ export class SessionPool {
       // 'connect' can still come after the session was destroyed (a connect timeout racing the handshake): its
       // socket is then gone (undefined), and the destroy already settled the dial.
       session.once('connect', () => {
-        const socket: Socket | undefined = session.socket;
+        const socket = session.socket as Socket | undefined; // @types/node says always a Socket
         if (socket === undefined || session.destroyed || socket.destroyed) {
           this.remove(pooled);
           fail(new Error('connection closed'));

@@ -5,7 +5,7 @@
  */
 import type { UpstreamConf } from '../../shared/schema/upstream.ts';
 import type { ClientCertificate } from './client-certificate.ts';
-import { parseHostPort } from '../../shared/validate.ts';
+import { parseHostPort } from '../../shared/host-port.ts';
 import { createBalancer } from './balancers/index.ts';
 import type { Balancer } from './balancers/types.ts';
 import type { HashOn } from './hash-key.ts';
@@ -62,7 +62,7 @@ export interface ResolvedUpstream {
   readonly passHost: 'pass' | 'node' | 'rewrite';
   readonly upstreamHost: string | undefined;
   readonly connectTimeoutMs: number;
-  /** Stream idle timeout: no frame either way for this long fails the call; 0 = off (see README, timeouts). */
+  /** Stream idle timeout: no frame either way for this long fails the call; 0 = off (docs/proxying.md, Timeouts). */
   readonly readTimeoutMs: number;
   /** How long a request write may wait for the upstream's flow-control window; 0 = off. */
   readonly sendTimeoutMs: number;

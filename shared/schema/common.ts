@@ -1,5 +1,5 @@
 /**
- * Definitions shared by the resource schemas, ported from APISIX's apisix/schema_def.lua (apisix-compat §1.1).
+ * Definitions shared by the resource schemas, ported from APISIX's apisix/schema_def.lua.
  */
 import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox';
 

@@ -1,5 +1,5 @@
 /**
- * The route schema (APISIX `_M.route`, apisix-compat §1.2) for the fields a gRPC proxy needs. A route reaches its
+ * The route schema (APISIX `_M.route`; docs/admin-api.md) for the fields a gRPC proxy needs. A route reaches its
  * nodes through an inline `upstream`, an `upstream_id`, or a `service_id` whose service carries the upstream.
  * Cross-field rules (uri xor uris, host xor hosts, upstream xor upstream_id, one way to an upstream required) live
  * in shared/validate.ts beside the schema check, so both planes apply the same rules; that the referenced objects

@@ -1,5 +1,5 @@
 /**
- * The service schema (APISIX `_M.service`, apisix-compat §1.5): settings shared by the routes that name it with
+ * The service schema (APISIX `_M.service`, docs/admin-api.md): settings shared by the routes that name it with
  * `service_id`. A route inherits the service's upstream (inline or by `upstream_id`) and plugins; the route's own
  * upstream and plugins win (APISIX `plugin.merge_service_route`). A service's `hosts` apply to its routes that set
  * none. Lua-only fields (`script`) and `enable_websocket` have no meaning for a gRPC gateway and are refused.

@@ -1,5 +1,5 @@
 /**
- * The SSL certificate schema (APISIX `_M.ssl`, apisix-compat §1.4). `type: server` objects are chosen by SNI on
+ * The SSL certificate schema (APISIX `_M.ssl`; docs/admin-api.md). `type: server` objects are chosen by SNI on
  * the data plane's TLS listener. Certificates are parsed at validation time (shared/validate.ts), so a bad PEM or
  * a key that does not match its certificate never reaches etcd.
  */

@@ -1,5 +1,5 @@
 /**
- * The upstream schema (APISIX `upstream_schema`, apisix-compat §1.3), narrowed to what a gRPC gateway serves:
+ * The upstream schema (APISIX `upstream_schema`, docs/admin-api.md), narrowed to what a gRPC gateway serves:
  * `scheme` is `grpc` (h2c) or `grpcs` (TLS), `type` is one of APISIX's balancers (`roundrobin`, `chash` with
  * `hash_on`/`key`, `least_conn`, `ewma`), `checks` configures health checks (./checks.ts). One schema serves both
  * the inline `upstream` of routes and services and the `/apisix/upstreams/<id>` resource, as in APISIX.

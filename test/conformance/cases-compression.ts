@@ -60,7 +60,7 @@ export const COMPRESSION_CASES: readonly ConformanceCase[] = [
       assertZeros(compressed.messages[0]?.payload, LARGE_RESPONSE);
       const seen = ctx.wire.callsWithId(id)[0];
       assert.equal(seen?.requestHeaders['grpc-encoding'], 'gzip', 'the upstream got grpc-encoding: gzip');
-      assert.ok(seen?.requestBody.equals(gzipFrame(request)), 'the compressed request reached the upstream byte for byte');
+      assert.ok(seen.requestBody.equals(gzipFrame(request)), 'the compressed request reached the upstream byte for byte');
 
       const plainRequest = { ...base, expect_compressed: { value: false } };
       const plain = await unaryCall(ctx.client('wire'), plainRequest, callMetadata(newCallId()));
@@ -87,7 +87,7 @@ export const COMPRESSION_CASES: readonly ConformanceCase[] = [
         assertZeros(outcome.messages[0]?.payload, LARGE_RESPONSE);
         const seen = ctx.wire.callsWithId(id)[0];
         assert.deepEqual(seen?.responseMessages.map((m) => m.compressed), [compress]);
-        assert.equal(seen?.responseHeaders?.['grpc-encoding'], compress ? 'gzip' : undefined);
+        assert.equal(seen.responseHeaders?.['grpc-encoding'], compress ? 'gzip' : undefined);
       }
     },
   },
@@ -110,7 +110,7 @@ export const COMPRESSION_CASES: readonly ConformanceCase[] = [
       assert.equal(outcome.messages[0]?.aggregated_payload_size, first + SECOND_INPUT);
       const seen = ctx.wire.callsWithId(id)[0];
       assert.equal(seen?.requestHeaders['grpc-encoding'], 'gzip');
-      assert.deepEqual(seen?.requestMessages.map((m) => m.compressed), [true, false], 'per-message flags kept');
+      assert.deepEqual(seen.requestMessages.map((m) => m.compressed), [true, false], 'per-message flags kept');
     },
   },
   {
@@ -128,7 +128,7 @@ export const COMPRESSION_CASES: readonly ConformanceCase[] = [
       assert.deepEqual(outcome.messages.map(payloadSize), [DUPLEX_RESPONSE, SECOND_OUTPUT]);
       const seen = ctx.wire.callsWithId(id)[0];
       assert.equal(seen?.responseHeaders?.['grpc-encoding'], 'gzip');
-      assert.deepEqual(seen?.responseMessages.map((m) => m.compressed), [true, false]);
+      assert.deepEqual(seen.responseMessages.map((m) => m.compressed), [true, false]);
     },
   },
   {
@@ -154,7 +154,7 @@ export const COMPRESSION_CASES: readonly ConformanceCase[] = [
       assert.equal(response.headers['grpc-encoding'], 'gzip');
       const seen = ctx.wire.callsWithId(id)[0];
       assert.equal(seen?.requestHeaders['grpc-encoding'], 'gzip');
-      assert.ok(seen?.requestBody.equals(body), 'the request bytes changed on the way to the upstream');
+      assert.ok(seen.requestBody.equals(body), 'the request bytes changed on the way to the upstream');
       assert.ok(response.body.equals(seen.responseBody), 'the response bytes changed on the way to the client');
       assert.equal(response.body.readUInt8(0), 1, 'the response message is flagged compressed');
       const bytes = gunzipSync(response.body.subarray(FRAME_HEADER_BYTES));

@@ -1,5 +1,5 @@
 /**
- * The conformance suite's result as a markdown table, case × combination, for the README. The test file records
+ * The conformance suite's result as a markdown table, case × combination (docs/conformance.md). The test file records
  * every test's outcome here; when `CONFORMANCE_TABLE=<path>` is set, its after() hook writes the table there:
  *
  *   CONFORMANCE_TABLE=conformance.md node --test test/conformance/interop.test.ts

@@ -1,5 +1,5 @@
 /**
- * The admin token check (apisix-compat §2.1): where the key may come from, the 401 bodies, and the viewer role.
+ * The admin token check (APISIX's `check_token`): where the key may come from, the 401 bodies, and the viewer role.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';

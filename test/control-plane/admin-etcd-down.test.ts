@@ -1,6 +1,6 @@
 /**
  * The admin API while etcd is unreachable: every operation answers 503 with a message naming etcd, nothing is
- * half-written, and the API serves again once the same etcd member is back (apisix-compat §7.4).
+ * half-written, and the API serves again once the same etcd member is back (APISIX answers 503 too).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';

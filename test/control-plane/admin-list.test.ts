@@ -1,5 +1,5 @@
 /**
- * List endpoints as APISIX 3's v3_adapter (apisix-compat §2.3): `name`, `label`, `uri` and `filter` filters,
+ * List endpoints as APISIX 3's v3_adapter: `name`, `label`, `uri` and `filter` filters,
  * `total` counted after filtering and before paging, paging by `page`/`page_size` in createdIndex order.
  */
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * Every method on every resource type against a real etcd (apisix-compat §2.3): PUT (201 then 200), GET one and
+ * Every method on every resource type against a real etcd (APISIX 3's v3 shapes): PUT (201 then 200), GET one and
  * list, POST with a generated 20-digit id, PATCH, DELETE, and the 404s for absent ids. One table row per type, so
  * a type that misses a method fails here by name.
  */

@@ -1,5 +1,5 @@
 /**
- * PATCH semantics (apisix-compat §2.3, §7.10): deep merge where arrays replace and null deletes, sub-path PATCH
+ * PATCH semantics (docs/admin-api.md): deep merge where arrays replace and null deletes, sub-path PATCH
  * replacing one field with the raw body, the merged result validated again, timestamps, private keys kept through
  * a PATCH, and concurrent PATCHes of one object that lose nothing.
  */

@@ -1,5 +1,5 @@
 /**
- * Reference integrity (apisix-compat §2.3, §7.9): references to absent objects are refused with APISIX's messages,
+ * Reference integrity (docs/admin-api.md, References): references to absent objects are refused with APISIX's messages,
  * deleting an object still referenced is refused naming the referrer unless `?force=true`, and a write racing a
  * delete cannot leave a dangling reference (both are etcd transactions guarded by what they read).
  */

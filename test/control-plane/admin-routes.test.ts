@@ -1,6 +1,6 @@
 /**
  * The routes resource end to end: the seed document's PUT, what lands in etcd, and the v3 response shapes of
- * GET, list and DELETE (apisix-compat §2.3).
+ * GET, list and DELETE (docs/admin-api.md).
  */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';

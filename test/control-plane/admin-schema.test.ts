@@ -1,6 +1,6 @@
 /**
  * What the admin API publishes about itself: `GET /apisix/admin/schema/<name>` with APISIX's singular names
- * (apisix-compat §2.3), and an OpenAPI document whose request bodies are the very schemas both planes validate with.
+ * (as APISIX), and an OpenAPI document whose request bodies are the very schemas both planes validate with.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';

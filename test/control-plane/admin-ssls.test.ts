@@ -1,6 +1,6 @@
 /**
  * The ssls resource: the 2.x `ssl` alias of the seed document, and private keys that are stored but never
- * returned (APISIX strips `key` and `keys`, apisix-compat §1.4).
+ * returned (APISIX strips `key` and `keys` too).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';

@@ -1,7 +1,7 @@
 /**
- * The upstream schema a gRPC gateway needs (apisix-compat §1.3) on `/apisix/admin/upstreams` and inline in
+ * The upstream schema a gRPC gateway needs (docs/admin-api.md) on `/apisix/admin/upstreams` and inline in
  * services: both node forms with priority, keepalive_pool, timeouts and retries, pass_host, and TLS to grpcs nodes
- * with a client certificate whose key is stored encrypted and never returned. Also the service schema (§1.5).
+ * with a client certificate whose key is stored encrypted and never returned. Also the service schema.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';

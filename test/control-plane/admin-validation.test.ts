@@ -1,5 +1,5 @@
 /**
- * What a PUT refuses (apisix-compat §1.7, §2.3): schema errors answered 400 `invalid configuration: …` naming the
+ * What a PUT refuses (docs/apisix-compatibility.md): schema errors answered 400 `invalid configuration: …` naming the
  * field, APISIX's id and timestamp rules, unreadable bodies, and in every case nothing written to etcd.
  */
 import assert from 'node:assert/strict';

@@ -55,8 +55,8 @@ describe('etcd store', () => {
     assert.ok(kv !== undefined);
     assert.equal(seen.length, 1);
     assert.deepEqual(seen[0]?.value, { n: 1 });
-    assert.equal(seen[0]?.createRevision, Number(kv.create_revision));
-    assert.ok((seen[0]?.modRevision ?? Infinity) < Number(kv.mod_revision));
+    assert.equal(seen[0].createRevision, Number(kv.create_revision));
+    assert.ok(seen[0].modRevision < Number(kv.mod_revision));
   });
 
   it('returns the value and etcd revisions from get, and undefined for an absent key', async () => {

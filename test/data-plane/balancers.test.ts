@@ -6,6 +6,18 @@ import { ConsistentHashBalancer, crc32Utf8, MAX_RING_POINTS, POINTS_PER_WEIGHT }
 
 const TYPES: readonly BalancerType[] = ['roundrobin', 'least_conn', 'chash', 'ewma'];
 
+/** `array[i]`, failing the test when there is no such element. */
+function at<T>(array: ArrayLike<T>, i: number): T {
+  const value = array[i];
+  assert.ok(value !== undefined, `no element ${i}`);
+  return value;
+}
+
+/** Counts one more for `i`. */
+function bump(counts: number[], i: number): void {
+  counts[i] = at(counts, i) + 1;
+}
+
 function nodes(...weights: number[]): BalancerNode[] {
   return weights.map((weight, i) => ({ key: `10.0.0.${i + 1}:50051`, weight }));
 }
@@ -20,7 +32,7 @@ function counts(b: Balancer, size: number, picks: number, opts: { usable?: Uint8
   for (let k = 0; k < picks; k++) {
     const i = b.pick(opts.usable, `key-${k}`);
     assert.ok(i >= 0 && i < size, `pick ${k} returned ${i}`);
-    out[i]!++;
+    bump(out, i);
     b.begin(i);
     b.end(i, opts.latency?.(i) ?? 10, false);
   }
@@ -71,7 +83,7 @@ describe('least_conn', () => {
     for (let k = 0; k < 5; k++) b.begin(1);
     const c = counts(b, 3, 20);
     assert.equal(c[1], 0);
-    assert.equal(c[0]! + c[2]!, 20);
+    assert.equal(at(c, 0) + at(c, 2), 20);
   });
 
   test('weights 1 and 3 with every call kept open: the score (active + 1) / weight gives 1 and 3 out of 4', () => {
@@ -79,14 +91,14 @@ describe('least_conn', () => {
     const got = [0, 0];
     for (let k = 0; k < 4; k++) {
       const i = b.pick(undefined, '');
-      got[i]!++;
+      bump(got, i);
       b.begin(i);
     }
     assert.deepEqual(got, [1, 3]);
     // And the ratio holds as the calls pile up.
     for (let k = 0; k < 36; k++) {
       const i = b.pick(undefined, '');
-      got[i]!++;
+      bump(got, i);
       b.begin(i);
     }
     assert.deepEqual(got, [10, 30]);
@@ -98,14 +110,14 @@ describe('least_conn', () => {
     let slowInFlight = 0;
     for (let k = 0; k < 1000; k++) {
       const i = b.pick(undefined, '');
-      got[i]!++;
+      bump(got, i);
       b.begin(i);
       // Node 0 answers at once; node 1's calls stay in flight and end together every 50 picks.
       if (i === 0) b.end(0, 1, false);
       else slowInFlight++;
       if (k % 50 === 49) for (; slowInFlight > 0; slowInFlight--) b.end(1, 500, false);
     }
-    assert.ok(got[0]! > 800, `fast node got ${got[0]} of 1000`);
+    assert.ok(at(got, 0) > 800, `fast node got ${at(got, 0)} of 1000`);
   });
 
   test('end never takes the count below 0', () => {
@@ -135,7 +147,7 @@ describe('chash', () => {
 
   function shares(picked: number[], size: number): number[] {
     const out = new Array<number>(size).fill(0);
-    for (const i of picked) out[i]!++;
+    for (const i of picked) bump(out, i);
     return out.map((n) => n / picked.length);
   }
 
@@ -159,23 +171,24 @@ describe('chash', () => {
   });
 
   test('weights 1 and 3: about 25/75', () => {
-    const [a, b] = shares(owners(createBalancer('chash', nodes(1, 3))), 2);
-    assert.ok(Math.abs(a! - 0.25) < 0.07 && Math.abs(b! - 0.75) < 0.07, `shares ${a} ${b}`);
+    const got = shares(owners(createBalancer('chash', nodes(1, 3))), 2);
+    const [a, b] = [at(got, 0), at(got, 1)];
+    assert.ok(Math.abs(a - 0.25) < 0.07 && Math.abs(b - 0.75) < 0.07, `shares ${a} ${b}`);
   });
 
   test('removing one node of 10 moves only the keys that were on it', () => {
     const all = nodes(1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
-    const before = owners(createBalancer('chash', all)).map((i) => all[i]!.key);
-    const removed = all[6]!.key;
+    const before = owners(createBalancer('chash', all)).map((i) => at(all, i).key);
+    const removed = at(all, 6).key;
     const rest = all.filter((n) => n.key !== removed);
-    const after = owners(createBalancer('chash', rest)).map((i) => rest[i]!.key);
+    const after = owners(createBalancer('chash', rest)).map((i) => at(rest, i).key);
     let moved = 0;
     for (let k = 0; k < keys.length; k++) {
       if (before[k] === removed) {
         moved++;
         assert.notEqual(after[k], removed);
       } else {
-        assert.equal(after[k], before[k], `key ${keys[k]} moved from ${before[k]} to ${after[k]}`);
+        assert.equal(after[k], before[k], `key ${at(keys, k)} moved from ${at(before, k)} to ${at(after, k)}`);
       }
     }
     assert.ok(moved > 500 && moved < 1500, `moved ${moved} of 10000`);
@@ -203,7 +216,7 @@ describe('chash', () => {
     const b = new ConsistentHashBalancer(new Array(2000).fill(0).map((_, i) => ({ key: `10.1.${i >> 8}.${i & 255}:50051`, weight: 5 })));
     assert.equal(b.ringSize, MAX_RING_POINTS);
     const got = new Array<number>(2000).fill(0);
-    for (let k = 0; k < 50_000; k++) got[b.pick(undefined, `client-${k}`)]!++;
+    for (let k = 0; k < 50_000; k++) bump(got, b.pick(undefined, `client-${k}`));
     // 25 keys per node on average; 80 points each (160,000 / 2,000) keep every node within a few times that.
     assert.ok(Math.max(...got) < 100, `max ${Math.max(...got)}`);
     assert.ok(got.filter((n) => n === 0).length < 20, `${got.filter((n) => n === 0).length} nodes got no key`);
@@ -224,7 +237,7 @@ describe('ewma', () => {
     const latency = (i: number): number => (i === 0 ? 10 : 100);
     counts(b, 2, 20, { latency });
     const got = counts(b, 2, 1000, { latency });
-    assert.ok(got[0]! > 800, `fast node got ${got[0]} of 1000`);
+    assert.ok(at(got, 0) > 800, `fast node got ${at(got, 0)} of 1000`);
   });
 
   test('with more nodes the fast ones still win the comparisons', () => {
@@ -232,7 +245,7 @@ describe('ewma', () => {
     const latency = (i: number): number => (i < 2 ? 10 : 100);
     counts(b, 4, 20, { latency });
     const got = counts(b, 4, 1000, { latency });
-    assert.ok(got[0]! + got[1]! > 800, `fast nodes got ${got[0]! + got[1]!} of 1000`);
+    assert.ok(at(got, 0) + at(got, 1) > 800, `fast nodes got ${at(got, 0) + at(got, 1)} of 1000`);
   });
 
   test('calls in flight count: a burst before any answer is spread, not all sent to the fastest node', () => {
@@ -241,11 +254,11 @@ describe('ewma', () => {
     const got = [0, 0];
     for (let k = 0; k < 40; k++) {
       const i = b.pick(undefined, '');
-      got[i]!++;
+      bump(got, i);
       b.begin(i);
     }
     // 10 · (a + 1) vs 30 · (b + 1): node 1 takes about a quarter once node 0 has a queue.
-    assert.ok(got[1]! >= 5 && got[0]! > got[1]!, `got ${got.join('/')}`);
+    assert.ok(at(got, 1) >= 5 && at(got, 0) > at(got, 1), `got ${got.join('/')}`);
   });
 
   test('a fresh balancer tries every node first; a slow new node does not take the traffic afterwards', () => {
@@ -254,7 +267,7 @@ describe('ewma', () => {
     const first = counts(b, 3, 3, { latency });
     assert.deepEqual(first, [1, 1, 1]);
     const got = counts(b, 3, 300, { latency });
-    assert.ok(got[2]! < 30, `slow node got ${got[2]} of 300`);
+    assert.ok(at(got, 2) < 30, `slow node got ${at(got, 2)} of 300`);
   });
 
   test('a node that comes back cold (masked since the start) is picked at once, then by its latency', () => {
@@ -272,7 +285,7 @@ describe('ewma', () => {
     }
     b.end(2, 100, false);
     const got = counts(b, 3, 300, { latency });
-    assert.ok(got[2]! < 30, `slow node got ${got[2]} of 300`);
+    assert.ok(at(got, 2) < 30, `slow node got ${at(got, 2)} of 300`);
   });
 
   test('a node whose attempt failed is avoided afterwards, even if it failed fast', () => {
@@ -287,14 +300,14 @@ describe('ewma', () => {
   test('masked nodes are never chosen; -1 when all are', () => {
     const b = createBalancer('ewma', nodes(1, 1, 1, 1));
     const got = counts(b, 4, 500, { usable: mask(1, 0, 1, 0), latency: (i) => 10 + i });
-    assert.equal(got[1]! + got[3]!, 0);
-    assert.ok(got[0]! > 0 && got[2]! > 0);
+    assert.equal(at(got, 1) + at(got, 3), 0);
+    assert.ok(at(got, 0) > 0 && at(got, 2) > 0);
     assert.equal(b.pick(mask(0, 0, 0, 0), ''), -1);
   });
 
   test('weights other than 0 are ignored', () => {
     const got = counts(createBalancer('ewma', nodes(1, 100)), 2, 1000, { latency: (i) => (i === 0 ? 10 : 100) });
-    assert.ok(got[0]! > 800, `got ${got.join('/')}`);
+    assert.ok(at(got, 0) > 800, `got ${got.join('/')}`);
   });
 });
 
@@ -303,8 +316,8 @@ describe('every balancer', () => {
     test(`${type}: a node of weight 0 is never picked`, () => {
       const b = createBalancer(type, nodes(0, 1, 0, 2));
       const got = counts(b, 4, 400);
-      assert.equal(got[0]! + got[2]!, 0);
-      assert.equal(got[1]! + got[3]!, 400);
+      assert.equal(at(got, 0) + at(got, 2), 0);
+      assert.equal(at(got, 1) + at(got, 3), 400);
       // Not even when the mask offers it or it is the only node left.
       for (let k = 0; k < 50; k++) assert.equal(b.pick(mask(1, 0, 1, 0), `k${k}`), -1);
     });

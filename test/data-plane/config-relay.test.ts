@@ -47,7 +47,7 @@ describe('config relay', () => {
     assert.equal(delta.full, false);
     assert.deepEqual(Object.keys(delta.types), ['routes'], 'upstreams did not change: not sent');
     assert.deepEqual(delta.types.routes?.put.map((i) => i.id).sort(), ['2', '3']);
-    assert.deepEqual(delta.types.routes?.deleted, ['1']);
+    assert.deepEqual(delta.types.routes.deleted, ['1']);
     const previous = copy;
     copy = applyDelta(copy, delta);
     assert.deepEqual(contents(copy), contents(second));

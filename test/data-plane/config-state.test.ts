@@ -1,5 +1,5 @@
 /**
- * The data plane's reading of private keys stored encrypted (shared/crypto.ts, apisix-compat §3.1): decrypted
+ * The data plane's reading of private keys stored encrypted (shared/crypto.ts, as APISIX stores them): decrypted
  * before validation with any keyring entry, so SNI contexts get PEM; a key no entry decrypts makes the value
  * invalid and the last good value of its key stays. Upstreams and services are carried in their own maps.
  */

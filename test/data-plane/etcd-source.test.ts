@@ -87,8 +87,8 @@ test('the initial load keeps valid routes and skips invalid JSON, invalid schema
   assert.deepEqual([...state.routes.keys()], ['1']);
   const item = state.routes.get('1');
   assert.equal(item?.value.id, '1', 'value.id is forced to the key suffix');
-  assert.equal(item?.value.uri, '/helloworld.Greeter/SayHello');
-  assert.equal(item?.modRevision, good.header.revision);
+  assert.equal(item.value.uri, '/helloworld.Greeter/SayHello');
+  assert.equal(item.modRevision, good.header.revision);
   const warned = logs.filter((l) => l.msg === 'skipped an invalid configuration value from etcd');
   assert.deepEqual(
     warned.map((l) => [l.key, l.modRevision]),
@@ -171,7 +171,7 @@ test('a watch that fell behind a compaction re-reads everything and ends with th
   assert.equal(state?.routes.has('1'), false, 'a route deleted while behind is gone');
   assert.equal(uriOf(state, '2'), '/two-v2');
   assert.equal(uriOf(state, '3'), '/three', 'a route now invalid keeps its previous good value');
-  assert.equal(state?.revision, last.header.revision);
+  assert.equal(state.revision, last.header.revision);
   assert.ok(logs.some((l) => l.msg.startsWith('etcd cancelled the watch')), 'the compaction path ran');
 });
 

@@ -58,8 +58,8 @@ describe('health checker counters (lua-resty-healthcheck semantics)', () => {
     const changes = lines.filter((l) => l['msg'] === 'upstream node is unhealthy: calls go to other nodes');
     assert.equal(changes.length, 1, 'logged once');
     assert.equal(changes[0]?.['node'], 'grpc://a:1');
-    assert.equal(changes[0]?.['upstream'], 'upstreams/1');
-    assert.match(String(changes[0]?.['reason']), /connect failed \(3 tcp failures, passive\)/);
+    assert.equal(changes[0]['upstream'], 'upstreams/1');
+    assert.match(String(changes[0]['reason']), /connect failed \(3 tcp failures, passive\)/);
     // More failures of an unhealthy node change nothing and log nothing.
     c.passive('grpc://a:1', 'tcp_failure', 'connect failed');
     assert.equal(lines.filter((l) => l['msg'] === 'upstream node is unhealthy: calls go to other nodes').length, 1);

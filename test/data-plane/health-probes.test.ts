@@ -427,7 +427,7 @@ async function spawnHealthServer(port = 0): Promise<Child> {
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const ports = await new Promise<number[]>((resolve, reject) => {
     let out = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString('utf8');
       const line = out.split('\n')[0];
       if (out.includes('\n') && line !== undefined) resolve((JSON.parse(line) as { ports: number[] }).ports);
@@ -465,7 +465,7 @@ describe('a frozen, resumed and restarted grpc server (child process)', () => {
     first.process.kill('SIGCONT');
     let resumed: ProbeResult | undefined;
     for (let i = 0; i < 5 && resumed?.outcome !== 'success'; i++) resumed = await prober.probe(node, check);
-    assert.equal(resumed?.outcome, 'success', `not back after SIGCONT: ${resumed?.reason}`);
+    assert.equal(resumed?.outcome, 'success', `not back after SIGCONT: ${String(resumed?.reason)}`);
 
     first.process.kill('SIGKILL');
     await first.exited;
@@ -576,12 +576,12 @@ describe('http and https probes', () => {
   test('Host is checks.active.host (else host:port), req_headers arrive, the connection is not kept', async () => {
     assertOutcome(await prober.probe(target(port), httpCheck({ host: 'probe.example.com', reqHeaders: ['X-Probe: yes', 'User-Agent: apisix-health'] })), 'success');
     assert.equal(lastHeaders?.host, 'probe.example.com');
-    assert.equal(lastHeaders?.['x-probe'], 'yes');
-    assert.equal(lastHeaders?.['user-agent'], 'apisix-health');
-    assert.equal(lastHeaders?.connection, 'close');
+    assert.equal(lastHeaders['x-probe'], 'yes');
+    assert.equal(lastHeaders['user-agent'], 'apisix-health');
+    assert.equal(lastHeaders.connection, 'close');
     assertOutcome(await prober.probe(target(port), httpCheck()), 'success');
-    assert.equal(lastHeaders?.host, `127.0.0.1:${port}`);
-    assert.equal(lastHeaders?.['x-probe'], undefined);
+    assert.equal(lastHeaders.host, `127.0.0.1:${port}`);
+    assert.equal(lastHeaders['x-probe'], undefined);
   });
 
   test('a server that never answers is a timeout', async () => {

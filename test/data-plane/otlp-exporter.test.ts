@@ -22,10 +22,21 @@ const POLL_MS = 10;
 /** Long enough that the periodic export never fires during a test that means to drive exports itself. */
 const NEVER_MS = 600_000;
 
+/** The OTLP/JSON request as the assertions expect it (what they read of it); a different shape fails them. */
+interface OtlpRequestJson {
+  resourceSpans: [{ resource: { attributes: unknown[] }; scopeSpans: [{ scope: unknown; spans: OtlpSpanJson[] }] }];
+}
+
+interface OtlpSpanJson {
+  name: string;
+  attributes: { key: string; value: { stringValue?: string } }[];
+  status: unknown;
+}
+
 interface Received {
   path: string;
   headers: http.IncomingHttpHeaders;
-  body: any; // the decoded JSON, walked by the assertions
+  body: OtlpRequestJson; // the decoded JSON, walked by the assertions
 }
 
 interface Receiver {
@@ -47,7 +58,7 @@ async function startReceiver(status = 200): Promise<Receiver> {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      requests.push({ path: req.url ?? '', headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+      requests.push({ path: req.url ?? '', headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as OtlpRequestJson });
       setTimeout(() => {
         active--;
         res.writeHead(status, { 'content-type': 'application/json' }).end('{}');
@@ -149,10 +160,11 @@ describe('OTLP JSON encoding details', () => {
       if (s.route !== undefined) attributes.push(['apisix.route_id', s.route.routeId], ['apisix.route_name', s.route.routeName], ['apisix.service_id', s.route.serviceId]);
       if (s.nodeHost !== '') attributes.push(['server.upstream.address', s.nodeHost], ['server.upstream.port', s.nodePort]);
       if (s.requestId !== '') attributes.push(['http.request.header.x_request_id', s.requestId]);
-      const parsed = JSON.parse(encodeSpan({ traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId || undefined, traceState: s.traceState || undefined, name: s.path, startUnixMs: start, endUnixMs: end, attributes, error, statusMessage: message }));
+      const parsed = JSON.parse(encodeSpan({ traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId || undefined, traceState: s.traceState || undefined, name: s.path, startUnixMs: start, endUnixMs: end, attributes, error, statusMessage: message })) as SpanJson;
       return normalise(parsed);
     };
-    const normalise = (span: { attributes: { key: string }[] }): unknown => ({ ...span, attributes: [...span.attributes].sort((a, b) => a.key.localeCompare(b.key)) });
+    type SpanJson = { attributes: { key: string }[] };
+    const normalise = (span: SpanJson): unknown => ({ ...span, attributes: [...span.attributes].sort((a, b) => a.key.localeCompare(b.key)) });
     const encoder = new ServerSpanEncoder();
     const variants: [ServerSpanSource, boolean, string][] = [
       [base, false, ''],
@@ -163,7 +175,7 @@ describe('OTLP JSON encoding details', () => {
       [base, false, ''],
     ];
     for (const [source, error, message] of variants) {
-      const ours = normalise(JSON.parse(encoder.encode(source, 1_700_000_000_123.5, 1_700_000_000_124.75, error, message)));
+      const ours = normalise(JSON.parse(encoder.encode(source, 1_700_000_000_123.5, 1_700_000_000_124.75, error, message)) as SpanJson);
       assert.deepEqual(ours, generic(source, 1_700_000_000_123.5, 1_700_000_000_124.75, error, message));
     }
   });
@@ -244,6 +256,7 @@ describe('exporting to a collector that answers', () => {
       status: { code: 0 },
     });
     const failed = scopeSpans.spans[1];
+    assert.ok(failed !== undefined);
     assert.equal('parentSpanId' in failed, false);
     assert.equal('traceState' in failed, false);
     assert.deepEqual(failed.status, { code: 2, message: 'UNAVAILABLE' });
@@ -266,7 +279,7 @@ describe('exporting to a collector that answers', () => {
 
     const sizes = receiver.requests.map((r) => r.body.resourceSpans[0].scopeSpans[0].spans.length);
     assert.deepEqual(sizes, [16, 16, 8]);
-    const names = receiver.requests.flatMap((r) => r.body.resourceSpans[0].scopeSpans[0].spans.map((s: { name: string }) => s.name));
+    const names = receiver.requests.flatMap((r) => r.body.resourceSpans[0].scopeSpans[0].spans.map((s) => s.name));
     assert.deepEqual(names, Array.from({ length: SPANS }, (_, i) => `span-${i}`));
     assert.equal(receiver.seen.maxConcurrent, 1);
     assert.deepEqual(exporter.stats(), { queued: 0, exported: SPANS, dropped: 0, failed: 0 });
@@ -285,8 +298,8 @@ describe('exporting to a collector that answers', () => {
     assert.deepEqual(exporter.stats(), { queued: 3, exported: 0, dropped: 1, failed: 0 });
     await exporter.flush();
     const spans = receiver.requests.flatMap((r) => r.body.resourceSpans[0].scopeSpans[0].spans);
-    assert.deepEqual(spans.map((s: { name: string }) => s.name), ['big-1', 'small-1', 'small-2']);
-    assert.equal(spans[0].attributes[0].value.stringValue, 'é'.repeat(2_000));
+    assert.deepEqual(spans.map((s) => s.name), ['big-1', 'small-1', 'small-2']);
+    assert.equal(spans[0]?.attributes[0]?.value.stringValue, 'é'.repeat(2_000));
     assert.deepEqual(exporter.stats(), { queued: 0, exported: 3, dropped: 0 + 1, failed: 0 });
   });
 

@@ -1,11 +1,13 @@
 /** PooledSession.unprocessed: which upstream streams are safe to retry after a GOAWAY (RFC 9113 §6.8). */
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import type { ClientHttp2Session } from 'node:http2';
 import { test } from 'node:test';
 import { PooledSession } from '../../data-plane/upstream/pool.ts';
 import type { UpstreamNode } from '../../data-plane/upstream/upstream.ts';
 
-const pooled = (): PooledSession => new PooledSession({} as ClientHttp2Session, {} as UpstreamNode);
+// unprocessed() never touches the session: an emitter stands in for it.
+const pooled = (): PooledSession => new PooledSession(new EventEmitter() as ClientHttp2Session, {} as UpstreamNode);
 
 test('a stream never sent (no id) was not processed', () => {
   assert.equal(pooled().unprocessed({ id: undefined }), true);

@@ -20,6 +20,11 @@ import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
 import { waitUntil } from '../helpers/fake-upstream.ts';
 import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
 
+/** readSnapshotCache's reason for not reading a cache; '' when it read one. */
+function whyNot(result: Awaited<ReturnType<typeof readSnapshotCache>>): string {
+  return typeof result === 'string' ? result : '';
+}
+
 const LIMIT_MS = 20_000;
 
 describe('snapshot cache file format', () => {
@@ -36,12 +41,12 @@ describe('snapshot cache file format', () => {
     const kvs = [{ key: Buffer.from('/apisix/routes/1'), value: Buffer.from('{"uri":"/a.B/C","ünï":"✓"}'), mod_revision: '7' }];
     await writeSnapshotCache(file, '/apisix', { revision: '9', clusterId: '42', kvs });
     const back = await readSnapshotCache(file, '/apisix');
-    assert.ok(typeof back !== 'string', String(back));
+    assert.ok(typeof back !== 'string', whyNot(back));
     assert.equal(back.revision, '9');
     assert.equal(back.clusterId, '42');
     assert.deepEqual(back.kvs.map((kv) => [kv.key.toString(), kv.value.toString(), kv.mod_revision]), [['/apisix/routes/1', '{"uri":"/a.B/C","ünï":"✓"}', '7']]);
     assert.equal((await stat(file)).mode & 0o777, 0o600);
-    assert.match(String(await readSnapshotCache(file, '/other')), /written for etcd prefix \/apisix, not \/other/);
+    assert.match(whyNot(await readSnapshotCache(file, '/other')), /written for etcd prefix \/apisix, not \/other/);
   });
 
   test('a missing or damaged cache is reported, not used', async () => {
@@ -121,7 +126,7 @@ deployment:
       if (typeof cached !== 'string' && cached.revision === first.snapshots.current().revision) break;
       await sleep(100);
     }
-    assert.ok(typeof cached !== 'string', `the cache was not written: ${String(cached)}`);
+    assert.ok(typeof cached !== 'string', `the cache was not written: ${whyNot(cached)}`);
     assert.equal(cached.kvs.filter((kv) => kv.key.toString() === '/apisix/routes/1').length, 1);
     await first.close();
 
@@ -166,7 +171,7 @@ deployment:
     assert.equal(state.started, undefined, 'no configuration to serve: start() waits for etcd');
     await etcd.start();
     await waitUntil(() => state.started !== undefined, 40_000, () => 'the data plane did not start once etcd was back');
-    const plane: DataPlane | undefined = state.started as DataPlane | undefined;
-    assert.equal(plane?.snapshots.current().router.size, 1);
+    // `as`: the assertion above narrowed it to undefined; waitUntil has set it since.
+    assert.equal((state.started as DataPlane | undefined)?.snapshots.current().router.size, 1);
   });
 });

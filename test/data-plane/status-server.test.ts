@@ -123,7 +123,7 @@ describe('status port of a running data plane', () => {
     assert.equal(stale.body.status, 'ok');
     assert.equal(stale.body.revision, live.body.revision);
     assert.equal(stale.body.routes, live.body.routes);
-    assert.ok(stale.body.since !== null && Date.parse(stale.body.since) >= stoppedAt - 1_000, `since: ${stale.body.since}`);
+    assert.ok(stale.body.since !== null && Date.parse(stale.body.since) >= stoppedAt - 1_000, `since: ${String(stale.body.since)}`);
     assert.equal((await probe(base, '/healthz')).body.config_stale, true);
   });
 

@@ -350,9 +350,9 @@ colours: [red]
     assert.equal(state.routes.size, 1);
     const route = state.routes.get('1')?.value;
     assert.equal(route?.uri, '/helloworld.Greeter/SayHello');
-    assert.deepEqual(route?.methods, ['POST', 'GET']);
-    assert.deepEqual(route?.upstream?.nodes, { '127.0.0.1:50051': 1 });
-    assert.equal(route?.upstream?.scheme, 'grpc');
+    assert.deepEqual(route.methods, ['POST', 'GET']);
+    assert.deepEqual(route.upstream?.nodes, { '127.0.0.1:50051': 1 });
+    assert.equal(route.upstream.scheme, 'grpc');
     assert.equal(h.lines.filter((l) => l.level >= 40).length, 0, 'the shipped file logs no warning');
   });
 });

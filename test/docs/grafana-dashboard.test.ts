@@ -113,10 +113,10 @@ function variableQuery(v: Variable): string {
 function queries(d: Dashboard): { where: string; expr: string }[] {
   const out: { where: string; expr: string }[] = [];
   for (const p of allPanels(d)) {
-    for (const t of p.targets ?? []) out.push({ where: `panel ${String(p.id)} "${p.title}" target ${t.refId}`, expr: String(t.expr ?? '') });
+    for (const t of p.targets ?? []) out.push({ where: `panel ${String(p.id)} "${String(p.title)}" target ${String(t.refId)}`, expr: typeof t.expr === 'string' ? t.expr : '' });
   }
   for (const v of variables(d)) {
-    if (v.type === 'query') out.push({ where: `variable $${v.name}`, expr: variableQuery(v) });
+    if (v.type === 'query') out.push({ where: `variable $${String(v.name)}`, expr: variableQuery(v) });
   }
   return out;
 }
@@ -159,7 +159,7 @@ function overlaps(a: GridPos, b: GridPos): boolean {
 
 test('the dashboard file parses as JSON', () => {
   assert.doesNotThrow(() => JSON.parse(raw));
-  const d = load();
+  const d: unknown = JSON.parse(raw);
   assert.equal(typeof d, 'object');
   assert.ok(d !== null && !Array.isArray(d));
 });
@@ -173,7 +173,7 @@ test('it has the shape Grafana imports: __inputs with DS_PROMETHEUS, uid, title,
   assert.equal(d.uid, 'grpc-gateway');
   assert.equal(d.title, 'gRPC gateway (APISIX-compatible)');
   assert.equal(typeof d.schemaVersion, 'number');
-  assert.ok((d.schemaVersion as number) >= 36, `schemaVersion ${d.schemaVersion} is at least 36`);
+  assert.ok((d.schemaVersion as number) >= 36, `schemaVersion ${String(d.schemaVersion)} is at least 36`);
   assert.ok(Array.isArray(d.panels) && d.panels.length > 0, 'panels is a non-empty array');
   assert.deepEqual(d.time, { from: 'now-1h', to: 'now' });
   assert.equal(d.refresh, '10s');
@@ -208,13 +208,13 @@ test('panels fit the 24-column grid and do not overlap', () => {
     assert.ok(g, `panel ${String(p.id)} has a gridPos`);
     for (const k of ['x', 'y', 'w', 'h'] as const) assert.ok(Number.isInteger(g[k]) && g[k] >= 0, `panel ${String(p.id)} gridPos.${k} is a whole number`);
     assert.ok(g.w > 0 && g.h > 0, `panel ${String(p.id)} has a size`);
-    assert.ok(g.x + g.w <= 24, `panel ${String(p.id)} "${p.title}" ends at column ${g.x + g.w} of 24`);
+    assert.ok(g.x + g.w <= 24, `panel ${String(p.id)} "${String(p.title)}" ends at column ${g.x + g.w} of 24`);
   }
   for (let i = 0; i < panels.length; i++) {
     for (let j = i + 1; j < panels.length; j++) {
       const a = panels[i] as Panel;
       const b = panels[j] as Panel;
-      assert.ok(!overlaps(a.gridPos as GridPos, b.gridPos as GridPos), `panels "${a.title}" and "${b.title}" overlap`);
+      assert.ok(!overlaps(a.gridPos as GridPos, b.gridPos as GridPos), `panels "${String(a.title)}" and "${String(b.title)}" overlap`);
     }
   }
 });
@@ -224,17 +224,17 @@ test('every panel and target uses the ${DS_PROMETHEUS} data source', () => {
   for (const p of allPanels(d)) {
     // Rows hold no queries; Grafana exports them without a data source, or with the dashboard's.
     if (p.type === 'row' && p.datasource === undefined) continue;
-    assert.deepEqual(p.datasource, { type: 'prometheus', uid: DS_UID }, `panel ${String(p.id)} "${p.title}" datasource`);
+    assert.deepEqual(p.datasource, { type: 'prometheus', uid: DS_UID }, `panel ${String(p.id)} "${String(p.title)}" datasource`);
     for (const t of p.targets ?? []) {
-      if (t.datasource !== undefined) assert.deepEqual(t.datasource, { type: 'prometheus', uid: DS_UID }, `panel ${String(p.id)} target ${t.refId} datasource`);
+      if (t.datasource !== undefined) assert.deepEqual(t.datasource, { type: 'prometheus', uid: DS_UID }, `panel ${String(p.id)} target ${String(t.refId)} datasource`);
     }
   }
   for (const v of variables(d)) {
-    if (v.type === 'query') assert.deepEqual(v.datasource, { type: 'prometheus', uid: DS_UID }, `variable $${v.name} datasource`);
+    if (v.type === 'query') assert.deepEqual(v.datasource, { type: 'prometheus', uid: DS_UID }, `variable $${String(v.name)} datasource`);
   }
   // No data source uid from the exporting Grafana may be left behind anywhere in the file.
   for (const m of raw.matchAll(/"uid":\s*"([^"]*)"/g)) {
-    assert.ok(m[1] === DS_UID || m[1] === 'grpc-gateway' || m[1] === '-- Grafana --', `stray uid "${m[1]}"`);
+    assert.ok(m[1] === DS_UID || m[1] === 'grpc-gateway' || m[1] === '-- Grafana --', `stray uid "${String(m[1])}"`);
   }
 });
 
@@ -242,20 +242,20 @@ test('every panel that is not a row has targets, and every target a non-empty ex
   const d = load();
   for (const p of allPanels(d)) {
     if (p.type === 'row') continue;
-    assert.ok(Array.isArray(p.targets) && p.targets.length > 0, `panel ${String(p.id)} "${p.title}" has targets`);
+    assert.ok(Array.isArray(p.targets) && p.targets.length > 0, `panel ${String(p.id)} "${String(p.title)}" has targets`);
     const refIds = new Set<string | undefined>();
     for (const t of p.targets) {
-      assert.ok(typeof t.expr === 'string' && t.expr.trim() !== '', `panel ${String(p.id)} "${p.title}" target ${t.refId} has an expr`);
-      assert.equal(bracketError(t.expr), null, `panel ${String(p.id)} "${p.title}" target ${t.refId}: ${t.expr}`);
-      assert.ok(!refIds.has(t.refId), `panel ${String(p.id)} refId ${t.refId} is used once`);
+      assert.ok(typeof t.expr === 'string' && t.expr.trim() !== '', `panel ${String(p.id)} "${String(p.title)}" target ${String(t.refId)} has an expr`);
+      assert.equal(bracketError(t.expr), null, `panel ${String(p.id)} "${String(p.title)}" target ${String(t.refId)}: ${t.expr}`);
+      assert.ok(!refIds.has(t.refId), `panel ${String(p.id)} refId ${String(t.refId)} is used once`);
       refIds.add(t.refId);
     }
   }
   for (const v of variables(d)) {
     if (v.type !== 'query') continue;
     const q = variableQuery(v);
-    assert.ok(q.trim() !== '', `variable $${v.name} has a query`);
-    assert.equal(bracketError(q), null, `variable $${v.name}: ${q}`);
+    assert.ok(q.trim() !== '', `variable $${String(v.name)} has a query`);
+    assert.equal(bracketError(q), null, `variable $${String(v.name)}: ${q}`);
   }
 });
 

@@ -64,7 +64,7 @@ describe('balancers through the gateway (issue #13)', { timeout: 120_000 }, () =
       if (before === third.id) {
         moved++;
         assert.notEqual(now, third.id);
-      } else assert.equal(now, before, `${user} was on ${before}, which stayed: it must not move`);
+      } else assert.equal(now, before, `${user} was on ${String(before)}, which stayed: it must not move`);
     }
     assert.equal(moved, [...placed.values()].filter((n) => n === third.id).length);
   });

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Client } from '@grpc/grpc-js';
+import { status as GrpcCode, type Client } from '@grpc/grpc-js';
 import { startGateway, type GatewayFixture } from './gateway-fixture.ts';
 import { startFakeUpstream, waitUntil, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
@@ -43,7 +43,7 @@ function startLoad(client: Client, n: number, pauseMs = 2): Load {
   const loops = Array.from({ length: n }, async (_, i) => {
     while (running) {
       const r = await sayHello(client, `load-${i}`, undefined, { deadline: Date.now() + CALL_DEADLINE_MS });
-      if (r.status.code === 0) {
+      if (r.status.code === GrpcCode.OK) {
         load.ok++;
         const id = r.servedBy ?? '?';
         load.servedBy.set(id, (load.servedBy.get(id) ?? 0) + 1);
@@ -94,7 +94,7 @@ describe('upstream health checks (issue #13)', { timeout: 180_000 }, () => {
     return undefined;
   };
   const waitStatus = (address: string, wanted: (s: string | undefined) => boolean, what: string): Promise<void> =>
-    waitUntil(() => wanted(status(address)), LIMIT_MS, () => `${what}: ${address} is ${status(address)}; ${JSON.stringify(gw.dataPlane.health.report())}`);
+    waitUntil(() => wanted(status(address)), LIMIT_MS, () => `${what}: ${address} is ${String(status(address))}; ${JSON.stringify(gw.dataPlane.health.report())}`);
 
   test('a node that says NOT_SERVING leaves rotation after `http_failures` probes, with no call failing, and comes back after `successes`', async (t) => {
     const a = await node('A');
@@ -243,8 +243,8 @@ describe('upstream health checks (issue #13)', { timeout: 180_000 }, () => {
       // Calls one at a time: the bad node's answers reach the client as it gave them until the third ejects it.
       for (let i = 0; i < 40 && status(bad.address) !== 'unhealthy'; i++) {
         const r = await sayHello(client, `p${i}`, undefined, { deadline: Date.now() + CALL_DEADLINE_MS });
-        if (r.status.code === 14) unavailable++;
-        else if (r.status.code === 0) fromA++;
+        if (r.status.code === GrpcCode.UNAVAILABLE) unavailable++;
+        else if (r.status.code === GrpcCode.OK) fromA++;
       }
       assert.equal(status(bad.address), 'unhealthy');
       assert.equal(unavailable, 3, 'exactly http_failures UNAVAILABLE answers before the ejection');
@@ -292,8 +292,8 @@ async function spawnGreeter(port: number, id: string): Promise<ChildProcess> {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   await waitUntil(() => output.includes('listening on'), LIMIT_MS, () => `greeter child: ${output}`);
   return child;
 }

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Metadata, type Client } from '@grpc/grpc-js';
+import { Metadata, status as GrpcCode, type Client } from '@grpc/grpc-js';
 import { startDataPlane, type DataPlane } from '../../data-plane/data-plane.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { silentLogger } from '../../shared/logger.ts';
@@ -198,7 +198,7 @@ describe('observability in one data plane', () => {
     metadata.set('traceparent', `00-${TRACE_ID}-${CLIENT_SPAN}-01`);
     assert.equal((await sayHello(quiet, 'quiet', metadata)).status.code, 0);
     const quietParent = /^00-([0-9a-f]{32})-([0-9a-f]{16})-00$/.exec(node.lastCall?.metadata['traceparent'] ?? '');
-    assert.ok(quietParent !== null, `upstream saw ${node.lastCall?.metadata['traceparent']}`);
+    assert.ok(quietParent !== null, `upstream saw ${String(node.lastCall?.metadata['traceparent'])}`);
     assert.equal(quietParent[1], TRACE_ID);
     await plane.metrics?.metrics(); // a turn for any export in flight
     await new Promise((r) => setTimeout(r, 300)); // past a batch_timeout: an export would have been sent
@@ -210,7 +210,7 @@ describe('observability in one data plane', () => {
     const client = greeterClient(address(downPlane));
     clients.push(client);
     const outcomes = await Promise.all(Array.from({ length: 300 }, (_, i) => sayHello(client, `down-${i}`)));
-    assert.deepEqual(outcomes.map((o) => o.status.code).filter((c) => c !== 0), []);
+    assert.deepEqual(outcomes.map((o) => o.status.code).filter((c) => c !== GrpcCode.OK), []);
     const p = downPlane;
     const spans = async (): Promise<number> => sumOf(await scrape(statusOf(p)), 'apisix_opentelemetry_spans', { state: 'dropped' }) + sumOf(await scrape(statusOf(p)), 'apisix_opentelemetry_spans', { state: 'failed' });
     let lost = 0;

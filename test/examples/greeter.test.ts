@@ -96,10 +96,10 @@ describe('greeter over plaintext HTTP/2', () => {
     assert.equal(node.counts.SayHelloServerStream, 1);
     assert.equal(node.totalCalls, 2);
     assert.equal(node.lastCall?.method, 'SayHelloServerStream');
-    assert.equal(node.lastCall?.path, '/helloworld.Greeter/SayHelloServerStream');
-    assert.equal(node.lastCall?.authority, node.address);
+    assert.equal(node.lastCall.path, '/helloworld.Greeter/SayHelloServerStream');
+    assert.equal(node.lastCall.authority, node.address);
     await sayHello(client, 'z', withHeader('x-trace', 'def'));
-    assert.equal(node.lastCall?.metadata['x-trace'], 'def');
+    assert.equal(node.lastCall.metadata['x-trace'], 'def');
   });
 
   test('x-greeter-status makes the node fail with that status and still name itself in the trailers', async () => {
@@ -266,7 +266,7 @@ describe('greeter-client, the grpcurl stand-in', () => {
     assert.equal(result.codeName, 'OK');
     assert.equal(result.headers['x-served-by'], 'cli-plain');
     assert.equal(plain.lastCall?.authority, 'greeter.test');
-    assert.equal(plain.lastCall?.metadata['x-tenant'], 'blue');
+    assert.equal(plain.lastCall.metadata['x-tenant'], 'blue');
   });
 
   test('callGreeter with -servername sends it as SNI and as :authority, like grpcurl', async () => {

@@ -2,11 +2,11 @@
  * A call that ends on the client's side must end on the upstream's side: a client RST_STREAM(CANCEL), a dropped
  * client connection, or an expired `grpc-timeout` resets the upstream stream with CANCEL (PROTOCOL-HTTP2.md: CANCEL
  * "mapped to call cancellation when sent by a client"), and no upstream stream outlives its downstream one. This
- * is Envoy's `GlobalTimeout` assertion (`upstream_request_->waitForReset()`, landscape §4.2) and the fix for the
- * idle-stream leaks of landscape §2 item 1.
+ * is Envoy's `GlobalTimeout` assertion (`upstream_request_->waitForReset()` in its timeout tests) and the fix for the
+ * idle-stream leaks users report of other gateways.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { status as GrpcCode, type ClientDuplexStream } from '@grpc/grpc-js';
 import { openBidirectionalStream, sayHello } from '../helpers/greeter.ts';
 import {
@@ -41,8 +41,8 @@ describe('cancellation and deadlines reach the upstream', { timeout: TEST_TIMEOU
         await finish(call, 'cancelled call');
         await within(upstream?.closedPromise ?? Promise.resolve(), DEFAULT_LIMIT_MS, 'upstream stream closing after the client cancelled');
         assert.equal(upstream?.resetByPeer, true, 'the gateway did not reset the upstream stream');
-        assert.equal(upstream?.rstCode, H2_ERRORS.CANCEL);
-        assert.equal(upstream?.aborted, true);
+        assert.equal(upstream.rstCode, H2_ERRORS.CANCEL);
+        assert.equal(upstream.aborted, true);
         await fake.waitForAllClosed();
       });
 
@@ -64,7 +64,7 @@ describe('cancellation and deadlines reach the upstream', { timeout: TEST_TIMEOU
         await finish(call, 'cancelled call');
         await within(upstream?.closedPromise ?? Promise.resolve(), DEFAULT_LIMIT_MS, 'upstream stream closing after the client cancelled');
         assert.equal(upstream?.resetByPeer, true, 'the gateway did not reset the upstream stream');
-        assert.equal(upstream?.rstCode, H2_ERRORS.CANCEL);
+        assert.equal(upstream.rstCode, H2_ERRORS.CANCEL);
       });
 
       test('a grpc-js bidi call cancelled by the client leaves no upstream stream open', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -82,7 +82,7 @@ describe('cancellation and deadlines reach the upstream', { timeout: TEST_TIMEOU
         assert.equal(await within(status, DEFAULT_LIMIT_MS, 'status of the cancelled call'), GrpcCode.CANCELLED);
         await fake.waitForAllClosed();
         assert.equal(upstream?.rstCode, H2_ERRORS.CANCEL);
-        assert.equal(upstream?.resetByPeer, true);
+        assert.equal(upstream.resetByPeer, true);
       });
 
       test('a client connection dropped mid-call resets the upstream stream with CANCEL', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -115,7 +115,7 @@ describe('cancellation and deadlines reach the upstream', { timeout: TEST_TIMEOU
         const [upstream] = await fake.waitForStreams(1);
         await fake.waitForAllClosed();
         assert.equal(upstream?.rstCode, H2_ERRORS.CANCEL);
-        assert.equal(upstream?.resetByPeer, true);
+        assert.equal(upstream.resetByPeer, true);
       });
 
       test('grpc-timeout 200m from a client that does not enforce it: the gateway answers DEADLINE_EXCEEDED and cancels upstream', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -130,7 +130,7 @@ describe('cancellation and deadlines reach the upstream', { timeout: TEST_TIMEOU
         assert.equal(result.grpcStatus, GrpcCode.DEADLINE_EXCEEDED, describeResult(result));
         await within(upstream?.closedPromise ?? Promise.resolve(), DEFAULT_LIMIT_MS, 'upstream stream reset after the deadline');
         assert.equal(upstream?.rstCode, H2_ERRORS.CANCEL);
-        assert.equal(upstream?.resetByPeer, true);
+        assert.equal(upstream.resetByPeer, true);
       });
     });
   }

@@ -1,15 +1,14 @@
 /**
  * Clients that do not speak gRPC over HTTP/2 at all must get a prompt, clear refusal, never a connection left
- * hanging (landscape §2 item 17: "gRPC doesn't work at all", h2c/ALPN confusion; apache/apisix#1209, a plaintext
+ * hanging (seen behind other proxies as "gRPC doesn't work at all": h2c/ALPN confusion; apache/apisix#1209, a plaintext
  * port that was not HTTP/2). And a request that is HTTP/2 but not gRPC (`content-type: text/plain`) gets a clear
  * error: HTTP 415 as grpc-go and grpc-js servers answer, or a gRPC status.
  */
 import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { before, describe, test } from 'node:test';
-import { status as GrpcCode } from '@grpc/grpc-js';
-import type { StreamControl } from '../helpers/fake-upstream.ts';
+import { describe, test } from 'node:test';
+import { GrpcStatus } from '../../shared/grpc-status.ts';
 import {
   ALL_LEGS,
   answerOk,
@@ -62,7 +61,7 @@ describe('clients that do not speak gRPC over HTTP/2', { timeout: TEST_TIMEOUT_M
         new Promise<ConnectionEnd>((resolve) => {
           let error: Error | undefined;
           socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-          socket.on('error', (err) => (error = err));
+          socket.on('error', (err: Error) => (error = err));
           socket.on('close', () => resolve({ received: Buffer.concat(chunks), error, alpn: undefined }));
           socket.write(HTTP1_REQUEST);
         }),
@@ -92,7 +91,7 @@ describe('clients that do not speak gRPC over HTTP/2', { timeout: TEST_TIMEOUT_M
             socket.write(HTTP1_REQUEST);
           });
           socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-          socket.on('error', (err) => (error = err));
+          socket.on('error', (err: Error) => (error = err));
           socket.on('close', () => resolve({ received: Buffer.concat(chunks), error, alpn }));
         }),
         DEFAULT_LIMIT_MS,
@@ -118,7 +117,7 @@ describe('clients that do not speak gRPC over HTTP/2', { timeout: TEST_TIMEOUT_M
           let error: Error | undefined;
           socket.on('secureConnect', () => socket.write(HTTP1_REQUEST));
           socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-          socket.on('error', (err) => (error = err));
+          socket.on('error', (err: Error) => (error = err));
           socket.on('close', () => resolve({ received: Buffer.concat(chunks), error, alpn: undefined }));
         }),
         DEFAULT_LIMIT_MS,
@@ -143,7 +142,7 @@ describe('clients that do not speak gRPC over HTTP/2', { timeout: TEST_TIMEOUT_M
         );
         t.diagnostic(`answer ${describeResult(result)}; upstream saw ${fake.streams.length} stream(s)`);
         const status = Number(result.headers?.[':status']);
-        const clearError = status === 415 || (status === 200 && result.grpcStatus !== undefined && result.grpcStatus !== GrpcCode.OK);
+        const clearError = status === 415 || (status === 200 && result.grpcStatus !== undefined && result.grpcStatus !== GrpcStatus.OK);
         assert.ok(clearError, `no HTTP 415 and no gRPC error: ${describeResult(result)}`);
         assert.equal(fake.streams.length, 0, 'the non-gRPC request was forwarded upstream');
       });

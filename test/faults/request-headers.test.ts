@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Metadata, status as GrpcCode } from '@grpc/grpc-js';
 import { sayHello } from '../helpers/greeter.ts';
-import type { StreamControl } from '../helpers/fake-upstream.ts';
 import {
   ALL_LEGS,
   answerOk,
@@ -47,8 +46,8 @@ describe('request headers sent upstream', { timeout: TEST_TIMEOUT_MS * 20 }, () 
         assert.equal(result.status.code, GrpcCode.OK, result.status.details);
         const [seen] = await fake.waitForStreams(1);
         assert.equal(seen?.headers.te, 'trailers');
-        for (const name of CONNECTION_SPECIFIC) assert.equal(seen?.headers[name], undefined, `${name} was forwarded`);
-        assert.equal(seen?.headers['content-type'], 'application/grpc');
+        for (const name of CONNECTION_SPECIFIC) assert.equal(seen.headers[name], undefined, `${name} was forwarded`);
+        assert.equal(seen.headers['content-type'], 'application/grpc');
       });
 
       test('a host header next to :authority is not forwarded', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -147,10 +146,10 @@ describe('request headers sent upstream', { timeout: TEST_TIMEOUT_MS * 20 }, () 
         assert.equal(result.status.code, GrpcCode.OK, result.status.details);
         const [seen] = await fake.waitForStreams(1);
         assert.equal(seen?.headers['x-tenant'], 'acme');
-        const bin = seen?.headers['trace-bin'];
+        const bin = seen.headers['trace-bin'];
         assert.deepEqual(Buffer.from(String(bin), 'base64'), Buffer.from([0x00, 0xff, 0x10, 0x80]));
-        assert.equal(seen?.messages.length, 1);
-        assert.equal(seen?.endStreamReceived, true);
+        assert.equal(seen.messages.length, 1);
+        assert.equal(seen.endStreamReceived, true);
       });
     });
   }

@@ -1,12 +1,12 @@
 /**
  * An upstream that breaks the call: RST_STREAM before or after response headers, a body that ends without
  * trailers, a non-200 or non-gRPC answer. The client must always get a definite non-OK status, promptly, and the
- * messages sent before the failure (landscape §2 items 4 and 10: "No status received", RST_STREAM(NO_ERROR) read
+ * messages sent before the failure (seen behind other proxies: "No status received", RST_STREAM(NO_ERROR) read
  * as a clean end, connectrpc/connect-es#1751). Statuses follow PROTOCOL-HTTP2.md ("Errors") for RST_STREAM codes
- * and doc/http-grpc-status-mapping.md for HTTP statuses; DESIGN.md §5 for what the gateway itself answers.
+ * and doc/http-grpc-status-mapping.md for HTTP statuses; docs/proxying.md for what the gateway itself answers.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { status as GrpcCode } from '@grpc/grpc-js';
 import { sayHello, sayHelloServerStream } from '../helpers/greeter.ts';
 import { decodeHelloMessage } from '../helpers/fake-upstream.ts';
@@ -141,7 +141,7 @@ describe('upstream resets and protocol breaks', { timeout: TEST_TIMEOUT_MS * 80 
           const result = await finish(startRawCall(session), `HTTP ${httpStatus}`);
           assert.equal(result.trailersOnly, true, describeResult(result));
           assert.equal(result.headers?.[':status'], 200);
-          assert.equal(result.headers?.['content-type'], 'application/grpc');
+          assert.equal(result.headers['content-type'], 'application/grpc');
           assert.equal(result.grpcStatus, expected, describeResult(result));
         });
       }
@@ -154,7 +154,7 @@ describe('upstream resets and protocol breaks', { timeout: TEST_TIMEOUT_MS * 80 
         });
         const session = await bench().downSession(leg);
         const result = await finish(startRawCall(session), 'HTTP 200 text/html');
-        // DESIGN.md §5: "upstream answered non-gRPC or broke the protocol → INTERNAL (13), or the spec's mapping"
+        // docs/proxying.md: "upstream answered 200 with a non-gRPC content type (an HTML error page) → INTERNAL (13)"
         // (http-grpc-status-mapping.md has no gRPC status for a 200, so a client would say UNKNOWN).
         assert.equal(result.headers?.['content-type'], 'application/grpc', `non-gRPC headers relayed: ${describeResult(result)}`);
         assert.ok(

@@ -1,15 +1,14 @@
 /**
  * The upstream connection, not one stream, misbehaves: it dies mid-call, it sends GOAWAY while calls are in flight,
- * or it limits concurrent streams (landscape §2 items 2 and 9: stale pooled connections and GOAWAY races behind
+ * or it limits concurrent streams (stale pooled connections and GOAWAY races behind
  * intermittent 502s; "Retry transparently only when the stream was refused"). The pool must notice a dead or
  * draining session and open a fresh one; streams the upstream never processed are refused (RFC 9113 §6.8,
  * §8.7), which makes them safe to retry.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { status as GrpcCode } from '@grpc/grpc-js';
 import { sayHello, sayHelloServerStream } from '../helpers/greeter.ts';
-import { type StreamControl } from '../helpers/fake-upstream.ts';
 import {
   ALL_LEGS,
   answerOk,

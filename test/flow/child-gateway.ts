@@ -1,6 +1,6 @@
 /**
  * A data plane in its own process, `node data-plane/main.ts`, configured the way a container is
- * (GATEWAY_ETCD_HOSTS, GATEWAY_H2C_LISTEN, GATEWAY_TLS_LISTEN, LOG_LEVEL; shared/config.ts applyEnvOverrides), so
+ * (GATEWAY_ETCD_HOSTS, GATEWAY_H2C_LISTEN, GATEWAY_TLS_LISTEN, LOG_LEVEL; shared/config-env.ts applyEnvOverrides), so
  * that its resident memory can be measured alone (/proc/<pid>/status VmRSS) while a test process drives traffic
  * through it. Routes are written straight into etcd with an etcd3 client, as the control plane would.
  *
@@ -43,6 +43,8 @@ export interface ChildGatewayOptions {
   env?: Record<string, string>;
   /** A command that execs the node command line it is given, e.g. `['prlimit', '--nofile=400']` (same pid). */
   launcher?: readonly string[];
+  /** The script to run, relative to the repository: the sources by default, `dist/data-plane/main.js` for the build. */
+  entry?: string;
 }
 
 export async function spawnChildGateway(etcdEndpoint: string, options: ChildGatewayOptions = {}): Promise<ChildGateway> {
@@ -61,7 +63,7 @@ export async function spawnChildGateway(etcdEndpoint: string, options: ChildGate
   };
   // The test runner marks its own children; the gateway is not one of them.
   delete env['NODE_TEST_CONTEXT'];
-  const command = [...(options.launcher ?? []), process.execPath, 'data-plane/main.ts'];
+  const command = [...(options.launcher ?? []), process.execPath, options.entry ?? 'data-plane/main.ts'];
   const child: ChildProcess = spawn(command[0] ?? process.execPath, command.slice(1), {
     cwd: REPO_ROOT,
     env,

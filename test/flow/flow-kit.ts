@@ -188,8 +188,8 @@ export interface TestResources {
   sessions: { destroy(): void }[];
   fakes: { close(): Promise<void> }[];
   nodes: { close(graceMs?: number): Promise<void> }[];
-  /** Closes and forgets everything registered so far (afterEach). */
-  release(): Promise<void>;
+  /** Closes and forgets everything registered so far (afterEach); a function property: it can be destructured. */
+  release: () => Promise<void>;
 }
 
 export function testResources(): TestResources {

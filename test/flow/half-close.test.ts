@@ -12,10 +12,10 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { status as GrpcCode, type Client, type StatusObject } from '@grpc/grpc-js';
+import { status as GrpcCode, type StatusObject } from '@grpc/grpc-js';
 import { startGateway, type GatewayFixture } from '../e2e/gateway-fixture.ts';
-import { decodeHelloMessage, grpcFrame, helloMessage, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
-import { greeterClient, messageOf, openBidirectionalStream, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
+import { decodeHelloMessage, grpcFrame, helloMessage, startFakeUpstream } from '../helpers/fake-upstream.ts';
+import { greeterClient, messageOf, openBidirectionalStream, startGreeterNode } from '../helpers/greeter.ts';
 import { describeResult, finish, startRawCall } from '../faults/fault-kit.ts';
 import { DEFAULT_LIMIT_MS, gatewaySession, TEST_TIMEOUT_MS, testResources, putRoute, waitUntil, within } from './flow-kit.ts';
 

@@ -1,7 +1,7 @@
 /**
  * Large unary messages cross the gateway whole and unchanged: 16 MiB and 64 MiB requests and responses between
  * real grpc-js clients and servers with unlimited message sizes, h2c → grpc and TLS → grpcs. The gateway
- * never buffers a message whole (DESIGN.md, data path) and has no message size cap unless a route configures
+ * never buffers a message whole (docs/architecture.md) and has no message size cap unless a route configures
  * `grpc-limits`, so what both ends accept must pass. Bytes are checked by sha256 on both sides.
  */
 import assert from 'node:assert/strict';

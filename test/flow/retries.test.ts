@@ -11,11 +11,11 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { constants } from 'node:http2';
-import { status as GrpcCode, type Client } from '@grpc/grpc-js';
+import { status as GrpcCode } from '@grpc/grpc-js';
 import { REPLAY_LIMIT_BYTES } from '../../data-plane/proxy/forward.ts';
 import { startGateway, type GatewayFixture } from '../e2e/gateway-fixture.ts';
-import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
-import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
+import { startFakeUpstream } from '../helpers/fake-upstream.ts';
+import { greeterClient, sayHello, startGreeterNode } from '../helpers/greeter.ts';
 import { describeResult, finish, startRawCall } from '../faults/fault-kit.ts';
 import { closedPort, DEFAULT_LIMIT_MS, gatewaySession, TEST_TIMEOUT_MS, startSilentServer, testResources, putRoute, within } from './flow-kit.ts';
 
@@ -76,8 +76,8 @@ describe('retries and grpc-previous-rpc-attempts', { timeout: TEST_TIMEOUT_MS * 
     const [first, second] = fake.streams;
     assert.equal(first?.headers[ATTEMPTS_HEADER], undefined, 'the first attempt claimed to be a retry');
     assert.equal(second?.headers[ATTEMPTS_HEADER], '1');
-    assert.equal(second?.messages.length, 1, 'the retry did not replay the request');
-    assert.equal(second?.endStreamReceived, true);
+    assert.equal(second.messages.length, 1, 'the retry did not replay the request');
+    assert.equal(second.endStreamReceived, true);
   });
 
   test('a request larger than the replay limit is not retried after REFUSED_STREAM: UNAVAILABLE', { timeout: TEST_TIMEOUT_MS }, async () => {

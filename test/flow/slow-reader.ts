@@ -94,7 +94,7 @@ class FrameChecker {
     const seq = this.messagesOk;
     const length = frame.readUInt32BE(1);
     let problem: string | undefined;
-    if (frame[0] !== 0) problem = `message ${seq}: compressed flag ${frame[0]}`;
+    if (frame[0] !== 0) problem = `message ${seq}: compressed flag ${String(frame[0])}`;
     else if (length !== this.messageBytes) problem = `message ${seq}: length ${length}, want ${this.messageBytes}`;
     else if (frame.readUInt32BE(GRPC_PREFIX_BYTES) !== seq) problem = `message ${seq}: carries sequence ${frame.readUInt32BE(GRPC_PREFIX_BYTES)}`;
     else if (!frame.subarray(GRPC_PREFIX_BYTES + 4).equals(this.pattern.subarray(4))) problem = `message ${seq}: content differs`;
@@ -257,7 +257,7 @@ function probe(target: string): Promise<string> {
         const s = headers['grpc-status'];
         if (typeof s === 'string') status = s;
       });
-      stream.on('trailers', (trailers) => {
+      stream.on('trailers', (trailers: IncomingHttpHeaders) => {
         const s = trailers['grpc-status'];
         if (typeof s === 'string') status = s;
       });

@@ -8,7 +8,7 @@
  *   may fail only while nothing listens on the port, only with UNAVAILABLE, and every call sent after the new
  *   server listens succeeds. The number of failures is reported.
  * - with two nodes, one of them stops for good: no call fails, because refused streams and refused connections
- *   are retried on the other node (README "How calls are proxied").
+ *   are retried on the other node (docs/proxying.md, "Retries").
  *
  * Each server has its own id, sent as `x-served-by`, so the test knows which generation answered each call.
  */
@@ -40,7 +40,7 @@ interface CallRecord {
   loop: number;
   startedAt: number;
   endedAt: number;
-  code: number;
+  code: GrpcCode;
   details: string;
   servedBy: string | undefined;
 }
@@ -144,7 +144,7 @@ describe('an upstream restarting under load', { timeout: TEST_TIMEOUT_MS * 3 }, 
     // Calls the first server finished after its shutdown began: they were in flight when it sent GOAWAY.
     const finishedDuringShutdown = load.calls.filter((c) => c.servedBy === 'first' && c.code === GrpcCode.OK && c.endedAt >= shutdownAt).length;
     const failedSentBeforeShutdown = failures.filter((c) => c.startedAt < shutdownAt).length;
-    t.diagnostic(`${summarize(load.calls)}`);
+    t.diagnostic(summarize(load.calls));
     t.diagnostic(
       `first server accepted ${acceptedByFirst} calls, ${okFirst} succeeded; shutdown took ${closedAt - shutdownAt} ms; ` +
         `${finishedDuringShutdown} of them finished after the shutdown began; port closed ${restartedAt - closedAt} ms; ` +

@@ -120,7 +120,7 @@ export async function startEtcdCluster(options: { size?: number; logLevel?: stri
       const lines = await Promise.all(
         members.map(
           async (m) =>
-            `${m.name} ${m.endpoint} running=${m.running} pid=${String(m.pid)} healthy=${await etcdHealthy(m.endpoint)} ` +
+            `${m.name} ${m.endpoint} running=${String(m.running)} pid=${String(m.pid)} healthy=${String(await etcdHealthy(m.endpoint))} ` +
             `leader=${String(await m.isLeader())} watchers=${String(await m.watchers())}`,
         ),
       );
@@ -163,7 +163,7 @@ class Member implements EtcdMember {
     this.#failure = undefined;
     const proc = spawn('etcd', etcdMemberArgs(this.#cluster, this.#spec, state), { stdio: ['ignore', 'ignore', 'pipe'] });
     this.#proc = proc;
-    proc.stderr?.on('data', (chunk: Buffer) => {
+    proc.stderr.on('data', (chunk: Buffer) => {
       this.#stderr = (this.#stderr + chunk.toString()).slice(-STDERR_TAIL_CHARS);
     });
     proc.once('error', (err) => (this.#failure = `cannot start etcd: ${err.message}`));

@@ -44,12 +44,12 @@ export async function startEtcd(): Promise<EtcdProcess> {
     );
     child = proc;
     let stderr = '';
-    proc.stderr?.on('data', (chunk: Buffer) => {
+    proc.stderr.on('data', (chunk: Buffer) => {
       stderr = (stderr + chunk.toString()).slice(-4000);
     });
     const exited = new Promise<never>((_, reject) => {
       proc.once('error', (err) => reject(new Error(`cannot start etcd (is etcd-server installed?): ${err.message}`)));
-      proc.once('exit', (code) => reject(new Error(`etcd exited with ${code}: ${stderr}`)));
+      proc.once('exit', (code) => reject(new Error(`etcd exited with ${String(code)}: ${stderr}`)));
     });
     exited.catch(() => undefined);
     await Promise.race([waitHealthy(endpoint), exited]);

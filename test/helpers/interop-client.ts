@@ -9,6 +9,7 @@
  */
 import {
   Client,
+  compressionAlgorithms,
   credentials,
   Metadata,
   status as GrpcStatus,
@@ -50,8 +51,7 @@ export interface InteropClientOptions {
   channelOptions?: ChannelOptions;
 }
 
-/** gRPC's CompressionAlgorithms.gzip. */
-const GZIP_ALGORITHM = 2;
+const GZIP_ALGORITHM = compressionAlgorithms.gzip;
 
 export function interopClient(address: string, options: InteropClientOptions): Client {
   return new Client(address, options.tls === undefined ? credentials.createInsecure() : clientTlsCredentials(options.tls), {

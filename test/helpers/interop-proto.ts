@@ -89,7 +89,7 @@ function load(): { test: ServiceDefinition; unimplemented: ServiceDefinition } {
     const found = definition[name];
     // Messages and enums carry a `format`; services are plain maps of method definitions.
     if (found === undefined || 'format' in found) throw new Error(`test.proto has no service ${name}`);
-    return found as ServiceDefinition;
+    return found;
   };
   services = { test: pick(TEST_SERVICE), unimplemented: pick(UNIMPLEMENTED_SERVICE) };
   return services;

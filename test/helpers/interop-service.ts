@@ -37,6 +37,9 @@ import {
   type TestMethod,
 } from './interop-proto.ts';
 
+/** OK as the plain number an EchoStatus (decoded from the request) carries. */
+const OK: number = GrpcStatus.OK;
+
 export interface ObservedCall {
   readonly method: TestMethod;
   readonly callId: string | undefined;
@@ -159,7 +162,7 @@ export function createInteropHandlers(id: string, observed: ObservedCall[]): Unt
       chain = chain.then(async (ended) => {
         if (ended) return true;
         if (await respond(call, record, request)) return true;
-        if (request.response_status === undefined || request.response_status.code === GrpcStatus.OK) return false;
+        if (request.response_status === undefined || request.response_status.code === OK) return false;
         finish(call, record, request.response_status);
         return true;
       });
@@ -254,7 +257,7 @@ async function waitInterval(call: SurfaceCall, parameters: ResponseParameters): 
 
 /** The spec's `response_status`: a non-OK code ends the call with it; trailers still carry the echo. */
 function requestedFailure(status: EchoStatus | undefined, metadata: Metadata): ServerErrorResponse | undefined {
-  if (status === undefined || status.code === GrpcStatus.OK) return undefined;
+  if (status === undefined || status.code === OK) return undefined;
   return Object.assign(new Error(status.message), {
     code: status.code,
     details: status.message,

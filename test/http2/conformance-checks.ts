@@ -16,9 +16,9 @@ export const ACK = 0x1;
 export function describeFrames(report: PeerReport): string {
   const frames = report.frames
     .filter((f) => f.type !== 'WINDOW_UPDATE')
-    .map((f) => `${f.phase[0]}:${f.type}${f.stream > 0 ? `/${f.stream}` : ''}${f.error !== undefined ? `(${String(f.error)})` : ''}${f.label !== undefined ? `[${f.label}]` : ''}`);
+    .map((f) => `${String(f.phase[0])}:${f.type}${f.stream > 0 ? `/${f.stream}` : ''}${f.error !== undefined ? `(${String(f.error)})` : ''}${f.label !== undefined ? `[${f.label}]` : ''}`);
   const shown = frames.length > 40 ? [...frames.slice(0, 20), '…', ...frames.slice(-20)] : frames;
-  return `frames: ${shown.join(' ')}; closed=${report.closed}; probe=${JSON.stringify(report.probe)}; error=${report.error}`;
+  return `frames: ${shown.join(' ')}; closed=${String(report.closed)}; probe=${JSON.stringify(report.probe)}; error=${String(report.error)}`;
 }
 
 function noDriverError(report: PeerReport): void {

@@ -11,6 +11,7 @@
  * `runPeer()` runs test/http2/h2-peer.py (python3-h2 from Debian, under /usr/bin/python3) once for many cases.
  */
 import { spawn } from 'node:child_process';
+import { status as GrpcCode } from '@grpc/grpc-js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -113,7 +114,7 @@ ${standaloneDeployment(file)}`);
     const client = greeterClient(`127.0.0.1:${port}`);
     try {
       const result = await sayHello(client, 'ready');
-      if (result.status.code !== 0) throw new Error(`gateway not ready: ${result.status.details}`);
+      if (result.status.code !== GrpcCode.OK) throw new Error(`gateway not ready: ${result.status.details}`);
     } finally {
       client.close();
     }
@@ -180,7 +181,7 @@ function runPython(args: string[], input: string): Promise<string> {
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
-      else reject(new Error(`h2-peer.py exited with ${code}: ${Buffer.concat(err).toString('utf8')}`));
+      else reject(new Error(`h2-peer.py exited with ${String(code)}: ${Buffer.concat(err).toString('utf8')}`));
     });
     child.stdin.end(input);
   });

@@ -4,6 +4,7 @@
  * type's size, stream and padding rules answered with the right error code and scope.
  */
 import assert from 'node:assert/strict';
+import { constants } from 'node:http2';
 import { describe, test } from 'node:test';
 import {
   ErrorCode,
@@ -100,7 +101,7 @@ describe('frame reader', () => {
     header.writeUInt32BE(1, 5);
     const error = reader.push(header);
     assert.equal(error?.code, ErrorCode.FRAME_SIZE_ERROR);
-    assert.equal(error?.connection, true);
+    assert.equal(error.connection, true);
     assert.equal(reader.buffered, 0);
     assert.equal(reader.push(encodePing(Buffer.alloc(8))), undefined);
     assert.equal(seen.length, 0, 'no frame is delivered after the error');
@@ -187,3 +188,10 @@ describe('frame checks (RFC 9113 §6)', () => {
 function pick(error: ReturnType<typeof checkFrame>): [number, boolean] | undefined {
   return error === undefined ? undefined : [error.code, error.connection];
 }
+
+// The node:http2 side of the data plane takes its RST_STREAM/GOAWAY codes and the END_STREAM flag from this module
+// (only the engine adapter imports node:http2 values, eslint.config.js): they must be nghttp2's numbers.
+test('ErrorCode and FrameFlag.END_STREAM are the numbers node:http2 uses', () => {
+  for (const [name, code] of Object.entries(ErrorCode)) assert.equal(code, constants[`NGHTTP2_${name}` as keyof typeof constants], name);
+  assert.equal(FrameFlag.END_STREAM, constants.NGHTTP2_FLAG_END_STREAM);
+});

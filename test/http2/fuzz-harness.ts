@@ -143,7 +143,6 @@ export class OutputChecker {
   private readonly decoder = new HpackDecoder({ maxTableSize: 4096 });
   private block: Buffer[] | undefined;
   private blockStream = 0;
-  private blockEnd = false;
   private readonly ended = new Set<number>();
   private readonly reset = new Set<number>();
   private fatalGoaway = false;
@@ -225,13 +224,12 @@ export class OutputChecker {
   private endBlock(): void {
     const parts = this.block ?? [];
     this.block = undefined;
-    void this.blockEnd;
     try {
       const fields = this.decoder.decode(Buffer.concat(parts));
       if (fields.length === 0) this.fail('server sent an empty header block');
       if (fields[0] === ':status') this.responses++;
       const at = fields.indexOf('grpc-status');
-      if (at >= 0 && at % 2 === 0) bump(this.stats.outcomes, `grpc-status ${fields[at + 1]}`);
+      if (at >= 0 && at % 2 === 0) bump(this.stats.outcomes, `grpc-status ${String(fields[at + 1])}`);
     } catch (err) {
       this.fail(`server's header block does not decode: ${(err as Error).message}`);
     }
@@ -551,7 +549,7 @@ async function runSession(rng: Rng, session: Session, stats: FuzzStats, seed: nu
       socket.read(1 << 30);
       await turn();
     }
-    bump(stats.outcomes, conn.closed ? 'closed-by-server' : 'closed-by-client');
+    bump(stats.outcomes, (conn.closed as boolean) ? 'closed-by-server' : 'closed-by-client'); // it may have closed meanwhile
   } else {
     bump(stats.outcomes, 'closed-by-server');
   }

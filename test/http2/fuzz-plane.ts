@@ -22,7 +22,7 @@ import { parseConfig } from '../../shared/config.ts';
 import { silentLogger } from '../../shared/logger.ts';
 import { makeCert } from '../helpers/certs.ts';
 import { DELAY_HEADER, STATUS_HEADER, greeterClient, sayHello, startGreeterNode, type GreeterNode, type UnaryOutcome } from '../helpers/greeter.ts';
-import { clientGoaway, generateSession, Rng, type GenOptions } from './fuzz-gen.ts';
+import { clientGoaway, generateSession, Rng } from './fuzz-gen.ts';
 import { FuzzFailure, OutputChecker, newStats, type FuzzStats } from './fuzz-harness.ts';
 import { standaloneDeployment } from '../helpers/standalone.ts';
 
@@ -113,7 +113,6 @@ export async function fuzzThroughPlane(fixture: PlaneFixture, options: PlaneOpti
   const master = new Rng(options.seed);
   const stats = newStats();
   const started = performance.now();
-  const gen: GenOptions = { paths: PLANE_PATHS, extraFields: planeExtras, maxUnits: options.maxUnits ?? 120 };
   const maxFrames = options.maxFrames ?? Number.POSITIVE_INFINITY;
   const budgetMs = options.budgetMs ?? Number.POSITIVE_INFINITY;
   const more = (): boolean => stats.frames < maxFrames && performance.now() - started < budgetMs;
@@ -140,7 +139,7 @@ async function planeSession(rng: Rng, port: number, stats: FuzzStats, name: stri
   checker.maxFrameSize = MAX_FRAME_SIZE_LIMIT; // what the listener applied is not visible from here
   const socket: Socket = connect(port, '127.0.0.1');
   socket.setNoDelay(true);
-  let closed = false;
+  let closed = false as boolean; // set by the socket's 'close' event
   const gone = new Promise<void>((resolve) => {
     socket.on('close', () => {
       closed = true;
@@ -173,7 +172,8 @@ async function planeSession(rng: Rng, port: number, stats: FuzzStats, name: stri
     } else if (rng.chance(0.5)) {
       await wait(rng.int(30));
     }
-    stats.outcomes[closed ? 'closed-by-server' : 'closed-by-client'] = (stats.outcomes[closed ? 'closed-by-server' : 'closed-by-client'] ?? 0) + 1;
+    const outcome = (closed as boolean) ? 'closed-by-server' : 'closed-by-client'; // the waits above may have seen it close
+    stats.outcomes[outcome] = (stats.outcomes[outcome] ?? 0) + 1;
   } else {
     stats.outcomes['closed-by-server'] = (stats.outcomes['closed-by-server'] ?? 0) + 1;
   }

@@ -52,8 +52,8 @@ function serve(options: { keepaliveRequests?: number; respond?: (stream: Http2St
     {
       onRequest(stream) {
         requests.push(stream.id);
-        if (options.respond !== undefined) return options.respond(stream);
-        stream.sendHeaders([':status', '200', 'grpc-status', '0'], true);
+        if (options.respond !== undefined) options.respond(stream);
+        else stream.sendHeaders([':status', '200', 'grpc-status', '0'], true);
       },
       onConnectionClosed() {
         closed++;

@@ -79,7 +79,7 @@ describe('HTTP/2 engine fuzzing (fixed seed, time budget)', () => {
     });
 
     after(async () => {
-      await fixture?.close();
+      await (fixture as PlaneFixture | undefined)?.close(); // unset when before() failed
     });
 
     test('fuzzed clients through Call/Attempt/ClientPool: no upstream stream leaks, a legitimate call succeeds after', { timeout: 60_000 }, async (t) => {

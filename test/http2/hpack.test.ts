@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ErrorCode } from '../../data-plane/http2/frame.ts';
 import { HeaderListTooLarge, HpackCompressionError, HpackDecoder, writeInteger } from '../../data-plane/http2/hpack.ts';
 import { HpackEncoder } from '../../data-plane/http2/hpack-encoder.ts';
 import { STATIC_TABLE } from '../../data-plane/http2/hpack-tables.ts';
@@ -30,7 +29,8 @@ function decodeSeries(tableSize: number, steps: readonly Step[]): void {
 }
 
 function assertCompressionError(fn: () => unknown, reason: RegExp): void {
-  assert.throws(fn, (err: unknown) => err instanceof HpackCompressionError && err.code === ErrorCode.COMPRESSION_ERROR && reason.test(err.message));
+  // An HpackCompressionError's code is COMPRESSION_ERROR by its type.
+  assert.throws(fn, (err: unknown) => err instanceof HpackCompressionError && reason.test(err.message));
 }
 
 const AUTHORITY = [':authority', 'www.example.com'] as const;

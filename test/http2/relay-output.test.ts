@@ -96,7 +96,7 @@ describe('relay output: small DATA of a stream merged per turn', () => {
     const sent = data(frames);
     assert.equal(sent.length, 1, `expected one DATA frame, got ${sent.length}`);
     assert.equal(sent[0]?.flags, FrameFlag.END_STREAM);
-    assert.deepEqual(sent[0]?.payload, Buffer.concat(parts));
+    assert.deepEqual(sent[0].payload, Buffer.concat(parts));
   });
 
   test('never across streams or past another frame: A, B, A, trailers of B, A is 4 DATA frames in order', async () => {

@@ -55,7 +55,7 @@ describe('SETTINGS (RFC 9113 §6.5)', () => {
     for (const [id, value, fromServer, code] of cases) {
       const error = applySettings(initialSettings(), payloadOf([[id, value]]), fromServer);
       assert.equal(error?.code, code, `setting ${id} = ${value}`);
-      assert.equal(error?.connection, true);
+      assert.equal(error.connection, true);
     }
   });
 

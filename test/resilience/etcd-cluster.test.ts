@@ -1,7 +1,7 @@
 /**
- * The gateway against a real 3-member etcd cluster that loses one member while unary calls flow (DESIGN.md: "etcd
- * is the distributed engine: a 3-member cluster in production"). The control plane (buildApp on a real port) and
- * an in-process data plane are both configured with all three client URLs, as `deployment.etcd.host` lists them.
+ * The gateway against a real 3-member etcd cluster that loses one member while unary calls flow (docs/architecture.md:
+ * "etcd is the distributed engine: a 3-member cluster in production"). The control plane (buildApp on a real port)
+ * and an in-process data plane are both configured with all three client URLs, as `deployment.etcd.host` lists them.
  *
  * Each phase kills (SIGKILL) the member the data plane's watch stream is on, found through etcd's own
  * `etcd_debugging_mvcc_watcher_total` gauge: etcd3 picks a random host per call and per watch stream, so "the first
@@ -21,7 +21,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Client } from '@grpc/grpc-js';
+import { status as GrpcCode, type Client } from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { buildApp } from '../../control-plane/app.ts';
@@ -375,7 +375,7 @@ deployment:
     while (Date.now() < deadline) {
       const r = await sayHello(grpc, 'setup', undefined, { deadline: Date.now() + CALL_DEADLINE_MS });
       last = { servedBy: r.servedBy, status: r.status.code };
-      if (r.status.code === 0 && r.servedBy === id) return last;
+      if (r.status.code === GrpcCode.OK && r.servedBy === id) return last;
       await sleep(50);
     }
     return last;
@@ -407,7 +407,7 @@ interface CallLoop {
 
 /** Sequential unary SayHello calls through the gateway until stop() (or its own bounds), each checked. */
 function startCallLoop(client: Client): CallLoop {
-  let running = true;
+  let running = true as boolean; // cleared by stop(), while the loop awaits
   let ok = 0;
   const failures: string[] = [];
   const servedBy = new Map<string, number>();
@@ -416,7 +416,7 @@ function startCallLoop(client: Client): CallLoop {
   const done = (async () => {
     for (let i = 0; running && i < MAX_CALLS && Date.now() - started < CALL_LOOP_LIMIT_MS; i++) {
       const r = await sayHello(client, `call ${i}`, undefined, { deadline: Date.now() + CALL_DEADLINE_MS });
-      if (r.status.code === 0 && r.message === `Hello call ${i}`) {
+      if (r.status.code === GrpcCode.OK && r.message === `Hello call ${i}`) {
         ok++;
         lastServedBy = r.servedBy;
         servedBy.set(String(r.servedBy), (servedBy.get(String(r.servedBy)) ?? 0) + 1);

@@ -36,7 +36,7 @@ interface CheckerView {
 async function getJson(url: string): Promise<{ status: number; body: unknown }> {
   try {
     const res = await fetch(url);
-    return { status: res.status, body: (await res.json()) as unknown };
+    return { status: res.status, body: await res.json() };
   } catch {
     return { status: 0, body: undefined };
   }
@@ -94,9 +94,9 @@ describe('health checks with worker processes', { timeout: 120_000 }, () => {
     }
     assert.equal(list.length, 1, JSON.stringify(list));
     assert.equal(list[0]?.name, '/apisix/upstreams/hc');
-    assert.equal(list[0]?.type, 'grpc');
-    assert.deepEqual(list[0]?.nodes.map((n) => `${n.ip}:${n.port}`).sort(), [nodeA.address, nodeB.address].sort());
-    assert.deepEqual(Object.keys(list[0]?.nodes[0]?.counter ?? {}).sort(), ['http_failure', 'success', 'tcp_failure', 'timeout_failure']);
+    assert.equal(list[0].type, 'grpc');
+    assert.deepEqual(list[0].nodes.map((n) => `${n.ip}:${n.port}`).sort(), [nodeA.address, nodeB.address].sort());
+    assert.deepEqual(Object.keys(list[0].nodes[0]?.counter ?? {}).sort(), ['http_failure', 'success', 'tcp_failure', 'timeout_failure']);
     const one = await getJson(`${url}/upstreams/hc`);
     assert.equal(one.status, 200);
     assert.equal((one.body as CheckerView).name, '/apisix/upstreams/hc');

@@ -7,14 +7,14 @@
  *    streams finish), so the stream must complete with all its messages and grpc-status 0, a new connection must
  *    not be served, and the process must exit with code 0 once the stream is over.
  * 2. etcd dies while unary calls flow through an in-process gateway: the data plane keeps serving its last good
- *    snapshot (DESIGN.md: "keep serving their last good config while etcd is unreachable"), so no call fails; once
- *    etcd is back, a route changed through the admin API reaches the data plane again.
+ *    snapshot (docs/architecture.md: "keep serving their last good config while etcd is unreachable"), so no call
+ *    fails; once etcd is back, a route changed through the admin API reaches the data plane again.
  */
 import assert from 'node:assert/strict';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Client } from '@grpc/grpc-js';
+import { status as GrpcCode, type Client } from '@grpc/grpc-js';
 import { seedRoute, startGateway, type GatewayFixture } from '../e2e/gateway-fixture.ts';
 import { describeResult, finish, SAY_HELLO, SERVER_STREAM, startRawCall } from '../faults/fault-kit.ts';
 import { putEtcdJson, spawnChildGateway, type ChildGateway } from '../flow/child-gateway.ts';
@@ -189,7 +189,7 @@ describe('etcd outage under load', { timeout: 120_000 }, () => {
     const servedBy = new Map<string, number>();
     for (let i = 0; i < MAX_CALLS && Date.now() - downAt < ETCD_DOWN_MS; i++) {
       const r = await sayHello(grpc, `call ${i}`, undefined, { deadline: Date.now() + CALL_DEADLINE_MS });
-      if (r.status.code === 0 && r.message === `Hello call ${i}`) ok++;
+      if (r.status.code === GrpcCode.OK && r.message === `Hello call ${i}`) ok++;
       else failures.push(`call ${i} at ${Date.now() - downAt} ms: status ${r.status.code} ${r.status.details} message ${String(r.message)}`);
       servedBy.set(String(r.servedBy), (servedBy.get(String(r.servedBy)) ?? 0) + 1);
       await sleep(CALL_PAUSE_MS);
@@ -216,7 +216,7 @@ describe('etcd outage under load', { timeout: 120_000 }, () => {
     const pollStart = Date.now();
     while (changed && Date.now() - pollStart < CATCH_UP_LIMIT_MS) {
       const r = await sayHello(grpc, 'after', undefined, { deadline: Date.now() + CALL_DEADLINE_MS });
-      lastServedBy = r.status.code === 0 ? r.servedBy : `status ${r.status.code} ${r.status.details}`;
+      lastServedBy = r.status.code === GrpcCode.OK ? r.servedBy : `status ${r.status.code} ${r.status.details}`;
       if (lastServedBy === b.id) {
         caughtUpMs = Date.now() - upAt;
         break;

@@ -19,7 +19,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Metadata, type Client } from '@grpc/grpc-js';
+import { Metadata, status as GrpcCode, type Client } from '@grpc/grpc-js';
 import { dataPlaneNodeFlags } from '../../data-plane/node-flags.ts';
 import { SERVER_STREAM_REPLIES } from '../../examples/greeter-service.ts';
 import { putEtcdJson, spawnChildGateway, type ChildGateway } from '../flow/child-gateway.ts';
@@ -97,7 +97,7 @@ function startLoad(clients: readonly Client[], pauseMs = 5): Load {
   const loops = clients.map(async (client, i) => {
     while (running) {
       const r = await sayHello(client, `load-${i}`, undefined, deadline());
-      if (r.status.code === 0) ok++;
+      if (r.status.code === GrpcCode.OK) ok++;
       else failed.push(`client ${i}: ${r.status.code} ${r.status.details}`);
       await sleep(pauseMs);
     }
@@ -155,9 +155,9 @@ describe('data-plane worker processes', { timeout: 180_000 }, () => {
     assert.deepEqual(servedBy, own.map(() => 'B'));
     const status = await waitForStatus(gw, (b) => new Set((b.workers ?? []).map((w) => w.revision)).size === 1, 'both workers on one revision');
     assert.equal(status.workers?.length, 2);
-    assert.deepEqual(new Set(status.workers?.map((w) => w.id)), new Set([0, 1]));
-    assert.equal(new Set(status.workers?.map((w) => w.pid)).size, 2, 'two distinct worker processes');
-    assert.ok(!status.workers?.some((w) => w.pid === gw.pid), 'the primary proxies nothing itself');
+    assert.deepEqual(new Set(status.workers.map((w) => w.id)), new Set([0, 1]));
+    assert.equal(new Set(status.workers.map((w) => w.pid)).size, 2, 'two distinct worker processes');
+    assert.ok(!status.workers.some((w) => w.pid === gw.pid), 'the primary proxies nothing itself');
     assert.equal(await etcdWatchers(etcd.endpoint), 1, 'one etcd watcher for the replica, not one per worker');
     // Each worker runs with the data plane's V8 flags (data-plane/node-flags.ts), though the primary was started without.
     for (const w of status.workers ?? []) {
@@ -261,11 +261,12 @@ describe('rolling restart of three replicas under load', { timeout: 240_000 }, (
       const old = replicas[i];
       assert.ok(old !== undefined);
       await sleep(500);
-      const [h2c, tls, status] = [old.h2cAddress, old.tlsAddress, old.statusAddress].map((a) => Number(a.split(':')[1]));
+      const portOf = (address: string): number => Number(address.split(':')[1]);
+      const ports = { h2c: portOf(old.h2cAddress), tls: portOf(old.tlsAddress), status: portOf(old.statusAddress) };
       const stoppedAt = Date.now();
       await old.stop();
-      log.push(`replica ${i} exited after ${Date.now() - stoppedAt} ms: ${/\[gateway exited[^\]]*\]/.exec(old.output())?.[0]}`);
-      const fresh = await spawnChildGateway(etcd.endpoint, { ports: { h2c: h2c!, tls: tls!, status: status! }, env: { GATEWAY_SHUTDOWN_TIMEOUT: '10' } });
+      log.push(`replica ${i} exited after ${Date.now() - stoppedAt} ms: ${String(/\[gateway exited[^\]]*\]/.exec(old.output())?.[0])}`);
+      const fresh = await spawnChildGateway(etcd.endpoint, { ports, env: { GATEWAY_SHUTDOWN_TIMEOUT: '10' } });
       replicas[i] = fresh;
       await waitForStatus(fresh, () => true, `replica ${i} ready again`);
       log.push(`replica ${i} ready after ${Date.now() - stoppedAt} ms`);

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Client } from '@grpc/grpc-js';
+import { status as GrpcCode, type Client } from '@grpc/grpc-js';
 import { REPO_ROOT } from '../../shared/config.ts';
 import { seedRoute } from '../e2e/gateway-fixture.ts';
 import { etcdWatchers } from '../helpers/etcd-cluster.ts';
@@ -79,10 +79,10 @@ describe('npm run local-cluster', { timeout: 240_000 }, () => {
       }
       adminKey = /X-API-KEY: (\S+?)\)/.exec(output)?.[1] ?? adminKey;
     };
-    proc.stdout?.on('data', keep);
-    proc.stderr?.on('data', keep);
+    proc.stdout.on('data', keep);
+    proc.stderr.on('data', keep);
     exit = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
-    let exited = false;
+    let exited = false as boolean; // set by the exit promise, while the loop below awaits
     void exit.then(() => (exited = true));
 
     const deadline = Date.now() + READY_LIMIT_MS;
@@ -99,10 +99,10 @@ describe('npm run local-cluster', { timeout: 240_000 }, () => {
     for (const client of clients) client.close();
     for (const node of nodes) await node.close();
     // Whatever a failed test left running: the script first (it stops its children), then any child by pid.
-    if (script !== undefined && script.exitCode === null && script.signalCode === null) {
+    if (script !== undefined && running(script)) {
       script.kill('SIGTERM');
       await Promise.race([exit, sleep(EXIT_LIMIT_MS, undefined, { ref: false })]);
-      if (script.exitCode === null && script.signalCode === null) script.kill('SIGKILL');
+      if (running(script)) script.kill('SIGKILL');
     }
     for (const pid of pids.values()) {
       if (alive(pid)) process.kill(pid, 'SIGKILL');
@@ -130,8 +130,8 @@ describe('npm run local-cluster', { timeout: 240_000 }, () => {
     let last = 'no call';
     while (Date.now() < deadline) {
       const r = await sayHello(client, `replica ${i}`, undefined, { deadline: Date.now() + CALL_DEADLINE_MS });
-      last = r.status.code === 0 ? `served by ${String(r.servedBy)}: ${String(r.message)}` : `status ${r.status.code} ${r.status.details}`;
-      if (r.status.code === 0 && r.servedBy === id && r.message === `Hello replica ${i}`) return last;
+      last = r.status.code === GrpcCode.OK ? `served by ${String(r.servedBy)}: ${String(r.message)}` : `status ${r.status.code} ${r.status.details}`;
+      if (r.status.code === GrpcCode.OK && r.servedBy === id && r.message === `Hello replica ${i}`) return last;
       await sleep(100);
     }
     return last;
@@ -190,13 +190,14 @@ describe('npm run local-cluster', { timeout: 240_000 }, () => {
     assert.ok(result !== undefined, `the script did not exit within ${EXIT_LIMIT_MS} ms of SIGTERM:\n${output}`);
     assert.deepEqual(result, { code: 0, signal: null }, output);
     assert.match(output, /^\[local-cluster\] stopped$/m);
+    const { h2c, tls, status } = ports;
     const left = [...pids].filter(([, pid]) => alive(pid)).map(([name, pid]) => `${name} (pid ${pid})`);
     assert.deepEqual(left, [], 'children still running after the script exited');
     const all = [
       ...ports.etcdClient,
       ...ports.etcdPeer,
       ports.admin,
-      ...Array.from({ length: REPLICAS }, (_, i) => [ports!.h2c + i, ports!.tls + i, ports!.status + i]).flat(),
+      ...Array.from({ length: REPLICAS }, (_, i) => [h2c + i, tls + i, status + i]).flat(),
     ];
     const busy: number[] = [];
     for (const port of all) if (!(await canListen(port))) busy.push(port);
@@ -220,6 +221,11 @@ test('npm run local-cluster without an etcd binary says how to install it and ex
     rmSync(bin, { recursive: true, force: true });
   }
 });
+
+/** The child has not exited yet. */
+function running(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
 
 function alive(pid: number): boolean {
   try {

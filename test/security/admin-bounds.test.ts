@@ -10,7 +10,7 @@ import { MAX_JSON_DEPTH } from '../../shared/json-bounds.ts';
 import { MAX_DURATION_SECONDS, MAX_LABELS } from '../../shared/schema/common.ts';
 import { MAX_METADATA_JSON_BYTES, MAX_NODES } from '../../shared/schema/upstream.ts';
 import { SEED_ROUTE, admin } from '../control-plane/admin-fixture.ts';
-import { assertLegitimatePutWorks, assertRefused, nestedObjectText, routeWithMetadataText, storedValue, type Json, useAdminFixture } from './admin-kit.ts';
+import { assertLegitimatePutWorks, assertRefused, nestedObjectText, routeWithMetadataText, storedValue, useAdminFixture } from './admin-kit.ts';
 
 /** Levels above node metadata in a route: route → upstream → nodes → node → metadata. */
 const LEVELS_TO_METADATA = 5;

@@ -44,7 +44,7 @@ describe('per-address connection cap (max_connections_per_ip)', { timeout: TEST_
   });
   after(async () => {
     for (const dial of opened) dial.destroy();
-    await gw?.close();
+    await (gw as ConnectionGateway | undefined)?.close(); // unset when before() failed
   });
 
   test('one address over its cap is closed at accept while another address and existing clients still connect', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -79,7 +79,7 @@ describe('per-process connection cap (worker_connections)', { timeout: TEST_TIME
   });
   after(async () => {
     for (const dial of opened) dial.destroy();
-    await gw?.close();
+    await (gw as ConnectionGateway | undefined)?.close(); // unset when before() failed
   });
 
   test('connections beyond the process budget are closed at accept while established clients keep working', { timeout: TEST_TIMEOUT_MS }, async () => {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import type { Client } from '@grpc/grpc-js';
+import { status as GrpcCode, type Client } from '@grpc/grpc-js';
 import { spawnChildGateway, type ChildGateway } from '../flow/child-gateway.ts';
 import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
 import { dialRaw, EMPTY_SETTINGS, legitimateCallSucceeds, PREFACE, TEST_TIMEOUT_MS, waitUntil, type RawDial } from './connection-kit.ts';
@@ -54,7 +54,7 @@ describe('client connections at the open-file limit', { timeout: TEST_TIMEOUT_MS
       launcher: ['prlimit', `--nofile=${OPEN_FILE_LIMIT}:${OPEN_FILE_LIMIT}`],
     });
     const readyBy = Date.now() + READY_LIMIT_MS;
-    while ((await sayHello(client(), 'ready?')).status.code !== 0) {
+    while ((await sayHello(client(), 'ready?')).status.code !== GrpcCode.OK) {
       if (Date.now() > readyBy || gateway.exited) throw new Error(`gateway not ready:\n${gateway.output()}`);
       await sleep(200);
     }
@@ -63,9 +63,10 @@ describe('client connections at the open-file limit', { timeout: TEST_TIMEOUT_MS
   after(async () => {
     for (const dial of dials) dial.destroy();
     for (const made of clients) made.close();
-    await gateway?.stop();
-    await greeter?.close();
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    // Unset when before() failed part way (the declared types assume it finished).
+    await (gateway as ChildGateway | undefined)?.stop();
+    await (greeter as GreeterNode | undefined)?.close();
+    if ((dir as string | undefined) !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
   test('a flood beyond the open-file limit is refused at accept with a warning and established clients keep working', { timeout: TEST_TIMEOUT_MS * 2 }, async () => {

@@ -44,7 +44,7 @@ describe('connection timeouts (client_header_timeout, keepalive_timeout)', { tim
     h2c = gw.client('h2c');
     tls = gw.client('tls');
   });
-  after(async () => gw?.close());
+  after(async () => (gw as ConnectionGateway | undefined)?.close()); // unset when before() failed
 
   /** Dials the h2c or TLS port, writes `first`, and returns what the gateway sent before it closed the connection. */
   const closedBesideLegitimateCall = async (kind: 'h2c' | 'tls', first: Buffer | undefined, what: string): Promise<Buffer> => {

@@ -38,7 +38,7 @@ function route(id: string, uri: string, scheme: 'grpc' | 'grpcs', nodes: Record<
     uri: ${uri}
     upstream:
       scheme: ${scheme}
-      type: roundrobin${scheme === 'grpcs' ? `\n      tls: { verify: ${verify} }` : ''}
+      type: roundrobin${scheme === 'grpcs' ? `\n      tls: { verify: ${String(verify)} }` : ''}
       nodes:
 ${nodeLines}`;
 }

@@ -8,6 +8,7 @@
  * 32 MiB budget; before the limits it grew by ~1 GiB), and a grpc-js client must still be served meanwhile.
  */
 import assert from 'node:assert/strict';
+import { status as GrpcCode } from '@grpc/grpc-js';
 import { after, before, describe, test } from 'node:test';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -43,7 +44,7 @@ async function waitUntilServed(gw: ChildGateway): Promise<void> {
     const client = greeterClient(gw.h2cAddress);
     const outcome = await sayHello(client, 'ready?', undefined, { deadline: Date.now() + 1000 });
     client.close();
-    if (outcome.status.code === 0) return;
+    if (outcome.status.code === GrpcCode.OK) return;
     if (gw.exited || Date.now() > deadline) throw new Error(`the gateway did not serve calls: ${outcome.status.details}\n${gw.output()}`);
     await sleep(200);
   }

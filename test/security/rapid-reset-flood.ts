@@ -68,7 +68,8 @@ export async function rapidResetFlood(options: FloodOptions): Promise<FloodResul
       result.streamsSent += burst;
       if (options.paceMs !== undefined && options.paceMs > 0) await sleep(options.paceMs);
       else await nextTurn();
-      while (client.bufferedBytes > BACKLOG_BYTES && !client.closed && Date.now() < deadline) await sleep(1);
+      // `as boolean`: the awaits in this loop let the connection close, which TypeScript's narrowing does not see.
+      while (client.bufferedBytes > BACKLOG_BYTES && !(client.closed as boolean) && Date.now() < deadline) await sleep(1);
     }
     const goaway = client.goaway();
     if (goaway !== undefined) result.goawayCodes[goaway.code] = (result.goawayCodes[goaway.code] ?? 0) + 1;

@@ -7,7 +7,7 @@
  * Legitimate traffic comes from real grpc-js clients (test/helpers/greeter.ts). close() releases everything.
  */
 import { after, before } from 'node:test';
-import type { Client } from '@grpc/grpc-js';
+import { status as GrpcCode, type Client } from '@grpc/grpc-js';
 import { startDataPlane, type DataPlane } from '../../data-plane/data-plane.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { silentLogger } from '../../shared/logger.ts';
@@ -105,7 +105,7 @@ ${nginxConfigYaml.replace(/^/gm, '  ')}
           while (next < count) {
             next++;
             const outcome = await sayHello(client, 'legitimate');
-            if (outcome.status.code !== 0) failures.push(outcome.status.code);
+            if (outcome.status.code !== GrpcCode.OK) failures.push(outcome.status.code);
           }
         };
         await Promise.all(Array.from({ length: parallel }, worker));

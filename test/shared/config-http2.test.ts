@@ -34,19 +34,19 @@ describe('HTTP/2 limits config (nginx_config.http2, nginx_config.overload)', () 
   });
 
   test('bad values are refused with the setting named', () => {
-    const cases: [Record<string, unknown>, RegExp][] = [
-      [{ http2: { max_concurrent_streams: 0 } }, /nginx_config\.http2\.max_concurrent_streams/],
-      [{ http2: { max_concurrent_streams: 'many' } }, /max_concurrent_streams: expected a number/],
-      [{ http2: { max_header_list_size: '12q' } }, /max_header_list_size: expected a size/],
-      [{ http2: { initial_stream_window_size: 1000 } }, /initial_stream_window_size: expected 65535/],
-      [{ http2: { keepalive_requests: -1 } }, /keepalive_requests/],
-      [{ http2: { premature_reset_min_stream_lifetime: '30d' } }, /premature_reset_min_stream_lifetime: expected a duration/],
-      [{ http2: { premature_reset_min_stream_lifetime: 3_000_000 } }, /up to 24 days/],
-      [{ overload: { max_heap_fraction: 2 } }, /max_heap_fraction: expected 0 \(off\) to 1/],
-      [{ http2: 'on' }, /nginx_config\.http2: expected a mapping/],
+    const cases: [string, RegExp][] = [
+      ['http2: { max_concurrent_streams: 0 }', /nginx_config\.http2\.max_concurrent_streams: expected a whole number from 1 to 2147483647, got 0/],
+      ['http2: { max_concurrent_streams: many }', /max_concurrent_streams: expected a whole number from 1 to 2147483647, got "many"/],
+      ['http2: { max_header_list_size: 12q }', /max_header_list_size: expected bytes or a size such as 32k, 1m or 2g, got "12q"/],
+      ['http2: { initial_stream_window_size: 1000 }', /initial_stream_window_size: expected 65535/],
+      ['http2: { keepalive_requests: -1 }', /keepalive_requests: expected a whole number from 0/],
+      ['http2: { premature_reset_min_stream_lifetime: 30d }', /premature_reset_min_stream_lifetime: expected seconds or a duration/],
+      ['http2: { premature_reset_min_stream_lifetime: 3000000 }', /up to 24 days/],
+      ['overload: { max_heap_fraction: 2 }', /max_heap_fraction: expected a fraction from 0 \(off\) to 1, got 2/],
+      ['http2: on', /nginx_config\.http2: expected a mapping, got "on"/],
     ];
-    for (const [value, message] of cases) {
-      assert.throws(() => parseHttp2Limits(value), (err: unknown) => err instanceof ConfigError && message.test(err.message), JSON.stringify(value));
+    for (const [yaml, message] of cases) {
+      assert.throws(() => parseConfig(`nginx_config: { ${yaml} }`), (err: unknown) => err instanceof ConfigError && message.test(err.message), yaml);
     }
   });
 });

@@ -1,4 +1,6 @@
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DEFAULT_ALLOW_ADMIN, DOCUMENTED_ADMIN_KEY, DOCUMENTED_KEYRING, loadConfig, parseConfig } from '../../shared/config.ts';
@@ -74,8 +76,8 @@ deployment:
   });
 
   test('bad values are refused with the path of the setting', () => {
-    assert.throws(() => parseConfig('apisix: { node_listen: [{ port: 70000 }] }'), /apisix\.node_listen\[0\]\.port: invalid port 70000/);
-    assert.throws(() => parseConfig('deployment: { admin: { admin_key: [{ key: k, role: root }] } }'), /role must be admin or viewer/);
+    assert.throws(() => parseConfig('apisix: { node_listen: [{ port: 70000 }] }'), /apisix\.node_listen\[0\]\.port: expected a whole number from 0 to 65535, got 70000/);
+    assert.throws(() => parseConfig('deployment: { admin: { admin_key: [{ key: k, role: root }] } }'), /admin_key\[0\]\.role: expected one of admin, viewer, got "root"/);
     assert.throws(() => parseConfig('apisix: ['), /not valid YAML/);
   });
   test('the admin API answers loopback only and keys are encrypted with APISIX\'s keyring by default', () => {
@@ -134,7 +136,7 @@ deployment:
     assert.equal(parseConfig('apisix: { status: ~ }').status, undefined);
     assert.deepEqual(parseConfig('apisix: { status: {} }').status, { ip: '127.0.0.1', port: 7085 });
     assert.deepEqual(parseConfig('apisix: { status: { ip: 0.0.0.0, port: 0 } }').status, { ip: '0.0.0.0', port: 0 });
-    assert.throws(() => parseConfig('apisix: { status: { port: 70000 } }'), /apisix\.status\.port: invalid port 70000/);
+    assert.throws(() => parseConfig('apisix: { status: { port: 70000 } }'), /apisix\.status\.port: expected a whole number from 0 to 65535, got 70000/);
     assert.throws(() => parseConfig('apisix: { status: { port: 9081 } }'), /apisix\.status\.port: 9081 is also a gRPC listener's port/);
   });
 
@@ -161,9 +163,7 @@ deployment:
   role_data_plane: { config_provider: yaml, config_file: /etc/gw/apisix.yaml }
   etcd: { snapshot_cache: /var/cache/gw.json }
 `).dataPlane;
-    assert.deepEqual(file, { workerProcesses: 3, shutdownTimeoutMs: 120_000, configProvider: 'yaml', standaloneFile: '/etc/gw/apisix.yaml', snapshotCache: '/var/cache/gw.json', standaloneEnv: {}, worker: undefined });
-    // A worker process learns its id and the primary's certificate from the environment of its fork.
-    assert.deepEqual(parseConfig('', { GATEWAY_WORKER_ID: '2', GATEWAY_WORKER_DEFAULT_CERT: '{"cert":"c","key":"k"}' }).dataPlane.worker, { id: 2, defaultCertJson: '{"cert":"c","key":"k"}' });
+    assert.deepEqual(file, { workerProcesses: 3, shutdownTimeoutMs: 120_000, configProvider: 'yaml', standaloneFile: '/etc/gw/apisix.yaml', snapshotCache: '/var/cache/gw.json', standaloneEnv: {} });
     const env = parseConfig('', {
       GATEWAY_WORKER_PROCESSES: '4',
       GATEWAY_SHUTDOWN_TIMEOUT: '2.5',
@@ -172,13 +172,139 @@ deployment:
       GATEWAY_SNAPSHOT_CACHE: '/tmp/c.json',
     }).dataPlane;
     const { standaloneEnv, ...rest } = env;
-    assert.deepEqual(rest, { workerProcesses: 4, shutdownTimeoutMs: 2_500, configProvider: 'yaml', standaloneFile: '/tmp/a.yaml', snapshotCache: '/tmp/c.json', worker: undefined });
+    assert.deepEqual(rest, { workerProcesses: 4, shutdownTimeoutMs: 2_500, configProvider: 'yaml', standaloneFile: '/tmp/a.yaml', snapshotCache: '/tmp/c.json' });
     assert.equal(standaloneEnv['GATEWAY_STANDALONE_FILE'], '/tmp/a.yaml', 'the standalone file is substituted from the same environment');
     assert.equal(parseConfig('', { GATEWAY_WORKER_PROCESSES: 'auto' }).dataPlane.workerProcesses, availableParallelism());
     assert.equal(parseConfig('deployment: { etcd: { snapshot_cache: /x.json } }', { GATEWAY_SNAPSHOT_CACHE: 'off' }).dataPlane.snapshotCache, undefined);
     assert.throws(() => parseConfig('nginx_config: { worker_processes: 0 }'), /nginx_config\.worker_processes: expected auto or a whole number/);
     assert.throws(() => parseConfig('', { GATEWAY_WORKER_PROCESSES: 'many' }), /GATEWAY_WORKER_PROCESSES: expected auto/);
-    assert.throws(() => parseConfig('deployment: { role_data_plane: { config_provider: xds } }'), /config_provider: expected etcd or yaml/);
+    assert.throws(() => parseConfig('deployment: { role_data_plane: { config_provider: xds } }'), /config_provider: expected one of etcd, yaml, got "xds"/);
     assert.throws(() => parseConfig('nginx_config: { worker_shutdown_timeout: soon }'), /worker_shutdown_timeout: expected seconds/);
+  });
+});
+
+describe('config schema (shared/schema/config-file.ts)', () => {
+  const message = (run: () => unknown): string => {
+    try {
+      run();
+    } catch (err) {
+      assert.ok(err instanceof ConfigError, String(err));
+      return err.message;
+    }
+    return 'accepted';
+  };
+
+  test('a wrong type at a nested key names the key path and what the key takes', () => {
+    assert.match(message(() => parseConfig('deployment: { etcd: { tls: { cert: 5, key: /k.pem } } }')), /^config: deployment\.etcd\.tls\.cert: expected a string, got 5$/);
+    assert.match(message(() => parseConfig('nginx_config: { http: { keepalive_timeout: [60] } }')), /nginx_config\.http\.keepalive_timeout: expected seconds or a duration such as 10s, 500ms or 2m, got a list of 1/);
+    assert.match(message(() => parseConfig('apisix: { ssl: { enable: "yes" } }')), /apisix\.ssl\.enable: expected true or false, got "yes"/);
+    assert.match(message(() => parseConfig('deployment: { admin: { admin_key: [{ name: a }] } }')), /deployment\.admin\.admin_key\[0\]\.key: expected a non-empty string, got nothing/);
+    assert.match(message(() => parseConfig('apisix: [9081]')), /^config: apisix: expected a mapping, got a list of 1$/);
+    // A secret's value is never repeated, only its type.
+    const secret = message(() => parseConfig('deployment: { etcd: { password: 123456 } }'));
+    assert.match(secret, /deployment\.etcd\.password: expected a string, got a number/);
+    assert.doesNotMatch(secret, /123456/);
+  });
+
+  test('an out-of-range value names the key path and the range', () => {
+    assert.match(message(() => parseConfig('apisix: { node_listen: [9081, { port: 70000 }] }')), /apisix\.node_listen\[1\]\.port: expected a whole number from 0 to 65535, got 70000/);
+    assert.match(message(() => parseConfig('nginx_config: { worker_processes: 300 }')), /nginx_config\.worker_processes: expected auto or a whole number from 1 to 256, got 300/);
+    assert.match(message(() => parseConfig('deployment: { etcd: { timeout: 0 } }')), /deployment\.etcd\.timeout: expected a number above 0 up to 86400, got 0/);
+    assert.match(message(() => parseConfig('plugin_attr: { prometheus: { default_buckets: [] } }')), /plugin_attr\.prometheus\.default_buckets: expected a list of 1 to 64 numbers above 0, got an empty list/);
+  });
+
+  test('loadConfig names the file in front of the key', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gw-config-'));
+    try {
+      const file = join(dir, 'config.yaml');
+      writeFileSync(file, 'apisix:\n  node_listen:\n    - port: 70000\n');
+      assert.equal(message(() => loadConfig({}, file)), `${file}: apisix.node_listen[0].port: expected a whole number from 0 to 65535, got 70000`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('keys of an APISIX config.yaml this gateway does not implement are accepted as before, and listed', () => {
+    const ours = `
+apisix:
+  node_listen: [9100]
+deployment:
+  role_data_plane: { config_provider: etcd }
+  etcd: { host: ["http://10.0.0.1:2379"] }
+`;
+    const copied = `
+apisix:
+  node_listen: [9100]
+  enable_admin: true
+  proxy_cache: { cache_ttl: 10s, zones: [{ name: disk_cache_one }] }
+  ssl: { ssl_session_tickets: false }
+nginx_config:
+  error_log: logs/error.log
+  http2: { max_concurent_streams: 64 }
+plugins: [prometheus, limit-count]
+plugin_attr:
+  log-rotate: { interval: 3600 }
+deployment:
+  role: data_plane
+  role_data_plane: { config_provider: etcd }
+  etcd: { host: ["http://10.0.0.1:2379"], watch_timeout: 50 }
+`;
+    const { ignoredKeys, ...config } = parseConfig(copied);
+    const { ignoredKeys: none, ...expected } = parseConfig(ours);
+    assert.deepEqual(config, expected);
+    assert.deepEqual(none, []);
+    assert.deepEqual(ignoredKeys, [
+      'apisix.enable_admin',
+      'apisix.proxy_cache',
+      'apisix.ssl.ssl_session_tickets',
+      'nginx_config.error_log',
+      'nginx_config.http2.max_concurent_streams',
+      'plugins',
+      'plugin_attr.log-rotate',
+      'deployment.role',
+      'deployment.etcd.watch_timeout',
+    ]);
+    assert.deepEqual(loadConfig({}).ignoredKeys, [], 'the shipped conf/config.yaml uses known keys only');
+  });
+
+  test('values from the environment are validated like the keys they set', () => {
+    // ${{VAR}} is substituted before validation: the error names the key.
+    assert.match(message(() => parseConfig('apisix: { node_listen: [{ port: ${{H2C_PORT}} }] }', { H2C_PORT: 'abc' })), /apisix\.node_listen\[0\]\.port: expected a whole number from 0 to 65535, got "abc"/);
+    assert.deepEqual(parseConfig('apisix: { node_listen: [{ port: ${{H2C_PORT}} }] }', { H2C_PORT: '9200' }).nodeListen, [{ ip: '0.0.0.0', port: 9200 }]);
+    // A GATEWAY_* override is checked with the schema of the key it overrides, and names the variable.
+    assert.equal(message(() => parseConfig('', { GATEWAY_WORKER_PROCESSES: '0' })), 'GATEWAY_WORKER_PROCESSES: expected auto or a whole number from 1 to 256, got 0');
+    assert.equal(message(() => parseConfig('', { GATEWAY_CONFIG_PROVIDER: 'xds' })), 'GATEWAY_CONFIG_PROVIDER: expected one of etcd, yaml, got "xds"');
+    assert.equal(message(() => parseConfig('', { GATEWAY_SHUTDOWN_TIMEOUT: '-1' })), 'GATEWAY_SHUTDOWN_TIMEOUT: expected seconds or a duration such as 10s, 500ms or 2m, got -1');
+    assert.equal(message(() => parseConfig('', { LOG_LEVEL: 'loud' })), 'LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "loud"');
+    assert.equal(message(() => parseConfig('', { GATEWAY_HTTP2_ENGINE: 'h2o' })), 'GATEWAY_HTTP2_ENGINE: expected one of native, node, got "h2o"');
+    assert.match(message(() => parseConfig('', { GATEWAY_H2C_LISTEN: '127.0.0.1:70000' })), /GATEWAY_H2C_LISTEN: invalid port 70000/);
+    assert.match(message(() => parseConfig('', { GATEWAY_ADMIN_ALLOW: '10.0.0.0/33' })), /GATEWAY_ADMIN_ALLOW\[0\].*prefix length/);
+    // Valid overrides still apply over the file's values.
+    const config = parseConfig('nginx_config: { worker_processes: 2, worker_shutdown_timeout: 5s }', { GATEWAY_WORKER_PROCESSES: '3', GATEWAY_SHUTDOWN_TIMEOUT: '500ms', LOG_LEVEL: 'debug' });
+    assert.deepEqual([config.dataPlane.workerProcesses, config.dataPlane.shutdownTimeoutMs, config.log.level], [3, 500, 'debug']);
+  });
+});
+
+describe('the configuration a data-plane primary sends its workers', () => {
+  /** `value` without its undefined properties: what JSON keeps of it. */
+  function definedOnly(value: unknown): unknown {
+    if (Array.isArray(value)) return value.map(definedOnly);
+    if (typeof value !== 'object' || value === null) return value;
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, definedOnly(v)]));
+  }
+
+  test('crosses the IPC channel (JSON) unchanged, for the shipped config.yaml and one with every section set', () => {
+    const shipped = loadConfig({});
+    assert.deepEqual(JSON.parse(JSON.stringify(shipped)), definedOnly(shipped));
+    const full = parseConfig(`
+apisix:
+  node_listen: [9081]
+  ssl: { enable: true, listen: [{ port: 9443 }], fallback_sni: example.com }
+  status: { ip: 127.0.0.1, port: 7085 }
+nginx_config: { worker_processes: 2, worker_shutdown_timeout: 5s }
+deployment:
+  etcd: { host: ["http://127.0.0.1:2379"], prefix: /gw, timeout: 3, user: u, password: p }
+`);
+    assert.deepEqual(JSON.parse(JSON.stringify(full)), definedOnly(full));
   });
 });

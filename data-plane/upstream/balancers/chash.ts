@@ -41,7 +41,7 @@ const CRC_TABLE = ((): Int32Array => {
 })();
 
 function crcByte(crc: number, byte: number): number {
-  return CRC_TABLE[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
+  return (CRC_TABLE[(crc ^ byte) & 0xff] as number) ^ (crc >>> 8);
 }
 
 /**
@@ -54,7 +54,7 @@ export function crc32Utf8(s: string): number {
   for (let i = 0; i < len; i++) {
     let c = s.charCodeAt(i);
     if (c < 0x80) {
-      crc = CRC_TABLE[(crc ^ c) & 0xff]! ^ (crc >>> 8);
+      crc = (CRC_TABLE[(crc ^ c) & 0xff] as number) ^ (crc >>> 8);
       continue;
     }
     if (c < 0x800) {
@@ -110,18 +110,24 @@ function radixSort(keys: Uint32Array<ArrayBuffer>, values: Uint32Array<ArrayBuff
   const offsets = new Uint32Array(256);
   for (let shift = 0; shift < 32; shift += 8) {
     offsets.fill(0);
-    for (let i = 0; i < n; i++) offsets[(srcK[i]! >>> shift) & 0xff]!++;
+    // Indices below n and 256, and octets: every typed-array read here is in range.
+    for (let i = 0; i < n; i++) {
+      const d = ((srcK[i] as number) >>> shift) & 0xff;
+      offsets[d] = (offsets[d] as number) + 1;
+    }
     let sum = 0;
     for (let d = 0; d < 256; d++) {
-      const c = offsets[d]!;
+      const c = offsets[d] as number;
       offsets[d] = sum;
       sum += c;
     }
     for (let i = 0; i < n; i++) {
-      const key = srcK[i]!;
-      const at = offsets[(key >>> shift) & 0xff]!++;
+      const key = srcK[i] as number;
+      const d = (key >>> shift) & 0xff;
+      const at = offsets[d] as number;
+      offsets[d] = at + 1;
       dstK[at] = key;
-      dstV[at] = srcV[i]!;
+      dstV[at] = srcV[i] as number;
     }
     [srcK, dstK] = [dstK, srcK];
     [srcV, dstV] = [dstV, srcV];
@@ -152,7 +158,7 @@ export class ConsistentHashBalancer implements Balancer {
     this.weighted = new Uint32Array(weighted);
     weighted = 0;
     for (let i = 0; i < nodes.length; i++) {
-      const w = nodes[i]!.weight;
+      const w = (nodes[i] as BalancerNode).weight;
       if (!(w > 0)) continue;
       const count = Math.max(1, Math.round(w * perWeight));
       counts[i] = count;
@@ -165,9 +171,9 @@ export class ConsistentHashBalancer implements Balancer {
     const owners = new Uint32Array(size);
     let k = 0;
     for (let i = 0; i < nodes.length; i++) {
-      const count = counts[i]!;
+      const count = counts[i] as number;
       if (count === 0) continue;
-      const base = crc32Utf8(nodes[i]!.key);
+      const base = crc32Utf8((nodes[i] as BalancerNode).key);
       for (let j = 0; j < count; j++) {
         points[k] = fmix32((base + Math.imul(j, 0x9e3779b9)) | 0);
         owners[k++] = i;
@@ -193,17 +199,17 @@ export class ConsistentHashBalancer implements Balancer {
     let hi = size;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (points[mid]! < h) lo = mid + 1;
+      if ((points[mid] as number) < h) lo = mid + 1;
       else hi = mid;
     }
     let p = lo === size ? 0 : lo;
     const owners = this.owners;
-    let owner = owners[p]!;
+    let owner = owners[p] as number;
     if (usable === undefined || usable[owner] !== 0) return owner;
     for (let steps = 1; ; steps++) {
       if (steps === WALK_CHECK && !this.anyUsable(usable)) return -1;
       p = p + 1 === size ? 0 : p + 1;
-      owner = owners[p]!;
+      owner = owners[p] as number;
       if (usable[owner] !== 0) return owner;
     }
   }
@@ -214,7 +220,7 @@ export class ConsistentHashBalancer implements Balancer {
 
   private anyUsable(usable: Uint8Array): boolean {
     const weighted = this.weighted;
-    for (let i = 0; i < weighted.length; i++) if (usable[weighted[i]!] !== 0) return true;
+    for (let i = 0; i < weighted.length; i++) if (usable[weighted[i] as number] !== 0) return true;
     return false;
   }
 }

@@ -67,7 +67,7 @@ export class EwmaBalancer implements Balancer {
     this.cold = new Uint32Array(m);
     m = 0;
     for (let i = 0; i < n; i++) {
-      if (!(nodes[i]!.weight > 0)) continue;
+      if (!((nodes[i] as BalancerNode).weight > 0)) continue;
       this.eligible[m] = i;
       this.cold[m] = i;
       this.coldSlot[i] = m;
@@ -89,13 +89,13 @@ export class EwmaBalancer implements Balancer {
     let a: number;
     let b: number;
     if (usable === undefined) {
-      if (m === 1) return eligible[0]!;
+      if (m === 1) return eligible[0] as number;
       const ia = this.random(m);
       // The second draw is over the other m - 1 nodes: distinct without a retry loop.
       let ib = this.random(m - 1);
       if (ib >= ia) ib++;
-      a = eligible[ia]!;
-      b = eligible[ib]!;
+      a = eligible[ia] as number;
+      b = eligible[ib] as number;
     } else {
       a = this.randomUsable(usable, -1);
       if (a < 0) return -1;
@@ -106,12 +106,12 @@ export class EwmaBalancer implements Balancer {
   }
 
   begin(index: number): void {
-    if (index >= 0 && index < this.active.length) this.active[index]!++;
+    if (index >= 0 && index < this.active.length) this.active[index] = (this.active[index] as number) + 1;
   }
 
   end(index: number, latencyMs: number, failed: boolean): void {
     if (!(index >= 0 && index < this.active.length) || this.coldSlot[index] === undefined) return;
-    this.active[index] = Math.max(0, this.active[index]! - 1);
+    this.active[index] = Math.max(0, (this.active[index] as number) - 1);
     // A negative latency is "no sample" (the attempt got no answer and did not fail: refused, cancelled).
     if (latencyMs < 0 && !failed) return;
     const now = performance.now();
@@ -119,12 +119,12 @@ export class EwmaBalancer implements Balancer {
     let sample = latencyMs >= 0 ? latencyMs : 0;
     if (failed && sample < FAILURE_PENALTY_MS) sample = FAILURE_PENALTY_MS;
     let ewma: number;
-    if (this.coldSlot[index]! >= 0) {
+    if (this.coldSlot[index] >= 0) {
       this.warm(index);
       ewma = sample;
     } else {
-      const w = Math.exp(-Math.max(0, this.now - this.touched[index]!) / DECAY_TIME_MS);
-      ewma = this.ewma[index]! * w + sample * (1 - w);
+      const w = Math.exp(-Math.max(0, this.now - (this.touched[index] as number)) / DECAY_TIME_MS);
+      ewma = (this.ewma[index] as number) * w + sample * (1 - w);
       if (failed && ewma < sample) ewma = sample;
     }
     this.ewma[index] = ewma;
@@ -132,10 +132,11 @@ export class EwmaBalancer implements Balancer {
   }
 
   private score(i: number): number {
-    const active = this.active[i]!;
-    if (this.coldSlot[i]! >= 0) return active === 0 ? 0 : COLD_BUSY_PENALTY + active;
-    const age = this.now - this.touched[i]!;
-    const ewma = age > 0 ? this.ewma[i]! * Math.exp(-age / DECAY_TIME_MS) : this.ewma[i]!;
+    // `i` is a node index, below the length of every per-node array.
+    const active = this.active[i] as number;
+    if ((this.coldSlot[i] as number) >= 0) return active === 0 ? 0 : COLD_BUSY_PENALTY + active;
+    const age = this.now - (this.touched[i] as number);
+    const ewma = age > 0 ? (this.ewma[i] as number) * Math.exp(-age / DECAY_TIME_MS) : (this.ewma[i] as number);
     return ewma * (active + 1);
   }
 
@@ -146,7 +147,7 @@ export class EwmaBalancer implements Balancer {
     const active = this.active;
     let k = this.coldNext < count ? this.coldNext : 0;
     for (let seen = 0; seen < count; seen++) {
-      const i = cold[k]!;
+      const i = cold[k] as number;
       k = k + 1 === count ? 0 : k + 1;
       if (active[i] === 0 && (usable === undefined || usable[i] !== 0)) {
         this.coldNext = k;
@@ -158,9 +159,9 @@ export class EwmaBalancer implements Balancer {
 
   /** Node `index` got its first sample: out of the cold list (swap with the last). */
   private warm(index: number): void {
-    const slot = this.coldSlot[index]!;
+    const slot = this.coldSlot[index] as number;
     const last = --this.coldCount;
-    const moved = this.cold[last]!;
+    const moved = this.cold[last] as number;
     this.cold[slot] = moved;
     this.coldSlot[moved] = slot;
     this.coldSlot[index] = -1;
@@ -173,18 +174,18 @@ export class EwmaBalancer implements Balancer {
     // Rejection sampling: with ~10 % of nodes masked, one or two draws. A draw that fails DRAWS times (most nodes
     // masked) falls back to counting, which is as uniform: each stage picks uniformly among the usable nodes.
     for (let t = 0; t < DRAWS; t++) {
-      const i = eligible[this.random(m)]!;
+      const i = eligible[this.random(m)] as number;
       if (i !== except && usable[i] !== 0) return i;
     }
     let count = 0;
     for (let k = 0; k < m; k++) {
-      const i = eligible[k]!;
+      const i = eligible[k] as number;
       if (i !== except && usable[i] !== 0) count++;
     }
     if (count === 0) return -1;
     let r = this.random(count);
     for (let k = 0; k < m; k++) {
-      const i = eligible[k]!;
+      const i = eligible[k] as number;
       if (i !== except && usable[i] !== 0 && r-- === 0) return i;
     }
     return -1;

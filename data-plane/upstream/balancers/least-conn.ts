@@ -44,14 +44,14 @@ export class LeastConnBalancer implements Balancer {
     // Two loops (start..n, then 0..start) rather than one with a modulo: the scan is the whole cost of a pick.
     if (usable === undefined) {
       for (let i = start; i < n; i++) {
-        const s = scores[i]!;
+        const s = scores[i] as number;
         if (s < bestScore) {
           bestScore = s;
           best = i;
         }
       }
       for (let i = 0; i < start; i++) {
-        const s = scores[i]!;
+        const s = scores[i] as number;
         if (s < bestScore) {
           bestScore = s;
           best = i;
@@ -59,14 +59,14 @@ export class LeastConnBalancer implements Balancer {
       }
     } else {
       for (let i = start; i < n; i++) {
-        const s = scores[i]!;
+        const s = scores[i] as number;
         if (s < bestScore && usable[i] !== 0) {
           bestScore = s;
           best = i;
         }
       }
       for (let i = 0; i < start; i++) {
-        const s = scores[i]!;
+        const s = scores[i] as number;
         if (s < bestScore && usable[i] !== 0) {
           bestScore = s;
           best = i;
@@ -80,7 +80,7 @@ export class LeastConnBalancer implements Balancer {
   begin(index: number): void {
     const w = this.weights[index];
     if (w === undefined || w === 0) return;
-    const a = this.active[index]! + 1;
+    const a = (this.active[index] as number) + 1; // index has a weight: in range
     this.active[index] = a;
     this.scores[index] = (a + 1) / w;
   }
@@ -89,7 +89,7 @@ export class LeastConnBalancer implements Balancer {
     const w = this.weights[index];
     if (w === undefined || w === 0) return;
     // Never below 0: an end without its begin (a caller's bug) must not make a node look better than idle.
-    const a = Math.max(0, this.active[index]! - 1);
+    const a = Math.max(0, (this.active[index] as number) - 1);
     this.active[index] = a;
     this.scores[index] = (a + 1) / w;
   }

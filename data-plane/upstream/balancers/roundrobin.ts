@@ -46,7 +46,7 @@ export class RoundRobinBalancer implements Balancer {
     let bestScore = -Infinity;
     if (usable === undefined) {
       for (let i = 0; i < n; i++) {
-        const s = scores[i]! + weights[i]!;
+        const s = (scores[i] as number) + (weights[i] as number);
         scores[i] = s;
         if (s > bestScore) {
           bestScore = s;
@@ -59,8 +59,8 @@ export class RoundRobinBalancer implements Balancer {
     let total = 0;
     for (let i = 0; i < n; i++) {
       if (usable[i] === 0) continue;
-      const w = weights[i]!;
-      const s = scores[i]! + w;
+      const w = weights[i] as number;
+      const s = (scores[i] as number) + w;
       scores[i] = s;
       total += w;
       if (s > bestScore) {

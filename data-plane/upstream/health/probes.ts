@@ -181,7 +181,7 @@ export class Prober implements ClientHooks {
     // A socket leaves the set on its 'close' event, which a destroyed socket emits on a later tick (even when its
     // `closed` already says true): still in the set means that event is still to come.
     const sockets = this.sockets;
-    await Promise.all(open.map((socket) => (sockets.has(socket) ? new Promise((resolve) => socket.once('close', resolve)) : undefined)));
+    await Promise.all(open.filter((socket) => sockets.has(socket)).map((socket) => new Promise((resolve) => socket.once('close', resolve))));
   }
 
   // ---- gRPC -----------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
  * new one starts (all nodes healthy, as APISIX's new checker). After each snapshot swap `retain` stops the checkers
  * no route uses any more, with their probes and connections.
  *
- * Processes (README, "Health checks"): active probes run in one process per replica, the single data-plane process
+ * Processes (docs/proxying.md): active probes run in one process per replica, the single data-plane process
  * or worker 0 of `worker_processes` (APISIX probes from one privileged agent per instance; this is the same rate).
  * Every worker counts its own calls' passive outcomes. A state change is logged where it happens and published; the
  * primary relays it to the other workers, which apply it quietly (`applyRemote`), and keeps worker 0's report for
@@ -83,7 +83,7 @@ export class HealthRegistry {
                 clientCert,
                 // https probes: APISIX's https_verify_certificate (default true); grpc probes follow the upstream's
                 // `tls.verify` unless https_verify_certificate says otherwise.
-                verify: active?.httpsVerifyCertificate ?? (https ? true : (conf.tls?.verify ?? false)),
+                verify: active.httpsVerifyCertificate ?? (https ? true : (conf.tls?.verify ?? false)),
                 ca,
               }
             : undefined,
