@@ -33,6 +33,7 @@ import { errorResponseFields } from './proxy/respond-error.ts';
 import type { ClientPool } from './upstream/client-pool.ts';
 import { hashKeyOf, type HashSource } from './upstream/hash-key.ts';
 import { fieldValue } from './http2/fields.ts';
+import { HeaderListRequest } from './plugins/header-list-request.ts';
 import { SESSION_WINDOW_BYTES } from './http2-settings.ts';
 
 export interface NativeDeps {
@@ -149,8 +150,8 @@ class ClientLink implements ServerHooks {
 }
 
 /**
- * One request from its header list: check it is gRPC, pin the config snapshot, match a route, pick a node for this
- * call, and hand over to a Call that owns the stream to its last frame. Early exits answer with a gRPC status.
+ * One request from its header list: check it is gRPC, pin the config snapshot, match a route, run its plugins, pick a node
+ * for this call, and hand over to a Call that owns the stream to its last frame. Early exits answer with a gRPC status.
  */
 function serveRequest(stream: Http2Stream, fields: string[], endStream: boolean, deps: NativeDeps): void {
   let method = '';
@@ -191,15 +192,26 @@ function serveRequest(stream: Http2Stream, fields: string[], endStream: boolean,
   if (obs !== undefined) observer?.route(obs, match);
   const target = match.target;
   if (target.error !== undefined) return respond(stream, target.error, obs, observer);
+  // 2. the route's plugins, at the access phase (plugins/pipeline.ts): a refusal is a trailers-only answer.
+  let extraFields: string[] | undefined;
+  const plugins = target.plugins;
+  if (plugins !== undefined) {
+    const verdict = plugins.access(new HeaderListRequest(match.id, path, authority ?? host ?? '', fields, stream.conn.socket));
+    if (verdict !== undefined) {
+      if (verdict.error !== undefined) return respond(stream, verdict.error, obs, observer, verdict.fields);
+      extraFields = verdict.fields;
+    }
+  }
   const upstream = target.upstream;
   const hash = upstream.hash;
   const hashKey = hash === undefined ? '' : hashKeyOf(hash.on, hash.key, hashSource(stream, fields));
-  const node = upstream.pick(undefined, hashKey); // 2. per call, never per connection
-  if (node === undefined) return respond(stream, new NoHealthyNode(upstream.name), obs, observer);
+  const node = upstream.pick(undefined, hashKey); // 3. per call, never per connection
+  if (node === undefined) return respond(stream, new NoHealthyNode(upstream.name), obs, observer, extraFields);
   const call = new Call(stream, fields, target, node, deps);
   call.hashKey = hashKey;
   call.obs = obs;
-  call.start(endStream); // 3. pooled connection, then headers, bytes, trailers
+  call.responseFields = extraFields;
+  call.start(endStream); // 4. pooled connection, then headers, bytes, trailers
 }
 
 function fieldOf(fields: string[], name: string): string {
@@ -218,9 +230,13 @@ function hashSource(stream: Http2Stream, fields: string[]): HashSource {
   };
 }
 
-/** A trailers-only answer the gateway makes itself; the observer counts it with the status sent and no node. */
-function respond(stream: Http2Stream, err: unknown, obs?: CallObservation, observer?: Observer): void {
+/**
+ * A trailers-only answer the gateway makes itself, with `extra` fields plugins added; the observer counts it with
+ * the status sent and no node.
+ */
+function respond(stream: Http2Stream, err: unknown, obs?: CallObservation, observer?: Observer, extra?: readonly string[]): void {
   const fields = errorResponseFields(err);
+  if (extra !== undefined) fields.push(...extra);
   if (obs !== undefined && observer !== undefined) {
     if (observer.requestIdInResponse && obs.requestId !== '') fields.push(observer.requestIdHeader as string, obs.requestId);
     const { httpStatus, grpcStatus, grpcMessage } = gatewayStatusOf(fields);

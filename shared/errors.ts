@@ -28,6 +28,9 @@ export const GatewayErrorCode = {
   MESSAGE_TOO_LARGE: 'MESSAGE_TOO_LARGE',
   BAD_REQUEST: 'BAD_REQUEST',
   OVERLOADED: 'OVERLOADED',
+  ACCESS_DENIED: 'ACCESS_DENIED',
+  RATE_LIMITED: 'RATE_LIMITED',
+  FAULT_INJECTED: 'FAULT_INJECTED',
   // control plane: answered to admin clients as an HTTP status with {"error_msg": …}
   INVALID_CONFIGURATION: 'INVALID_CONFIGURATION',
   ADMIN_BAD_REQUEST: 'ADMIN_BAD_REQUEST',
@@ -142,6 +145,27 @@ export class MessageTooLarge extends GatewayError {
 export class BadRequest extends GatewayError {
   constructor(detail: string) {
     super('BAD_REQUEST', detail, GrpcStatus.INTERNAL, 400);
+  }
+}
+
+/** A plugin refused the client (`ip-restriction`): PERMISSION_DENIED with the plugin's message. */
+export class AccessDenied extends GatewayError {
+  constructor(message: string, httpStatus = 403) {
+    super('ACCESS_DENIED', message, GrpcStatus.PERMISSION_DENIED, httpStatus);
+  }
+}
+
+/** Over a rate limit (`limit-count`): RESOURCE_EXHAUSTED, the status gRPC gives an exhausted quota. */
+export class RateLimited extends GatewayError {
+  constructor(message: string, httpStatus = 503) {
+    super('RATE_LIMITED', message, GrpcStatus.RESOURCE_EXHAUSTED, httpStatus);
+  }
+}
+
+/** `fault-injection`'s abort: the call answered as configured, without reaching the upstream. */
+export class FaultInjected extends GatewayError {
+  constructor(message: string, grpcStatus: GrpcStatusCode = GrpcStatus.UNAVAILABLE, httpStatus = 503) {
+    super('FAULT_INJECTED', message, grpcStatus, httpStatus);
   }
 }
 

@@ -19,6 +19,9 @@ import { MAX_METADATA_JSON_BYTES, UpstreamSchema, type UpstreamConf } from './sc
 import { checkServablePairs, type CertKeyPair } from './tls-check.ts';
 import { formatAjvErrors } from './validate-errors.ts';
 import { parseHostPort } from './host-port.ts';
+import { parseIpBlock } from './ip-match.ts';
+import { checkLimitKey } from './limit-key.ts';
+import type { PluginsConf } from './schema/plugins.ts';
 
 export { formatAjvErrors } from './validate-errors.ts';
 
@@ -115,6 +118,8 @@ const checkers: { [K in ResourceType]: (value: ResourceConfs[K], atWrite: boolea
 
 function checkRoute(route: RouteConf, atWrite: boolean): string | undefined {
   if (route.host !== undefined && route.hosts !== undefined) return 'only one of host or hosts is allowed';
+  const pluginError = checkPlugins(route.plugins);
+  if (pluginError !== undefined) return pluginError;
   if ((route.uri === undefined) === (route.uris === undefined)) return 'exactly one of "uri" or "uris" is required';
   // APISIX also accepts a route with plugins only; a gRPC gateway has nowhere to send its calls, so it is refused.
   if (route.upstream === undefined && route.upstream_id === undefined && route.service_id === undefined) {
@@ -124,7 +129,30 @@ function checkRoute(route: RouteConf, atWrite: boolean): string | undefined {
 }
 
 function checkService(service: ServiceConf, atWrite: boolean): string | undefined {
-  return checkUpstreamChoice(service, atWrite);
+  return checkPlugins(service.plugins) ?? checkUpstreamChoice(service, atWrite);
+}
+
+/** What the plugins' schemas cannot say, in APISIX's words (`failed to check the configuration of plugin …`). */
+function checkPlugins(plugins: PluginsConf | undefined): string | undefined {
+  if (plugins === undefined) return undefined;
+  const failed = (name: string, detail: string): string => `failed to check the configuration of plugin ${name} err: ${detail}`;
+  const ip = plugins['ip-restriction'];
+  if (ip !== undefined) {
+    if ((ip.whitelist === undefined) === (ip.blacklist === undefined)) return failed('ip-restriction', 'exactly one of "whitelist" or "blacklist" is required');
+    for (const entry of ip.whitelist ?? ip.blacklist ?? []) {
+      if (parseIpBlock(entry) === undefined) return failed('ip-restriction', `"${entry}" is not an IP address or CIDR block`);
+    }
+  }
+  const abort = plugins['fault-injection']?.abort;
+  if (abort !== undefined && abort.http_status === undefined && abort.grpc_status === undefined) {
+    return failed('fault-injection', 'abort needs "http_status" or "grpc_status"');
+  }
+  const limit = plugins['limit-count'];
+  if (limit !== undefined && (limit.key_type ?? 'var') !== 'constant') {
+    const keyError = checkLimitKey(limit.key ?? 'remote_addr', limit.key_type === 'var_combination');
+    if (keyError !== undefined) return failed('limit-count', keyError);
+  }
+  return undefined;
 }
 
 /**

@@ -35,6 +35,7 @@ import type { ListenerTlsOptions } from '../tls/tls-policy.ts';
 import { resolveUpstream, type ResolvedUpstream } from '../upstream/upstream.ts';
 import type { HealthRegistry } from '../upstream/health/registry.ts';
 import { NoHealthyNode, RouteNotFound, describe } from '../../shared/errors.ts';
+import { compilePlugins } from '../plugins/pipeline.ts';
 import type { ConfigItem, ConfigState } from './config-state.ts';
 import { lookupsHold, resolveRoute, type Lookup } from './resolve-route.ts';
 import { TargetsById } from './targets-view.ts';
@@ -198,7 +199,7 @@ function buildRoute(
   if (!resolved.ok) {
     log.warn({ route: item.id, detail: resolved.detail }, 'route references a missing object; its calls fail until it exists');
     const error = resolved.reason === 'service' ? new RouteNotFound(`${item.value.uri ?? item.id} (${resolved.detail})`) : new NoHealthyNode(`route ${item.id}: ${resolved.detail}`);
-    const target: RouteTarget = { upstream: EMPTY_UPSTREAM, error, maxRequestMessageBytes: undefined, maxResponseMessageBytes: undefined };
+    const target: RouteTarget = { upstream: EMPTY_UPSTREAM, error, maxRequestMessageBytes: undefined, maxResponseMessageBytes: undefined, plugins: undefined };
     return { item, lookups, entry: { id: item.id, route: resolved.route, target }, fingerprint: undefined, shared: false };
   }
   // Routes that share an upstream object or service (and timeouts and client certificate) share one balancer, as
@@ -220,6 +221,8 @@ function buildRoute(
     error: undefined,
     maxRequestMessageBytes: limits?.max_request_message_bytes,
     maxResponseMessageBytes: limits?.max_response_message_bytes,
+    // Compiled once per build of this route; a build reused across snapshots keeps its plugins' state (counters).
+    plugins: compilePlugins(resolved.route.plugins),
   };
   return { item, lookups, entry: { id: item.id, route: resolved.route, target }, fingerprint, shared };
 }

@@ -95,6 +95,8 @@ export class Call implements StreamHandler {
   private begun: UpstreamNode | undefined;
   /** What the observer records of this call (set by the listener before start); undefined when nothing records. */
   obs: CallObservation | undefined;
+  /** Fields the route's plugins add to the response headers (limit-count's quota), or to a gateway-made answer. */
+  responseFields: readonly string[] | undefined;
 
   constructor(down: Http2Stream, fields: string[], target: RouteTarget, node: UpstreamNode, deps: CallDeps) {
     this.down = down;
@@ -353,6 +355,7 @@ export class Call implements StreamHandler {
     }
     this.replay = undefined; // the response has started: no retry from here on
     const out = relayedFields(fields, true);
+    if (this.responseFields !== undefined) out.push(...this.responseFields);
     const obs = this.obs;
     if (obs !== undefined) {
       obs.answered = true;
@@ -456,6 +459,7 @@ export class Call implements StreamHandler {
     this.attempt?.cancel();
     this.finish();
     const out = streaming ? errorTrailerFields(err) : errorResponseFields(err);
+    if (!streaming && this.responseFields !== undefined) out.push(...this.responseFields);
     const obs = this.obs;
     if (obs !== undefined && !streaming && obs.requestId !== '' && this.deps.observer?.requestIdInResponse === true) out.push(this.deps.observer.requestIdHeader as string, obs.requestId);
     this.down.sendHeaders(out, true);

@@ -33,7 +33,7 @@ import { MALFORMED_TIMEOUT, formatGrpcTimeout, parseGrpcTimeout } from './grpc-t
 import { relayedHeaders, upstreamRequestHeaders } from './headers.ts';
 import { MessageMeter } from './message-meter.ts';
 import { resetStream } from './reset-stream.ts';
-import { errorTrailers, respondError } from './respond-error.ts';
+import { addFields, errorTrailers, respondError } from './respond-error.ts';
 import { rstCodeOf, statusForRst, rstName } from './rst-codes.ts';
 
 /** Request bytes kept for a retry until the response starts; beyond this a call is not retried (Envoy-style). */
@@ -89,6 +89,9 @@ export class ProxyCall {
   private drainingUp: ClientHttp2Stream | undefined;
   private drainingDown = false;
   private responseMeter: MessageMeter | undefined;
+
+  /** Fields the route's plugins add to the response headers (limit-count's quota), or to a gateway-made answer. */
+  responseFields: readonly string[] | undefined;
 
   constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, target: RouteTarget, node: UpstreamNode, deps: CallDeps) {
     this.down = down;
@@ -273,6 +276,7 @@ export class ProxyCall {
     }
     this.replay = undefined; // the response has started: no retry from here on
     const out = relayedHeaders(headers);
+    if (this.responseFields !== undefined) addFields(out, this.responseFields);
     if ((flags & END_STREAM) !== 0) {
       // Trailers-only: one HEADERS frame carrying grpc-status. Keep it one frame.
       if (out['grpc-status'] === undefined) Object.assign(out, errorTrailers(missingStatus()));
@@ -399,7 +403,7 @@ export class ProxyCall {
     this.cancelUp();
     if (this.phase !== 'streaming') {
       this.finish();
-      respondError(this.down, err);
+      respondError(this.down, err, this.responseFields);
       return;
     }
     // Response headers are out: end the body; wantTrailers sends the status.

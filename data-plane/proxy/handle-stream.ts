@@ -1,7 +1,7 @@
 /**
- * One downstream stream from the first header: check it is gRPC, pin the config snapshot, match a route, pick a
- * node for this call, and hand over to a ProxyCall (forward.ts) that owns the stream to its last frame. Every
- * early exit goes through respondError, which answers with a gRPC status.
+ * One downstream stream from the first header: check it is gRPC, pin the config snapshot, match a route, run its
+ * plugins, pick a node for this call, and hand over to a ProxyCall (forward.ts) that owns the stream to its last
+ * frame. Every early exit goes through respondError, which answers with a gRPC status.
  */
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { NoHealthyNode, RouteNotFound, UnsupportedMediaType } from '../../shared/errors.ts';
@@ -10,6 +10,7 @@ import type { Snapshots } from '../config/snapshots.ts';
 import type { TLSSocket } from 'node:tls';
 import type { SessionPool } from '../upstream/pool.ts';
 import { hashKeyOf, type HashSource } from '../upstream/hash-key.ts';
+import { HeaderObjectRequest } from '../plugins/header-object-request.ts';
 import { ProxyCall } from './forward.ts';
 import { respondError } from './respond-error.ts';
 
@@ -30,10 +31,23 @@ export function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHea
   if (match === undefined) return respondError(stream, new RouteNotFound(path));
   const target = match.target;
   if (target.error !== undefined) return respondError(stream, target.error);
+  // 2. the route's plugins, at the access phase (plugins/pipeline.ts): a refusal is a trailers-only answer.
+  let extraFields: string[] | undefined;
+  const plugins = target.plugins;
+  if (plugins !== undefined) {
+    const host = headers[':authority'] ?? headers.host ?? '';
+    const verdict = plugins.access(new HeaderObjectRequest(match.id, path, host, headers, stream.session?.socket));
+    if (verdict !== undefined) {
+      if (verdict.error !== undefined) return respondError(stream, verdict.error, verdict.fields);
+      extraFields = verdict.fields;
+    }
+  }
   const hash = target.upstream.hash;
-  const node = target.upstream.pick(undefined, hash === undefined ? undefined : hashKeyOf(hash.on, hash.key, hashSource(stream, headers))); // 2. per call, never per connection
-  if (node === undefined) return respondError(stream, new NoHealthyNode(target.upstream.name));
-  new ProxyCall(stream, headers, target, node, deps).start(); // 3. pooled session, then headers, bytes, trailers
+  const node = target.upstream.pick(undefined, hash === undefined ? undefined : hashKeyOf(hash.on, hash.key, hashSource(stream, headers))); // 3. per call, never per connection
+  if (node === undefined) return respondError(stream, new NoHealthyNode(target.upstream.name), extraFields);
+  const call = new ProxyCall(stream, headers, target, node, deps);
+  call.responseFields = extraFields;
+  call.start(); // 4. pooled session, then headers, bytes, trailers
 }
 
 /** A `chash` key's sources on node:http2: the headers as a flat list, and the client's socket. */

@@ -12,7 +12,8 @@ import { GatewayError, PublicMessage, UnsupportedMediaType } from '../../shared/
 import { GrpcStatus, type GrpcStatusCode } from '../../shared/grpc-status.ts';
 import { ErrorCode } from '../http2/frame.ts';
 
-export function respondError(stream: ServerHttp2Stream, err: unknown): void {
+/** `extra`: header fields plugins add to the answer (name, value, …). */
+export function respondError(stream: ServerHttp2Stream, err: unknown, extra?: readonly string[]): void {
   if (stream.destroyed || stream.closed) return;
   const { status, message } = statusOf(err);
   if (stream.headersSent) {
@@ -20,16 +21,20 @@ export function respondError(stream: ServerHttp2Stream, err: unknown): void {
     stream.close(ErrorCode.INTERNAL_ERROR);
     return;
   }
-  stream.respond(
-    {
-      // gRPC errors travel with HTTP 200; only a request that is not gRPC at all gets the spec's 415.
-      ':status': err instanceof UnsupportedMediaType ? 415 : 200,
-      'content-type': 'application/grpc',
-      'grpc-status': String(status),
-      'grpc-message': encodeGrpcMessage(message),
-    },
-    { endStream: true },
-  );
+  const headers: OutgoingHttpHeaders = {
+    // gRPC errors travel with HTTP 200; only a request that is not gRPC at all gets the spec's 415.
+    ':status': err instanceof UnsupportedMediaType ? 415 : 200,
+    'content-type': 'application/grpc',
+    'grpc-status': String(status),
+    'grpc-message': encodeGrpcMessage(message),
+  };
+  if (extra !== undefined) addFields(headers, extra);
+  stream.respond(headers, { endStream: true });
+}
+
+/** `fields` (name, value, …) into a node:http2 header object. */
+export function addFields(headers: OutgoingHttpHeaders, fields: readonly string[]): void {
+  for (let i = 0; i + 1 < fields.length; i += 2) headers[fields[i] as string] = fields[i + 1];
 }
 
 /** The native engine's trailers-only error response as a header list (see respondError). */

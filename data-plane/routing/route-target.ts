@@ -4,6 +4,7 @@
  * the proxy reads them (proxy/).
  */
 import type { GatewayError } from '../../shared/errors.ts';
+import type { PluginChain } from '../plugins/pipeline.ts';
 import type { ResolvedUpstream } from '../upstream/upstream.ts';
 
 export interface RouteTarget {
@@ -13,4 +14,6 @@ export interface RouteTarget {
   /** `grpc-limits` caps in bytes; undefined = no cap. */
   readonly maxRequestMessageBytes: number | undefined;
   readonly maxResponseMessageBytes: number | undefined;
+  /** The route's plugins that act on calls (plugins/pipeline.ts), compiled with the snapshot; undefined: none. */
+  readonly plugins: PluginChain | undefined;
 }

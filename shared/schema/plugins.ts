@@ -7,9 +7,13 @@
  * A message over a cap ends the call with RESOURCE_EXHAUSTED, as gRPC servers answer an oversized message.
  *
  * `prometheus` and `opentelemetry`: what is recorded about the route's calls (observability-plugins.ts).
+ *
+ * `ip-restriction`, `fault-injection`, `limit-count`: traffic policies run by the data plane's plugin pipeline
+ * (plugin-policies.ts, data-plane/plugins/).
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { OpenTelemetryPluginSchema, PrometheusPluginSchema } from './observability-plugins.ts';
+import { FaultInjectionSchema, IpRestrictionSchema, LimitCountSchema } from './plugin-policies.ts';
 
 export const GrpcLimitsSchema = Type.Object(
   {
@@ -26,6 +30,9 @@ export const PluginsSchema = Type.Object(
     'grpc-limits': Type.Optional(GrpcLimitsSchema),
     prometheus: Type.Optional(PrometheusPluginSchema),
     opentelemetry: Type.Optional(OpenTelemetryPluginSchema),
+    'ip-restriction': Type.Optional(IpRestrictionSchema),
+    'fault-injection': Type.Optional(FaultInjectionSchema),
+    'limit-count': Type.Optional(LimitCountSchema),
   },
   { additionalProperties: false },
 );

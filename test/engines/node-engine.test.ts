@@ -1,7 +1,7 @@
 /**
  * The fallback engine (`apisix.http2_engine: node`, node:http2) stays tested for the release it is kept: the
- * conformance matrix (4 listener × upstream combinations), the seed path and the fault suites run again in a child
- * test runner with GATEWAY_HTTP2_ENGINE=node. Every other suite runs on the default (native) engine.
+ * conformance matrix (4 listener × upstream combinations), the seed path, the fault suites and the plugins run again
+ * in a child test runner with GATEWAY_HTTP2_ENGINE=node. Every other suite runs on the default (native) engine.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +17,7 @@ const SUITES = [
   'test/faults/cancellation-deadline.test.ts',
   'test/faults/trailers-passthrough.test.ts',
   'test/faults/request-headers.test.ts',
+  'test/e2e/plugins.test.ts',
 ];
 
 /** This runner's environment minus its test context (a child runner that sees it skips its files), engine = node. */
@@ -26,7 +27,7 @@ function childEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-test('the node:http2 engine passes conformance, the seed path and the fault suites', { timeout: 600_000 }, async () => {
+test('the node:http2 engine passes conformance, the seed path, the fault suites and the plugins', { timeout: 600_000 }, async () => {
   const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=tap', ...SUITES], {
     cwd: root,
     env: childEnv(),

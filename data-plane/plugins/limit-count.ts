@@ -1,0 +1,108 @@
+/**
+ * `limit-count` (APISIX priority 1002) with `policy: local`: at most `count` calls per `time_window` seconds per key,
+ * in a fixed window that starts at the key's first call (as APISIX's local counter does), counted by this process.
+ * With several worker processes or replicas each counts its own calls. Over the quota: RESOURCE_EXHAUSTED with
+ * `rejected_msg`. With `show_limit_quota_header` (default on) every answer carries `x-ratelimit-limit`,
+ * `x-ratelimit-remaining` and `x-ratelimit-reset` (seconds until the window ends), in the response headers or in
+ * the trailers-only refusal.
+ *
+ * The key is `key_type`/`key` evaluated per call (shared/limit-key.ts); an empty value counts by the client's
+ * address instead, as APISIX does. Keys come from clients (a header can take any value), so the table is bounded:
+ * at MAX_KEYS, expired windows are dropped, then the window that ends first.
+ */
+import { RateLimited } from '../../shared/errors.ts';
+import { parseLimitKey, type LimitKeyPart } from '../../shared/limit-key.ts';
+import type { LimitCountConf } from '../../shared/schema/plugin-policies.ts';
+import type { CompiledPlugin } from './pipeline.ts';
+import type { PluginRequest } from './request.ts';
+
+const PRIORITY = 1002;
+/** Keys one route counts at most; each costs ~100 bytes. */
+export const MAX_KEYS = 100_000;
+const DEFAULT_MESSAGE = 'rate limit exceeded';
+const MS = 1000;
+
+interface Window {
+  remaining: number;
+  endsAt: number;
+}
+
+/** `now` is injectable for tests (milliseconds). */
+export function compileLimitCount(conf: LimitCountConf, now: () => number = Date.now): CompiledPlugin {
+  const count = conf.count;
+  const windowMs = conf.time_window * MS;
+  const keyOf = keyReader(conf);
+  const headers = conf.show_limit_quota_header ?? true;
+  const limitText = String(count);
+  const refusal = new RateLimited(conf.rejected_msg ?? DEFAULT_MESSAGE, conf.rejected_code ?? 503);
+  const windows = new Map<string, Window>();
+  return {
+    name: 'limit-count',
+    priority: PRIORITY,
+    access(request) {
+      const at = now();
+      const key = keyOf(request);
+      let window = windows.get(key);
+      if (window === undefined || at >= window.endsAt) {
+        if (window !== undefined) windows.delete(key); // re-inserted last: the map stays ordered by window end
+        else if (windows.size >= MAX_KEYS) evict(windows, at);
+        window = { remaining: count, endsAt: at + windowMs };
+        windows.set(key, window);
+      }
+      const allowed = window.remaining > 0;
+      if (allowed) window.remaining--;
+      const fields = headers
+        ? ['x-ratelimit-limit', limitText, 'x-ratelimit-remaining', String(window.remaining), 'x-ratelimit-reset', String(Math.ceil((window.endsAt - at) / MS))]
+        : undefined;
+      if (allowed) return fields === undefined ? undefined : { fields };
+      return fields === undefined ? { error: refusal } : { error: refusal, fields };
+    },
+  };
+}
+
+/** Drops the windows that ended; if none did, the one that ends first (the map is ordered by window end). */
+function evict(windows: Map<string, Window>, at: number): void {
+  for (const [key, window] of windows) {
+    if (window.endsAt <= at) windows.delete(key);
+  }
+  if (windows.size < MAX_KEYS) return;
+  const first = windows.keys().next();
+  if (first.done !== true) windows.delete(first.value);
+}
+
+function keyReader(conf: LimitCountConf): (request: PluginRequest) => string {
+  const type = conf.key_type ?? 'var';
+  if (type === 'constant') {
+    const constant = conf.key ?? '';
+    return () => constant;
+  }
+  const parts = parseLimitKey(conf.key ?? 'remote_addr', type === 'var_combination');
+  if (typeof parts === 'string') throw new Error(`limit-count: ${parts}`); // the admin API refuses such a key
+  return (request) => {
+    let key = '';
+    for (const part of parts) key += valueOf(part, request);
+    return key === '' ? request.remoteAddress : key;
+  };
+}
+
+function valueOf(part: LimitKeyPart, request: PluginRequest): string {
+  if ('text' in part) return part.text;
+  if ('header' in part) return request.header(part.header) ?? '';
+  switch (part.variable) {
+    case 'remote_addr':
+      return request.remoteAddress;
+    case 'remote_port':
+      return String(request.remotePort);
+    case 'server_addr':
+      return request.localAddress;
+    case 'server_port':
+      return String(request.localPort);
+    case 'route_id':
+      return request.routeId;
+    case 'host':
+      return request.host;
+    case 'uri':
+    case 'request_uri':
+      return request.path;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Traffic-policy plugins in APISIX's shapes (field names, defaults and ranges as APISIX documents them), applied by
+ * the data plane's plugin pipeline (data-plane/plugins/). Every rejection is a trailers-only gRPC answer.
+ *
+ * - `ip-restriction`: exactly one of `whitelist` / `blacklist` (IPs or CIDR blocks); a refused client gets
+ *   PERMISSION_DENIED with `message` (`response_code` is accepted for APISIX configs; gRPC answers carry HTTP 200).
+ * - `fault-injection`: `abort` answers the call without reaching the upstream, for `percentage` of calls, with the
+ *   status gRPC maps `http_status` to, or with `grpc_status` (our extension: a gRPC client reads only the gRPC
+ *   status); `body` is the grpc-message. `delay` is not supported yet and is refused.
+ * - `limit-count`: at most `count` calls per `time_window` seconds per key (fixed window, from the key's first call),
+ *   counted in each data-plane process (`policy: local`); over it, RESOURCE_EXHAUSTED with `rejected_msg`.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { Enum } from './common.ts';
+
+export const IpRestrictionSchema = Type.Object(
+  {
+    whitelist: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 4096 })),
+    blacklist: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 4096 })),
+    message: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    response_code: Type.Optional(Type.Integer({ minimum: 403, maximum: 404 })),
+  },
+  { additionalProperties: false },
+);
+
+export const FaultInjectionSchema = Type.Object(
+  {
+    abort: Type.Object(
+      {
+        http_status: Type.Optional(Type.Integer({ minimum: 200, maximum: 599 })),
+        grpc_status: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })),
+        body: Type.Optional(Type.String({ maxLength: 1024 })),
+        percentage: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const LimitCountSchema = Type.Object(
+  {
+    count: Type.Integer({ minimum: 1 }),
+    time_window: Type.Integer({ minimum: 1 }),
+    key_type: Type.Optional(Enum(['var', 'var_combination', 'constant'] as const)),
+    key: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    rejected_code: Type.Optional(Type.Integer({ minimum: 200, maximum: 599 })),
+    rejected_msg: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    policy: Type.Optional(Enum(['local'] as const)),
+    show_limit_quota_header: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+export type IpRestrictionConf = Static<typeof IpRestrictionSchema>;
+export type FaultInjectionConf = Static<typeof FaultInjectionSchema>;
+export type LimitCountConf = Static<typeof LimitCountSchema>;

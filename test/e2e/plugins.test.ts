@@ -1,0 +1,250 @@
+/**
+ * Issue #16, first part: the plugin pipeline and the traffic-policy plugins that need no consumer
+ * (`ip-restriction`, `fault-injection`'s abort, `limit-count` with `policy: local`), through the admin API, etcd and
+ * the data plane, with real grpc-js clients and a raw HTTP/2 client. Each refusal is asserted by its exact status,
+ * message and trailers-only shape (response headers with END_STREAM, no body), and calls on a route without
+ * plugins are asserted to go on succeeding beside them.
+ */
+import assert from 'node:assert/strict';
+import { constants, type ClientHttp2Session } from 'node:http2';
+import { after, before, describe, test } from 'node:test';
+import { Metadata, status as GrpcCode, type Client } from '@grpc/grpc-js';
+import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
+import { gatewaySession, startGateway, type GatewayFixture } from './gateway-fixture.ts';
+
+const SAY_HELLO = '/helloworld.Greeter/SayHello';
+const EMPTY_REQUEST = Buffer.from([0, 0, 0, 0, 0]);
+
+interface RawAnswer {
+  headers: Record<string, unknown>;
+  /** The response headers carried END_STREAM: a trailers-only answer. */
+  trailersOnly: boolean;
+  bodyBytes: number;
+}
+
+/** One unary call with a raw HTTP/2 client: what came back, as sent. */
+function rawCall(session: ClientHttp2Session, path: string, extra: Record<string, string> = {}): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...extra });
+    let headers: Record<string, unknown> = {};
+    let trailersOnly = false;
+    let bodyBytes = 0;
+    stream.on('response', (h, flags) => {
+      headers = h;
+      trailersOnly = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    });
+    stream.on('data', (chunk: Buffer) => (bodyBytes += chunk.length));
+    stream.on('error', reject);
+    stream.on('close', () => resolve({ headers, trailersOnly, bodyBytes }));
+    stream.end(EMPTY_REQUEST);
+  });
+}
+
+describe('route plugins: ip-restriction, fault-injection, limit-count', () => {
+  let gw: GatewayFixture;
+  let node: GreeterNode;
+  let client: Client;
+  let raw: ClientHttp2Session;
+  let routes = 0;
+
+  before(async () => {
+    gw = await startGateway();
+    node = await startGreeterNode({ id: 'node' });
+    client = greeterClient(gw.h2cAddress);
+    raw = await gatewaySession(gw, 'h2c');
+    // A route without plugins, called beside every refusal below.
+    await putRoute('plain', { uri: '/helloworld.Greeter/SayHelloServerStream' });
+  });
+
+  after(async () => {
+    raw.close();
+    client.close();
+    await gw.close();
+    await node.close();
+  });
+
+  const upstream = (): unknown => ({ scheme: 'grpc', type: 'roundrobin', nodes: { [`127.0.0.1:${node.port}`]: 1 } });
+
+  /** PUTs a route (with the test node as upstream unless given) and waits until the data plane has rebuilt it. */
+  async function putRoute(id: string, body: Record<string, unknown>): Promise<void> {
+    routes++;
+    const previous = gw.dataPlane.snapshots.current().targets.get(id);
+    const res = await gw.admin('PUT', `/routes/${id}`, { upstream: upstream(), ...body });
+    assert.ok(res.status === 200 || res.status === 201, `PUT /routes/${id}: ${res.status} ${JSON.stringify(res.body)}`);
+    await gw.waitForSnapshot((snapshot) => {
+      const target = snapshot.targets.get(id);
+      return target !== undefined && target !== previous;
+    }, `route ${id} rebuilt`);
+  }
+
+  async function assertPlainRouteServes(): Promise<void> {
+    const res = await rawCall(raw, '/helloworld.Greeter/SayHelloServerStream');
+    assert.equal(res.headers['grpc-status'], undefined, 'a streaming answer: status in the trailers');
+    assert.equal(res.headers[':status'], 200);
+    assert.ok(res.bodyBytes > 0, 'the route without plugins is served');
+  }
+
+  describe('admin validation', () => {
+    const refused = async (plugins: unknown, message: RegExp): Promise<void> => {
+      const res = await gw.admin('PUT', '/routes/bad', { uri: SAY_HELLO, upstream: upstream(), plugins });
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.match((res.body as { error_msg: string }).error_msg, message);
+      assert.equal((await gw.admin('GET', '/routes/bad')).status, 404, 'nothing was written');
+    };
+
+    test('refuses ip-restriction with both lists, with neither, and with an entry that is no IP or CIDR block', async () => {
+      await refused({ 'ip-restriction': { whitelist: ['127.0.0.1'], blacklist: ['10.0.0.0/8'] } }, /plugin ip-restriction err: exactly one of "whitelist" or "blacklist"/);
+      await refused({ 'ip-restriction': { message: 'no' } }, /plugin ip-restriction err: exactly one of/);
+      await refused({ 'ip-restriction': { whitelist: ['10.0.0.0/33'] } }, /"10.0.0.0\/33" is not an IP address or CIDR block/);
+      await refused({ 'ip-restriction': { blacklist: ['example.com'] } }, /"example.com" is not an IP address or CIDR block/);
+    });
+
+    test('refuses a fault-injection abort with no status, and a delay (not supported yet)', async () => {
+      await refused({ 'fault-injection': { abort: { body: 'x' } } }, /plugin fault-injection err: abort needs "http_status" or "grpc_status"/);
+      await refused({ 'fault-injection': { abort: { grpc_status: 14 }, delay: { duration: 1 } } }, /delay/);
+    });
+
+    test('refuses a limit-count key naming an unknown variable, and a policy this gateway does not run', async () => {
+      await refused({ 'limit-count': { count: 1, time_window: 1, key: 'no_such_var' } }, /plugin limit-count err: unknown variable "no_such_var"/);
+      await refused({ 'limit-count': { count: 1, time_window: 1, key_type: 'var_combination', key: '$remote_addr $bogus' } }, /unknown variable "\$bogus"/);
+      await refused({ 'limit-count': { count: 1, time_window: 1, policy: 'redis' } }, /policy/);
+      await refused({ 'limit-count': { count: 0, time_window: 1 } }, /count/);
+    });
+  });
+
+  describe('ip-restriction', () => {
+    test('a client outside the whitelist gets PERMISSION_DENIED with the message, trailers-only, and reaches no node', async () => {
+      await putRoute('ip', { uri: SAY_HELLO, plugins: { 'ip-restriction': { whitelist: ['10.1.0.0/16'], message: 'not from here' } } });
+      const callsBefore = node.totalCalls;
+      const result = await sayHello(client, 'x');
+      assert.equal(result.status.code, GrpcCode.PERMISSION_DENIED);
+      assert.equal(result.status.details, 'not from here');
+      assert.equal(result.headers, undefined, 'trailers-only');
+      const res = await rawCall(raw, SAY_HELLO);
+      assert.equal(res.trailersOnly, true);
+      assert.equal(res.headers[':status'], 200);
+      assert.equal(res.headers['content-type'], 'application/grpc');
+      assert.equal(res.headers['grpc-status'], '7');
+      assert.equal(res.headers['grpc-message'], 'not from here');
+      assert.equal(res.bodyBytes, 0);
+      assert.equal(node.totalCalls, callsBefore, 'no call reached the node');
+      await assertPlainRouteServes();
+    });
+
+    test('a whitelisted client passes; a blacklisted one is refused with APISIX\'s default message', async () => {
+      await putRoute('ip', { uri: SAY_HELLO, plugins: { 'ip-restriction': { whitelist: ['127.0.0.0/8', '::1'] } } });
+      const ok = await sayHello(client, 'x');
+      assert.equal(ok.status.code, GrpcCode.OK, ok.status.details);
+      assert.equal(ok.message, 'Hello x');
+      await putRoute('ip', { uri: SAY_HELLO, plugins: { 'ip-restriction': { blacklist: ['127.0.0.1'] } } });
+      const denied = await sayHello(client, 'x');
+      assert.equal(denied.status.code, GrpcCode.PERMISSION_DENIED);
+      assert.equal(denied.status.details, 'Your IP address is not allowed');
+      await gw.admin('DELETE', '/routes/ip');
+    });
+  });
+
+  describe('fault-injection', () => {
+    test('abort answers with grpc_status and body, trailers-only, without reaching the node', async () => {
+      await putRoute('fault', { uri: SAY_HELLO, plugins: { 'fault-injection': { abort: { grpc_status: 14, body: 'chaos: node down' } } } });
+      const callsBefore = node.totalCalls;
+      const result = await sayHello(client, 'x');
+      assert.equal(result.status.code, GrpcCode.UNAVAILABLE);
+      assert.equal(result.status.details, 'chaos: node down');
+      const res = await rawCall(raw, SAY_HELLO);
+      assert.equal(res.trailersOnly, true);
+      assert.equal(res.headers['grpc-status'], '14');
+      assert.equal(node.totalCalls, callsBefore);
+      await assertPlainRouteServes();
+    });
+
+    test('http_status maps to its gRPC status (403 → PERMISSION_DENIED); percentage 0 lets every call through', async () => {
+      await putRoute('fault', { uri: SAY_HELLO, plugins: { 'fault-injection': { abort: { http_status: 403 } } } });
+      const denied = await sayHello(client, 'x');
+      assert.equal(denied.status.code, GrpcCode.PERMISSION_DENIED);
+      assert.equal(denied.status.details, 'fault injected');
+      await putRoute('fault', { uri: SAY_HELLO, plugins: { 'fault-injection': { abort: { http_status: 503, percentage: 0 } } } });
+      for (let i = 0; i < 5; i++) assert.equal((await sayHello(client, 'x')).status.code, GrpcCode.OK);
+      await gw.admin('DELETE', '/routes/fault');
+    });
+  });
+
+  describe('limit-count', () => {
+    test('admits count calls per window with the quota in the response headers, then RESOURCE_EXHAUSTED trailers-only', async () => {
+      await putRoute('limit', { uri: SAY_HELLO, plugins: { 'limit-count': { count: 3, time_window: 60, rejected_msg: 'quota used up' } } });
+      for (const remaining of ['2', '1', '0']) {
+        const res = await rawCall(raw, SAY_HELLO);
+        assert.equal(res.trailersOnly, false, 'a served call');
+        assert.equal(res.headers['x-ratelimit-limit'], '3');
+        assert.equal(res.headers['x-ratelimit-remaining'], remaining);
+        const reset = Number(res.headers['x-ratelimit-reset']);
+        assert.ok(reset > 0 && reset <= 60, `x-ratelimit-reset ${String(reset)}`);
+      }
+      const refused = await rawCall(raw, SAY_HELLO);
+      assert.equal(refused.trailersOnly, true);
+      assert.equal(refused.headers['grpc-status'], '8');
+      assert.equal(refused.headers['grpc-message'], 'quota used up');
+      assert.equal(refused.headers['x-ratelimit-remaining'], '0');
+      const viaGrpcJs = await sayHello(client, 'x');
+      assert.equal(viaGrpcJs.status.code, GrpcCode.RESOURCE_EXHAUSTED);
+      assert.equal(viaGrpcJs.status.details, 'quota used up');
+      await assertPlainRouteServes();
+    });
+
+    test('counts per header value (key http_x_user), falling back to the client address when the header is absent', async () => {
+      await putRoute('limit', { uri: SAY_HELLO, plugins: { 'limit-count': { count: 1, time_window: 60, key: 'http_x_user', show_limit_quota_header: false } } });
+      const as = (user: string | undefined): Promise<number> => {
+        const metadata = new Metadata();
+        if (user !== undefined) metadata.set('x-user', user);
+        return sayHello(client, 'x', metadata).then((r) => r.status.code);
+      };
+      assert.equal(await as('alice'), GrpcCode.OK);
+      assert.equal(await as('alice'), GrpcCode.RESOURCE_EXHAUSTED);
+      assert.equal(await as('bob'), GrpcCode.OK, 'another key, its own quota');
+      assert.equal(await as(undefined), GrpcCode.OK, 'no header: counted by address');
+      assert.equal(await as(undefined), GrpcCode.RESOURCE_EXHAUSTED);
+      const res = await rawCall(raw, SAY_HELLO, { 'x-user': 'carol' });
+      assert.equal(res.headers['x-ratelimit-limit'], undefined, 'show_limit_quota_header: false');
+      await gw.admin('DELETE', '/routes/limit');
+    });
+  });
+
+  describe('the pipeline', () => {
+    test("a service's plugins apply to its routes, and a route's own configuration of a plugin wins", async () => {
+      const res = await gw.admin('PUT', '/services/s1', { upstream: upstream(), plugins: { 'ip-restriction': { blacklist: ['127.0.0.1', '::1'], message: 'service says no' } } });
+      assert.ok(res.status === 200 || res.status === 201);
+      await putRoute('svc', { uri: SAY_HELLO, service_id: 's1', upstream: undefined });
+      const denied = await sayHello(client, 'x');
+      assert.equal(denied.status.code, GrpcCode.PERMISSION_DENIED);
+      assert.equal(denied.status.details, 'service says no');
+      await putRoute('svc', { uri: SAY_HELLO, service_id: 's1', upstream: undefined, plugins: { 'ip-restriction': { whitelist: ['127.0.0.1', '::1'] } } });
+      assert.equal((await sayHello(client, 'x')).status.code, GrpcCode.OK);
+      await gw.admin('DELETE', '/routes/svc');
+      await gw.admin('DELETE', '/services/s1');
+    });
+
+    test("plugins run in APISIX's priority order: fault-injection before ip-restriction before limit-count", async () => {
+      await putRoute('order', {
+        uri: SAY_HELLO,
+        plugins: {
+          'limit-count': { count: 1, time_window: 60 },
+          'ip-restriction': { blacklist: ['127.0.0.1', '::1'] },
+          'fault-injection': { abort: { grpc_status: 14, body: 'fault first' } },
+        },
+      });
+      assert.equal((await sayHello(client, 'x')).status.details, 'fault first');
+      await putRoute('order', {
+        uri: SAY_HELLO,
+        plugins: { 'limit-count': { count: 1, time_window: 60 }, 'ip-restriction': { blacklist: ['127.0.0.1', '::1'] } },
+      });
+      for (let i = 0; i < 3; i++) {
+        const denied = await sayHello(client, 'x');
+        assert.equal(denied.status.code, GrpcCode.PERMISSION_DENIED, 'refused before any quota is counted');
+      }
+      await putRoute('order', { uri: SAY_HELLO, plugins: { 'limit-count': { count: 1, time_window: 60 } } });
+      assert.equal((await sayHello(client, 'x')).status.code, GrpcCode.OK, 'a fresh quota: the refused calls were not counted');
+      await gw.admin('DELETE', '/routes/order');
+      assert.ok(routes > 0);
+    });
+  });
+});
