@@ -194,20 +194,23 @@ function serveRequest(stream: Http2Stream, fields: string[], endStream: boolean,
   if (target.error !== undefined) return respond(stream, target.error, obs, observer);
   // 2. the route's plugins, at the access phase (plugins/pipeline.ts): a refusal is a trailers-only answer.
   let extraFields: string[] | undefined;
+  let upstreamFields = fields;
   const plugins = target.plugins;
   if (plugins !== undefined) {
-    const verdict = plugins.access(new HeaderListRequest(match.id, path, authority ?? host ?? '', fields, stream.conn.socket));
+    const request = new HeaderListRequest(match.id, path, authority ?? host ?? '', snapshot.consumers, fields, stream.conn.socket);
+    const verdict = plugins.access(request);
     if (verdict !== undefined) {
       if (verdict.error !== undefined) return respond(stream, verdict.error, obs, observer, verdict.fields);
       extraFields = verdict.fields;
     }
+    upstreamFields = request.upstreamFields(fields);
   }
   const upstream = target.upstream;
   const hash = upstream.hash;
   const hashKey = hash === undefined ? '' : hashKeyOf(hash.on, hash.key, hashSource(stream, fields));
   const node = upstream.pick(undefined, hashKey); // 3. per call, never per connection
   if (node === undefined) return respond(stream, new NoHealthyNode(upstream.name), obs, observer, extraFields);
-  const call = new Call(stream, fields, target, node, deps);
+  const call = new Call(stream, upstreamFields, target, node, deps);
   call.hashKey = hashKey;
   call.obs = obs;
   call.responseFields = extraFields;

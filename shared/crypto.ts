@@ -8,8 +8,11 @@
  * - a value that starts with `---` is a plain PEM and is never encrypted twice nor "decrypted";
  * - decryption tries every entry in order, so a new key can be put first while old values still read.
  *
- * APISIX accepts the first entry whose padding happens to check out (1 in 256 for a wrong key). Every field
- * encrypted here is a PEM private key, so a decryption is accepted only if it yields PEM text.
+ * APISIX accepts the first entry whose padding happens to check out (1 in 256 for a wrong key). A PEM private key
+ * is accepted only if the decryption yields PEM text. The other secret, a consumer's `key-auth` key (APISIX's
+ * `encrypt_fields`), is any text: it is always encrypted when written, and a stored value counts as encrypted when
+ * an entry decrypts it to printable text (a wrong key does so about once in 10^7 for a 16-byte value); one that no
+ * entry decrypts is taken as written in clear, as APISIX does.
  *
  * Which fields are secret, per resource type, is SECRET_FIELDS: the admin API encrypts them before writing and
  * never returns them; the data plane decrypts them after reading, before validation.
@@ -39,7 +42,13 @@ export const SECRET_FIELDS: { readonly [K in ResourceType]: readonly (readonly s
   upstreams: [['tls', 'client_key']],
   services: [['upstream', 'tls', 'client_key']],
   ssls: [['key'], ['keys']],
+  consumers: [['plugins', 'key-auth', 'key']],
 };
+
+/** The secret fields that hold any text rather than a PEM private key (see above), as `path.join('.')`. */
+const TEXT_SECRETS: ReadonlySet<string> = new Set(['plugins.key-auth.key']);
+/** Printable text, no control characters: what a decrypted text secret must be. */
+const PRINTABLE = /^[^\p{Cc}\p{Cs}\uFFFD]+$/u;
 
 /** Why a keyring entry cannot be used, or undefined when it can. */
 export function keyringEntryProblem(entry: string): string | undefined {
@@ -82,14 +91,34 @@ export function decryptSecret(value: string, keyring: Keyring, field = 'key'): s
   throw new SecretDecryptFailed(field, keyring.length);
 }
 
-/** A copy of `value` with every secret field of `type` encrypted (plain PEMs only). */
+/** A text secret encrypted with the first entry (as written: with no keyring, or when it is empty). */
+export function encryptText(value: string, keyring: Keyring): string {
+  const entry = keyring[0];
+  if (entry === undefined || value === '') return value;
+  return aesEncrypt(value, entry);
+}
+
+/** The text of a stored text secret: decrypted by the first entry that yields printable text, else as stored. */
+export function decryptText(value: string, keyring: Keyring): string {
+  for (const entry of keyring) {
+    if (keyringEntryProblem(entry) !== undefined) continue;
+    const plain = aesDecrypt(value, entry);
+    if (plain !== undefined && PRINTABLE.test(plain)) return plain;
+  }
+  return value;
+}
+
+/** A copy of `value` with every secret field of `type` encrypted (plain PEMs, and text secrets). */
 export function encryptSecrets(type: ResourceType, value: unknown, keyring: Keyring): unknown {
-  return mapSecrets(type, value, (text) => encryptSecret(text, keyring));
+  return mapSecrets(type, value, (text, path) => (TEXT_SECRETS.has(path.join('.')) ? encryptText(text, keyring) : encryptSecret(text, keyring)));
 }
 
 /** A copy of `value` with every secret field of `type` in clear; throws SecretDecryptFailed naming the field. */
 export function decryptSecrets(type: ResourceType, value: unknown, keyring: Keyring): unknown {
-  return mapSecrets(type, value, (text, path) => decryptSecret(text, keyring, path.join('.')));
+  return mapSecrets(type, value, (text, path) => {
+    const field = path.join('.');
+    return TEXT_SECRETS.has(field) ? decryptText(text, keyring) : decryptSecret(text, keyring, field);
+  });
 }
 
 /** A copy of `value` without its secret fields: what the admin API returns (APISIX strips `key` and `keys`). */

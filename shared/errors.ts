@@ -29,6 +29,7 @@ export const GatewayErrorCode = {
   BAD_REQUEST: 'BAD_REQUEST',
   OVERLOADED: 'OVERLOADED',
   ACCESS_DENIED: 'ACCESS_DENIED',
+  AUTHENTICATION_FAILED: 'AUTHENTICATION_FAILED',
   RATE_LIMITED: 'RATE_LIMITED',
   FAULT_INJECTED: 'FAULT_INJECTED',
   // control plane: answered to admin clients as an HTTP status with {"error_msg": …}
@@ -38,6 +39,7 @@ export const GatewayErrorCode = {
   UNAUTHORIZED: 'UNAUTHORIZED',
   UNSUPPORTED_RESOURCE_TYPE: 'UNSUPPORTED_RESOURCE_TYPE',
   ADMIN_ROUTE_NOT_FOUND: 'ADMIN_ROUTE_NOT_FOUND',
+  ADMIN_METHOD_NOT_ALLOWED: 'ADMIN_METHOD_NOT_ALLOWED',
   STORE_CONFLICT: 'STORE_CONFLICT',
   ADMIN_FORBIDDEN: 'ADMIN_FORBIDDEN',
   SECRET_DECRYPT_FAILED: 'SECRET_DECRYPT_FAILED',
@@ -155,6 +157,13 @@ export class AccessDenied extends GatewayError {
   }
 }
 
+/** An authentication plugin found no valid credential (`key-auth`): UNAUTHENTICATED with its message. */
+export class AuthenticationFailed extends GatewayError {
+  constructor(message: string) {
+    super('AUTHENTICATION_FAILED', message, GrpcStatus.UNAUTHENTICATED, 401);
+  }
+}
+
 /** Over a rate limit (`limit-count`): RESOURCE_EXHAUSTED, the status gRPC gives an exhausted quota. */
 export class RateLimited extends GatewayError {
   constructor(message: string, httpStatus = 503) {
@@ -209,6 +218,13 @@ export class UnsupportedResourceType extends GatewayError {
 export class AdminRouteNotFound extends GatewayError {
   constructor() {
     super('ADMIN_ROUTE_NOT_FOUND', 'not found', GrpcStatus.NOT_FOUND, 404);
+  }
+}
+
+/** A method a resource type does not take: POST and PATCH of a consumer (APISIX answers 405 with this text). */
+export class AdminMethodNotAllowed extends GatewayError {
+  constructor(method: string, singular: string) {
+    super('ADMIN_METHOD_NOT_ALLOWED', `not supported \`${method}\` method for ${singular}`, GrpcStatus.UNIMPLEMENTED, 405);
   }
 }
 

@@ -6,7 +6,7 @@
  */
 
 /** Variables that are not headers. */
-export const LIMIT_KEY_VARIABLES = ['remote_addr', 'remote_port', 'server_addr', 'server_port', 'route_id', 'host', 'uri', 'request_uri'] as const;
+export const LIMIT_KEY_VARIABLES = ['remote_addr', 'remote_port', 'server_addr', 'server_port', 'route_id', 'host', 'uri', 'request_uri', 'consumer_name'] as const;
 export type LimitKeyVariable = (typeof LIMIT_KEY_VARIABLES)[number];
 
 export type LimitKeyPart = { readonly text: string } | { readonly variable: LimitKeyVariable } | { readonly header: string };

@@ -14,6 +14,7 @@ import { jsonShapeError } from './json-bounds.ts';
 import { RouteSchema, type RouteConf } from './schema/route.ts';
 import { ServiceSchema, type ServiceConf } from './schema/service.ts';
 import { SslSchema, type SslConf } from './schema/ssl.ts';
+import { ConsumerSchema, type ConsumerConf } from './schema/consumer.ts';
 import { SamplerSchema, type SamplerConf } from './schema/observability-plugins.ts';
 import { MAX_METADATA_JSON_BYTES, UpstreamSchema, type UpstreamConf } from './schema/upstream.ts';
 import { checkServablePairs, type CertKeyPair } from './tls-check.ts';
@@ -30,6 +31,7 @@ export interface ResourceConfs {
   upstreams: UpstreamConf;
   services: ServiceConf;
   ssls: SslConf;
+  consumers: ConsumerConf;
 }
 
 export type ValidationResult<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -46,7 +48,7 @@ const ajv = new Ajv({
 });
 
 /** The schema of each resource type: what both planes validate with, and what the admin API publishes. */
-export const schemas = { routes: RouteSchema, upstreams: UpstreamSchema, services: ServiceSchema, ssls: SslSchema } as const;
+export const schemas = { routes: RouteSchema, upstreams: UpstreamSchema, services: ServiceSchema, ssls: SslSchema, consumers: ConsumerSchema } as const;
 
 /**
  * Each validator is compiled on its first use, not when this module loads: compiling the four resource schemas
@@ -114,6 +116,7 @@ const checkers: { [K in ResourceType]: (value: ResourceConfs[K], atWrite: boolea
   upstreams: (upstream, atWrite) => checkUpstream(upstream, atWrite),
   services: checkService,
   ssls: checkSsl,
+  consumers: () => undefined,
 };
 
 function checkRoute(route: RouteConf, atWrite: boolean): string | undefined {
@@ -142,6 +145,10 @@ function checkPlugins(plugins: PluginsConf | undefined): string | undefined {
     for (const entry of ip.whitelist ?? ip.blacklist ?? []) {
       if (parseIpBlock(entry) === undefined) return failed('ip-restriction', `"${entry}" is not an IP address or CIDR block`);
     }
+  }
+  const restriction = plugins['consumer-restriction'];
+  if (restriction !== undefined && (restriction.whitelist === undefined) === (restriction.blacklist === undefined)) {
+    return failed('consumer-restriction', 'exactly one of "whitelist" or "blacklist" is required');
   }
   const abort = plugins['fault-injection']?.abort;
   if (abort !== undefined && abort.http_status === undefined && abort.grpc_status === undefined) {

@@ -28,6 +28,7 @@ const REFERRER_TYPES: { readonly [K in ResourceType]: readonly ResourceType[] } 
   upstreams: ['routes', 'services'],
   services: ['routes'],
   ssls: ['routes', 'services', 'upstreams'],
+  consumers: [],
 };
 
 /** The ids `value` (an object of `type`) points at. Ids may be stored as numbers; they are compared as text. */

@@ -16,7 +16,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Keyring } from '../../shared/crypto.ts';
 import { resourceKey } from '../../shared/etcd-keys.ts';
-import { AdminBadRequest, AdminRouteNotFound, KeyNotFound } from '../../shared/errors.ts';
+import { AdminBadRequest, AdminMethodNotAllowed, AdminRouteNotFound, KeyNotFound } from '../../shared/errors.ts';
 import type { ResourceStore, StoredItem } from '../store/resource-store.ts';
 import { applyListQuery, parseListQuery } from './list-query.ts';
 import { operationSchema, type Operation } from './openapi.ts';
@@ -91,15 +91,18 @@ function registerKind(app: FastifyInstance, deps: ResourceRouteDeps, kind: Resou
   });
 
   app.post(base, schema('post'), async (request, reply) => {
+    if (kind.idField !== undefined) throw new AdminMethodNotAllowed('POST', kind.singular);
     const result = await postResource(writes, kind, request.body);
     return reply.code(result.status).send(result.body);
   });
 
   app.patch<{ Params: IdParams }>(`${base}/:id`, schema('patch'), async (request) => {
+    if (kind.idField !== undefined) throw new AdminMethodNotAllowed('PATCH', kind.singular);
     return (await patchResource(writes, kind, request.params.id, undefined, request.body)).body;
   });
 
   app.patch<{ Params: SubPathParams }>(`${base}/:id/*`, schema('patchSubPath'), async (request) => {
+    if (kind.idField !== undefined) throw new AdminMethodNotAllowed('PATCH', kind.singular);
     return (await patchResource(writes, kind, request.params.id, request.params['*'], request.body)).body;
   });
 

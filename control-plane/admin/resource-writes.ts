@@ -38,6 +38,17 @@ const FORBIDDEN_PROPERTIES: ReadonlySet<string> = new Set(['create_time', 'updat
 export async function putResource(deps: WriteDeps, kind: ResourceKind, pathId: string | undefined, rawBody: unknown): Promise<WriteResponse> {
   const body = parseJsonBody(rawBody);
   if (!isJsonObject(body)) throw invalidConfiguration(kind, body);
+  if (kind.idField === 'username') {
+    // A consumer is named by its username (APISIX: `missing consumer name`); a URL name must agree with it.
+    const username = body['username'];
+    if (pathId !== undefined && username !== undefined && username !== pathId) throw new AdminBadRequest(`wrong ${kind.singular} name`);
+    const name = pathId ?? username;
+    if (name === undefined) throw new AdminBadRequest(`missing ${kind.singular} name`);
+    if (typeof name !== 'string' || !isValidId(name)) throw invalidConfiguration(kind, { ...body, username: name });
+    rejectForbidden(Object.keys(body));
+    const plain = checked(deps, kind, { ...body, username: name });
+    return write(deps, kind, name, () => plain);
+  }
   const id = resolveId(kind, pathId, body);
   rejectForbidden(Object.keys(body));
   const plain = checked(deps, kind, { ...body, id });

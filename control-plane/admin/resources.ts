@@ -19,6 +19,11 @@ export interface ResourceKind {
   aliases: readonly string[];
   /** How the OpenAPI description names it. */
   title: string;
+  /**
+   * `username` for consumers: the object is named by that field of its body (its etcd key), not by an `id`; it
+   * cannot be POSTed (no generated name) or PATCHed, as in APISIX.
+   */
+  idField?: 'username';
 }
 
 export const RESOURCE_KINDS: { readonly [K in ResourceType]: ResourceKind & { type: K } } = {
@@ -26,6 +31,7 @@ export const RESOURCE_KINDS: { readonly [K in ResourceType]: ResourceKind & { ty
   upstreams: { type: 'upstreams', singular: 'upstream', aliases: [], title: 'Upstreams' },
   services: { type: 'services', singular: 'service', aliases: [], title: 'Services' },
   ssls: { type: 'ssls', singular: 'ssl', aliases: ['ssl'], title: 'SSL certificates' },
+  consumers: { type: 'consumers', singular: 'consumer', aliases: [], title: 'Consumers', idField: 'username' },
 };
 
 export const KINDS: readonly ResourceKind[] = RESOURCE_TYPES.map((type): ResourceKind => RESOURCE_KINDS[type]);

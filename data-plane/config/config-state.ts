@@ -104,6 +104,7 @@ export class ConfigStore {
         upstreams: draft.upstreams ?? base.upstreams,
         services: draft.services ?? base.services,
         ssls: draft.ssls ?? base.ssls,
+        consumers: draft.consumers ?? base.consumers,
       },
       revision,
     );
@@ -205,10 +206,10 @@ function setItem<T>(map: Map<string, ConfigItem<T>>, item: ConfigItem<T>): void 
 // Written out per type on purpose: adding a type to RESOURCE_TYPES makes these literals fail to compile until the
 // new type gets its map.
 function emptyDraft(): DraftMaps {
-  return { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map() };
+  return { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map() };
 }
 
 function freezeState(maps: ConfigMaps, revision: string): ConfigState {
-  const state: ConfigState = { revision, routes: maps.routes, upstreams: maps.upstreams, services: maps.services, ssls: maps.ssls };
+  const state: ConfigState = { revision, routes: maps.routes, upstreams: maps.upstreams, services: maps.services, ssls: maps.ssls, consumers: maps.consumers };
   return Object.freeze(state);
 }

@@ -43,7 +43,7 @@ export interface RelayRequest {
   readonly type: 'gateway:config-request';
 }
 
-const EMPTY_MAPS: ConfigMaps = { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map() };
+const EMPTY_MAPS: ConfigMaps = { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map() };
 
 /**
  * The changes from `previous` to `next`; from nothing (`full`) when `previous` is undefined. A type whose map is the
@@ -73,6 +73,7 @@ export function applyDelta(previous: ConfigState | undefined, delta: ConfigDelta
     upstreams: base.upstreams,
     services: base.services,
     ssls: base.ssls,
+    consumers: base.consumers,
   };
   for (const type of RESOURCE_TYPES) {
     const change = delta.types[type];

@@ -36,6 +36,7 @@ import { resolveUpstream, type ResolvedUpstream } from '../upstream/upstream.ts'
 import type { HealthRegistry } from '../upstream/health/registry.ts';
 import { NoHealthyNode, RouteNotFound, describe } from '../../shared/errors.ts';
 import { compilePlugins } from '../plugins/pipeline.ts';
+import { ConsumerTable } from '../plugins/consumers.ts';
 import type { ConfigItem, ConfigState } from './config-state.ts';
 import { lookupsHold, resolveRoute, type Lookup } from './resolve-route.ts';
 import { TargetsById } from './targets-view.ts';
@@ -70,6 +71,10 @@ export interface Snapshot {
   readonly routeBuilds: ReadonlyMap<string, RouteBuild>;
   /** How many routes use each upstreamCache entry and each node key: the next build updates them by difference. */
   readonly uses: Uses;
+  /** The consumers, by credential (plugins/consumers.ts), read by authentication plugins through the call's snapshot. */
+  readonly consumers: ConsumerTable;
+  /** The consumers map the table was built from: kept while the map is the same object. */
+  readonly consumersSource: ConfigState['consumers'];
   /** The ssls map the SNI table was built from: the next build keeps the table while the map is the same. */
   readonly sniSource: ConfigState['ssls'];
   /** Route id → the build that threw, for routes of this state that could not be built (see the file comment). */
@@ -138,6 +143,8 @@ export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined
     routeBuilds,
     uses,
     sniSource: input.ssls,
+    consumers: previous !== undefined && previous.consumersSource === input.consumers ? previous.consumers : new ConsumerTable(input.consumers.values(), log),
+    consumersSource: input.consumers,
     failed,
   };
 }

@@ -13,9 +13,8 @@ import { isResourceType, type ResourceType } from '../../shared/etcd-keys.ts';
 export const END_FLAG = '#END';
 /** Items are handed to the ConfigStore under etcd's default key layout. */
 export const KEY_PREFIX = '/apisix';
-/** APISIX resources a gRPC proxy without plugins has no use for: ignored with an info line, not a warning. */
+/** APISIX resources this gateway does not serve yet: ignored with an info line, not a warning. */
 const IGNORED_APISIX_KEYS: ReadonlySet<string> = new Set([
-  'consumers',
   'consumer_groups',
   'global_rules',
   'plugin_configs',
@@ -71,7 +70,8 @@ function collectItems(type: ResourceType, list: readonly unknown[], items: Stand
   const ids = new Set<string>();
   for (const [index, entry] of list.entries()) {
     const where = `${type}[${index}]`;
-    const rawId = isRecord(entry) ? entry['id'] : undefined;
+    // A consumer is named by its username, as in etcd (/apisix/consumers/<username>).
+    const rawId = isRecord(entry) ? (type === 'consumers' ? entry['username'] : entry['id']) : undefined;
     let id: string;
     if (rawId === undefined || rawId === null) {
       id = `arr_${index + 1}`;

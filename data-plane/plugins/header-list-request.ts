@@ -1,22 +1,18 @@
 /**
  * PluginRequest over a decoded header list (the native engine's: flat name, value pairs) and the client's socket.
- * Made per call only for a route that has plugins.
+ * Made per call only for a route that has plugins; `upstreamFields` applies the plugins' header changes.
  */
 import type { Socket } from 'node:net';
 import { fieldValue } from '../http2/fields.ts';
-import type { PluginRequest } from './request.ts';
+import type { ConsumerTable } from './consumers.ts';
+import { BasePluginRequest } from './request.ts';
 
-export class HeaderListRequest implements PluginRequest {
-  readonly routeId: string;
-  readonly path: string;
-  readonly host: string;
+export class HeaderListRequest extends BasePluginRequest {
   readonly #fields: readonly string[];
   readonly #socket: Socket;
 
-  constructor(routeId: string, path: string, host: string, fields: readonly string[], socket: Socket) {
-    this.routeId = routeId;
-    this.path = path;
-    this.host = host;
+  constructor(routeId: string, path: string, host: string, consumers: ConsumerTable, fields: readonly string[], socket: Socket) {
+    super(routeId, path, host, consumers);
     this.#fields = fields;
     this.#socket = socket;
   }
@@ -39,5 +35,19 @@ export class HeaderListRequest implements PluginRequest {
 
   header(name: string): string | undefined {
     return fieldValue(this.#fields, name);
+  }
+
+  /** The client's header list with the plugins' changes: the same list when there are none. */
+  upstreamFields(fields: string[]): string[] {
+    const removed = this.removed;
+    const added = this.added;
+    if (removed === undefined && added === undefined) return fields;
+    const out: string[] = [];
+    for (let i = 0; i < fields.length; i += 2) {
+      const name = fields[i] as string;
+      if (removed?.includes(name) !== true) out.push(name, fields[i + 1] as string);
+    }
+    if (added !== undefined) out.push(...added);
+    return out;
   }
 }

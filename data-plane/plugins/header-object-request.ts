@@ -1,22 +1,19 @@
 /**
  * PluginRequest over node:http2's header object and the client's socket (the node:http2 engine,
- * proxy/handle-stream.ts). Made per call only for a route that has plugins.
+ * proxy/handle-stream.ts). Made per call only for a route that has plugins; `applyTo` makes the plugins' header
+ * changes on the object the call forwards.
  */
 import type { IncomingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
-import type { PluginRequest } from './request.ts';
+import type { ConsumerTable } from './consumers.ts';
+import { BasePluginRequest } from './request.ts';
 
-export class HeaderObjectRequest implements PluginRequest {
-  readonly routeId: string;
-  readonly path: string;
-  readonly host: string;
+export class HeaderObjectRequest extends BasePluginRequest {
   readonly #headers: IncomingHttpHeaders;
   readonly #socket: Socket | undefined;
 
-  constructor(routeId: string, path: string, host: string, headers: IncomingHttpHeaders, socket: Socket | undefined) {
-    this.routeId = routeId;
-    this.path = path;
-    this.host = host;
+  constructor(routeId: string, path: string, host: string, consumers: ConsumerTable, headers: IncomingHttpHeaders, socket: Socket | undefined) {
+    super(routeId, path, host, consumers);
     this.#headers = headers;
     this.#socket = socket;
   }
@@ -40,5 +37,13 @@ export class HeaderObjectRequest implements PluginRequest {
   header(name: string): string | undefined {
     const value = this.#headers[name];
     return Array.isArray(value) ? value[0] : value;
+  }
+
+  /** Makes the plugins' changes on `headers` (the object the call forwards upstream). */
+  applyTo(headers: IncomingHttpHeaders): void {
+    for (const name of this.removed ?? []) delete headers[name];
+    const added = this.added;
+    if (added === undefined) return;
+    for (let i = 0; i + 1 < added.length; i += 2) headers[added[i] as string] = added[i + 1];
   }
 }

@@ -104,5 +104,7 @@ function valueOf(part: LimitKeyPart, request: PluginRequest): string {
     case 'uri':
     case 'request_uri':
       return request.path;
+    case 'consumer_name':
+      return request.consumer?.username ?? '';
   }
 }

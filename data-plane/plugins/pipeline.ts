@@ -14,6 +14,8 @@ import type { PluginsConf } from '../../shared/schema/plugins.ts';
 import { compileFaultInjection } from './fault-injection.ts';
 import { compileIpRestriction } from './ip-restriction.ts';
 import { compileLimitCount } from './limit-count.ts';
+import { compileKeyAuth } from './key-auth.ts';
+import { compileConsumerRestriction } from './consumer-restriction.ts';
 import type { AccessVerdict, PluginRequest } from './request.ts';
 
 export interface CompiledPlugin {
@@ -52,6 +54,10 @@ export function compilePlugins(conf: PluginsConf | undefined): PluginChain | und
   if (ip !== undefined) plugins.push(compileIpRestriction(ip));
   const fault = conf['fault-injection'];
   if (fault !== undefined) plugins.push(compileFaultInjection(fault));
+  const keyAuth = conf['key-auth'];
+  if (keyAuth !== undefined) plugins.push(compileKeyAuth(keyAuth));
+  const restriction = conf['consumer-restriction'];
+  if (restriction !== undefined) plugins.push(compileConsumerRestriction(restriction));
   const limit = conf['limit-count'];
   if (limit !== undefined) plugins.push(compileLimitCount(limit));
   return plugins.length === 0 ? undefined : new PluginChain(plugins);

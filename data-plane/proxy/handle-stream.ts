@@ -36,11 +36,13 @@ export function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHea
   const plugins = target.plugins;
   if (plugins !== undefined) {
     const host = headers[':authority'] ?? headers.host ?? '';
-    const verdict = plugins.access(new HeaderObjectRequest(match.id, path, host, headers, stream.session?.socket));
+    const request = new HeaderObjectRequest(match.id, path, host, snapshot.consumers, headers, stream.session?.socket);
+    const verdict = plugins.access(request);
     if (verdict !== undefined) {
       if (verdict.error !== undefined) return respondError(stream, verdict.error, verdict.fields);
       extraFields = verdict.fields;
     }
+    request.applyTo(headers);
   }
   const hash = target.upstream.hash;
   const node = target.upstream.pick(undefined, hash === undefined ? undefined : hashKeyOf(hash.on, hash.key, hashSource(stream, headers))); // 3. per call, never per connection

@@ -9,6 +9,10 @@
  *   status); `body` is the grpc-message. `delay` is not supported yet and is refused.
  * - `limit-count`: at most `count` calls per `time_window` seconds per key (fixed window, from the key's first call),
  *   counted in each data-plane process (`policy: local`); over it, RESOURCE_EXHAUSTED with `rejected_msg`.
+ * - `key-auth` (on a route or service): the call's key, read from the metadata `header` (default `apikey`), must be a
+ *   consumer's (consumer.ts); else UNAUTHENTICATED. `hide_credentials` keeps the key from the upstream.
+ * - `consumer-restriction`: the consumer an authentication plugin found must (`whitelist`) or must not
+ *   (`blacklist`) be one of the names; else PERMISSION_DENIED with `rejected_msg`.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Enum } from './common.ts';
@@ -52,6 +56,31 @@ export const LimitCountSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const KeyAuthSchema = Type.Object(
+  {
+    header: Type.Optional(Type.String({ minLength: 1, maxLength: 256, pattern: '^[A-Za-z0-9_-]+$' })),
+    /** APISIX reads a query argument too; a gRPC call has none, so it is accepted and unused. */
+    query: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    hide_credentials: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+const ConsumerNames = Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { minItems: 1, maxItems: 4096 });
+
+export const ConsumerRestrictionSchema = Type.Object(
+  {
+    type: Type.Optional(Enum(['consumer_name'] as const)),
+    whitelist: Type.Optional(ConsumerNames),
+    blacklist: Type.Optional(ConsumerNames),
+    rejected_code: Type.Optional(Type.Integer({ minimum: 200, maximum: 599 })),
+    rejected_msg: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  },
+  { additionalProperties: false },
+);
+
 export type IpRestrictionConf = Static<typeof IpRestrictionSchema>;
 export type FaultInjectionConf = Static<typeof FaultInjectionSchema>;
 export type LimitCountConf = Static<typeof LimitCountSchema>;
+export type KeyAuthConf = Static<typeof KeyAuthSchema>;
+export type ConsumerRestrictionConf = Static<typeof ConsumerRestrictionSchema>;

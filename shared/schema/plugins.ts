@@ -8,12 +8,12 @@
  *
  * `prometheus` and `opentelemetry`: what is recorded about the route's calls (observability-plugins.ts).
  *
- * `ip-restriction`, `fault-injection`, `limit-count`: traffic policies run by the data plane's plugin pipeline
+ * `ip-restriction`, `fault-injection`, `limit-count`, `key-auth`, `consumer-restriction`: traffic policies run by the data plane's plugin pipeline
  * (plugin-policies.ts, data-plane/plugins/).
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { OpenTelemetryPluginSchema, PrometheusPluginSchema } from './observability-plugins.ts';
-import { FaultInjectionSchema, IpRestrictionSchema, LimitCountSchema } from './plugin-policies.ts';
+import { ConsumerRestrictionSchema, FaultInjectionSchema, IpRestrictionSchema, KeyAuthSchema, LimitCountSchema } from './plugin-policies.ts';
 
 export const GrpcLimitsSchema = Type.Object(
   {
@@ -33,6 +33,8 @@ export const PluginsSchema = Type.Object(
     'ip-restriction': Type.Optional(IpRestrictionSchema),
     'fault-injection': Type.Optional(FaultInjectionSchema),
     'limit-count': Type.Optional(LimitCountSchema),
+    'key-auth': Type.Optional(KeyAuthSchema),
+    'consumer-restriction': Type.Optional(ConsumerRestrictionSchema),
   },
   { additionalProperties: false },
 );

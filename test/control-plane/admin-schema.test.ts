@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { schemas } from '../../shared/validate.ts';
 import { VIEWER_KEY, admin, jsonOf, startAdminFixture, type AdminFixture } from './admin-fixture.ts';
 
-const SINGULARS = { route: 'routes', upstream: 'upstreams', service: 'services', ssl: 'ssls' } as const;
+const SINGULARS = { route: 'routes', upstream: 'upstreams', service: 'services', ssl: 'ssls', consumer: 'consumers' } as const;
 
 interface OpenApiDoc {
   openapi: string;
@@ -39,8 +39,8 @@ describe('admin API: schemas and OpenAPI description', () => {
   }
 
   it('answers 400 not found schema for an unknown name', async () => {
-    const res = await admin(fx.app, { method: 'GET', url: '/apisix/admin/schema/consumer' });
-    assert.deepEqual([res.statusCode, jsonOf(res)], [400, { error_msg: 'not found schema: consumer' }]);
+    const res = await admin(fx.app, { method: 'GET', url: '/apisix/admin/schema/proto' });
+    assert.deepEqual([res.statusCode, jsonOf(res)], [400, { error_msg: 'not found schema: proto' }]);
   });
 
   it('needs a key for the schemas and the OpenAPI document, like every admin path', async () => {

@@ -12,6 +12,7 @@ import { compileFaultInjection } from '../../data-plane/plugins/fault-injection.
 import { compileLimitCount, MAX_KEYS } from '../../data-plane/plugins/limit-count.ts';
 import { compilePlugins } from '../../data-plane/plugins/pipeline.ts';
 import type { PluginRequest } from '../../data-plane/plugins/request.ts';
+import { NO_CONSUMERS } from '../../data-plane/plugins/consumers.ts';
 
 function request(overrides: Partial<PluginRequest> & { headers?: Record<string, string> } = {}): PluginRequest {
   const headers = overrides.headers ?? {};
@@ -23,7 +24,11 @@ function request(overrides: Partial<PluginRequest> & { headers?: Record<string, 
     remotePort: overrides.remotePort ?? 40000,
     localAddress: overrides.localAddress ?? '10.0.0.254',
     localPort: overrides.localPort ?? 9081,
+    consumers: NO_CONSUMERS,
+    consumer: undefined,
     header: (name) => headers[name],
+    setUpstreamHeader: () => undefined,
+    removeUpstreamHeader: () => undefined,
   };
 }
 

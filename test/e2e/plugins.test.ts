@@ -1,7 +1,7 @@
 /**
- * Issue #16, first part: the plugin pipeline and the traffic-policy plugins that need no consumer
- * (`ip-restriction`, `fault-injection`'s abort, `limit-count` with `policy: local`), through the admin API, etcd and
- * the data plane, with real grpc-js clients and a raw HTTP/2 client. Each refusal is asserted by its exact status,
+ * Issue #16: the plugin pipeline, the traffic-policy plugins (`ip-restriction`, `fault-injection`'s abort,
+ * `limit-count` with `policy: local`) and consumers with `key-auth` and `consumer-restriction`, through the admin
+ * API, etcd and the data plane, with real grpc-js clients and a raw HTTP/2 client. Each refusal is asserted by its exact status,
  * message and trailers-only shape (response headers with END_STREAM, no body), and calls on a route without
  * plugins are asserted to go on succeeding beside them.
  */
@@ -40,7 +40,7 @@ function rawCall(session: ClientHttp2Session, path: string, extra: Record<string
   });
 }
 
-describe('route plugins: ip-restriction, fault-injection, limit-count', () => {
+describe('route plugins: ip-restriction, fault-injection, limit-count, key-auth, consumer-restriction', () => {
   let gw: GatewayFixture;
   let node: GreeterNode;
   let client: Client;
@@ -206,6 +206,85 @@ describe('route plugins: ip-restriction, fault-injection, limit-count', () => {
       const res = await rawCall(raw, SAY_HELLO, { 'x-user': 'carol' });
       assert.equal(res.headers['x-ratelimit-limit'], undefined, 'show_limit_quota_header: false');
       await gw.admin('DELETE', '/routes/limit');
+    });
+  });
+
+  describe('consumers, key-auth and consumer-restriction', () => {
+    /** PUTs a consumer and waits until the data plane's consumer table is rebuilt. */
+    async function putConsumer(username: string, key: string): Promise<void> {
+      const previous = gw.dataPlane.snapshots.current().consumers;
+      const res = await gw.admin('PUT', '/consumers', { username, plugins: { 'key-auth': { key } } });
+      assert.ok(res.status === 200 || res.status === 201, `PUT consumer ${username}: ${res.status} ${JSON.stringify(res.body)}`);
+      await gw.waitForSnapshot((snapshot) => snapshot.consumers !== previous, `consumer ${username} applied`);
+    }
+    const withKey = (key: string | undefined, name = 'apikey', extra: Record<string, string> = {}): Metadata => {
+      const metadata = new Metadata();
+      if (key !== undefined) metadata.set(name, key);
+      for (const [header, value] of Object.entries(extra)) metadata.set(header, value);
+      return metadata;
+    };
+
+    before(async () => {
+      await putConsumer('jack', 'jack-key');
+      await putConsumer('jill', 'jill-key');
+    });
+
+    test('no key: UNAUTHENTICATED, trailers-only; an unknown key likewise; a consumer\'s key passes with its name upstream', async () => {
+      await putRoute('auth', { uri: SAY_HELLO, plugins: { 'key-auth': {} } });
+      const callsBefore = node.totalCalls;
+      const missing = await sayHello(client, 'x');
+      assert.equal(missing.status.code, GrpcCode.UNAUTHENTICATED);
+      assert.equal(missing.status.details, 'Missing API key in request');
+      const raw401 = await rawCall(raw, SAY_HELLO);
+      assert.equal(raw401.trailersOnly, true);
+      assert.equal(raw401.headers['grpc-status'], '16');
+      const invalid = await sayHello(client, 'x', withKey('not-a-key'));
+      assert.equal(invalid.status.code, GrpcCode.UNAUTHENTICATED);
+      assert.equal(invalid.status.details, 'Invalid API key in request');
+      assert.equal(node.totalCalls, callsBefore, 'no refused call reached the node');
+      // A client cannot claim a consumer by sending the header itself: the gateway's value replaces it.
+      const ok = await sayHello(client, 'x', withKey('jack-key', 'apikey', { 'x-consumer-username': 'mallory' }));
+      assert.equal(ok.status.code, GrpcCode.OK, ok.status.details);
+      assert.equal(node.lastCall?.metadata['x-consumer-username'], 'jack');
+      assert.equal(node.lastCall.metadata['apikey'], 'jack-key', 'hide_credentials is off by default');
+      await assertPlainRouteServes();
+    });
+
+    test('hide_credentials keeps the key from the upstream; header names another metadata key', async () => {
+      await putRoute('auth', { uri: SAY_HELLO, plugins: { 'key-auth': { header: 'X-Api-Key', hide_credentials: true } } });
+      assert.equal((await sayHello(client, 'x', withKey('jill-key'))).status.code, GrpcCode.UNAUTHENTICATED, 'apikey is not the header any more');
+      const ok = await sayHello(client, 'x', withKey('jill-key', 'x-api-key'));
+      assert.equal(ok.status.code, GrpcCode.OK, ok.status.details);
+      assert.equal(node.lastCall?.metadata['x-consumer-username'], 'jill');
+      assert.equal(node.lastCall.metadata['x-api-key'], undefined, 'the key was not forwarded');
+    });
+
+    test('a consumer whose key changes: the old key is refused at once, the new one admitted', async () => {
+      await putRoute('auth', { uri: SAY_HELLO, plugins: { 'key-auth': {} } });
+      await putConsumer('jack', 'jack-key-2');
+      assert.equal((await sayHello(client, 'x', withKey('jack-key'))).status.code, GrpcCode.UNAUTHENTICATED);
+      assert.equal((await sayHello(client, 'x', withKey('jack-key-2'))).status.code, GrpcCode.OK);
+      await putConsumer('jack', 'jack-key');
+    });
+
+    test('consumer-restriction admits the whitelisted consumer only, and needs an authentication plugin', async () => {
+      await putRoute('auth', { uri: SAY_HELLO, plugins: { 'key-auth': {}, 'consumer-restriction': { whitelist: ['jack'] } } });
+      assert.equal((await sayHello(client, 'x', withKey('jack-key'))).status.code, GrpcCode.OK);
+      const jill = await sayHello(client, 'x', withKey('jill-key'));
+      assert.equal(jill.status.code, GrpcCode.PERMISSION_DENIED);
+      assert.equal(jill.status.details, 'The consumer_name is forbidden.');
+      await putRoute('auth', { uri: SAY_HELLO, plugins: { 'consumer-restriction': { blacklist: ['jill'] } } });
+      const anonymous = await sayHello(client, 'x', withKey('jack-key'));
+      assert.equal(anonymous.status.code, GrpcCode.UNAUTHENTICATED);
+      assert.equal(anonymous.status.details, 'Missing authentication or identity verification.');
+    });
+
+    test('limit-count keyed by consumer_name gives each consumer its own quota', async () => {
+      await putRoute('auth', { uri: SAY_HELLO, plugins: { 'key-auth': {}, 'limit-count': { count: 1, time_window: 60, key: 'consumer_name' } } });
+      assert.equal((await sayHello(client, 'x', withKey('jack-key'))).status.code, GrpcCode.OK);
+      assert.equal((await sayHello(client, 'x', withKey('jack-key'))).status.code, GrpcCode.RESOURCE_EXHAUSTED);
+      assert.equal((await sayHello(client, 'x', withKey('jill-key'))).status.code, GrpcCode.OK, "jill's own quota");
+      await gw.admin('DELETE', '/routes/auth');
     });
   });
 

@@ -10,13 +10,19 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { status as GrpcCode, type Client } from '@grpc/grpc-js';
+import { Metadata, status as GrpcCode, type Client } from '@grpc/grpc-js';
 import { REPO_ROOT } from '../../shared/config.ts';
 import { putEtcdJson, spawnChildGateway, type ChildGateway } from '../flow/child-gateway.ts';
 import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
 import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
 
 const READY_LIMIT_MS = 30_000;
+
+function keyMetadata(key: string): Metadata {
+  const metadata = new Metadata();
+  metadata.set('apikey', key);
+  return metadata;
+}
 const DIST = join(REPO_ROOT, 'dist');
 
 function jsFiles(dir: string): string[] {
@@ -85,6 +91,34 @@ describe('npm run build', () => {
       assert.ok(!gateway.exited, `the data plane exited:\n${gateway.output()}`);
       assert.ok(Date.now() < deadline, `no OK call within ${READY_LIMIT_MS} ms (last: ${last})\n${gateway.output()}`);
       await sleep(100);
+    }
+  });
+
+  test('its workers get consumers from their primary: key-auth admits a consumer\'s key on every connection', async () => {
+    assert.ok(etcd !== undefined && upstream !== undefined && gateway !== undefined);
+    await putEtcdJson(etcd.endpoint, '/apisix/consumers/jack', { username: 'jack', plugins: { 'key-auth': { key: 'jack-key' } } });
+    await putEtcdJson(etcd.endpoint, '/apisix/routes/1', {
+      id: '1',
+      uri: '/helloworld.Greeter/*',
+      plugins: { 'key-auth': {} },
+      upstream: { type: 'roundrobin', scheme: 'grpc', nodes: { [upstream.address]: 1 } },
+    });
+    const address = gateway.h2cAddress;
+    const deadline = Date.now() + READY_LIMIT_MS;
+    // New connections are handed to the workers in turn: 4 clients reach both.
+    for (let i = 0; i < 4; i++) {
+      const each = greeterClient(address);
+      try {
+        for (;;) {
+          const refused = await sayHello(each, 'no key');
+          const admitted = await sayHello(each, 'key', keyMetadata('jack-key'));
+          if (refused.status.code === GrpcCode.UNAUTHENTICATED && admitted.status.code === GrpcCode.OK) break;
+          assert.ok(Date.now() < deadline, `connection ${i}: no key → ${refused.status.code}, key → ${admitted.status.code}\n${gateway.output()}`);
+          await sleep(100);
+        }
+      } finally {
+        each.close();
+      }
     }
   });
 });
