@@ -3,18 +3,20 @@
  * observability costs (issue #14), in one go:
  *
  *   npm run bench -- [--quick] [--rounds N] [--seconds S] [--cases idle,unary-100,...]
- *                    [--targets direct,nginx,gateway-native,gateway-node,gateway-observed,gateway-traced]
+ *                    [--targets direct,nginx,gateway-native,gateway-node,gateway-observed,gateway-traced,gateway-plugins]
  *                    [--workers auto|N] [--nginx-reuseport]
  *                    [--idle-connections N] [--skip-setup] [--help]
  *
  * Full run (about 18 minutes): `npm run bench`. Smoke run (a few minutes): `npm run bench -- --quick`.
  * Issue #14's cost of observability (a few minutes): `npm run bench -- --cases unary-100
- * --targets gateway-native,gateway-observed,gateway-traced` (add nginx for the × nginx column).
+ * --targets gateway-native,gateway-observed,gateway-traced` (add nginx for the × nginx column). Issue #16's cost of
+ * plugins: `npm run bench -- --cases unary-100 --targets nginx,gateway-native,gateway-plugins`.
  *
  * --targets: any subset, in any order, of direct (the Go upstream itself), nginx, gateway-native and gateway-node
  * (the gateway with `apisix.http2_engine: native` / `node`, issue #14's observability off), gateway-observed (native
  * with metrics, the access log to a file and request ids on) and gateway-traced (that plus OTLP span export at
- * 10 % sampling to a sink in this process); `gateway` is an alias of the engine a deployment runs when the setting
+ * 10 % sampling to a sink in this process), gateway-plugins (native, observability off, key-auth + limit-count on
+ * the routes and the consumer's key in every call); `gateway` is an alias of the engine a deployment runs when the setting
  * is unset (shared/config.ts DEFAULT_HTTP2_ENGINE). Default: direct, nginx, gateway-native, gateway-node (the
  * observability targets only when named: they answer one question, unary-100 against gateway-native, and would
  * make a full run half as long again). The goals against nginx need nginx in the selection, issue #14's need
@@ -79,6 +81,7 @@ import {
   isGatewayTarget,
   nginxBinary,
   parseTargets,
+  PLUGIN_API_KEY,
   settingText,
   startGateway,
   startNginx,
@@ -245,7 +248,7 @@ async function main(): Promise<void> {
         const accessLogFile = wants.accessLog ? join(dir, name, 'access.log') : undefined;
         const config = writeGatewayBenchConfig(join(dir, name), name, { accessLogFile, collector: wants.tracing ? sink?.address : undefined });
         // startGateway checks that every serving process logged this engine before the target is used.
-        const gateway = await startGateway(upstream, { name, workers: values.workers, engine, configFile: config.file, env: config.env });
+        const gateway = await startGateway(upstream, { name, workers: values.workers, engine, configFile: config.file, env: config.env, plugins: GATEWAY_TARGETS[name].plugins === true });
         gatewayOutputs.set(name, () => gateway.output());
         if (wants.accessLog || wants.tracing) {
           observers.set(name, runObserver({ accessLogFile, sink: wants.tracing ? sink : undefined, batchTimeoutMs: config.observability.tracing.batch.batchTimeoutMs }));
@@ -286,7 +289,7 @@ async function main(): Promise<void> {
             sampled.add(key);
             const before = await upstream.stats();
             const { address, tls: useTls } = target.endpoint(c);
-            const sample = await sampleCalls(address, useTls, c);
+            const sample = await sampleCalls(address, useTls, c, extraHeaders(target));
             const after = await upstream.stats();
             const upstreamOk = after[c.method === 'Unary' ? 'unary' : 'stream'] - before[c.method === 'Unary' ? 'unary' : 'stream'];
             samples.push({ caseId: c.id, target: target.name, ...sample, upstreamOk });
@@ -365,6 +368,11 @@ async function main(): Promise<void> {
   say(`written to ${file}`);
 }
 
+/** gateway-plugins' routes take only calls that carry the consumer's key (key-auth). */
+function extraHeaders(target: Target): string[] {
+  return isGatewayTarget(target.name) && GATEWAY_TARGETS[target.name].plugins === true ? [`apikey: ${PLUGIN_API_KEY}`] : [];
+}
+
 async function measure(
   c: LoadCase,
   target: Target,
@@ -380,6 +388,7 @@ async function measure(
     bodyFile,
     connections: c.connections,
     streamsPerConnection: c.streamsPerConnection,
+    headers: extraHeaders(target),
   };
   // Warm-up, which also sizes the measured run to last about `seconds`.
   const warm = await runH2load({ ...common, durationSeconds: WARMUP_SECONDS, limitMs: 60_000 });

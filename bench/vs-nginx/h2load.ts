@@ -22,6 +22,8 @@ export interface H2loadOptions {
   logFile?: string;
   /** Killed after this long (a stuck proxy must not hang the benchmark). */
   limitMs: number;
+  /** More request headers (`name: value`), e.g. gateway-plugins' API key. */
+  headers?: readonly string[];
 }
 
 export interface H2loadResult {
@@ -57,6 +59,7 @@ const WRAPPER = 'h2load "$@"; rc=$?; echo "@@times" >&2; times >&2; exit $rc';
 
 export async function runH2load(options: H2loadOptions): Promise<H2loadResult> {
   const args = ['-t', '1', '-c', String(options.connections), '-m', String(options.streamsPerConnection), ...GRPC_HEADERS];
+  for (const header of options.headers ?? []) args.push('-H', header);
   args.push('-d', options.bodyFile);
   if (options.requests !== undefined) args.push('-n', String(options.requests));
   if (options.durationSeconds !== undefined) args.push('-D', `${Math.round(options.durationSeconds * 1000)}ms`);

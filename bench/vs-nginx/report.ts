@@ -153,7 +153,7 @@ export function renderReport(input: ReportInput): string {
   const observed = present.filter((t): t is ObservedTargetName => isGatewayTarget(t) && !isEngineTarget(t));
 
   const out: string[] = [];
-  const observedTitle = observed.length === 0 ? '' : `; with observability: ${observed.join(', ')}`;
+  const observedTitle = observed.length === 0 ? '' : `; variants: ${observed.join(', ')}`;
   out.push(`# gRPC gateway (HTTP/2 engines: ${gateways.map(engineOf).join(', ') || 'none'}${observedTitle}) vs nginx grpc_pass: ${machine.date}`);
   out.push('');
   out.push(
@@ -380,7 +380,8 @@ function observabilityText(target: GatewayTargetName, sampleRatio: number): stri
     o.requestId ? 'request id' : '',
     o.tracing ? `spans over OTLP/HTTP at ${Math.round(sampleRatio * 100)} % (parent_base, trace_id_ratio root) to the benchmark's sink` : '',
   ].filter((t) => t !== '');
-  return `${target}: ${engineOf(target)} engine, ${on.length === 0 ? 'observability all off' : on.join(' + ')}`;
+  const plugins = GATEWAY_TARGETS[target].plugins === true ? ', plugins key-auth + limit-count (local, per consumer) on every route' : '';
+  return `${target}: ${engineOf(target)} engine, ${on.length === 0 ? 'observability all off' : on.join(' + ')}${plugins}`;
 }
 
 /**

@@ -40,13 +40,16 @@ import { openFilesLimit, processTree } from './proc.ts';
 
 /** A gateway with one HTTP/2 engine and observability off. */
 export type EngineTargetName = `gateway-${Http2Engine}`;
-/** The native engine with issue #14's observability on (without and with span export). */
-export type ObservedTargetName = 'gateway-observed' | 'gateway-traced';
+/**
+ * The native engine with something on that gateway-native lacks: issue #14's observability (without and with span
+ * export), or issue #16's plugins (gateway-plugins: key-auth + limit-count on the routes, observability off).
+ */
+export type ObservedTargetName = 'gateway-observed' | 'gateway-traced' | 'gateway-plugins';
 export type GatewayTargetName = EngineTargetName | ObservedTargetName;
 export type TargetName = 'direct' | 'nginx' | GatewayTargetName;
 
 /** Every target, in the order of the report's tables. */
-export const TARGET_NAMES: readonly TargetName[] = ['direct', 'nginx', 'gateway-native', 'gateway-node', 'gateway-observed', 'gateway-traced'];
+export const TARGET_NAMES: readonly TargetName[] = ['direct', 'nginx', 'gateway-native', 'gateway-node', 'gateway-observed', 'gateway-traced', 'gateway-plugins'];
 /**
  * Without gateway-observed and gateway-traced: two more whole gateways in every case would make the full run half as
  * long again, for a question (issue #14's cost) that only unary-100 against gateway-native answers.
@@ -71,12 +74,23 @@ const OBSERVABILITY_OFF: Observability = { metrics: false, accessLog: false, req
 const OBSERVED: Observability = { metrics: true, accessLog: true, requestId: true, tracing: false };
 
 /** Each gateway target's engine and observability. */
-export const GATEWAY_TARGETS: Readonly<Record<GatewayTargetName, { engine: Http2Engine; observability: Observability }>> = {
+export const GATEWAY_TARGETS: Readonly<Record<GatewayTargetName, { engine: Http2Engine; observability: Observability; plugins?: boolean }>> = {
   'gateway-native': { engine: 'native', observability: OBSERVABILITY_OFF },
   'gateway-node': { engine: 'node', observability: OBSERVABILITY_OFF },
   'gateway-observed': { engine: 'native', observability: OBSERVED },
   'gateway-traced': { engine: 'native', observability: { ...OBSERVED, tracing: true } },
+  'gateway-plugins': { engine: 'native', observability: OBSERVABILITY_OFF, plugins: true },
 };
+
+/**
+ * gateway-plugins' routes: key-auth (the consumer's key in every call's `apikey` header) then limit-count per
+ * consumer with a quota no run reaches, so that every call pays both plugins and none is refused (a refusal would
+ * show as a missing upstream call in the run's verification). Issue #16's goal: at most 5 µs more gateway CPU per
+ * call than gateway-native.
+ */
+export const PLUGIN_API_KEY = 'bench-consumer-key-7e1f';
+const PLUGIN_CONSUMER = { username: 'bench', plugins: { 'key-auth': { key: PLUGIN_API_KEY } } };
+const ROUTE_PLUGINS = { 'key-auth': {}, 'limit-count': { count: 1_000_000_000, time_window: 86_400, key: 'consumer_name' } };
 
 /** gateway-traced's root sampling fraction (issue #14: "tracing at 10 % sampling"). */
 export const TRACE_SAMPLE_RATIO = 0.1;
@@ -463,6 +477,8 @@ export interface GatewayOptions {
   configFile: string;
   /** More environment for the data plane (over LOG_LEVEL=info and the listeners set here): writeGatewayBenchConfig's. */
   env?: Record<string, string>;
+  /** gateway-plugins: a consumer, and key-auth + limit-count on every route (ROUTE_PLUGINS). */
+  plugins?: boolean;
 }
 
 export interface GatewayTarget extends Target {
@@ -509,6 +525,16 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
       upstream: { scheme: 'grpcs', type: 'roundrobin', nodes: { [upstream.tls]: 1 } },
     },
   };
+  if (options.plugins === true) {
+    const res = await fetch(`${controlPlane.adminUrl}/consumers`, {
+      method: 'PUT',
+      headers: { 'X-API-KEY': controlPlane.adminKey, 'content-type': 'application/json' },
+      body: JSON.stringify(PLUGIN_CONSUMER),
+    });
+    const text = await res.text();
+    if (res.status !== 200 && res.status !== 201) throw new Error(`admin PUT /consumers: ${res.status} ${text}`);
+    for (const body of Object.values(routes)) Object.assign(body as object, { plugins: ROUTE_PLUGINS });
+  }
   for (const [id, body] of Object.entries(routes)) {
     const res = await fetch(`${controlPlane.adminUrl}/routes/${id}`, {
       method: 'PUT',

@@ -3,7 +3,7 @@
  * each checked for grpc-status 0 and the expected payload (the echoed message, or N messages of S bytes). h2load
  * cannot see grpc-status, so this is what says that a 200 response carried a successful call.
  */
-import { credentials, Client, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { credentials, Client, Metadata, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { requestMessage, type LoadCase } from './cases.ts';
 
 export interface SampleResult {
@@ -16,7 +16,8 @@ export interface SampleResult {
 const identity = (b: Buffer): Buffer => b;
 const CALL_LIMIT_MS = 30_000;
 
-export async function sampleCalls(address: string, tls: boolean, c: LoadCase): Promise<SampleResult> {
+/** `headers`: metadata every call carries (gateway-plugins' API key), as `name: value`. */
+export async function sampleCalls(address: string, tls: boolean, c: LoadCase, headers: readonly string[] = []): Promise<SampleResult> {
   const client = new Client(address, tls ? credentials.createSsl(null, null, null, { rejectUnauthorized: false }) : credentials.createInsecure(), {
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
@@ -24,11 +25,16 @@ export async function sampleCalls(address: string, tls: boolean, c: LoadCase): P
     ...(tls ? { 'grpc.ssl_target_name_override': 'localhost' } : {}),
   });
   const path = `/${c.service}/${c.method}`;
+  const metadata = new Metadata();
+  for (const header of headers) {
+    const colon = header.indexOf(':');
+    metadata.set(header.slice(0, colon).trim(), header.slice(colon + 1).trim());
+  }
   const problems: string[] = [];
   let ok = 0;
   try {
     for (let i = 0; i < c.sampleCalls; i++) {
-      const problem = c.method === 'Unary' ? await unary(client, path, requestMessage(c, i + 1)) : await stream(client, path, c);
+      const problem = c.method === 'Unary' ? await unary(client, path, requestMessage(c, i + 1), metadata) : await stream(client, path, c, metadata);
       if (problem === undefined) ok++;
       else if (problems.length < 3) problems.push(problem);
     }
@@ -38,9 +44,9 @@ export async function sampleCalls(address: string, tls: boolean, c: LoadCase): P
   return { calls: c.sampleCalls, ok, problems };
 }
 
-function unary(client: Client, path: string, message: Buffer): Promise<string | undefined> {
+function unary(client: Client, path: string, message: Buffer, metadata: Metadata): Promise<string | undefined> {
   return new Promise((resolve) => {
-    client.makeUnaryRequest(path, identity, identity, message, { deadline: Date.now() + CALL_LIMIT_MS }, (err: ServiceError | null, reply?: Buffer) => {
+    client.makeUnaryRequest(path, identity, identity, message, metadata, { deadline: Date.now() + CALL_LIMIT_MS }, (err: ServiceError | null, reply?: Buffer) => {
       if (err !== null) return resolve(`grpc-status ${err.code} (${GrpcStatus[err.code]}): ${err.details}`);
       if (reply === undefined || !reply.equals(message)) return resolve(`echo differs: sent ${message.length} B, got ${reply?.length ?? 0} B`);
       resolve(undefined);
@@ -48,10 +54,10 @@ function unary(client: Client, path: string, message: Buffer): Promise<string | 
   });
 }
 
-function stream(client: Client, path: string, c: LoadCase): Promise<string | undefined> {
+function stream(client: Client, path: string, c: LoadCase, metadata: Metadata): Promise<string | undefined> {
   const expected = c.stream ?? { messages: 0, bytes: 0 };
   return new Promise((resolve) => {
-    const call = client.makeServerStreamRequest(path, identity, identity, requestMessage(c), { deadline: Date.now() + CALL_LIMIT_MS });
+    const call = client.makeServerStreamRequest(path, identity, identity, requestMessage(c), metadata, { deadline: Date.now() + CALL_LIMIT_MS });
     let messages = 0;
     let wrongSize = 0;
     call.on('data', (message: Buffer) => {
