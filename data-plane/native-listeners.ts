@@ -199,6 +199,7 @@ function serveRequest(stream: Http2Stream, fields: string[], endStream: boolean,
   if (plugins !== undefined) {
     const request = new HeaderListRequest(match.id, path, authority ?? host ?? '', snapshot.consumers, fields, stream.conn.socket);
     const verdict = plugins.access(request);
+    if (obs !== undefined && request.consumer !== undefined) obs.consumerName = request.consumer.username;
     if (verdict !== undefined) {
       if (verdict.error !== undefined) return respond(stream, verdict.error, obs, observer, verdict.fields);
       extraFields = verdict.fields;

@@ -106,6 +106,7 @@ const VARIABLES: ReadonlyMap<string, Variable> = new Map([
   ['route_id', text((r) => r.routeId)],
   ['route_name', text((r) => r.routeName)],
   ['service_id', text((r) => r.serviceId)],
+  ['consumer_name', text((r) => r.consumerName)],
   ['request_id', text((r) => r.requestId)],
   ['trace_id', text((r) => r.traceId)],
   ['span_id', text((r) => r.spanId)],

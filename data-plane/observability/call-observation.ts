@@ -61,6 +61,8 @@ export class CallObservation implements CallRecord {
   traceState = '';
   sampled = false;
   userAgent = '';
+  /** The consumer an authentication plugin found (set by the listener after the plugins ran); '' when none. */
+  consumerName = '';
 
   constructor(startedHr: number, method: string, path: string, authority: string, remoteAddr: string, remotePort: number, tls: boolean) {
     this.startedHr = startedHr;

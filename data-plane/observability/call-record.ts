@@ -24,6 +24,8 @@ export interface CallRecord {
   routeId: string;
   routeName: string;
   serviceId: string;
+  /** The consumer an authentication plugin found (`key-auth`), '' when none. */
+  consumerName: string;
   /** ip:port of the last upstream node tried, '' when none. */
   upstreamAddr: string;
   /** HTTP :status sent to the client (200 for gRPC answers, 499 when the client went away first, as nginx logs). */

@@ -105,13 +105,13 @@ export class CallMetrics {
    * One finished call. `route` undefined: no route matched. `upstreamMs` -1: no upstream answered. `node` ''
    * when the gateway ended the call before any node.
    */
-  record(route: RouteObservation | undefined, path: string, authority: string, node: string, status: number, grpcStatus: number, requestMs: number, upstreamMs: number, ingress: number, egress: number): void {
+  record(route: RouteObservation | undefined, path: string, authority: string, consumer: string, node: string, status: number, grpcStatus: number, requestMs: number, upstreamMs: number, ingress: number, egress: number): void {
     this.total++;
-    // The common case (HTTP 200, a route with one uri and host) skips building a key: the route's own map by node,
+    // The common case (HTTP 200, a route with one uri and host, no consumer) skips building a key: the route's own map by node,
     // then an array by grpc-status. A node's host string is the same object on every call, so its hash is cached.
     let slots: (CallSeries | undefined)[] | undefined;
     let series: CallSeries | undefined;
-    if (status === 200 && grpcStatus >= 0 && grpcStatus < GRPC_CODE_COUNT && (route === undefined || (route.matchedUri !== undefined && route.matchedHost !== undefined))) {
+    if (status === 200 && consumer === '' && grpcStatus >= 0 && grpcStatus < GRPC_CODE_COUNT && (route === undefined || (route.matchedUri !== undefined && route.matchedHost !== undefined))) {
       let byNode = route === undefined ? this.unrouted : this.byRoute.get(route);
       if (byNode === undefined) {
         byNode = new Map();
@@ -125,7 +125,7 @@ export class CallMetrics {
       series = slots[grpcStatus];
     }
     if (series === undefined) {
-      series = this.callSeries(route, path, authority, node, status, grpcStatus);
+      series = this.callSeries(route, path, authority, consumer, node, status, grpcStatus);
       if (slots !== undefined) slots[grpcStatus] = series;
     }
     series.count++;
@@ -142,22 +142,22 @@ export class CallMetrics {
   }
 
   /** The record of this call's label set, made (or the family's overflow record) the first time it is seen. */
-  private callSeries(route: RouteObservation | undefined, path: string, authority: string, node: string, status: number, grpcStatus: number): CallSeries {
+  private callSeries(route: RouteObservation | undefined, path: string, authority: string, consumer: string, node: string, status: number, grpcStatus: number): CallSeries {
     const routeKey = route === undefined ? '' : route.key;
     const uri = route === undefined || route.matchedUri !== undefined ? '' : matchedUriOf(route, path);
     const host = route === undefined || route.matchedHost !== undefined ? '' : matchedHostOf(route, authority);
-    const key = `${routeKey}\u0001${uri}\u0001${host}\u0001${node}\u0001${status}\u0001${grpcStatus}`;
+    const key = `${routeKey}\u0001${uri}\u0001${host}\u0001${consumer}\u0001${node}\u0001${status}\u0001${grpcStatus}`;
     const found = this.calls.find(key);
     if (found !== undefined) return found;
-    const made = this.newCallSeries(route, route === undefined ? '' : (route.matchedUri ?? uri), route === undefined ? '' : (route.matchedHost ?? host), node, status, grpcStatus, false);
+    const made = this.newCallSeries(route, route === undefined ? '' : (route.matchedUri ?? uri), route === undefined ? '' : (route.matchedHost ?? host), consumer, node, status, grpcStatus, false);
     if (this.calls.add(key, made)) return made;
-    return this.calls.overflow(`${status}\u0001${grpcStatus}`, () => this.newCallSeries(undefined, OVERFLOW_LABEL, OVERFLOW_LABEL, OVERFLOW_LABEL, status, grpcStatus, true));
+    return this.calls.overflow(`${status}\u0001${grpcStatus}`, () => this.newCallSeries(undefined, OVERFLOW_LABEL, OVERFLOW_LABEL, OVERFLOW_LABEL, OVERFLOW_LABEL, status, grpcStatus, true));
   }
 
-  private newCallSeries(route: RouteObservation | undefined, uri: string, host: string, node: string, status: number, grpcStatus: number, overflow: boolean): CallSeries {
+  private newCallSeries(route: RouteObservation | undefined, uri: string, host: string, consumer: string, node: string, status: number, grpcStatus: number, overflow: boolean): CallSeries {
     const routeLabel = overflow ? OVERFLOW_LABEL : (route?.routeLabel ?? '');
     const service = overflow ? OVERFLOW_LABEL : (route?.serviceLabel ?? '');
-    return new CallSeries({ route: routeLabel, matchedUri: uri, matchedHost: host, service, node, code: String(status), grpcCode: grpcCodeName(grpcStatus) }, this.bounds.length);
+    return new CallSeries({ route: routeLabel, matchedUri: uri, matchedHost: host, service, consumer, node, code: String(status), grpcCode: grpcCodeName(grpcStatus) }, this.bounds.length);
   }
 
   /** The per-method view: `/package.Service/Method` split at its last slash. */
@@ -239,7 +239,7 @@ export class CallMetrics {
   private httpStatus(): MetricValue[] {
     const out: MetricValue[] = [];
     for (const s of this.calls.all()) {
-      out.push({ labels: { code: s.code, route: s.route, matched_uri: s.matchedUri, matched_host: s.matchedHost, service: s.service, consumer: '', node: s.node }, value: s.count });
+      out.push({ labels: { code: s.code, route: s.route, matched_uri: s.matchedUri, matched_host: s.matchedHost, service: s.service, consumer: s.consumer, node: s.node }, value: s.count });
     }
     return out;
   }
@@ -260,7 +260,7 @@ export class CallMetrics {
     for (const s of this.calls.all()) {
       const key = `${s.route}\u0001${s.service}\u0001${s.node}`;
       let found = sums.get(key);
-      if (found === undefined) sums.set(key, (found = { labels: { route: s.route, service: s.service, consumer: '', node: s.node }, ingress: 0, egress: 0 }));
+      if (found === undefined) sums.set(key, (found = { labels: { route: s.route, service: s.service, consumer: s.consumer, node: s.node }, ingress: 0, egress: 0 }));
       found.ingress += s.ingress;
       found.egress += s.egress;
     }
@@ -278,7 +278,7 @@ export class CallMetrics {
       const key = `${s.route}\u0001${s.service}\u0001${s.node}`;
       let found = sums.get(key);
       if (found === undefined) {
-        found = { labels: { route: s.route, service: s.service, consumer: '', node: s.node }, request: new Histogram(n), upstream: new Histogram(n), apisix: new Histogram(n) };
+        found = { labels: { route: s.route, service: s.service, consumer: s.consumer, node: s.node }, request: new Histogram(n), upstream: new Histogram(n), apisix: new Histogram(n) };
         sums.set(key, found);
       }
       mergeInto(found.request, s.request);

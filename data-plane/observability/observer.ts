@@ -120,7 +120,7 @@ export class Observer {
     obs.grpcStatus = grpcStatus;
     obs.grpcMessage = grpcMessage;
     const requestMs = endedHr - obs.startedHr;
-    this.metrics?.record(obs.route, obs.path, obs.authority, gatewayMade ? '' : obs.nodeHost, status, grpcStatus, requestMs, obs.upstreamMs, obs.bytesReceived, obs.bytesSent);
+    this.metrics?.record(obs.route, obs.path, obs.authority, obs.consumerName, gatewayMade ? '' : obs.nodeHost, status, grpcStatus, requestMs, obs.upstreamMs, obs.bytesReceived, obs.bytesSent);
     if (this.accessLog !== undefined) {
       // The record's times, route ids and node are getters over what the call filled in (call-observation.ts).
       if (this.encoder !== undefined) this.accessLog.writeRecord(obs, this.encoder);

@@ -40,6 +40,7 @@ export class CallSeries {
   readonly matchedUri: string;
   readonly matchedHost: string;
   readonly service: string;
+  readonly consumer: string;
   readonly node: string;
   readonly code: string;
   readonly grpcCode: string;
@@ -50,11 +51,12 @@ export class CallSeries {
   ingress = 0;
   egress = 0;
 
-  constructor(labels: { route: string; matchedUri: string; matchedHost: string; service: string; node: string; code: string; grpcCode: string }, bounds: number) {
+  constructor(labels: { route: string; matchedUri: string; matchedHost: string; service: string; consumer: string; node: string; code: string; grpcCode: string }, bounds: number) {
     this.route = labels.route;
     this.matchedUri = labels.matchedUri;
     this.matchedHost = labels.matchedHost;
     this.service = labels.service;
+    this.consumer = labels.consumer;
     this.node = labels.node;
     this.code = labels.code;
     this.grpcCode = labels.grpcCode;

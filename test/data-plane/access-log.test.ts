@@ -34,6 +34,7 @@ function sample(overrides: Partial<CallRecord> = {}): CallRecord {
     routeId: 'r1',
     routeName: 'greeter',
     serviceId: 's1',
+    consumerName: 'jack',
     upstreamAddr: '10.0.0.5:50051',
     status: 200,
     grpcStatus: 0,
