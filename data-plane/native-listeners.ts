@@ -34,6 +34,7 @@ import type { ClientPool } from './upstream/client-pool.ts';
 import { hashKeyOf, type HashSource } from './upstream/hash-key.ts';
 import { fieldValue } from './http2/fields.ts';
 import { HeaderListRequest } from './plugins/header-list-request.ts';
+import { runAccess } from './plugins/pipeline.ts';
 import { SESSION_WINDOW_BYTES } from './http2-settings.ts';
 
 export interface NativeDeps {
@@ -192,13 +193,15 @@ function serveRequest(stream: Http2Stream, fields: string[], endStream: boolean,
   if (obs !== undefined) observer?.route(obs, match);
   const target = match.target;
   if (target.error !== undefined) return respond(stream, target.error, obs, observer);
-  // 2. the route's plugins, at the access phase (plugins/pipeline.ts): a refusal is a trailers-only answer.
+  // 2. the global rules' plugins and the route's, at the access phase (plugins/pipeline.ts): a refusal is a
+  // trailers-only answer.
   let extraFields: string[] | undefined;
   let upstreamFields = fields;
   const plugins = target.plugins;
-  if (plugins !== undefined) {
+  const globals = snapshot.globalPlugins;
+  if (plugins !== undefined || globals.length > 0) {
     const request = new HeaderListRequest(match.id, path, authority ?? host ?? '', snapshot.consumers, fields, stream.conn.socket);
-    const verdict = plugins.access(request);
+    const verdict = runAccess(globals, plugins, request);
     if (obs !== undefined && request.consumer !== undefined) obs.consumerName = request.consumer.username;
     if (verdict !== undefined) {
       if (verdict.error !== undefined) return respond(stream, verdict.error, obs, observer, verdict.fields);

@@ -43,6 +43,8 @@ export const SECRET_FIELDS: { readonly [K in ResourceType]: readonly (readonly s
   services: [['upstream', 'tls', 'client_key']],
   ssls: [['key'], ['keys']],
   consumers: [['plugins', 'key-auth', 'key']],
+  global_rules: [],
+  plugin_configs: [],
 };
 
 /** The secret fields that hold any text rather than a PEM private key (see above), as `path.join('.')`. */

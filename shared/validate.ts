@@ -15,6 +15,7 @@ import { RouteSchema, type RouteConf } from './schema/route.ts';
 import { ServiceSchema, type ServiceConf } from './schema/service.ts';
 import { SslSchema, type SslConf } from './schema/ssl.ts';
 import { ConsumerSchema, type ConsumerConf } from './schema/consumer.ts';
+import { GlobalRuleSchema, PluginConfigSchema, type GlobalRuleConf, type PluginConfigConf } from './schema/plugin-holders.ts';
 import { SamplerSchema, type SamplerConf } from './schema/observability-plugins.ts';
 import { MAX_METADATA_JSON_BYTES, UpstreamSchema, type UpstreamConf } from './schema/upstream.ts';
 import { checkServablePairs, type CertKeyPair } from './tls-check.ts';
@@ -32,6 +33,8 @@ export interface ResourceConfs {
   services: ServiceConf;
   ssls: SslConf;
   consumers: ConsumerConf;
+  global_rules: GlobalRuleConf;
+  plugin_configs: PluginConfigConf;
 }
 
 export type ValidationResult<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -48,7 +51,7 @@ const ajv = new Ajv({
 });
 
 /** The schema of each resource type: what both planes validate with, and what the admin API publishes. */
-export const schemas = { routes: RouteSchema, upstreams: UpstreamSchema, services: ServiceSchema, ssls: SslSchema, consumers: ConsumerSchema } as const;
+export const schemas = { routes: RouteSchema, upstreams: UpstreamSchema, services: ServiceSchema, ssls: SslSchema, consumers: ConsumerSchema, global_rules: GlobalRuleSchema, plugin_configs: PluginConfigSchema } as const;
 
 /**
  * Each validator is compiled on its first use, not when this module loads: compiling the four resource schemas
@@ -117,6 +120,8 @@ const checkers: { [K in ResourceType]: (value: ResourceConfs[K], atWrite: boolea
   services: checkService,
   ssls: checkSsl,
   consumers: () => undefined,
+  global_rules: (rule) => checkPlugins(rule.plugins),
+  plugin_configs: (config) => checkPlugins(config.plugins),
 };
 
 function checkRoute(route: RouteConf, atWrite: boolean): string | undefined {

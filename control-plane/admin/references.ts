@@ -29,6 +29,8 @@ const REFERRER_TYPES: { readonly [K in ResourceType]: readonly ResourceType[] } 
   services: ['routes'],
   ssls: ['routes', 'services', 'upstreams'],
   consumers: [],
+  global_rules: [],
+  plugin_configs: ['routes'],
 };
 
 /** The ids `value` (an object of `type`) points at. Ids may be stored as numbers; they are compared as text. */
@@ -42,7 +44,10 @@ export function referencesOf(type: ResourceType, value: unknown): Reference[] {
     add('ssls', clientCertId(value));
     return refs;
   }
-  if (type === 'routes') add('services', value['service_id']);
+  if (type === 'routes') {
+    add('services', value['service_id']);
+    add('plugin_configs', value['plugin_config_id']);
+  }
   if (type === 'routes' || type === 'services') {
     add('upstreams', value['upstream_id']);
     add('ssls', clientCertId(value['upstream']));

@@ -91,7 +91,7 @@ function registerKind(app: FastifyInstance, deps: ResourceRouteDeps, kind: Resou
   });
 
   app.post(base, schema('post'), async (request, reply) => {
-    if (kind.idField !== undefined) throw new AdminMethodNotAllowed('POST', kind.singular);
+    if (kind.idField !== undefined || kind.noPost === true) throw new AdminMethodNotAllowed('POST', kind.singular);
     const result = await postResource(writes, kind, request.body);
     return reply.code(result.status).send(result.body);
   });

@@ -24,6 +24,8 @@ export interface ResourceKind {
    * cannot be POSTed (no generated name) or PATCHed, as in APISIX.
    */
   idField?: 'username';
+  /** APISIX takes no POST for this type (global rules and plugin configs are named by the client). */
+  noPost?: true;
 }
 
 export const RESOURCE_KINDS: { readonly [K in ResourceType]: ResourceKind & { type: K } } = {
@@ -32,6 +34,8 @@ export const RESOURCE_KINDS: { readonly [K in ResourceType]: ResourceKind & { ty
   services: { type: 'services', singular: 'service', aliases: [], title: 'Services' },
   ssls: { type: 'ssls', singular: 'ssl', aliases: ['ssl'], title: 'SSL certificates' },
   consumers: { type: 'consumers', singular: 'consumer', aliases: [], title: 'Consumers', idField: 'username' },
+  global_rules: { type: 'global_rules', singular: 'global_rule', aliases: [], title: 'Global rules', noPost: true },
+  plugin_configs: { type: 'plugin_configs', singular: 'plugin_config', aliases: [], title: 'Plugin configs', noPost: true },
 };
 
 export const KINDS: readonly ResourceKind[] = RESOURCE_TYPES.map((type): ResourceKind => RESOURCE_KINDS[type]);

@@ -43,7 +43,7 @@ export interface RelayRequest {
   readonly type: 'gateway:config-request';
 }
 
-const EMPTY_MAPS: ConfigMaps = { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map() };
+const EMPTY_MAPS: ConfigMaps = { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map(), global_rules: new Map(), plugin_configs: new Map() };
 
 /**
  * The changes from `previous` to `next`; from nothing (`full`) when `previous` is undefined. A type whose map is the
@@ -74,6 +74,8 @@ export function applyDelta(previous: ConfigState | undefined, delta: ConfigDelta
     services: base.services,
     ssls: base.ssls,
     consumers: base.consumers,
+    global_rules: base.global_rules,
+    plugin_configs: base.plugin_configs,
   };
   for (const type of RESOURCE_TYPES) {
     const change = delta.types[type];

@@ -1,13 +1,14 @@
 /**
  * What a route means once its references are followed (APISIX `handle_upstream` and `merge_service_route`): the
  * upstream it sends calls to (inline, by `upstream_id`, or inherited from its service, the route's own winning),
- * the service's hosts when the route sets none, the plugins with the route's own winning per plugin, and the
+ * the service's hosts when the route sets none, the plugins (the route's own over its plugin config's, by
+ * `plugin_config_id`, over its service's), and the
  * client certificate a `grpcs` upstream presents (inline, or an ssl object of `type: client` by
  * `tls.client_cert_id`).
  *
  * A reference to an object that is not (or no longer) in etcd does not drop the route: its calls are answered with
  * the status APISIX's HTTP answer maps to (missing upstream: 502 → UNAVAILABLE; missing service: 404 →
- * UNIMPLEMENTED), so a half-applied change is visible instead of silently routing elsewhere.
+ * UNIMPLEMENTED; missing plugin config: 503 → UNAVAILABLE), so a half-applied change is visible instead of silently routing elsewhere.
  *
  * Every object looked up on the way is recorded (found or not), so a later build can tell by identity whether the
  * resolution would come out the same: the route item and every recorded lookup unchanged means the same answer.
@@ -29,10 +30,10 @@ export type ResolvedRoute =
       upstreamRevision: string;
       clientCert: ClientCertificate | undefined;
     }
-  | { ok: false; route: RouteConf; reason: 'upstream' | 'service'; detail: string };
+  | { ok: false; route: RouteConf; reason: 'upstream' | 'service' | 'plugin_config'; detail: string };
 
 /** The maps a route's references point into. */
-type ReferencedType = 'services' | 'upstreams' | 'ssls';
+type ReferencedType = 'services' | 'upstreams' | 'ssls' | 'plugin_configs';
 
 /** One object a resolution looked up: in which map, under which id, and the item found (undefined: absent). */
 export interface Lookup {
@@ -68,6 +69,14 @@ export function resolveRoute(id: string, route: RouteConf, modRevision: string, 
       sourceKey = `service/${service.id}`;
       sourceRevision = service.modRevision;
     }
+  }
+  if (route.plugin_config_id !== undefined) {
+    // APISIX's merge order: the route's own plugins, then its plugin config's, then its service's.
+    const configId = String(route.plugin_config_id);
+    const config = state.plugin_configs.get(configId);
+    lookups?.push({ type: 'plugin_configs', id: configId, found: config });
+    if (config === undefined) return { ok: false, route: effective, reason: 'plugin_config', detail: `plugin config ${configId} not found` };
+    effective = { ...effective, plugins: { ...effective.plugins, ...config.value.plugins, ...route.plugins } };
   }
   let upstream = upstreamSource.upstream;
   let upstreamKey = sourceKey;

@@ -35,7 +35,7 @@ import type { ListenerTlsOptions } from '../tls/tls-policy.ts';
 import { resolveUpstream, type ResolvedUpstream } from '../upstream/upstream.ts';
 import type { HealthRegistry } from '../upstream/health/registry.ts';
 import { NoHealthyNode, RouteNotFound, describe } from '../../shared/errors.ts';
-import { compilePlugins } from '../plugins/pipeline.ts';
+import { compilePlugins, type PluginChain } from '../plugins/pipeline.ts';
 import { ConsumerTable } from '../plugins/consumers.ts';
 import type { ConfigItem, ConfigState } from './config-state.ts';
 import { lookupsHold, resolveRoute, type Lookup } from './resolve-route.ts';
@@ -71,6 +71,10 @@ export interface Snapshot {
   readonly routeBuilds: ReadonlyMap<string, RouteBuild>;
   /** How many routes use each upstreamCache entry and each node key: the next build updates them by difference. */
   readonly uses: Uses;
+  /** The global rules' plugins, one chain per rule in the order of their ids: run on every routed call first. */
+  readonly globalPlugins: readonly PluginChain[];
+  /** The global_rules map they were built from: kept while the map is the same object. */
+  readonly globalSource: ConfigState['global_rules'];
   /** The consumers, by credential (plugins/consumers.ts), read by authentication plugins through the call's snapshot. */
   readonly consumers: ConsumerTable;
   /** The consumers map the table was built from: kept while the map is the same object. */
@@ -143,10 +147,27 @@ export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined
     routeBuilds,
     uses,
     sniSource: input.ssls,
+    globalPlugins: previous !== undefined && previous.globalSource === input.global_rules ? previous.globalPlugins : globalChains(input.global_rules, log),
+    globalSource: input.global_rules,
     consumers: previous !== undefined && previous.consumersSource === input.consumers ? previous.consumers : new ConsumerTable(input.consumers.values(), log),
     consumersSource: input.consumers,
     failed,
   };
+}
+
+/** One chain per global rule with plugins that act on calls, in the order of the rules' ids; one that fails to build is skipped. */
+function globalChains(rules: ConfigState['global_rules'], log: Logger): PluginChain[] {
+  const chains: PluginChain[] = [];
+  const sorted = [...rules.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  for (const rule of sorted) {
+    try {
+      const chain = compilePlugins(rule.value.plugins);
+      if (chain !== undefined) chains.push(chain);
+    } catch (err) {
+      log.error({ key: `global_rules/${rule.id}`, modRevision: rule.modRevision, error: describe(err) }, 'skipped a global rule that cannot be built; the rest of the configuration applies');
+    }
+  }
+  return chains;
 }
 
 /**

@@ -16,8 +16,6 @@ export const KEY_PREFIX = '/apisix';
 /** APISIX resources this gateway does not serve yet: ignored with an info line, not a warning. */
 const IGNORED_APISIX_KEYS: ReadonlySet<string> = new Set([
   'consumer_groups',
-  'global_rules',
-  'plugin_configs',
   'plugin_metadata',
   'plugins',
   'protos',

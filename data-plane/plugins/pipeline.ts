@@ -46,6 +46,24 @@ export class PluginChain {
   }
 }
 
+export type ChainVerdict = { error: GatewayError | undefined; fields: string[] | undefined } | undefined;
+
+/**
+ * A routed call's access phase: every global rule's chain, then the route's, as APISIX runs global rules before a
+ * route's plugins; the first refusal ends it, with the response fields gathered until then.
+ */
+export function runAccess(globals: readonly PluginChain[], route: PluginChain | undefined, request: PluginRequest): ChainVerdict {
+  let fields: string[] | undefined;
+  for (let i = 0; i <= globals.length; i++) {
+    const chain = i < globals.length ? globals[i] : route;
+    const verdict = chain?.access(request);
+    if (verdict === undefined) continue;
+    if (verdict.fields !== undefined) (fields ??= []).push(...verdict.fields);
+    if (verdict.error !== undefined) return { error: verdict.error, fields };
+  }
+  return fields === undefined ? undefined : { error: undefined, fields };
+}
+
 /** The chain for a route's merged plugins; undefined when none of them acts on calls. */
 export function compilePlugins(conf: PluginsConf | undefined): PluginChain | undefined {
   if (conf === undefined) return undefined;

@@ -11,6 +11,7 @@ import type { TLSSocket } from 'node:tls';
 import type { SessionPool } from '../upstream/pool.ts';
 import { hashKeyOf, type HashSource } from '../upstream/hash-key.ts';
 import { HeaderObjectRequest } from '../plugins/header-object-request.ts';
+import { runAccess } from '../plugins/pipeline.ts';
 import { ProxyCall } from './forward.ts';
 import { respondError } from './respond-error.ts';
 
@@ -31,13 +32,15 @@ export function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHea
   if (match === undefined) return respondError(stream, new RouteNotFound(path));
   const target = match.target;
   if (target.error !== undefined) return respondError(stream, target.error);
-  // 2. the route's plugins, at the access phase (plugins/pipeline.ts): a refusal is a trailers-only answer.
+  // 2. the global rules' plugins and the route's, at the access phase (plugins/pipeline.ts): a refusal is a
+  // trailers-only answer.
   let extraFields: string[] | undefined;
   const plugins = target.plugins;
-  if (plugins !== undefined) {
+  const globals = snapshot.globalPlugins;
+  if (plugins !== undefined || globals.length > 0) {
     const host = headers[':authority'] ?? headers.host ?? '';
     const request = new HeaderObjectRequest(match.id, path, host, snapshot.consumers, headers, stream.session?.socket);
-    const verdict = plugins.access(request);
+    const verdict = runAccess(globals, plugins, request);
     if (verdict !== undefined) {
       if (verdict.error !== undefined) return respondError(stream, verdict.error, verdict.fields);
       extraFields = verdict.fields;

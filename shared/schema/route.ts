@@ -31,6 +31,7 @@ export const RouteSchema = Type.Object(
     upstream: Type.Optional(UpstreamSchema),
     upstream_id: Type.Optional(IdSchema),
     service_id: Type.Optional(IdSchema),
+    plugin_config_id: Type.Optional(IdSchema),
     plugins: Type.Optional(PluginsSchema),
   },
   { additionalProperties: false },

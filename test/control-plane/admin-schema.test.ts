@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { schemas } from '../../shared/validate.ts';
 import { VIEWER_KEY, admin, jsonOf, startAdminFixture, type AdminFixture } from './admin-fixture.ts';
 
-const SINGULARS = { route: 'routes', upstream: 'upstreams', service: 'services', ssl: 'ssls', consumer: 'consumers' } as const;
+const SINGULARS = { route: 'routes', upstream: 'upstreams', service: 'services', ssl: 'ssls', consumer: 'consumers', global_rule: 'global_rules', plugin_config: 'plugin_configs' } as const;
 
 interface OpenApiDoc {
   openapi: string;

@@ -257,7 +257,7 @@ routes:
   - { id: { nested: true }, uri: /bad.Id/M, upstream: { nodes: { "127.0.0.1:1": 1 } } }
 stream_routes:
   - { id: 1 }
-global_rules: []
+protos: []
 colours: [red]
 #END
 `);
@@ -269,7 +269,7 @@ colours: [red]
     assert.match(problems[0] ?? '', /duplicate id 1/);
     assert.match(problems[1] ?? '', /id must be a string or a number/);
     const ignored = h.lines.find((l) => l.msg === 'APISIX resources this gateway does not use are ignored');
-    assert.deepEqual(ignored?.['keys'], ['stream_routes', 'global_rules']);
+    assert.deepEqual(ignored?.['keys'], ['stream_routes', 'protos']);
     const unknown = h.lines.find((l) => l.msg === 'unknown top-level keys in the standalone config file are ignored');
     assert.deepEqual(unknown?.['keys'], ['colours']);
   });

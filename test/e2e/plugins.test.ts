@@ -288,6 +288,49 @@ describe('route plugins: ip-restriction, fault-injection, limit-count, key-auth,
     });
   });
 
+  describe('global rules and plugin configs', () => {
+    test('a global rule applies to every routed call, before the route\'s plugins, until it is deleted', async () => {
+      await putRoute('g', { uri: SAY_HELLO });
+      const previous = gw.dataPlane.snapshots.current().globalPlugins;
+      const res = await gw.admin('PUT', '/global_rules/1', { plugins: { 'ip-restriction': { blacklist: ['127.0.0.1', '::1'], message: 'global says no' } } });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      await gw.waitForSnapshot((snapshot) => snapshot.globalPlugins !== previous, 'global rule applied');
+      const denied = await sayHello(client, 'x');
+      assert.equal(denied.status.code, GrpcCode.PERMISSION_DENIED);
+      assert.equal(denied.status.details, 'global says no');
+      const stream = await rawCall(raw, '/helloworld.Greeter/SayHelloServerStream');
+      assert.equal(stream.headers['grpc-status'], '7', 'the route without plugins is refused too');
+      await putRoute('g', { uri: SAY_HELLO, plugins: { 'fault-injection': { abort: { grpc_status: 14 } } } });
+      assert.equal((await sayHello(client, 'x')).status.details, 'global says no', "global rules run before the route's plugins, whatever their priority");
+      const after = gw.dataPlane.snapshots.current().globalPlugins;
+      await gw.admin('DELETE', '/global_rules/1');
+      await gw.waitForSnapshot((snapshot) => snapshot.globalPlugins !== after, 'global rule removed');
+      await putRoute('g', { uri: SAY_HELLO });
+      assert.equal((await sayHello(client, 'x')).status.code, GrpcCode.OK);
+      await assertPlainRouteServes();
+      await gw.admin('DELETE', '/routes/g');
+    });
+
+    test("a plugin config's plugins apply to the routes naming it; the route's own configuration of a plugin wins", async () => {
+      const res = await gw.admin('PUT', '/plugin_configs/pc1', { plugins: { 'fault-injection': { abort: { grpc_status: 9, body: 'from the plugin config' } } } });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      await putRoute('pc', { uri: SAY_HELLO, plugin_config_id: 'pc1' });
+      const aborted = await sayHello(client, 'x');
+      assert.equal(aborted.status.code, GrpcCode.FAILED_PRECONDITION);
+      assert.equal(aborted.status.details, 'from the plugin config');
+      await putRoute('pc', { uri: SAY_HELLO, plugin_config_id: 'pc1', plugins: { 'fault-injection': { abort: { grpc_status: 9, percentage: 0 } } } });
+      assert.equal((await sayHello(client, 'x')).status.code, GrpcCode.OK, "the route's fault-injection (0 %) replaces the plugin config's");
+      // A change to the plugin config reaches the routes naming it.
+      await putRoute('pc', { uri: SAY_HELLO, plugin_config_id: 'pc1' });
+      const before = gw.dataPlane.snapshots.current().targets.get('pc');
+      await gw.admin('PUT', '/plugin_configs/pc1', { plugins: { 'fault-injection': { abort: { grpc_status: 10, body: 'changed' } } } });
+      await gw.waitForSnapshot((snapshot) => snapshot.targets.get('pc') !== before, 'route pc rebuilt');
+      assert.equal((await sayHello(client, 'x')).status.code, GrpcCode.ABORTED);
+      await gw.admin('DELETE', '/routes/pc');
+      await gw.admin('DELETE', '/plugin_configs/pc1');
+    });
+  });
+
   describe('the pipeline', () => {
     test("a service's plugins apply to its routes, and a route's own configuration of a plugin wins", async () => {
       const res = await gw.admin('PUT', '/services/s1', { upstream: upstream(), plugins: { 'ip-restriction': { blacklist: ['127.0.0.1', '::1'], message: 'service says no' } } });
