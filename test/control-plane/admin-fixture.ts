@@ -10,6 +10,7 @@ import { createEtcdStore } from '../../control-plane/store/etcd-store.ts';
 import type { ResourceStore } from '../../control-plane/store/resource-store.ts';
 import { DEFAULT_ALLOW_ADMIN, type AdminKey } from '../../shared/config.ts';
 import { silentLogger } from '../../shared/logger.ts';
+import { after, before, beforeEach } from 'node:test';
 import { startEtcd, type EtcdProcess } from '../helpers/etcd.ts';
 
 export const ADMIN_KEY = 'test-admin-key-5f0c2a9e';
@@ -85,6 +86,27 @@ export async function startAdminFixture(): Promise<AdminFixture> {
       raw.close();
       await etcd.close();
     },
+  };
+}
+
+/**
+ * For a describe block: a fixture started before its tests, closed after them, with etcd emptied under PREFIX before
+ * each test. Returns a getter (the fixture exists once `before` ran).
+ */
+export function adminFixtureEachTest(): () => AdminFixture {
+  let fx: AdminFixture | undefined;
+  before(async () => {
+    fx = await startAdminFixture();
+  });
+  after(async () => {
+    await fx?.close();
+  });
+  beforeEach(async () => {
+    await fx?.raw.delete().prefix(`${PREFIX}/`).exec();
+  });
+  return () => {
+    if (fx === undefined) throw new Error('the admin fixture is used before its before() hook ran');
+    return fx;
   };
 }
 

@@ -4,58 +4,46 @@
  * `plugin_config_id` checked to exist, and a plugin config in use refused deletion.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
-import { PREFIX, SEED_ROUTE, admin, jsonOf, startAdminFixture, type AdminFixture } from './admin-fixture.ts';
+import { describe, it } from 'node:test';
+import { SEED_ROUTE, admin, jsonOf, adminFixtureEachTest } from './admin-fixture.ts';
 
 const DENY_ALL = { 'ip-restriction': { blacklist: ['0.0.0.0/0', '::/0'] } };
 
 describe('admin API: global rules and plugin configs', () => {
-  let fx: AdminFixture;
-
-  before(async () => {
-    fx = await startAdminFixture();
-  });
-
-  after(async () => {
-    await fx.close();
-  });
-
-  beforeEach(async () => {
-    await fx.raw.delete().prefix(`${PREFIX}/`).exec();
-  });
+  const fixture = adminFixtureEachTest();
 
   for (const [type, singular] of [['global_rules', 'global_rule'], ['plugin_configs', 'plugin_config']] as const) {
     it(`${type}: PUT, GET, PATCH and DELETE by id; POST is 405; plugins are required and validated`, async () => {
-      const put = await admin(fx.app, { method: 'PUT', url: `/apisix/admin/${type}/1`, body: { plugins: DENY_ALL } });
+      const put = await admin(fixture().app, { method: 'PUT', url: `/apisix/admin/${type}/1`, body: { plugins: DENY_ALL } });
       assert.equal(put.statusCode, 201, put.body);
       assert.equal(jsonOf(put)['key'], `/apisix/${type}/1`);
-      const patch = await admin(fx.app, { method: 'PATCH', url: `/apisix/admin/${type}/1`, body: { desc: 'deny all' } });
+      const patch = await admin(fixture().app, { method: 'PATCH', url: `/apisix/admin/${type}/1`, body: { desc: 'deny all' } });
       assert.equal(patch.statusCode, 200, patch.body);
-      const got = jsonOf(await admin(fx.app, { method: 'GET', url: `/apisix/admin/${type}/1` }));
+      const got = jsonOf(await admin(fixture().app, { method: 'GET', url: `/apisix/admin/${type}/1` }));
       assert.deepEqual((got['value'] as Record<string, unknown>)['plugins'], DENY_ALL);
-      const post = await admin(fx.app, { method: 'POST', url: `/apisix/admin/${type}`, body: { plugins: DENY_ALL } });
+      const post = await admin(fixture().app, { method: 'POST', url: `/apisix/admin/${type}`, body: { plugins: DENY_ALL } });
       assert.equal(post.statusCode, 405);
       assert.deepEqual(jsonOf(post), { error_msg: `not supported \`POST\` method for ${singular}` });
-      const missing = await admin(fx.app, { method: 'PUT', url: `/apisix/admin/${type}/2`, body: { desc: 'no plugins' } });
+      const missing = await admin(fixture().app, { method: 'PUT', url: `/apisix/admin/${type}/2`, body: { desc: 'no plugins' } });
       assert.equal(missing.statusCode, 400);
       assert.match(String(jsonOf(missing)['error_msg']), /plugins/);
-      const bad = await admin(fx.app, { method: 'PUT', url: `/apisix/admin/${type}/2`, body: { plugins: { 'ip-restriction': { whitelist: ['nope'] } } } });
+      const bad = await admin(fixture().app, { method: 'PUT', url: `/apisix/admin/${type}/2`, body: { plugins: { 'ip-restriction': { whitelist: ['nope'] } } } });
       assert.equal(bad.statusCode, 400);
       assert.match(String(jsonOf(bad)['error_msg']), /plugin ip-restriction err: "nope" is not an IP address/);
-      const unknown = await admin(fx.app, { method: 'PUT', url: `/apisix/admin/${type}/2`, body: { plugins: { 'no-such-plugin': {} } } });
+      const unknown = await admin(fixture().app, { method: 'PUT', url: `/apisix/admin/${type}/2`, body: { plugins: { 'no-such-plugin': {} } } });
       assert.deepEqual(jsonOf(unknown), { error_msg: 'invalid configuration: property "plugins" validation failed: unknown plugin [no-such-plugin]' });
-      assert.equal((await admin(fx.app, { method: 'DELETE', url: `/apisix/admin/${type}/1` })).statusCode, 200);
+      assert.equal((await admin(fixture().app, { method: 'DELETE', url: `/apisix/admin/${type}/1` })).statusCode, 200);
     });
   }
 
   it("a route's plugin_config_id must name a plugin config, and one in use cannot be deleted", async () => {
-    const orphan = await admin(fx.app, { method: 'PUT', url: '/apisix/admin/routes/r1', body: { ...SEED_ROUTE, plugin_config_id: 'pc1' } });
+    const orphan = await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/routes/r1', body: { ...SEED_ROUTE, plugin_config_id: 'pc1' } });
     assert.equal(orphan.statusCode, 400);
     assert.deepEqual(jsonOf(orphan), { error_msg: 'failed to fetch plugin_config info by plugin_config id [pc1], response code: 404' });
-    await admin(fx.app, { method: 'PUT', url: '/apisix/admin/plugin_configs/pc1', body: { plugins: DENY_ALL } });
-    const route = await admin(fx.app, { method: 'PUT', url: '/apisix/admin/routes/r1', body: { ...SEED_ROUTE, plugin_config_id: 'pc1' } });
+    await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/plugin_configs/pc1', body: { plugins: DENY_ALL } });
+    const route = await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/routes/r1', body: { ...SEED_ROUTE, plugin_config_id: 'pc1' } });
     assert.equal(route.statusCode, 201, route.body);
-    const refused = await admin(fx.app, { method: 'DELETE', url: '/apisix/admin/plugin_configs/pc1' });
+    const refused = await admin(fixture().app, { method: 'DELETE', url: '/apisix/admin/plugin_configs/pc1' });
     assert.equal(refused.statusCode, 400);
     assert.deepEqual(jsonOf(refused), { error_msg: 'can not delete this plugin_config, route [r1] is still using it now' });
   });
