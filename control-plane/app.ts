@@ -19,6 +19,7 @@ import { registerOpenApi, registerOpenApiRoute } from './admin/openapi.ts';
 import { MAX_BODY_BYTES, acceptAnyContentType } from './admin/request-body.ts';
 import { registerResourceRoutes } from './admin/resource-handlers.ts';
 import { registerSchemaRoutes } from './admin/schema-routes.ts';
+import { registerPluginRoutes } from './admin/plugin-routes.ts';
 import type { ResourceStore } from './store/resource-store.ts';
 
 export interface AppDeps {
@@ -56,6 +57,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.register(async (admin) => {
     admin.addHook('onRequest', createAuthHook(deps.config.admin.keys));
     registerSchemaRoutes(admin);
+    registerPluginRoutes(admin);
     registerOpenApiRoute(admin);
     registerResourceRoutes(admin, { store: deps.store, keyring: deps.config.dataEncryption.keyring });
   });

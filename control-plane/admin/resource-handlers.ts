@@ -38,7 +38,7 @@ interface SubPathParams extends IdParams {
 }
 
 /** Admin path segments that are endpoints of their own, not resource types. */
-const OTHER_ENDPOINTS: ReadonlySet<string> = new Set(['schema', 'openapi.json']);
+const OTHER_ENDPOINTS: ReadonlySet<string> = new Set(['schema', 'openapi.json', 'plugins']);
 
 export function registerResourceRoutes(app: FastifyInstance, deps: ResourceRouteDeps): void {
   for (const kind of KINDS) {

@@ -1,11 +1,13 @@
 /**
- * Global rules and plugin configs through the admin API against a real etcd, in APISIX's shapes: PUT, GET, PATCH and
+ * The plugin list and schemas, global rules and plugin configs through the admin API against a real etcd, in APISIX's shapes: PUT, GET, PATCH and
  * DELETE by id, no POST (405, as APISIX), `plugins` required and validated like a route's, a route's
  * `plugin_config_id` checked to exist, and a plugin config in use refused deletion.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SEED_ROUTE, admin, jsonOf, adminFixtureEachTest } from './admin-fixture.ts';
+import { PluginsSchema } from '../../shared/schema/plugins.ts';
+import { KeyAuthConsumerSchema } from '../../shared/schema/consumer.ts';
+import { SEED_ROUTE, VIEWER_KEY, admin, jsonOf, adminFixtureEachTest } from './admin-fixture.ts';
 
 const DENY_ALL = { 'ip-restriction': { blacklist: ['0.0.0.0/0', '::/0'] } };
 
@@ -46,5 +48,21 @@ describe('admin API: global rules and plugin configs', () => {
     const refused = await admin(fixture().app, { method: 'DELETE', url: '/apisix/admin/plugin_configs/pc1' });
     assert.equal(refused.statusCode, 400);
     assert.deepEqual(jsonOf(refused), { error_msg: 'can not delete this plugin_config, route [r1] is still using it now' });
+  });
+
+  it('lists the plugins and serves the schema of each, for routes and for consumers; an unknown one is 400', async () => {
+    const list = await admin(fixture().app, { method: 'GET', url: '/apisix/admin/plugins/list', key: VIEWER_KEY });
+    assert.equal(list.statusCode, 200);
+    const names = JSON.parse(list.body) as string[];
+    assert.deepEqual(names, Object.keys(PluginsSchema.properties).sort());
+    assert.ok(names.includes('key-auth') && names.includes('limit-count') && names.includes('grpc-limits'));
+    const limit = await admin(fixture().app, { method: 'GET', url: '/apisix/admin/plugins/limit-count' });
+    assert.deepEqual(jsonOf(limit), JSON.parse(JSON.stringify(PluginsSchema.properties['limit-count'])));
+    const consumer = await admin(fixture().app, { method: 'GET', url: '/apisix/admin/plugins/key-auth?schema_type=consumer' });
+    assert.deepEqual(jsonOf(consumer), JSON.parse(JSON.stringify(KeyAuthConsumerSchema)));
+    const unknown = await admin(fixture().app, { method: 'GET', url: '/apisix/admin/plugins/no-such-plugin' });
+    assert.equal(unknown.statusCode, 400);
+    assert.deepEqual(jsonOf(unknown), { error_msg: 'plugin not found in subsystem http' });
+    assert.equal((await admin(fixture().app, { method: 'GET', url: '/apisix/admin/plugins/list', key: null })).statusCode, 401);
   });
 });
