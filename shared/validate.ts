@@ -24,6 +24,8 @@ import { parseHostPort } from './host-port.ts';
 import { parseIpBlock } from './ip-match.ts';
 import { checkLimitKey } from './limit-key.ts';
 import type { PluginsConf } from './schema/plugins.ts';
+import type { ProxyRewriteConf } from './schema/plugin-policies.ts';
+import { headerEdits } from './proxy-rewrite-headers.ts';
 
 export { formatAjvErrors } from './validate-errors.ts';
 
@@ -140,6 +142,23 @@ function checkService(service: ServiceConf, atWrite: boolean): string | undefine
   return checkPlugins(service.plugins) ?? checkUpstreamChoice(service, atWrite);
 }
 
+/** A header name a plugin may set: an HTTP token (sent in lower case, as HTTP/2 requires); not a pseudo-header. */
+const HEADER_TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+/** Connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2), and `host`, which `host` of the plugin sets. */
+const UNSETTABLE_HEADERS: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host']);
+
+function checkProxyRewrite(conf: ProxyRewriteConf): string | undefined {
+  if (conf.uri === undefined && conf.host === undefined && conf.headers === undefined) return 'one of "uri", "host" or "headers" is required';
+  if (conf.uri?.includes('$') === true || conf.host?.includes('$') === true) return '$variables in "uri" and "host" are not supported';
+  const edits = headerEdits(conf.headers);
+  const written = [...edits.set, ...edits.add];
+  for (const name of [...written.map(([field]) => field), ...edits.remove]) {
+    if (!HEADER_TOKEN.test(name) || UNSETTABLE_HEADERS.has(name.toLowerCase())) return `header "${name}" cannot be rewritten: field names only, no pseudo-headers, no connection-specific fields`;
+  }
+  if (written.some(([, value]) => value.includes('$'))) return '$variables in header values are not supported';
+  return undefined;
+}
+
 /** What the plugins' schemas cannot say, in APISIX's words (`failed to check the configuration of plugin …`). */
 function checkPlugins(plugins: PluginsConf | undefined): string | undefined {
   if (plugins === undefined) return undefined;
@@ -154,6 +173,11 @@ function checkPlugins(plugins: PluginsConf | undefined): string | undefined {
   const restriction = plugins['consumer-restriction'];
   if (restriction !== undefined && (restriction.whitelist === undefined) === (restriction.blacklist === undefined)) {
     return failed('consumer-restriction', 'exactly one of "whitelist" or "blacklist" is required');
+  }
+  const rewrite = plugins['proxy-rewrite'];
+  if (rewrite !== undefined) {
+    const rewriteError = checkProxyRewrite(rewrite);
+    if (rewriteError !== undefined) return failed('proxy-rewrite', rewriteError);
   }
   const abort = plugins['fault-injection']?.abort;
   if (abort !== undefined && abort.http_status === undefined && abort.grpc_status === undefined) {

@@ -39,11 +39,18 @@ export class HeaderObjectRequest extends BasePluginRequest {
     return Array.isArray(value) ? value[0] : value;
   }
 
-  /** Makes the plugins' changes on `headers` (the object the call forwards upstream). */
+  /** Makes the plugins' changes on `headers` (the object the call forwards upstream): removals first, then additions. */
   applyTo(headers: IncomingHttpHeaders): void {
     for (const name of this.removed ?? []) delete headers[name];
     const added = this.added;
     if (added === undefined) return;
-    for (let i = 0; i + 1 < added.length; i += 2) headers[added[i] as string] = added[i + 1];
+    for (let i = 0; i + 1 < added.length; i += 2) {
+      const name = added[i] as string;
+      const value = added[i + 1] as string;
+      const present = headers[name];
+      // Removals went first: a field still present is the client's (add) or added just before; it becomes a list.
+      headers[name] = present === undefined ? value : [...(Array.isArray(present) ? present : [present]), value];
+    }
   }
 }
+

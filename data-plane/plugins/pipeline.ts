@@ -16,6 +16,7 @@ import { compileIpRestriction } from './ip-restriction.ts';
 import { compileLimitCount } from './limit-count.ts';
 import { compileKeyAuth } from './key-auth.ts';
 import { compileConsumerRestriction } from './consumer-restriction.ts';
+import { compileProxyRewrite } from './proxy-rewrite.ts';
 import type { AccessVerdict, PluginRequest } from './request.ts';
 
 export interface CompiledPlugin {
@@ -76,6 +77,8 @@ export function compilePlugins(conf: PluginsConf | undefined): PluginChain | und
   if (keyAuth !== undefined) plugins.push(compileKeyAuth(keyAuth));
   const restriction = conf['consumer-restriction'];
   if (restriction !== undefined) plugins.push(compileConsumerRestriction(restriction));
+  const rewrite = conf['proxy-rewrite'];
+  if (rewrite !== undefined) plugins.push(compileProxyRewrite(rewrite));
   const limit = conf['limit-count'];
   if (limit !== undefined) plugins.push(compileLimitCount(limit));
   return plugins.length === 0 ? undefined : new PluginChain(plugins);

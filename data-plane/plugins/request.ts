@@ -29,6 +29,8 @@ export interface PluginRequest {
   setUpstreamHeader(name: string, value: string): void;
   /** Leaves a header of the client's request out of the request sent upstream. */
   removeUpstreamHeader(name: string): void;
+  /** Adds a header to the request sent upstream, beside the client's of the same name. */
+  addUpstreamHeader(name: string, value: string): void;
 }
 
 /** A plugin's answer at the access phase: refuse the call with `error`, and/or add `fields` to the response. */
@@ -64,6 +66,10 @@ export abstract class BasePluginRequest implements PluginRequest {
 
   setUpstreamHeader(name: string, value: string): void {
     this.removeUpstreamHeader(name);
+    (this.added ??= []).push(name, value);
+  }
+
+  addUpstreamHeader(name: string, value: string): void {
     (this.added ??= []).push(name, value);
   }
 

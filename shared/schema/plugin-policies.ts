@@ -13,6 +13,10 @@
  *   consumer's (consumer.ts); else UNAUTHENTICATED. `hide_credentials` keeps the key from the upstream.
  * - `consumer-restriction`: the consumer an authentication plugin found must (`whitelist`) or must not
  *   (`blacklist`) be one of the names; else PERMISSION_DENIED with `rejected_msg`.
+ * - `proxy-rewrite`: what the upstream is sent instead of the client's request: `uri` (the `:path`, so a
+ *   service or method can be renamed), `host` (the `:authority`), `headers` to set, add or remove (APISIX 3's
+ *   `{set, add, remove}` or the older flat map, which sets). Values are literal: APISIX's `$variables` in them are
+ *   not supported yet and are refused.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Enum } from './common.ts';
@@ -79,8 +83,36 @@ export const ConsumerRestrictionSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const HeaderName = Type.String({ minLength: 1, maxLength: 256, pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' });
+const HeaderValue = Type.String({ maxLength: 4096 });
+const HeaderMap = Type.Record(HeaderName, HeaderValue);
+
+export const ProxyRewriteSchema = Type.Object(
+  {
+    uri: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, pattern: '^/' })),
+    host: Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[0-9a-zA-Z._\\[\\]:-]+$' })),
+    headers: Type.Optional(
+      Type.Union([
+        Type.Object(
+          {
+            set: Type.Optional(HeaderMap),
+            add: Type.Optional(HeaderMap),
+            remove: Type.Optional(Type.Array(HeaderName, { minItems: 1, maxItems: 256 })),
+          },
+          { additionalProperties: false },
+        ),
+        HeaderMap,
+      ]),
+    ),
+    /** APISIX's: the raw request URI instead of the normalized one; a gRPC `:path` is used as sent either way. */
+    use_real_request_uri_unsafe: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
 export type IpRestrictionConf = Static<typeof IpRestrictionSchema>;
 export type FaultInjectionConf = Static<typeof FaultInjectionSchema>;
 export type LimitCountConf = Static<typeof LimitCountSchema>;
 export type KeyAuthConf = Static<typeof KeyAuthSchema>;
 export type ConsumerRestrictionConf = Static<typeof ConsumerRestrictionSchema>;
+export type ProxyRewriteConf = Static<typeof ProxyRewriteSchema>;

@@ -8,12 +8,12 @@
  *
  * `prometheus` and `opentelemetry`: what is recorded about the route's calls (observability-plugins.ts).
  *
- * `ip-restriction`, `fault-injection`, `limit-count`, `key-auth`, `consumer-restriction`: traffic policies run by the data plane's plugin pipeline
+ * `ip-restriction`, `fault-injection`, `limit-count`, `key-auth`, `consumer-restriction`, `proxy-rewrite`: traffic policies run by the data plane's plugin pipeline
  * (plugin-policies.ts, data-plane/plugins/).
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { OpenTelemetryPluginSchema, PrometheusPluginSchema } from './observability-plugins.ts';
-import { ConsumerRestrictionSchema, FaultInjectionSchema, IpRestrictionSchema, KeyAuthSchema, LimitCountSchema } from './plugin-policies.ts';
+import { ConsumerRestrictionSchema, FaultInjectionSchema, IpRestrictionSchema, KeyAuthSchema, LimitCountSchema, ProxyRewriteSchema } from './plugin-policies.ts';
 
 export const GrpcLimitsSchema = Type.Object(
   {
@@ -35,6 +35,7 @@ export const PluginsSchema = Type.Object(
     'limit-count': Type.Optional(LimitCountSchema),
     'key-auth': Type.Optional(KeyAuthSchema),
     'consumer-restriction': Type.Optional(ConsumerRestrictionSchema),
+    'proxy-rewrite': Type.Optional(ProxyRewriteSchema),
   },
   { additionalProperties: false },
 );

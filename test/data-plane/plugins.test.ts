@@ -29,6 +29,7 @@ function request(overrides: Partial<PluginRequest> & { headers?: Record<string, 
     header: (name) => headers[name],
     setUpstreamHeader: () => undefined,
     removeUpstreamHeader: () => undefined,
+    addUpstreamHeader: () => undefined,
   };
 }
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { constants, type ClientHttp2Session } from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { Metadata, status as GrpcCode, type Client } from '@grpc/grpc-js';
-import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
+import { greeterClient, greeterMethod, messageOf, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
 import { gatewaySession, startGateway, type GatewayFixture } from './gateway-fixture.ts';
 
 const SAY_HELLO = '/helloworld.Greeter/SayHello';
@@ -285,6 +285,64 @@ describe('route plugins: ip-restriction, fault-injection, limit-count, key-auth,
       assert.equal((await sayHello(client, 'x', withKey('jack-key'))).status.code, GrpcCode.RESOURCE_EXHAUSTED);
       assert.equal((await sayHello(client, 'x', withKey('jill-key'))).status.code, GrpcCode.OK, "jill's own quota");
       await gw.admin('DELETE', '/routes/auth');
+    });
+  });
+
+  describe('proxy-rewrite', () => {
+    /** A SayHello call sent to `path` (a method the upstream may not have), with its status and reply. */
+    function callAt(path: string, metadata: Metadata = new Metadata()): Promise<{ code: number; message: string | undefined }> {
+      const { requestSerialize, responseDeserialize } = greeterMethod('SayHello');
+      return new Promise((resolve) => {
+        client.makeUnaryRequest(path, requestSerialize, responseDeserialize, { name: 'rw' }, metadata, {}, (err, reply) => {
+          resolve({ code: err?.code ?? GrpcCode.OK, message: reply === undefined ? undefined : messageOf(reply) });
+        });
+      });
+    }
+
+    test("uri renames the method the upstream is called with; the client's path still routes and is logged", async () => {
+      await putRoute('rw', { uri: '/legacy.Greeter/*', plugins: { 'proxy-rewrite': { uri: SAY_HELLO } } });
+      const result = await callAt('/legacy.Greeter/Hello');
+      assert.equal(result.code, GrpcCode.OK);
+      assert.equal(result.message, 'Hello rw');
+      assert.equal(node.lastCall?.path, SAY_HELLO);
+    });
+
+    test('headers are set, added and removed, and host replaces the authority the upstream sees', async () => {
+      await putRoute('rw', {
+        uri: '/legacy.Greeter/*',
+        plugins: {
+          'proxy-rewrite': {
+            uri: SAY_HELLO,
+            host: 'rewritten.example',
+            headers: { set: { 'X-Version': 'v2' }, add: { 'x-tag': 'gateway' }, remove: ['x-secret'] },
+          },
+        },
+      });
+      const metadata = new Metadata();
+      metadata.set('x-version', 'v1');
+      metadata.set('x-tag', 'client');
+      metadata.set('x-secret', 's3cr3t');
+      assert.equal((await callAt('/legacy.Greeter/Hello', metadata)).code, GrpcCode.OK);
+      const seen = node.lastCall;
+      assert.ok(seen !== undefined);
+      assert.equal(seen.metadata['x-version'], 'v2', 'set replaces the client value');
+      assert.equal(seen.metadata['x-tag'], 'client, gateway', 'add keeps the client value beside');
+      assert.equal(seen.metadata['x-secret'], undefined, 'removed');
+      assert.equal(seen.authority, 'rewritten.example');
+      // The older flat map form sets.
+      await putRoute('rw', { uri: '/legacy.Greeter/*', plugins: { 'proxy-rewrite': { uri: SAY_HELLO, headers: { 'x-version': 'flat' } } } });
+      assert.equal((await callAt('/legacy.Greeter/Hello', metadata)).code, GrpcCode.OK);
+      assert.equal(node.lastCall?.metadata['x-version'], 'flat');
+      await gw.admin('DELETE', '/routes/rw');
+      await assertPlainRouteServes();
+    });
+
+    test('refuses pseudo-headers, connection-specific fields and $variables, writing nothing', async () => {
+      for (const plugin of [{ headers: { set: { ':path': '/x' } } }, { headers: { te: 'x' } }, { uri: '/$uri' }, { headers: { add: { 'x-a': '$remote_addr' } } }, {}]) {
+        const res = await gw.admin('PUT', '/routes/bad-rw', { uri: SAY_HELLO, upstream: upstream(), plugins: { 'proxy-rewrite': plugin } });
+        assert.equal(res.status, 400, JSON.stringify(plugin));
+        assert.match((res.body as { error_msg: string }).error_msg, /plugin proxy-rewrite err:/);
+      }
     });
   });
 
