@@ -42,13 +42,13 @@ export const SECRET_FIELDS: { readonly [K in ResourceType]: readonly (readonly s
   upstreams: [['tls', 'client_key']],
   services: [['upstream', 'tls', 'client_key']],
   ssls: [['key'], ['keys']],
-  consumers: [['plugins', 'key-auth', 'key']],
+  consumers: [['plugins', 'key-auth', 'key'], ['plugins', 'jwt-auth', 'secret']],
   global_rules: [],
   plugin_configs: [],
 };
 
 /** The secret fields that hold any text rather than a PEM private key (see above), as `path.join('.')`. */
-const TEXT_SECRETS: ReadonlySet<string> = new Set(['plugins.key-auth.key']);
+const TEXT_SECRETS: ReadonlySet<string> = new Set(['plugins.key-auth.key', 'plugins.jwt-auth.secret']);
 /** Printable text, no control characters: what a decrypted text secret must be. */
 const PRINTABLE = /^[^\p{Cc}\p{Cs}\uFFFD]+$/u;
 

@@ -26,6 +26,7 @@ import { checkLimitKey } from './limit-key.ts';
 import type { PluginsConf } from './schema/plugins.ts';
 import type { ProxyRewriteConf } from './schema/plugin-policies.ts';
 import { headerEdits } from './proxy-rewrite-headers.ts';
+import { jwtKeyOf } from './jwt-keys.ts';
 
 export { formatAjvErrors } from './validate-errors.ts';
 
@@ -121,7 +122,7 @@ const checkers: { [K in ResourceType]: (value: ResourceConfs[K], atWrite: boolea
   upstreams: (upstream, atWrite) => checkUpstream(upstream, atWrite),
   services: checkService,
   ssls: checkSsl,
-  consumers: () => undefined,
+  consumers: (consumer) => checkConsumer(consumer),
   global_rules: (rule) => checkPlugins(rule.plugins),
   plugin_configs: (config) => checkPlugins(config.plugins),
 };
@@ -157,6 +158,14 @@ function checkProxyRewrite(conf: ProxyRewriteConf): string | undefined {
   }
   if (written.some(([, value]) => value.includes('$'))) return '$variables in header values are not supported';
   return undefined;
+}
+
+/** A consumer's credentials must be usable: a jwt-auth secret or public key that can verify its algorithm. */
+function checkConsumer(consumer: ConsumerConf): string | undefined {
+  const jwt = consumer.plugins?.['jwt-auth'];
+  if (jwt === undefined) return undefined;
+  const key = jwtKeyOf(jwt);
+  return typeof key === 'string' ? `failed to check the configuration of plugin jwt-auth err: ${key}` : undefined;
 }
 
 /** What the plugins' schemas cannot say, in APISIX's words (`failed to check the configuration of plugin …`). */

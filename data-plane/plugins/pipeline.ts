@@ -15,6 +15,7 @@ import { compileFaultInjection } from './fault-injection.ts';
 import { compileIpRestriction } from './ip-restriction.ts';
 import { compileLimitCount } from './limit-count.ts';
 import { compileKeyAuth } from './key-auth.ts';
+import { compileJwtAuth } from './jwt-auth.ts';
 import { compileConsumerRestriction } from './consumer-restriction.ts';
 import { compileProxyRewrite } from './proxy-rewrite.ts';
 import type { AccessVerdict, PluginRequest } from './request.ts';
@@ -75,6 +76,8 @@ export function compilePlugins(conf: PluginsConf | undefined): PluginChain | und
   if (fault !== undefined) plugins.push(compileFaultInjection(fault));
   const keyAuth = conf['key-auth'];
   if (keyAuth !== undefined) plugins.push(compileKeyAuth(keyAuth));
+  const jwtAuth = conf['jwt-auth'];
+  if (jwtAuth !== undefined) plugins.push(compileJwtAuth(jwtAuth));
   const restriction = conf['consumer-restriction'];
   if (restriction !== undefined) plugins.push(compileConsumerRestriction(restriction));
   const rewrite = conf['proxy-rewrite'];

@@ -3,18 +3,43 @@
  * credentials the authentication plugins look it up by. A route with `key-auth` admits a call whose key belongs to
  * a consumer, and the consumer's name travels upstream (`x-consumer-username`) and to `consumer-restriction`.
  *
- * Consumer plugins are the credentials: `key-auth: { key }`. Other plugins on a consumer (APISIX merges them over
+ * Consumer plugins are the credentials: `key-auth: { key }`, `jwt-auth: { key, secret | public_key, algorithm }`. Other plugins on a consumer (APISIX merges them over
  * the route's) are not supported yet and are refused as unknown.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { ObjectMetaFields } from './common.ts';
+import { Enum, ObjectMetaFields } from './common.ts';
 
 /** APISIX's consumer name rule. */
 export const USERNAME_PATTERN = '^[a-zA-Z0-9_\\-]+$';
 
 export const KeyAuthConsumerSchema = Type.Object({ key: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false });
 
-export const ConsumerPluginsSchema = Type.Object({ 'key-auth': Type.Optional(KeyAuthConsumerSchema) }, { additionalProperties: false });
+/** JWT algorithms a consumer's tokens are signed with (APISIX's jwt-auth: HS256, HS512, RS256, ES256). */
+export const JWT_ALGORITHMS = ['HS256', 'HS512', 'RS256', 'ES256'] as const;
+
+export const JwtAuthConsumerSchema = Type.Object(
+  {
+    /** What the token's key claim (`key` unless the route says otherwise) names this consumer by. */
+    key: Type.String({ minLength: 1, maxLength: 256 }),
+    /** HS256/HS512: the shared secret (stored encrypted, never returned). */
+    secret: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+    /** RS256/ES256: the PEM public key tokens are verified with. */
+    public_key: Type.Optional(Type.String({ minLength: 1, maxLength: 16384 })),
+    algorithm: Type.Optional(Enum(JWT_ALGORITHMS)),
+    /** Accepted for APISIX configurations (the lifetime of tokens APISIX would sign); tokens are verified by their own `exp`. */
+    exp: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** The secret is base64 (decoded before use). */
+    base64_secret: Type.Optional(Type.Boolean()),
+    /** Seconds of clock skew allowed when checking `exp` and `nbf`. */
+    lifetime_grace_period: Type.Optional(Type.Integer({ minimum: 0, maximum: 86400 })),
+  },
+  { additionalProperties: false },
+);
+
+export const ConsumerPluginsSchema = Type.Object(
+  { 'key-auth': Type.Optional(KeyAuthConsumerSchema), 'jwt-auth': Type.Optional(JwtAuthConsumerSchema) },
+  { additionalProperties: false },
+);
 
 export const ConsumerSchema = Type.Object(
   {
@@ -26,3 +51,4 @@ export const ConsumerSchema = Type.Object(
 );
 
 export type ConsumerConf = Static<typeof ConsumerSchema>;
+export type JwtAuthConsumerConf = Static<typeof JwtAuthConsumerSchema>;

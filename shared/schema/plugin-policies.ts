@@ -70,6 +70,19 @@ export const KeyAuthSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const JwtAuthSchema = Type.Object(
+  {
+    header: Type.Optional(Type.String({ minLength: 1, maxLength: 256, pattern: '^[A-Za-z0-9_-]+$' })),
+    /** APISIX also reads a query argument and a cookie; a gRPC call has neither, so they are accepted and unused. */
+    query: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    cookie: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    hide_credentials: Type.Optional(Type.Boolean()),
+    key_claim_name: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    store_in_ctx: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
 const ConsumerNames = Type.Array(Type.String({ minLength: 1, maxLength: 100 }), { minItems: 1, maxItems: 4096 });
 
 export const ConsumerRestrictionSchema = Type.Object(
@@ -116,3 +129,4 @@ export type LimitCountConf = Static<typeof LimitCountSchema>;
 export type KeyAuthConf = Static<typeof KeyAuthSchema>;
 export type ConsumerRestrictionConf = Static<typeof ConsumerRestrictionSchema>;
 export type ProxyRewriteConf = Static<typeof ProxyRewriteSchema>;
+export type JwtAuthConf = Static<typeof JwtAuthSchema>;

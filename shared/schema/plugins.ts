@@ -13,7 +13,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { OpenTelemetryPluginSchema, PrometheusPluginSchema } from './observability-plugins.ts';
-import { ConsumerRestrictionSchema, FaultInjectionSchema, IpRestrictionSchema, KeyAuthSchema, LimitCountSchema, ProxyRewriteSchema } from './plugin-policies.ts';
+import { ConsumerRestrictionSchema, FaultInjectionSchema, IpRestrictionSchema, JwtAuthSchema, KeyAuthSchema, LimitCountSchema, ProxyRewriteSchema } from './plugin-policies.ts';
 
 export const GrpcLimitsSchema = Type.Object(
   {
@@ -34,6 +34,7 @@ export const PluginsSchema = Type.Object(
     'fault-injection': Type.Optional(FaultInjectionSchema),
     'limit-count': Type.Optional(LimitCountSchema),
     'key-auth': Type.Optional(KeyAuthSchema),
+    'jwt-auth': Type.Optional(JwtAuthSchema),
     'consumer-restriction': Type.Optional(ConsumerRestrictionSchema),
     'proxy-rewrite': Type.Optional(ProxyRewriteSchema),
   },

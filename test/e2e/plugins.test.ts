@@ -6,6 +6,7 @@
  * plugins are asserted to go on succeeding beside them.
  */
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { constants, type ClientHttp2Session } from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { Metadata, status as GrpcCode, type Client } from '@grpc/grpc-js';
@@ -40,7 +41,7 @@ function rawCall(session: ClientHttp2Session, path: string, extra: Record<string
   });
 }
 
-describe('route plugins: ip-restriction, fault-injection, limit-count, key-auth, consumer-restriction', () => {
+describe('route plugins', () => {
   let gw: GatewayFixture;
   let node: GreeterNode;
   let client: Client;
@@ -277,6 +278,38 @@ describe('route plugins: ip-restriction, fault-injection, limit-count, key-auth,
       const anonymous = await sayHello(client, 'x', withKey('jack-key'));
       assert.equal(anonymous.status.code, GrpcCode.UNAUTHENTICATED);
       assert.equal(anonymous.status.details, 'Missing authentication or identity verification.');
+    });
+
+    test('jwt-auth admits a token signed with a consumer\'s secret and names the consumer; others are UNAUTHENTICATED', async () => {
+      const previous = gw.dataPlane.snapshots.current().consumers;
+      const res = await gw.admin('PUT', '/consumers', { username: 'jwt-user', plugins: { 'jwt-auth': { key: 'user-key', secret: 'user-secret' } } });
+      assert.ok(res.status === 200 || res.status === 201, JSON.stringify(res.body));
+      const stored = (res.body as { value: { plugins: { 'jwt-auth': Record<string, unknown> } } }).value.plugins['jwt-auth'];
+      assert.equal(stored['secret'], undefined, 'the secret is never returned');
+      await gw.waitForSnapshot((snapshot) => snapshot.consumers !== previous, 'jwt consumer applied');
+      await putRoute('auth', { uri: SAY_HELLO, plugins: { 'jwt-auth': {} } });
+      const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
+      const sign = (payload: unknown, secret: string): string => {
+        const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(payload)}`;
+        return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+      };
+      const withToken = (jwt: string | undefined): Metadata => {
+        const metadata = new Metadata();
+        if (jwt !== undefined) metadata.set('authorization', `Bearer ${jwt}`);
+        return metadata;
+      };
+      const exp = Math.floor(Date.now() / 1000) + 3600;
+      const ok = await sayHello(client, 'x', withToken(sign({ key: 'user-key', exp }, 'user-secret')));
+      assert.equal(ok.status.code, GrpcCode.OK, ok.status.details);
+      assert.equal(node.lastCall?.metadata['x-consumer-username'], 'jwt-user');
+      const missing = await sayHello(client, 'x', withToken(undefined));
+      assert.equal(missing.status.code, GrpcCode.UNAUTHENTICATED);
+      assert.equal(missing.status.details, 'Missing JWT token in request');
+      const forged = await sayHello(client, 'x', withToken(sign({ key: 'user-key', exp }, 'guessed-secret')));
+      assert.equal(forged.status.code, GrpcCode.UNAUTHENTICATED);
+      assert.equal(forged.status.details, 'failed to verify jwt');
+      const expired = await sayHello(client, 'x', withToken(sign({ key: 'user-key', exp: exp - 7200 }, 'user-secret')));
+      assert.equal(expired.status.details, 'failed to verify jwt');
     });
 
     test('limit-count keyed by consumer_name gives each consumer its own quota', async () => {
