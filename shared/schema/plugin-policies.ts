@@ -19,7 +19,7 @@
  *   not supported yet and are refused.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Enum } from './common.ts';
+import { Enum, StringMap } from './common.ts';
 
 export const IpRestrictionSchema = Type.Object(
   {
@@ -97,8 +97,8 @@ export const ConsumerRestrictionSchema = Type.Object(
 );
 
 const HeaderName = Type.String({ minLength: 1, maxLength: 256, pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' });
-const HeaderValue = Type.String({ maxLength: 4096 });
-const HeaderMap = Type.Record(HeaderName, HeaderValue);
+/** Names are checked with the plugin (shared/validate.ts): a free-form map, as the schema document can say it. */
+const HeaderMap = StringMap(Type.String({ maxLength: 4096 }), { maxProperties: 256, propertyNames: { minLength: 1, maxLength: 256 } });
 
 export const ProxyRewriteSchema = Type.Object(
   {
