@@ -151,8 +151,9 @@ class ClientLink implements ServerHooks {
 }
 
 /**
- * One request from its header list: check it is gRPC, pin the config snapshot, match a route, run its plugins, pick a node
- * for this call, and hand over to a Call that owns the stream to its last frame. Early exits answer with a gRPC status.
+ * One request from its header list: check it is gRPC, pin the config snapshot, match a route, run its plugins, pick
+ * a node for this call, and hand over to a Call that owns the stream to its last frame. Early exits answer with a
+ * gRPC status.
  */
 function serveRequest(stream: Http2Stream, fields: string[], endStream: boolean, deps: NativeDeps): void {
   let method = '';

@@ -12,6 +12,7 @@ import type { Logger } from '../../shared/logger.ts';
 import { jwtKeyOf, type JwtKey } from '../../shared/jwt-keys.ts';
 import type { ConsumerConf, JwtAuthConsumerConf } from '../../shared/schema/consumer.ts';
 import type { ConfigItem } from '../config/config-state.ts';
+import type { PluginRequest } from './request.ts';
 
 export interface Consumer {
   readonly username: string;
@@ -72,3 +73,14 @@ export class ConsumerTable {
 }
 
 export const NO_CONSUMERS = new ConsumerTable([]);
+
+/** APISIX's header for the consumer's name (lower case: HTTP/2 field names are). */
+export const CONSUMER_HEADER = 'x-consumer-username';
+
+/** What an authentication plugin does once it identified the caller: the consumer for the plugins after it, its
+ * name upstream (`x-consumer-username`, replacing a client's own), and the credential hidden if asked. */
+export function admitConsumer(request: PluginRequest, consumer: Consumer, credentialHeader: string, hide: boolean): void {
+  request.consumer = consumer;
+  request.setUpstreamHeader(CONSUMER_HEADER, consumer.username);
+  if (hide) request.removeUpstreamHeader(credentialHeader);
+}

@@ -11,8 +11,7 @@
 import { createHmac, timingSafeEqual, verify } from 'node:crypto';
 import { AuthenticationFailed } from '../../shared/errors.ts';
 import type { JwtAuthConf } from '../../shared/schema/plugin-policies.ts';
-import type { JwtCredential } from './consumers.ts';
-import { CONSUMER_HEADER } from './key-auth.ts';
+import { admitConsumer, type JwtCredential } from './consumers.ts';
 import type { CompiledPlugin } from './pipeline.ts';
 
 const PRIORITY = 2510;
@@ -53,9 +52,7 @@ export function compileJwtAuth(conf: JwtAuthConf, now: () => number = Date.now):
       const signature = Buffer.from(encodedSignature, 'base64url');
       if (!signatureHolds(credential, `${encodedHeader}.${encodedPayload}`, signature)) return failed;
       if (!withinLifetime(payload, now() / MS, credential.graceSeconds)) return failed;
-      request.consumer = credential.consumer;
-      request.setUpstreamHeader(CONSUMER_HEADER, credential.consumer.username);
-      if (hide) request.removeUpstreamHeader(header);
+      admitConsumer(request, credential.consumer, header, hide);
       return undefined;
     },
   };

@@ -7,12 +7,11 @@
  */
 import { AuthenticationFailed } from '../../shared/errors.ts';
 import type { KeyAuthConf } from '../../shared/schema/plugin-policies.ts';
+import { admitConsumer } from './consumers.ts';
 import type { CompiledPlugin } from './pipeline.ts';
 
 const PRIORITY = 2500;
 const DEFAULT_HEADER = 'apikey';
-/** APISIX's header for the consumer's name (lower case: HTTP/2 field names are). */
-export const CONSUMER_HEADER = 'x-consumer-username';
 
 export function compileKeyAuth(conf: KeyAuthConf): CompiledPlugin {
   const header = (conf.header ?? DEFAULT_HEADER).toLowerCase();
@@ -27,9 +26,7 @@ export function compileKeyAuth(conf: KeyAuthConf): CompiledPlugin {
       if (key === undefined || key === '') return missing;
       const consumer = request.consumers.byKey(key);
       if (consumer === undefined) return invalid;
-      request.consumer = consumer;
-      request.setUpstreamHeader(CONSUMER_HEADER, consumer.username);
-      if (hide) request.removeUpstreamHeader(header);
+      admitConsumer(request, consumer, header, hide);
       return undefined;
     },
   };

@@ -35,54 +35,56 @@ export class PluginChain {
     this.plugins = [...plugins].sort((a, b) => b.priority - a.priority);
   }
 
-  /** The combined verdict: the first refusal (with the fields gathered so far), or the fields to add. */
-  access(request: PluginRequest): { error: GatewayError | undefined; fields: string[] | undefined } | undefined {
-    let fields: string[] | undefined;
-    for (const plugin of this.plugins) {
-      const verdict = plugin.access(request);
-      if (verdict === undefined) continue;
-      if (verdict.fields !== undefined) (fields ??= []).push(...verdict.fields);
-      if (verdict.error !== undefined) return { error: verdict.error, fields };
-    }
-    return fields === undefined ? undefined : { error: undefined, fields };
+  /** This chain alone (no global rules): see runAccess. */
+  access(request: PluginRequest): ChainVerdict {
+    return runAccess(NO_CHAINS, this, request);
   }
 }
 
 export type ChainVerdict = { error: GatewayError | undefined; fields: string[] | undefined } | undefined;
 
+const NO_CHAINS: readonly PluginChain[] = [];
+
 /**
- * A routed call's access phase: every global rule's chain, then the route's, as APISIX runs global rules before a
- * route's plugins; the first refusal ends it, with the response fields gathered until then.
+ * A routed call's access phase: every plugin of every global rule's chain, then the route's, as APISIX runs global
+ * rules before a route's plugins; the first refusal ends it, with the response fields gathered until then. One loop
+ * over the plugins, so a call allocates nothing here unless a plugin adds fields.
  */
 export function runAccess(globals: readonly PluginChain[], route: PluginChain | undefined, request: PluginRequest): ChainVerdict {
   let fields: string[] | undefined;
   for (let i = 0; i <= globals.length; i++) {
     const chain = i < globals.length ? globals[i] : route;
-    const verdict = chain?.access(request);
-    if (verdict === undefined) continue;
-    if (verdict.fields !== undefined) (fields ??= []).push(...verdict.fields);
-    if (verdict.error !== undefined) return { error: verdict.error, fields };
+    if (chain === undefined) continue;
+    for (const plugin of chain.plugins) {
+      const verdict = plugin.access(request);
+      if (verdict === undefined) continue;
+      if (verdict.fields !== undefined) (fields ??= []).push(...verdict.fields);
+      if (verdict.error !== undefined) return { error: verdict.error, fields };
+    }
   }
   return fields === undefined ? undefined : { error: undefined, fields };
 }
+
+type PolicyPlugins = Omit<Required<PluginsConf>, 'grpc-limits' | 'prometheus' | 'opentelemetry'>;
+
+/** How each plugin that acts on calls is compiled from its configuration (the others are read where they apply). */
+const COMPILERS: { readonly [K in keyof PolicyPlugins]: (conf: PolicyPlugins[K]) => CompiledPlugin } = {
+  'ip-restriction': compileIpRestriction,
+  'fault-injection': (conf) => compileFaultInjection(conf),
+  'key-auth': compileKeyAuth,
+  'jwt-auth': (conf) => compileJwtAuth(conf),
+  'consumer-restriction': compileConsumerRestriction,
+  'proxy-rewrite': compileProxyRewrite,
+  'limit-count': (conf) => compileLimitCount(conf),
+};
 
 /** The chain for a route's merged plugins; undefined when none of them acts on calls. */
 export function compilePlugins(conf: PluginsConf | undefined): PluginChain | undefined {
   if (conf === undefined) return undefined;
   const plugins: CompiledPlugin[] = [];
-  const ip = conf['ip-restriction'];
-  if (ip !== undefined) plugins.push(compileIpRestriction(ip));
-  const fault = conf['fault-injection'];
-  if (fault !== undefined) plugins.push(compileFaultInjection(fault));
-  const keyAuth = conf['key-auth'];
-  if (keyAuth !== undefined) plugins.push(compileKeyAuth(keyAuth));
-  const jwtAuth = conf['jwt-auth'];
-  if (jwtAuth !== undefined) plugins.push(compileJwtAuth(jwtAuth));
-  const restriction = conf['consumer-restriction'];
-  if (restriction !== undefined) plugins.push(compileConsumerRestriction(restriction));
-  const rewrite = conf['proxy-rewrite'];
-  if (rewrite !== undefined) plugins.push(compileProxyRewrite(rewrite));
-  const limit = conf['limit-count'];
-  if (limit !== undefined) plugins.push(compileLimitCount(limit));
+  for (const name of Object.keys(COMPILERS) as (keyof PolicyPlugins)[]) {
+    const pluginConf = conf[name];
+    if (pluginConf !== undefined) plugins.push((COMPILERS[name] as (value: typeof pluginConf) => CompiledPlugin)(pluginConf));
+  }
   return plugins.length === 0 ? undefined : new PluginChain(plugins);
 }
