@@ -18,8 +18,9 @@ import type { Logger } from '../shared/logger.ts';
 import { RebuildThrottle } from './config/rebuild-throttle.ts';
 import { describe } from '../shared/errors.ts';
 import type { ConfigSource, ConfigState } from './config/source.ts';
-import { Snapshots, buildSnapshot, checkersInUse, type Snapshot } from './config/snapshots.ts';
+import { Snapshots, buildSnapshot, checkersInUse, storesInUse, type Snapshot } from './config/snapshots.ts';
 import { HealthRegistry } from './upstream/health/registry.ts';
+import { RedisStores } from './plugins/redis-stores.ts';
 import type { HealthChange } from './upstream/health/checker.ts';
 import { upstreamSettings } from './http2-settings.ts';
 import { startListeners, type BoundAddress, type Listeners } from './listeners.ts';
@@ -85,16 +86,18 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const native = config.http2Engine === 'native';
   const pool: SessionPool | ClientPool = native ? new ClientPool(log, config.http2, upstreamTls) : new SessionPool(log, upstreamSettings(config.http2), upstreamTls);
   const health = new HealthRegistry({ log, upstreamTls, probes: options.health?.probes ?? true, ...(options.health?.publish === undefined ? {} : { publish: options.health.publish }) });
+  // Redis clients of plugins' shared policies (limit-count policy redis): opened by the builds that need them.
+  const stores = new RedisStores(log);
   /** Why the newest state could not be applied; undefined while the newest state is in service. */
   let configError: { revision: string; error: string } | undefined;
   /** The first snapshot; one that cannot be built is reported and replaced by an empty one (see the file comment). */
   const firstSnapshot = (initial: ConfigState): Snapshot => {
     try {
-      return buildSnapshot(initial, undefined, log, tlsPolicy, health);
+      return buildSnapshot(initial, undefined, log, tlsPolicy, health, stores);
     } catch (err) {
       configError = { revision: initial.revision, error: describe(err) };
       log.error(configError, 'cannot build the configuration; serving none until a change can be applied');
-      return buildSnapshot(emptyState(initial.revision), undefined, log, tlsPolicy, health);
+      return buildSnapshot(emptyState(initial.revision), undefined, log, tlsPolicy, health, stores);
     }
   };
   let snapshots: Snapshots | undefined;
@@ -105,12 +108,13 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     (state) => {
       if (snapshots === undefined) return;
       const started = performance.now();
-      const next = buildSnapshot(state, snapshots.current(), log, tlsPolicy, health);
+      const next = buildSnapshot(state, snapshots.current(), log, tlsPolicy, health, stores);
       snapshots.swap(next);
       stateInService = state;
       configError = undefined;
       pool.retain(next.nodeKeys);
       if (health.size > 0) health.retain(checkersInUse(next));
+      if (stores.size > 0) stores.retain(storesInUse(next));
       const buildMs = +(performance.now() - started).toFixed(2);
       log.info({ revision: state.revision, routes: next.router.size, skipped: next.failed.size, ssls: state.ssls.size, buildMs }, 'config applied');
     },
@@ -118,6 +122,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     (err, state) => {
       // Checkers the failed build started are stopped: only the snapshot in service keeps its own.
       if (snapshots !== undefined && health.size > 0) health.retain(checkersInUse(snapshots.current()));
+      if (snapshots !== undefined && stores.size > 0) stores.retain(storesInUse(snapshots.current()));
       configError = { revision: state.revision, error: describe(err) };
       log.error({ ...configError, inService: snapshots?.current().revision }, 'cannot apply the configuration; the last good one stays in service');
     },
@@ -199,6 +204,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
           // Every client stream is over, so every upstream stream is too: nothing left to wait for.
           await pool.close(0);
           await health.close();
+          stores.close();
           await source.close();
           await observer?.close(); // the last access-log lines and spans
           await metricsServer?.close();
@@ -209,6 +215,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     };
   } catch (err) {
     throttle.close();
+    stores.close();
     await source.close();
     await pool.close();
     await health.close();

@@ -18,7 +18,7 @@ import { NoHealthyNode, RouteNotFound, UnsupportedMediaType } from '../shared/er
 import type { Http2Limits } from '../shared/config-http2.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Snapshot, Snapshots } from './config/snapshots.ts';
-import { ErrorCode, type ConnectionOptions, type Http2Stream } from './http2/connection.ts';
+import { ErrorCode, type ConnectionOptions, type Http2Stream, type StreamHandler } from './http2/connection.ts';
 import { DEFAULT_MAX_FRAME_SIZE } from './http2/frame.ts';
 import { ServerConnection, type ServerHooks, type ServerLimits } from './http2/server-connection.ts';
 import { createConnectionGuard, type ConnectionGuard, type ConnectionWatch } from './limits/connection-guard.ts';
@@ -34,7 +34,9 @@ import type { ClientPool } from './upstream/client-pool.ts';
 import { hashKeyOf, type HashSource } from './upstream/hash-key.ts';
 import { fieldValue } from './http2/fields.ts';
 import { HeaderListRequest } from './plugins/header-list-request.ts';
-import { runAccess } from './plugins/pipeline.ts';
+import { runAccess, type ChainVerdict } from './plugins/pipeline.ts';
+import type { RouteTarget } from './routing/route-target.ts';
+import { GrpcStatus } from '../shared/grpc-status.ts';
 import { SESSION_WINDOW_BYTES } from './http2-settings.ts';
 
 export interface NativeDeps {
@@ -51,6 +53,10 @@ const NOT_HTTP2_BODY = 'This port serves gRPC over HTTP/2 (h2c with prior knowle
 const NOT_HTTP2_RESPONSE =
   'HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\nconnection: close\r\n' +
   `content-length: ${Buffer.byteLength(NOT_HTTP2_BODY)}\r\n\r\n${NOT_HTTP2_BODY}`;
+
+/** What nginx logs for a client that went before the answer (as proxy/call.ts records it). */
+const CLIENT_CLOSED_STATUS = 499;
+const EMPTY = Buffer.alloc(0);
 
 /** What the listener's connections share: the engine's options, the limits, the proxy's dependencies. */
 class ListenerContext {
@@ -195,31 +201,123 @@ function serveRequest(stream: Http2Stream, fields: string[], endStream: boolean,
   const target = match.target;
   if (target.error !== undefined) return respond(stream, target.error, obs, observer);
   // 2. the global rules' plugins and the route's, at the access phase (plugins/pipeline.ts): a refusal is a
-  // trailers-only answer.
-  let extraFields: string[] | undefined;
-  let upstreamFields = fields;
+  // trailers-only answer. A plugin that answers later (Redis) holds the stream until it does (HeldStream).
   const plugins = target.plugins;
   const globals = snapshot.globalPlugins;
-  if (plugins !== undefined || globals.length > 0) {
-    const request = new HeaderListRequest(match.id, path, authority ?? host ?? '', snapshot.consumers, fields, stream.conn.socket);
-    const verdict = runAccess(globals, plugins, request);
-    if (obs !== undefined && request.consumer !== undefined) obs.consumerName = request.consumer.username;
-    if (verdict !== undefined) {
-      if (verdict.error !== undefined) return respond(stream, verdict.error, obs, observer, verdict.fields);
-      extraFields = verdict.fields;
-    }
-    upstreamFields = request.upstreamFields(fields);
-  }
+  if (plugins === undefined && globals.length === 0) return proceed(stream, fields, target, deps, obs, undefined, endStream);
+  const request = new HeaderListRequest(match.id, path, authority ?? host ?? '', snapshot.consumers, fields, stream.conn.socket);
+  const verdict = runAccess(globals, plugins, request);
+  if (!(verdict instanceof Promise)) return afterAccess(stream, fields, target, deps, obs, request, verdict, endStream);
+  const held = new HeldStream(stream, fields, target, deps, obs, request, endStream);
+  void verdict.then((decided) => held.decided(decided));
+}
+
+/** The access phase's verdict applied: a refusal answered, or the call goes on with the plugins' header changes. */
+function afterAccess(
+  stream: Http2Stream,
+  fields: string[],
+  target: RouteTarget,
+  deps: NativeDeps,
+  obs: CallObservation | undefined,
+  request: HeaderListRequest,
+  verdict: ChainVerdict,
+  endStream: boolean,
+): void {
+  if (obs !== undefined && request.consumer !== undefined) obs.consumerName = request.consumer.username;
+  if (verdict?.error !== undefined) return respond(stream, verdict.error, obs, deps.observer, verdict.fields);
+  proceed(stream, request.upstreamFields(fields), target, deps, obs, verdict?.fields, endStream);
+}
+
+/** 3. a node for this call (never per connection), 4. a Call: pooled connection, then headers, bytes, trailers. */
+function proceed(
+  stream: Http2Stream,
+  upstreamFields: string[],
+  target: RouteTarget,
+  deps: NativeDeps,
+  obs: CallObservation | undefined,
+  extraFields: string[] | undefined,
+  endStream: boolean,
+): void {
   const upstream = target.upstream;
   const hash = upstream.hash;
-  const hashKey = hash === undefined ? '' : hashKeyOf(hash.on, hash.key, hashSource(stream, fields));
-  const node = upstream.pick(undefined, hashKey); // 3. per call, never per connection
-  if (node === undefined) return respond(stream, new NoHealthyNode(upstream.name), obs, observer, extraFields);
+  const hashKey = hash === undefined ? '' : hashKeyOf(hash.on, hash.key, hashSource(stream, upstreamFields));
+  const node = upstream.pick(undefined, hashKey);
+  if (node === undefined) return respond(stream, new NoHealthyNode(upstream.name), obs, deps.observer, extraFields);
   const call = new Call(stream, upstreamFields, target, node, deps);
   call.hashKey = hashKey;
   call.obs = obs;
   call.responseFields = extraFields;
-  call.start(endStream); // 4. pooled connection, then headers, bytes, trailers
+  call.start(endStream);
+}
+
+/** Read through a call: afterAccess may answer or reset the stream, which TypeScript's narrowing does not see. */
+function gone(stream: Http2Stream): boolean {
+  return stream.removed;
+}
+
+/**
+ * A stream whose access phase waits on a plugin that answers later: its DATA is kept, not consumed (so flow control
+ * holds the client to one stream window), until the verdict, then handed to the Call in order or dropped with the
+ * refusal. A client that resets meanwhile is recorded as cancelled, and the verdict finds nothing to do.
+ */
+class HeldStream implements StreamHandler {
+  private readonly stream: Http2Stream;
+  private readonly fields: string[];
+  private readonly target: RouteTarget;
+  private readonly deps: NativeDeps;
+  private readonly obs: CallObservation | undefined;
+  private readonly request: HeaderListRequest;
+  private readonly endStream: boolean;
+  /** DATA payloads and their END_STREAM flags, in order. */
+  private readonly frames: (Buffer | boolean)[] = [];
+  private bytes = 0;
+
+  constructor(stream: Http2Stream, fields: string[], target: RouteTarget, deps: NativeDeps, obs: CallObservation | undefined, request: HeaderListRequest, endStream: boolean) {
+    this.stream = stream;
+    this.fields = fields;
+    this.target = target;
+    this.deps = deps;
+    this.obs = obs;
+    this.request = request;
+    this.endStream = endStream;
+    stream.handler = this;
+  }
+
+  decided(verdict: ChainVerdict): void {
+    const stream = this.stream;
+    if (stream.removed) return; // reset meanwhile (onReset recorded it)
+    afterAccess(stream, this.fields, this.target, this.deps, this.obs, this.request, verdict, this.endStream);
+    const next = stream.handler;
+    if (next === this || next === undefined || gone(stream)) {
+      // Answered by the gateway (or gone): what the client sent is dropped, its window given back.
+      if (this.bytes > 0) stream.consume(this.bytes); // a no-op once the stream is gone
+      return;
+    }
+    const frames = this.frames;
+    for (let i = 0; i < frames.length && !gone(stream) && stream.handler === next; i += 2) {
+      next.onData(stream, frames[i] as Buffer, frames[i + 1] as boolean, true);
+    }
+  }
+
+  onHeaders(stream: Http2Stream, _fields: string[], endStream: boolean): void {
+    // Request trailers: they end the request like END_STREAM (as Call.onHeaders has it).
+    if (endStream) this.onData(stream, EMPTY, true, true);
+  }
+
+  onData(_stream: Http2Stream, data: Buffer, endStream: boolean, owned?: boolean): void {
+    this.frames.push(owned === true ? data : Buffer.from(data), endStream);
+    this.bytes += data.length;
+  }
+
+  onReset(): void {
+    this.frames.length = 0;
+    const obs = this.obs;
+    if (obs !== undefined) this.deps.observer?.end(obs, CLIENT_CLOSED_STATUS, GrpcStatus.CANCELLED, 'client cancelled');
+  }
+
+  onSent(): void {
+    // Nothing is sent before the verdict.
+  }
 }
 
 function fieldOf(fields: string[], name: string): string {

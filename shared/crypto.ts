@@ -32,23 +32,27 @@ const CIPHERS: ReadonlyMap<number, string> = new Map([
 /** What APISIX looks for to tell a plain PEM from an encrypted value (`core.string.has_prefix(origin, "---")`). */
 const PLAIN_PREFIX = '---';
 
+/** limit-count's Redis password, wherever plugins are configured. */
+const REDIS_PASSWORD: readonly string[] = ['plugins', 'limit-count', 'redis_password'];
+
 /**
  * Private-key fields of each resource type, as paths into its value; a path ending at an array covers its
  * strings. APISIX encrypts `ssl.key`, `ssl.keys[]` and `upstream.tls.client_key` (also inline in routes and
- * services).
+ * services), and the plugins' `encrypt_fields` (key-auth's `key`, jwt-auth's `secret`, limit-count's
+ * `redis_password`).
  */
 export const SECRET_FIELDS: { readonly [K in ResourceType]: readonly (readonly string[])[] } = {
-  routes: [['upstream', 'tls', 'client_key']],
+  routes: [['upstream', 'tls', 'client_key'], REDIS_PASSWORD],
   upstreams: [['tls', 'client_key']],
-  services: [['upstream', 'tls', 'client_key']],
+  services: [['upstream', 'tls', 'client_key'], REDIS_PASSWORD],
   ssls: [['key'], ['keys']],
   consumers: [['plugins', 'key-auth', 'key'], ['plugins', 'jwt-auth', 'secret']],
-  global_rules: [],
-  plugin_configs: [],
+  global_rules: [REDIS_PASSWORD],
+  plugin_configs: [REDIS_PASSWORD],
 };
 
 /** The secret fields that hold any text rather than a PEM private key (see above), as `path.join('.')`. */
-const TEXT_SECRETS: ReadonlySet<string> = new Set(['plugins.key-auth.key', 'plugins.jwt-auth.secret']);
+const TEXT_SECRETS: ReadonlySet<string> = new Set(['plugins.key-auth.key', 'plugins.jwt-auth.secret', 'plugins.limit-count.redis_password']);
 /** Printable text, no control characters: what a decrypted text secret must be. */
 const PRINTABLE = /^[^\p{Cc}\p{Cs}\uFFFD]+$/u;
 

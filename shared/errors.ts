@@ -31,6 +31,7 @@ export const GatewayErrorCode = {
   ACCESS_DENIED: 'ACCESS_DENIED',
   AUTHENTICATION_FAILED: 'AUTHENTICATION_FAILED',
   RATE_LIMITED: 'RATE_LIMITED',
+  RATE_LIMIT_STORE_UNAVAILABLE: 'RATE_LIMIT_STORE_UNAVAILABLE',
   FAULT_INJECTED: 'FAULT_INJECTED',
   // control plane: answered to admin clients as an HTTP status with {"error_msg": …}
   INVALID_CONFIGURATION: 'INVALID_CONFIGURATION',
@@ -168,6 +169,16 @@ export class AuthenticationFailed extends GatewayError {
 export class RateLimited extends GatewayError {
   constructor(message: string, httpStatus = 503) {
     super('RATE_LIMITED', message, GrpcStatus.RESOURCE_EXHAUSTED, httpStatus);
+  }
+}
+
+/**
+ * limit-count with a Redis policy could not count the call (Redis unreachable or too slow) and `allow_degradation`
+ * is off: UNAVAILABLE, which clients may retry; APISIX answers 500.
+ */
+export class RateLimitStoreUnavailable extends GatewayError {
+  constructor(detail: string) {
+    super('RATE_LIMIT_STORE_UNAVAILABLE', `rate limit store unavailable: ${detail}`, GrpcStatus.UNAVAILABLE, 500);
   }
 }
 

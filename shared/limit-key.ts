@@ -49,3 +49,29 @@ function variablePart(name: string): LimitKeyPart | undefined {
   }
   return (LIMIT_KEY_VARIABLES as readonly string[]).includes(name) ? { variable: name as LimitKeyVariable } : undefined;
 }
+
+/** What a Redis policy needs (APISIX's rules): `redis_host` for redis; nodes and a name for redis-cluster. */
+export function checkRedisPolicy(conf: {
+  policy?: string;
+  redis_host?: string;
+  redis_cluster_nodes?: readonly string[];
+  redis_cluster_name?: string;
+}): string | undefined {
+  if (conf.policy === 'redis' && conf.redis_host === undefined) return 'property "redis_host" is required when "policy" is "redis"';
+  if (conf.policy !== 'redis-cluster') return undefined;
+  if (conf.redis_cluster_nodes === undefined) return 'property "redis_cluster_nodes" is required when "policy" is "redis-cluster"';
+  if (conf.redis_cluster_name === undefined) return 'property "redis_cluster_name" is required when "policy" is "redis-cluster"';
+  for (const node of conf.redis_cluster_nodes) {
+    if (parseRedisNode(node) === undefined) return `"${node}" in "redis_cluster_nodes" is not host:port`;
+  }
+  return undefined;
+}
+
+/** `host:port` (an IPv6 host in brackets) of a Redis cluster node; undefined when it is not one. */
+export function parseRedisNode(node: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(node);
+  if (m === null) return undefined;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: (m[1] ?? m[2]) as string, port };
+}

@@ -22,7 +22,7 @@ import { checkServablePairs, type CertKeyPair } from './tls-check.ts';
 import { formatAjvErrors } from './validate-errors.ts';
 import { parseHostPort } from './host-port.ts';
 import { parseIpBlock } from './ip-match.ts';
-import { checkLimitKey } from './limit-key.ts';
+import { checkLimitKey, checkRedisPolicy } from './limit-key.ts';
 import type { PluginsConf } from './schema/plugins.ts';
 import type { ProxyRewriteConf } from './schema/plugin-policies.ts';
 import { headerEdits } from './proxy-rewrite-headers.ts';
@@ -197,6 +197,8 @@ function checkPlugins(plugins: PluginsConf | undefined): string | undefined {
     const keyError = checkLimitKey(limit.key ?? 'remote_addr', limit.key_type === 'var_combination');
     if (keyError !== undefined) return failed('limit-count', keyError);
   }
+  const storeError = limit === undefined ? undefined : checkRedisPolicy(limit);
+  if (storeError !== undefined) return failed('limit-count', storeError);
   return undefined;
 }
 

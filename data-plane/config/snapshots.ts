@@ -35,7 +35,8 @@ import type { ListenerTlsOptions } from '../tls/tls-policy.ts';
 import { resolveUpstream, type ResolvedUpstream } from '../upstream/upstream.ts';
 import type { HealthRegistry } from '../upstream/health/registry.ts';
 import { NoHealthyNode, RouteNotFound, describe } from '../../shared/errors.ts';
-import { compilePlugins, type PluginChain } from '../plugins/pipeline.ts';
+import { compilePlugins, storesOf, type PluginChain } from '../plugins/pipeline.ts';
+import type { RedisStore, RedisStores } from '../plugins/redis-stores.ts';
 import { ConsumerTable } from '../plugins/consumers.ts';
 import type { ConfigItem, ConfigState } from './config-state.ts';
 import { lookupsHold, resolveRoute, type Lookup } from './resolve-route.ts';
@@ -102,13 +103,20 @@ interface Uses {
  */
 const INCREMENTAL_ROUTER_MAX_SHARE = 0.25;
 
-export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined, log: Logger, tls?: ListenerTlsOptions, health?: HealthRegistry): Snapshot {
+export function buildSnapshot(
+  input: ConfigState,
+  previous: Snapshot | undefined,
+  log: Logger,
+  tls?: ListenerTlsOptions,
+  health?: HealthRegistry,
+  stores?: RedisStores,
+): Snapshot {
   const routeBuilds = new Map<string, RouteBuild>();
   const previousBuilds = previous?.routeBuilds;
   // Relative to `previous`: the builds it had that this one does not keep, and the builds made now.
   const removed: RouteBuild[] = [];
   const added: RouteBuild[] = [];
-  const shared: Sharing = { previous: previous?.upstreamCache, fresh: new Map(), health };
+  const shared: Sharing = { previous: previous?.upstreamCache, fresh: new Map(), health, stores };
   const failed = new Map<string, FailedBuild>();
   let carriedOver = 0; // routes of the previous snapshot still in the config
   for (const item of input.routes.values()) {
@@ -147,7 +155,7 @@ export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined
     routeBuilds,
     uses,
     sniSource: input.ssls,
-    globalPlugins: previous !== undefined && previous.globalSource === input.global_rules ? previous.globalPlugins : globalChains(input.global_rules, log),
+    globalPlugins: previous !== undefined && previous.globalSource === input.global_rules ? previous.globalPlugins : globalChains(input.global_rules, log, stores),
     globalSource: input.global_rules,
     consumers: previous !== undefined && previous.consumersSource === input.consumers ? previous.consumers : new ConsumerTable(input.consumers.values(), log),
     consumersSource: input.consumers,
@@ -156,12 +164,12 @@ export function buildSnapshot(input: ConfigState, previous: Snapshot | undefined
 }
 
 /** One chain per global rule with plugins that act on calls, in the order of the rules' ids; one that fails to build is skipped. */
-function globalChains(rules: ConfigState['global_rules'], log: Logger): PluginChain[] {
+function globalChains(rules: ConfigState['global_rules'], log: Logger, stores: RedisStores | undefined): PluginChain[] {
   const chains: PluginChain[] = [];
   const sorted = [...rules.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   for (const rule of sorted) {
     try {
-      const chain = compilePlugins(rule.value.plugins);
+      const chain = compilePlugins(rule.value.plugins, { owner: `global_rules/${rule.id}`, stores });
       if (chain !== undefined) chains.push(chain);
     } catch (err) {
       log.error({ key: `global_rules/${rule.id}`, modRevision: rule.modRevision, error: describe(err) }, 'skipped a global rule that cannot be built; the rest of the configuration applies');
@@ -212,6 +220,8 @@ interface Sharing {
   readonly fresh: Map<string, ResolvedUpstream>;
   /** Where upstreams with `checks` get their checker (one per upstream object, kept across builds). */
   readonly health: HealthRegistry | undefined;
+  /** Where plugins with a Redis policy get their client (one per server, kept while a snapshot uses it). */
+  readonly stores: RedisStores | undefined;
 }
 
 /** Resolves one route against `input`, reusing an upstream already built for the same settings when there is one. */
@@ -250,7 +260,7 @@ function buildRoute(
     maxRequestMessageBytes: limits?.max_request_message_bytes,
     maxResponseMessageBytes: limits?.max_response_message_bytes,
     // Compiled once per build of this route; a build reused across snapshots keeps its plugins' state (counters).
-    plugins: compilePlugins(resolved.route.plugins),
+    plugins: compilePlugins(resolved.route.plugins, { owner: `routes/${item.id}`, stores: sharing.stores }),
   };
   return { item, lookups, entry: { id: item.id, route: resolved.route, target }, fingerprint, shared };
 }
@@ -292,6 +302,14 @@ function entriesOf(builds: ReadonlyMap<string, RouteBuild>): RouteEntry<RouteTar
 }
 
 const EMPTY_UPSTREAM = resolveUpstream('(none)', { nodes: [] }, undefined);
+
+/** The Redis stores the snapshot's plugins use (RedisStores.retain closes the others). */
+export function storesInUse(snapshot: Snapshot): Set<RedisStore> {
+  const stores = storesOf(snapshot.globalPlugins);
+  const routes: (PluginChain | undefined)[] = [];
+  for (const target of snapshot.targets.values()) routes.push(target.plugins);
+  return storesOf(routes, stores);
+}
 
 /** The ids of the health checkers the snapshot's routes use (HealthRegistry.retain stops the others). */
 export function checkersInUse(snapshot: Snapshot): Set<string> {

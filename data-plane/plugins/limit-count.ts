@@ -9,12 +9,19 @@
  * The key is `key_type`/`key` evaluated per call (shared/limit-key.ts); an empty value counts by the client's
  * address instead, as APISIX does. Keys come from clients (a header can take any value), so the table is bounded:
  * at MAX_KEYS, expired windows are dropped, then the window that ends first.
+ *
+ * With `policy: redis` or `redis-cluster` the window lives in Redis (redis-stores.ts), so every worker and replica
+ * shares one count: the window starts at the key's first call anywhere, and the verdict comes when Redis answers
+ * (the engines hold the call meanwhile). Redis keys are `limit-count:<owner>:<key>`, the owner being the route or
+ * global rule, and expire with their window. When Redis does not answer within `redis_timeout`, or is known to be
+ * down, `allow_degradation: true` lets the call through uncounted and without quota headers; otherwise (APISIX's
+ * default) it is refused with UNAVAILABLE, as APISIX answers 500: a call is never left waiting on Redis.
  */
-import { RateLimited } from '../../shared/errors.ts';
+import { RateLimited, RateLimitStoreUnavailable } from '../../shared/errors.ts';
 import { parseLimitKey, type LimitKeyPart } from '../../shared/limit-key.ts';
 import type { LimitCountConf } from '../../shared/schema/plugin-policies.ts';
-import type { CompiledPlugin } from './pipeline.ts';
-import type { PluginRequest } from './request.ts';
+import type { CompiledPlugin, PluginEnv } from './pipeline.ts';
+import type { AccessVerdict, PluginRequest } from './request.ts';
 
 const PRIORITY = 1002;
 /** Keys one route counts at most; each costs ~100 bytes. */
@@ -28,7 +35,8 @@ interface Window {
 }
 
 /** `now` is injectable for tests (milliseconds). */
-export function compileLimitCount(conf: LimitCountConf, now: () => number = Date.now): CompiledPlugin {
+export function compileLimitCount(conf: LimitCountConf, env?: PluginEnv, now: () => number = Date.now): CompiledPlugin {
+  if (conf.policy === 'redis' || conf.policy === 'redis-cluster') return compileShared(conf, env);
   const count = conf.count;
   const windowMs = conf.time_window * MS;
   const keyOf = keyReader(conf);
@@ -57,6 +65,37 @@ export function compileLimitCount(conf: LimitCountConf, now: () => number = Date
       if (allowed) return fields === undefined ? undefined : { fields };
       return fields === undefined ? { error: refusal } : { error: refusal, fields };
     },
+  };
+}
+
+/** The Redis policies: one window per key for every process that serves the route. */
+function compileShared(conf: LimitCountConf, env: PluginEnv | undefined): CompiledPlugin {
+  const stores = env?.stores;
+  if (stores === undefined) throw new Error(`limit-count: policy ${String(conf.policy)} needs Redis stores, which this process has not`);
+  const store = stores.get(conf);
+  const count = conf.count;
+  const windowMs = conf.time_window * MS;
+  const keyOf = keyReader(conf);
+  const prefix = `limit-count:${env?.owner ?? ''}:`;
+  const headers = conf.show_limit_quota_header ?? true;
+  const limitText = String(count);
+  const refusal = new RateLimited(conf.rejected_msg ?? DEFAULT_MESSAGE, conf.rejected_code ?? 503);
+  const degrade = conf.allow_degradation === true;
+  const verdictOf = (result: [number, number] | Error): AccessVerdict | undefined => {
+    if (result instanceof Error) return degrade ? undefined : { error: new RateLimitStoreUnavailable(result.message) };
+    const [used, ttlMs] = result;
+    const allowed = used <= count;
+    const fields = headers
+      ? ['x-ratelimit-limit', limitText, 'x-ratelimit-remaining', String(allowed ? count - used : 0), 'x-ratelimit-reset', String(Math.ceil(ttlMs / MS))]
+      : undefined;
+    if (allowed) return fields === undefined ? undefined : { fields };
+    return fields === undefined ? { error: refusal } : { error: refusal, fields };
+  };
+  return {
+    name: 'limit-count',
+    priority: PRIORITY,
+    store,
+    access: (request) => store.count(prefix + keyOf(request), windowMs).then(verdictOf),
   };
 }
 

@@ -82,7 +82,8 @@ export class Call implements StreamHandler {
   private attemptSent = 0;
   private readonly requestMeter: MessageMeter | undefined;
   private responseMeter: MessageMeter | undefined;
-  private readonly startedAt = Date.now();
+  /** When the client's request arrived (an access phase may have held it before the call began). */
+  private readonly startedAt: number;
   private deadlineAt = 0;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private timeoutText: string | undefined;
@@ -105,6 +106,7 @@ export class Call implements StreamHandler {
     this.upstream = target.upstream;
     this.node = node;
     this.deps = deps;
+    this.startedAt = down.openedAt > 0 ? down.openedAt : Date.now();
     this.requestMeter = target.maxRequestMessageBytes === undefined ? undefined : new MessageMeter(target.maxRequestMessageBytes);
     down.handler = this;
   }

@@ -11,7 +11,8 @@ import type { TLSSocket } from 'node:tls';
 import type { SessionPool } from '../upstream/pool.ts';
 import { hashKeyOf, type HashSource } from '../upstream/hash-key.ts';
 import { HeaderObjectRequest } from '../plugins/header-object-request.ts';
-import { runAccess } from '../plugins/pipeline.ts';
+import { runAccess, type ChainVerdict } from '../plugins/pipeline.ts';
+import type { RouteTarget } from '../routing/route-target.ts';
 import { ProxyCall } from './forward.ts';
 import { respondError } from './respond-error.ts';
 
@@ -33,26 +34,39 @@ export function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHea
   const target = match.target;
   if (target.error !== undefined) return respondError(stream, target.error);
   // 2. the global rules' plugins and the route's, at the access phase (plugins/pipeline.ts): a refusal is a
-  // trailers-only answer.
-  let extraFields: string[] | undefined;
+  // trailers-only answer. A plugin that answers later (Redis) holds the stream, unread (flow control holds the
+  // client), until it does.
   const plugins = target.plugins;
   const globals = snapshot.globalPlugins;
-  if (plugins !== undefined || globals.length > 0) {
-    const host = headers[':authority'] ?? headers.host ?? '';
-    const request = new HeaderObjectRequest(match.id, path, host, snapshot.consumers, headers, stream.session?.socket);
-    const verdict = runAccess(globals, plugins, request);
-    if (verdict !== undefined) {
-      if (verdict.error !== undefined) return respondError(stream, verdict.error, verdict.fields);
-      extraFields = verdict.fields;
-    }
-    request.applyTo(headers);
-  }
+  if (plugins === undefined && globals.length === 0) return proceed(stream, headers, target, deps, undefined);
+  const host = headers[':authority'] ?? headers.host ?? '';
+  const request = new HeaderObjectRequest(match.id, path, host, snapshot.consumers, headers, stream.session?.socket);
+  const verdict = runAccess(globals, plugins, request);
+  if (!(verdict instanceof Promise)) return afterAccess(stream, headers, target, deps, request, verdict);
+  stream.on('error', ignore); // a reset meanwhile is seen as `destroyed` below
+  void verdict.then((decided) => {
+    if (!stream.destroyed) afterAccess(stream, headers, target, deps, request, decided);
+  });
+}
+
+function ignore(): void {
+  // See handleStream: errors of a held stream end it, which the verdict then finds.
+}
+
+function afterAccess(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: RouteTarget, deps: ProxyDeps, request: HeaderObjectRequest, verdict: ChainVerdict): void {
+  if (verdict?.error !== undefined) return respondError(stream, verdict.error, verdict.fields);
+  request.applyTo(headers);
+  proceed(stream, headers, target, deps, verdict?.fields);
+}
+
+/** 3. a node per call, never per connection; 4. a ProxyCall: pooled session, then headers, bytes, trailers. */
+function proceed(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: RouteTarget, deps: ProxyDeps, extraFields: string[] | undefined): void {
   const hash = target.upstream.hash;
-  const node = target.upstream.pick(undefined, hash === undefined ? undefined : hashKeyOf(hash.on, hash.key, hashSource(stream, headers))); // 3. per call, never per connection
+  const node = target.upstream.pick(undefined, hash === undefined ? undefined : hashKeyOf(hash.on, hash.key, hashSource(stream, headers)));
   if (node === undefined) return respondError(stream, new NoHealthyNode(target.upstream.name), extraFields);
   const call = new ProxyCall(stream, headers, target, node, deps);
   call.responseFields = extraFields;
-  call.start(); // 4. pooled session, then headers, bytes, trailers
+  call.start();
 }
 
 /** A `chash` key's sources on node:http2: the headers as a flat list, and the client's socket. */

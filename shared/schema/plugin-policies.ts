@@ -54,8 +54,27 @@ export const LimitCountSchema = Type.Object(
     key: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
     rejected_code: Type.Optional(Type.Integer({ minimum: 200, maximum: 599 })),
     rejected_msg: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
-    policy: Type.Optional(Enum(['local'] as const)),
+    /** local: this process counts; redis / redis-cluster: every replica shares one count (data-plane/plugins/redis-stores.ts). */
+    policy: Type.Optional(Enum(['local', 'redis', 'redis-cluster'] as const)),
     show_limit_quota_header: Type.Optional(Type.Boolean()),
+    /** With Redis unreachable: true lets calls through uncounted, false (APISIX's default) refuses them. */
+    allow_degradation: Type.Optional(Type.Boolean()),
+    redis_host: Type.Optional(Type.String({ minLength: 2, maxLength: 253 })),
+    redis_port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    redis_username: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    redis_password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    redis_database: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+    redis_ssl: Type.Optional(Type.Boolean()),
+    redis_ssl_verify: Type.Optional(Type.Boolean()),
+    /** Milliseconds a Redis round trip may take before the call is degraded (APISIX's default 1000). */
+    redis_timeout: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
+    /** Accepted for APISIX's configurations: the client keeps one connection per server, never idle-closed. */
+    redis_keepalive_timeout: Type.Optional(Type.Integer({ minimum: 1000 })),
+    redis_keepalive_pool: Type.Optional(Type.Integer({ minimum: 1 })),
+    redis_cluster_nodes: Type.Optional(Type.Array(Type.String({ minLength: 2, maxLength: 300 }), { minItems: 1, maxItems: 64 })),
+    redis_cluster_name: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    redis_cluster_ssl: Type.Optional(Type.Boolean()),
+    redis_cluster_ssl_verify: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

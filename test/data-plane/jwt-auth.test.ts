@@ -13,6 +13,7 @@ import type { PluginRequest } from '../../data-plane/plugins/request.ts';
 import { GrpcStatus } from '../../shared/grpc-status.ts';
 import type { ConsumerConf } from '../../shared/schema/consumer.ts';
 import { validateResource } from '../../shared/validate.ts';
+import { accessNow } from '../helpers/access-now.ts';
 
 const NOW_S = 1_800_000_000;
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -60,7 +61,7 @@ function call(authorization: string | undefined): { code: number | undefined; me
     removeUpstreamHeader: (name) => void upstream.push(`-${name}`),
     addUpstreamHeader: () => undefined,
   };
-  const verdict = compileJwtAuth({ hide_credentials: true }, () => NOW_S * 1000).access(request);
+  const verdict = accessNow(compileJwtAuth({ hide_credentials: true }, () => NOW_S * 1000), request);
   return { code: verdict?.error?.grpcStatus, message: verdict?.error?.publicMessage, consumer: request.consumer?.username, upstream };
 }
 

@@ -105,10 +105,10 @@ describe('route plugins', () => {
       await refused({ 'fault-injection': { abort: { grpc_status: 14 }, delay: { duration: 1 } } }, /delay/);
     });
 
-    test('refuses a limit-count key naming an unknown variable, and a policy this gateway does not run', async () => {
+    test('refuses a limit-count key naming an unknown variable, and a Redis policy without its server', async () => {
       await refused({ 'limit-count': { count: 1, time_window: 1, key: 'no_such_var' } }, /plugin limit-count err: unknown variable "no_such_var"/);
       await refused({ 'limit-count': { count: 1, time_window: 1, key_type: 'var_combination', key: '$remote_addr $bogus' } }, /unknown variable "\$bogus"/);
-      await refused({ 'limit-count': { count: 1, time_window: 1, policy: 'redis' } }, /policy/);
+      await refused({ 'limit-count': { count: 1, time_window: 1, policy: 'redis' } }, /"redis_host" is required when "policy" is "redis"/);
       await refused({ 'limit-count': { count: 0, time_window: 1 } }, /count/);
     });
   });

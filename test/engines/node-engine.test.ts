@@ -18,6 +18,7 @@ const SUITES = [
   'test/faults/trailers-passthrough.test.ts',
   'test/faults/request-headers.test.ts',
   'test/e2e/plugins.test.ts',
+  'test/e2e/limit-count-redis.test.ts',
 ];
 
 /** This runner's environment minus its test context (a child runner that sees it skips its files), engine = node. */

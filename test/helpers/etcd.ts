@@ -2,12 +2,13 @@
  * Starts a real etcd member (Debian's etcd-server) on free loopback ports with its data in a fresh temporary
  * folder, and waits until it answers. `close()` kills it and removes the folder; a test run leaves nothing behind.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './ports.ts';
+import { killService, startService } from './service-process.ts';
 
 export interface EtcdProcess {
   endpoint: string;
@@ -27,7 +28,7 @@ export async function startEtcd(): Promise<EtcdProcess> {
   let child: ChildProcess | undefined;
 
   const start = async (): Promise<void> => {
-    const proc = spawn(
+    child = await startService(
       'etcd',
       [
         '--name', 'test',
@@ -40,29 +41,15 @@ export async function startEtcd(): Promise<EtcdProcess> {
         '--logger', 'zap',
         '--log-level', 'error',
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      'cannot start etcd (is etcd-server installed?)',
+      () => waitHealthy(endpoint),
     );
-    child = proc;
-    let stderr = '';
-    proc.stderr.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString()).slice(-4000);
-    });
-    const exited = new Promise<never>((_, reject) => {
-      proc.once('error', (err) => reject(new Error(`cannot start etcd (is etcd-server installed?): ${err.message}`)));
-      proc.once('exit', (code) => reject(new Error(`etcd exited with ${String(code)}: ${stderr}`)));
-    });
-    exited.catch(() => undefined);
-    await Promise.race([waitHealthy(endpoint), exited]);
   };
 
   const stop = async (): Promise<void> => {
     const proc = child;
     child = undefined;
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      proc.once('exit', () => resolve());
-      proc.kill('SIGKILL');
-    });
+    await killService(proc);
   };
 
   await start();

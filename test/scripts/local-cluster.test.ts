@@ -1,9 +1,11 @@
 /**
- * `npm run local-cluster` end to end: the script runs as a child process on free ports with `--replicas 2` and a
+ * `npm run local-cluster` end to end: the script runs as a child process on free ports with `--replicas 3` and a
  * temporary data folder. Once it prints `ready`, a route PUT through its admin API must route a real grpc-js
- * SayHello through each replica's h2c port to a greeter upstream; after one etcd member is killed (the one most
- * watches are on) the admin API must still write and both replicas must pick up a changed route; SIGTERM must stop
- * every child, leaving no process and no port behind. A run without the etcd binary must say how to install it.
+ * SayHello through each replica's h2c port to a greeter upstream; limit-count with `policy: redis` against a real
+ * redis-server must admit exactly its quota of 100 calls in total whichever replica serves them, and with Redis
+ * stopped mid-test follow `allow_degradation`; after one etcd member is killed (the one most watches are on) the
+ * admin API must still write and every replica must pick up a changed route; SIGTERM must stop every child, leaving
+ * no process and no port behind. A run without the etcd binary must say how to install it.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -20,9 +22,10 @@ import { seedRoute } from '../e2e/gateway-fixture.ts';
 import { etcdWatchers } from '../helpers/etcd-cluster.ts';
 import { greeterClient, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
 import { freePort } from '../helpers/ports.ts';
+import { redisCli, startRedis, type RedisProcess } from '../helpers/redis.ts';
 
-const REPLICAS = 2;
-/** etcd, the control plane and two replicas. */
+const REPLICAS = 3;
+/** etcd, the control plane and three replicas. */
 const READY_LIMIT_MS = 90_000;
 /** A route written through the admin API reaching a replica. */
 const ROUTE_LIMIT_MS = 30_000;
@@ -50,8 +53,10 @@ describe('npm run local-cluster', { timeout: 240_000 }, () => {
   let adminKey = '';
   const nodes: GreeterNode[] = [];
   const clients: Client[] = [];
+  let redis: RedisProcess | undefined;
 
   before(async () => {
+    redis = await startRedis();
     ports = await choosePorts();
     dataDir = await mkdtemp(join(tmpdir(), 'gw-local-cluster-'));
     const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn' };
@@ -108,9 +113,10 @@ describe('npm run local-cluster', { timeout: 240_000 }, () => {
       if (alive(pid)) process.kill(pid, 'SIGKILL');
     }
     if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+    await redis?.close();
   });
 
-  async function admin(method: 'PUT' | 'GET', path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+  async function admin(method: 'PUT' | 'GET' | 'DELETE', path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
     assert.ok(ports !== undefined);
     const res = await fetch(`http://127.0.0.1:${ports.admin}/apisix/admin${path}`, {
       method,
@@ -151,7 +157,72 @@ describe('npm run local-cluster', { timeout: 240_000 }, () => {
     }
   });
 
-  test('with one etcd member killed, the admin API still writes and both replicas follow a changed route', async (t) => {
+  test('limit-count with policy redis: a quota of 100 admits exactly 100 calls over 3 replicas; Redis stopped follows allow_degradation', async () => {
+    const [a] = nodes;
+    assert.ok(a !== undefined && redis !== undefined);
+    const redisPort = redis.port;
+    const limit = (extra: Record<string, unknown>): unknown => ({
+      ...(seedRoute({ [a.address]: 1 }) as Record<string, unknown>),
+      plugins: { 'limit-count': { count: 100, time_window: 300, key_type: 'constant', key: 'all', policy: 'redis', redis_host: '127.0.0.1', redis_port: redisPort, redis_timeout: 500, ...extra } },
+    });
+    const put = await admin('PUT', '/routes/1', limit({}));
+    assert.ok(put.status === 200 || put.status === 201, `route PUT failed: ${put.status} ${JSON.stringify(put.body)}`);
+    // Every replica has the limited route once a call through it carries the quota headers (those calls count too).
+    let counted = 0;
+    for (let i = 0; i < REPLICAS; i++) {
+      const deadline = Date.now() + ROUTE_LIMIT_MS;
+      for (;;) {
+        const r = await sayHello(clients[i] as Client, 'probe', undefined, { deadline: Date.now() + CALL_DEADLINE_MS });
+        if (r.headers?.get('x-ratelimit-limit')[0] === '100') {
+          counted++;
+          break;
+        }
+        assert.ok(Date.now() < deadline, `replica ${i} never applied the limit: ${r.status.code} ${r.status.details}\n${output}`);
+        await sleep(100);
+      }
+    }
+    const perReplica = Array.from({ length: REPLICAS }, () => ({ ok: 0, exhausted: 0 }));
+    for (let n = 0; n < 150; n++) {
+      const i = n % REPLICAS;
+      const r = await sayHello(clients[i] as Client, `q${n}`, undefined, { deadline: Date.now() + CALL_DEADLINE_MS });
+      const tally = perReplica[i] as { ok: number; exhausted: number };
+      if (r.status.code === GrpcCode.OK) tally.ok++;
+      else {
+        assert.equal(r.status.code, GrpcCode.RESOURCE_EXHAUSTED, `${r.status.code} ${r.status.details}`);
+        tally.exhausted++;
+      }
+    }
+    const ok = perReplica.reduce((sum, t) => sum + t.ok, 0);
+    assert.equal(counted + ok, 100, `exactly the quota passed in total: ${JSON.stringify(perReplica)} after ${counted} probes`);
+    assert.ok(perReplica.every((t) => t.ok > 0), `every replica served some of the quota: ${JSON.stringify(perReplica)}`);
+    assert.equal(redisCli(redis.port, 'get', 'limit-count:routes/1:all').trim(), String(150 + counted));
+
+    await redis.stop();
+    try {
+      for (let i = 0; i < REPLICAS; i++) {
+        const r = await sayHello(clients[i] as Client, 'down', undefined, { deadline: Date.now() + CALL_DEADLINE_MS });
+        assert.equal(r.status.code, GrpcCode.UNAVAILABLE, `replica ${i}: fail closed (${r.status.details})`);
+        assert.match(r.status.details, /^rate limit store unavailable/);
+      }
+      const open = await admin('PUT', '/routes/1', limit({ allow_degradation: true }));
+      assert.equal(open.status, 200);
+      for (let i = 0; i < REPLICAS; i++) {
+        const deadline = Date.now() + ROUTE_LIMIT_MS;
+        let r = await sayHello(clients[i] as Client, 'open', undefined, { deadline: Date.now() + CALL_DEADLINE_MS });
+        while (r.status.code !== GrpcCode.OK && Date.now() < deadline) {
+          await sleep(100);
+          r = await sayHello(clients[i] as Client, 'open', undefined, { deadline: Date.now() + CALL_DEADLINE_MS });
+        }
+        assert.equal(r.status.code, GrpcCode.OK, `replica ${i}: fail open (${r.status.details})`);
+        assert.equal(r.message, 'Hello open');
+      }
+    } finally {
+      await redis.start();
+    }
+    assert.equal((await admin('PUT', '/routes/1', seedRoute({ [a.address]: 1 }))).status, 200);
+  });
+
+  test('with one etcd member killed, the admin API still writes and every replica follows a changed route', async (t) => {
     assert.ok(ports !== undefined);
     const [, b] = nodes;
     assert.ok(b !== undefined);
