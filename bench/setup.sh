@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Setup of the gateway-vs-nginx benchmark (bench/vs-nginx.ts runs it first): installs from Debian what is missing
-# (h2load from nghttp2-client, nginx, Go and grpc-go's sources, etcd) and builds the Go upstream
+# (h2load from nghttp2-client, nginx, Go and grpc-go's sources, etcd, Redis for gateway-redis) and builds the Go upstream
 # (bench/upstream-go) offline into bench/.build/upstream-go. Safe to run again: it installs and rebuilds only what
 # is missing or stale.
 set -euo pipefail
@@ -15,6 +15,7 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 [ -d /usr/share/gocode/src/google.golang.org/grpc ] || need+=(golang-google-grpc-dev)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
 
 if [ "${#need[@]}" -gt 0 ]; then

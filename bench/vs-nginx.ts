@@ -3,20 +3,22 @@
  * observability costs (issue #14), in one go:
  *
  *   npm run bench -- [--quick] [--rounds N] [--seconds S] [--cases idle,unary-100,...]
- *                    [--targets direct,nginx,gateway-native,gateway-node,gateway-observed,gateway-traced,gateway-plugins]
+ *                    [--targets direct,nginx,gateway-native,gateway-node,gateway-observed,gateway-traced,gateway-plugins,gateway-redis]
  *                    [--workers auto|N] [--nginx-reuseport]
  *                    [--idle-connections N] [--skip-setup] [--help]
  *
  * Full run (about 18 minutes): `npm run bench`. Smoke run (a few minutes): `npm run bench -- --quick`.
  * Issue #14's cost of observability (a few minutes): `npm run bench -- --cases unary-100
  * --targets gateway-native,gateway-observed,gateway-traced` (add nginx for the × nginx column). Issue #16's cost of
- * plugins: `npm run bench -- --cases unary-100 --targets nginx,gateway-native,gateway-plugins`.
+ * plugins: `npm run bench -- --cases unary-100 --targets nginx,gateway-native,gateway-plugins` (add gateway-redis, and the
+ * case unary-1, for limit-count with `policy: redis`: calls/s and the p50 it adds).
  *
  * --targets: any subset, in any order, of direct (the Go upstream itself), nginx, gateway-native and gateway-node
  * (the gateway with `apisix.http2_engine: native` / `node`, issue #14's observability off), gateway-observed (native
  * with metrics, the access log to a file and request ids on) and gateway-traced (that plus OTLP span export at
  * 10 % sampling to a sink in this process), gateway-plugins (native, observability off, key-auth + limit-count on
- * the routes and the consumer's key in every call); `gateway` is an alias of the engine a deployment runs when the setting
+ * the routes and the consumer's key in every call), gateway-redis (the same with limit-count's `policy: redis`
+ * against a redis-server of its own); `gateway` is an alias of the engine a deployment runs when the setting
  * is unset (shared/config.ts DEFAULT_HTTP2_ENGINE). Default: direct, nginx, gateway-native, gateway-node (the
  * observability targets only when named: they answer one question, unary-100 against gateway-native, and would
  * make a full run half as long again). The goals against nginx need nginx in the selection, issue #14's need
@@ -248,7 +250,7 @@ async function main(): Promise<void> {
         const accessLogFile = wants.accessLog ? join(dir, name, 'access.log') : undefined;
         const config = writeGatewayBenchConfig(join(dir, name), name, { accessLogFile, collector: wants.tracing ? sink?.address : undefined });
         // startGateway checks that every serving process logged this engine before the target is used.
-        const gateway = await startGateway(upstream, { name, workers: values.workers, engine, configFile: config.file, env: config.env, plugins: GATEWAY_TARGETS[name].plugins === true });
+        const gateway = await startGateway(upstream, { name, workers: values.workers, engine, configFile: config.file, env: config.env, plugins: GATEWAY_TARGETS[name].plugins });
         gatewayOutputs.set(name, () => gateway.output());
         if (wants.accessLog || wants.tracing) {
           observers.set(name, runObserver({ accessLogFile, sink: wants.tracing ? sink : undefined, batchTimeoutMs: config.observability.tracing.batch.batchTimeoutMs }));
@@ -370,7 +372,7 @@ async function main(): Promise<void> {
 
 /** gateway-plugins' routes take only calls that carry the consumer's key (key-auth). */
 function extraHeaders(target: Target): string[] {
-  return isGatewayTarget(target.name) && GATEWAY_TARGETS[target.name].plugins === true ? [`apikey: ${PLUGIN_API_KEY}`] : [];
+  return isGatewayTarget(target.name) && GATEWAY_TARGETS[target.name].plugins !== undefined ? [`apikey: ${PLUGIN_API_KEY}`] : [];
 }
 
 async function measure(

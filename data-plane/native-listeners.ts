@@ -34,6 +34,7 @@ import type { ClientPool } from './upstream/client-pool.ts';
 import { hashKeyOf, type HashSource } from './upstream/hash-key.ts';
 import { fieldValue } from './http2/fields.ts';
 import { HeaderListRequest } from './plugins/header-list-request.ts';
+import type { BasePluginRequest } from './plugins/request.ts';
 import { runAccess, type ChainVerdict } from './plugins/pipeline.ts';
 import type { RouteTarget } from './routing/route-target.ts';
 import { GrpcStatus } from '../shared/grpc-status.ts';
@@ -224,11 +225,21 @@ function afterAccess(
   endStream: boolean,
 ): void {
   if (obs !== undefined && request.consumer !== undefined) obs.consumerName = request.consumer.username;
-  if (verdict?.error !== undefined) return respond(stream, verdict.error, obs, deps.observer, verdict.fields);
-  proceed(stream, request.upstreamFields(fields), target, deps, obs, verdict?.fields, endStream);
+  if (verdict?.error !== undefined) {
+    respond(stream, verdict.error, obs, deps.observer, verdict.fields);
+    request.finished(); // what a plugin before the one that refused holds (limit-conn's count) is released
+    return;
+  }
+  // traffic-split chose another upstream: the route's target with it (timeouts, retries and node come from it).
+  const chosen = request.upstream;
+  const routed = chosen === undefined ? target : { ...target, upstream: chosen };
+  proceed(stream, request.upstreamFields(fields), routed, deps, obs, verdict?.fields, endStream, request.releases === undefined ? undefined : request);
 }
 
-/** 3. a node for this call (never per connection), 4. a Call: pooled connection, then headers, bytes, trailers. */
+/**
+ * 3. a node for this call (never per connection), 4. a Call: pooled connection, then headers, bytes, trailers.
+ * `plugins`: the plugins' request when one of them waits for the call's end (limit-conn), which the Call tells.
+ */
 function proceed(
   stream: Http2Stream,
   upstreamFields: string[],
@@ -237,16 +248,22 @@ function proceed(
   obs: CallObservation | undefined,
   extraFields: string[] | undefined,
   endStream: boolean,
+  plugins?: BasePluginRequest,
 ): void {
   const upstream = target.upstream;
   const hash = upstream.hash;
   const hashKey = hash === undefined ? '' : hashKeyOf(hash.on, hash.key, hashSource(stream, upstreamFields));
   const node = upstream.pick(undefined, hashKey);
-  if (node === undefined) return respond(stream, new NoHealthyNode(upstream.name), obs, deps.observer, extraFields);
+  if (node === undefined) {
+    respond(stream, new NoHealthyNode(upstream.name), obs, deps.observer, extraFields);
+    plugins?.finished();
+    return;
+  }
   const call = new Call(stream, upstreamFields, target, node, deps);
   call.hashKey = hashKey;
   call.obs = obs;
   call.responseFields = extraFields;
+  if (plugins !== undefined) call.plugins = plugins;
   call.start(endStream);
 }
 
@@ -285,7 +302,12 @@ class HeldStream implements StreamHandler {
 
   decided(verdict: ChainVerdict): void {
     const stream = this.stream;
-    if (stream.removed) return; // reset meanwhile (onReset recorded it)
+    if (stream.removed) {
+      // Gone meanwhile: onReset recorded it and released what the plugins hold (a no-op here then), unless the
+      // stream left without telling its handler.
+      this.request.finished();
+      return;
+    }
     afterAccess(stream, this.fields, this.target, this.deps, this.obs, this.request, verdict, this.endStream);
     const next = stream.handler;
     if (next === this || next === undefined || gone(stream)) {
@@ -311,6 +333,8 @@ class HeldStream implements StreamHandler {
 
   onReset(): void {
     this.frames.length = 0;
+    // The call is over: what the plugins that ran hold is released now, not when the verdict comes.
+    this.request.finished();
     const obs = this.obs;
     if (obs !== undefined) this.deps.observer?.end(obs, CLIENT_CLOSED_STATUS, GrpcStatus.CANCELLED, 'client cancelled');
   }

@@ -47,6 +47,7 @@ export const SECRET_FIELDS: { readonly [K in ResourceType]: readonly (readonly s
   services: [['upstream', 'tls', 'client_key'], REDIS_PASSWORD],
   ssls: [['key'], ['keys']],
   consumers: [['plugins', 'key-auth', 'key'], ['plugins', 'jwt-auth', 'secret']],
+  consumer_groups: [REDIS_PASSWORD],
   global_rules: [REDIS_PASSWORD],
   plugin_configs: [REDIS_PASSWORD],
 };

@@ -33,6 +33,7 @@ export const GatewayErrorCode = {
   RATE_LIMITED: 'RATE_LIMITED',
   RATE_LIMIT_STORE_UNAVAILABLE: 'RATE_LIMIT_STORE_UNAVAILABLE',
   FAULT_INJECTED: 'FAULT_INJECTED',
+  REWRITE_FAILED: 'REWRITE_FAILED',
   // control plane: answered to admin clients as an HTTP status with {"error_msg": …}
   INVALID_CONFIGURATION: 'INVALID_CONFIGURATION',
   ADMIN_BAD_REQUEST: 'ADMIN_BAD_REQUEST',
@@ -186,6 +187,18 @@ export class RateLimitStoreUnavailable extends GatewayError {
 export class FaultInjected extends GatewayError {
   constructor(message: string, grpcStatus: GrpcStatusCode = GrpcStatus.UNAVAILABLE, httpStatus = 503) {
     super('FAULT_INJECTED', message, grpcStatus, httpStatus);
+  }
+}
+
+/**
+ * `proxy-rewrite` could not make the `:path` sent upstream: the rewritten path (with `$variables` or `regex_uri`'s
+ * captures substituted) is no valid gRPC path, or the client's path is too long for `regex_uri`'s pattern to be run
+ * on. INTERNAL, as APISIX answers 500 when its substitution fails. The detail (route, path) is for the log line; the
+ * client is told a fixed text.
+ */
+export class RewriteFailed extends GatewayError {
+  constructor(detail: string) {
+    super('REWRITE_FAILED', `proxy-rewrite: ${detail}`, GrpcStatus.INTERNAL, 500, { publicMessage: 'the gateway could not rewrite the request path' });
   }
 }
 

@@ -43,7 +43,8 @@ export function checkLimitKey(key: string, combination: boolean): string | undef
   return typeof parsed === 'string' ? parsed : undefined;
 }
 
-function variablePart(name: string): LimitKeyPart | undefined {
+/** One variable by its name (`remote_addr`, `http_x_user`), undefined when the gateway has no such variable. */
+export function variablePart(name: string): Exclude<LimitKeyPart, { readonly text: string }> | undefined {
   if (name.startsWith(HEADER_PREFIX) && name.length > HEADER_PREFIX.length) {
     return { header: name.slice(HEADER_PREFIX.length).toLowerCase().replaceAll('_', '-') };
   }

@@ -14,7 +14,7 @@ import { jsonShapeError } from './json-bounds.ts';
 import { RouteSchema, type RouteConf } from './schema/route.ts';
 import { ServiceSchema, type ServiceConf } from './schema/service.ts';
 import { SslSchema, type SslConf } from './schema/ssl.ts';
-import { ConsumerSchema, type ConsumerConf } from './schema/consumer.ts';
+import { ConsumerGroupSchema, ConsumerSchema, consumerPolicyPlugins, type ConsumerConf, type ConsumerGroupConf } from './schema/consumer.ts';
 import { GlobalRuleSchema, PluginConfigSchema, type GlobalRuleConf, type PluginConfigConf } from './schema/plugin-holders.ts';
 import { SamplerSchema, type SamplerConf } from './schema/observability-plugins.ts';
 import { MAX_METADATA_JSON_BYTES, UpstreamSchema, type UpstreamConf } from './schema/upstream.ts';
@@ -24,8 +24,11 @@ import { parseHostPort } from './host-port.ts';
 import { parseIpBlock } from './ip-match.ts';
 import { checkLimitKey, checkRedisPolicy } from './limit-key.ts';
 import type { PluginsConf } from './schema/plugins.ts';
-import type { ProxyRewriteConf } from './schema/plugin-policies.ts';
+import type { FaultInjectionConf, ProxyRewriteConf, TrafficSplitConf } from './schema/plugin-policies.ts';
 import { headerEdits } from './proxy-rewrite-headers.ts';
+import { parseRegexUri } from './regex-uri.ts';
+import { parseTemplate } from './variable-template.ts';
+import { compileVars } from './vars-expr.ts';
 import { jwtKeyOf } from './jwt-keys.ts';
 
 export { formatAjvErrors } from './validate-errors.ts';
@@ -36,6 +39,7 @@ export interface ResourceConfs {
   services: ServiceConf;
   ssls: SslConf;
   consumers: ConsumerConf;
+  consumer_groups: ConsumerGroupConf;
   global_rules: GlobalRuleConf;
   plugin_configs: PluginConfigConf;
 }
@@ -54,7 +58,7 @@ const ajv = new Ajv({
 });
 
 /** The schema of each resource type: what both planes validate with, and what the admin API publishes. */
-export const schemas = { routes: RouteSchema, upstreams: UpstreamSchema, services: ServiceSchema, ssls: SslSchema, consumers: ConsumerSchema, global_rules: GlobalRuleSchema, plugin_configs: PluginConfigSchema } as const;
+export const schemas = { routes: RouteSchema, upstreams: UpstreamSchema, services: ServiceSchema, ssls: SslSchema, consumers: ConsumerSchema, consumer_groups: ConsumerGroupSchema, global_rules: GlobalRuleSchema, plugin_configs: PluginConfigSchema } as const;
 
 /**
  * Each validator is compiled on its first use, not when this module loads: compiling the four resource schemas
@@ -123,7 +127,9 @@ const checkers: { [K in ResourceType]: (value: ResourceConfs[K], atWrite: boolea
   services: checkService,
   ssls: checkSsl,
   consumers: (consumer) => checkConsumer(consumer),
-  global_rules: (rule) => checkPlugins(rule.plugins),
+  consumer_groups: (group) => checkPlugins(group.plugins),
+  // A global rule runs on every route: it has no upstream of its own for traffic-split to stand in for.
+  global_rules: (rule) => (rule.plugins['traffic-split'] !== undefined ? 'traffic-split runs on routes, services and plugin configs, not in global rules' : checkPlugins(rule.plugins)),
   plugin_configs: (config) => checkPlugins(config.plugins),
 };
 
@@ -148,24 +154,55 @@ const HEADER_TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 /** Connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2), and `host`, which `host` of the plugin sets. */
 const UNSETTABLE_HEADERS: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host']);
 
+/** The text of a `:path` (RFC 9113 §8.3.1: no spaces, no control characters); the rewritten path is checked per call too. */
+const PATH_TEXT = /^[\x21-\x7e]*$/;
+
 function checkProxyRewrite(conf: ProxyRewriteConf): string | undefined {
-  if (conf.uri === undefined && conf.host === undefined && conf.headers === undefined) return 'one of "uri", "host" or "headers" is required';
-  if (conf.uri?.includes('$') === true || conf.host?.includes('$') === true) return '$variables in "uri" and "host" are not supported';
+  if (conf.uri === undefined && conf.regex_uri === undefined && conf.host === undefined && conf.headers === undefined) {
+    return 'one of "uri", "regex_uri", "host" or "headers" is required';
+  }
+  if (conf.uri !== undefined) {
+    const parts = parseTemplate(conf.uri, false, '"uri"');
+    if (typeof parts === 'string') return parts;
+    const texts = parts.map((part) => ('text' in part ? part.text : 'fallback' in part ? (part.fallback ?? '') : ''));
+    if (texts.some((text) => !PATH_TEXT.test(text))) return '"uri" must be a path of visible ASCII characters';
+  }
+  if (conf.regex_uri !== undefined) {
+    const rules = parseRegexUri(conf.regex_uri);
+    if (typeof rules === 'string') return rules;
+  }
   const edits = headerEdits(conf.headers);
   const written = [...edits.set, ...edits.add];
   for (const name of [...written.map(([field]) => field), ...edits.remove]) {
     if (!HEADER_TOKEN.test(name) || UNSETTABLE_HEADERS.has(name.toLowerCase())) return `header "${name}" cannot be rewritten: field names only, no pseudo-headers, no connection-specific fields`;
   }
-  if (written.some(([, value]) => value.includes('$'))) return '$variables in header values are not supported';
+  for (const [name, value] of written) {
+    const parts = parseTemplate(value, true, `header "${name}"`);
+    if (typeof parts === 'string') return parts;
+  }
+  return undefined;
+}
+
+/** An abort answers with a status; `vars` must be expressions the gateway can evaluate (shared/vars-expr.ts). */
+function checkFaultInjection(conf: FaultInjectionConf): string | undefined {
+  const { abort, delay } = conf;
+  if (abort === undefined && delay === undefined) return 'at least one of "abort" or "delay" is required';
+  if (abort !== undefined && abort.http_status === undefined && abort.grpc_status === undefined) return 'abort needs "http_status" or "grpc_status"';
+  for (const [where, vars] of [['abort.vars', abort?.vars], ['delay.vars', delay?.vars]] as const) {
+    const compiled = vars === undefined ? undefined : compileVars(vars, where);
+    if (typeof compiled === 'string') return compiled;
+  }
   return undefined;
 }
 
 /** A consumer's credentials must be usable: a jwt-auth secret or public key that can verify its algorithm. */
 function checkConsumer(consumer: ConsumerConf): string | undefined {
   const jwt = consumer.plugins?.['jwt-auth'];
-  if (jwt === undefined) return undefined;
-  const key = jwtKeyOf(jwt);
-  return typeof key === 'string' ? `failed to check the configuration of plugin jwt-auth err: ${key}` : undefined;
+  if (jwt !== undefined) {
+    const key = jwtKeyOf(jwt);
+    if (typeof key === 'string') return `failed to check the configuration of plugin jwt-auth err: ${key}`;
+  }
+  return checkPlugins(consumerPolicyPlugins(consumer.plugins));
 }
 
 /** What the plugins' schemas cannot say, in APISIX's words (`failed to check the configuration of plugin …`). */
@@ -188,10 +225,9 @@ function checkPlugins(plugins: PluginsConf | undefined): string | undefined {
     const rewriteError = checkProxyRewrite(rewrite);
     if (rewriteError !== undefined) return failed('proxy-rewrite', rewriteError);
   }
-  const abort = plugins['fault-injection']?.abort;
-  if (abort !== undefined && abort.http_status === undefined && abort.grpc_status === undefined) {
-    return failed('fault-injection', 'abort needs "http_status" or "grpc_status"');
-  }
+  const fault = plugins['fault-injection'];
+  const faultError = fault === undefined ? undefined : checkFaultInjection(fault);
+  if (faultError !== undefined) return failed('fault-injection', faultError);
   const limit = plugins['limit-count'];
   if (limit !== undefined && (limit.key_type ?? 'var') !== 'constant') {
     const keyError = checkLimitKey(limit.key ?? 'remote_addr', limit.key_type === 'var_combination');
@@ -199,6 +235,31 @@ function checkPlugins(plugins: PluginsConf | undefined): string | undefined {
   }
   const storeError = limit === undefined ? undefined : checkRedisPolicy(limit);
   if (storeError !== undefined) return failed('limit-count', storeError);
+  for (const name of ['limit-req', 'limit-conn'] as const) {
+    const keyed = plugins[name];
+    const keyError = keyed === undefined ? undefined : checkLimitKey(keyed.key, keyed.key_type === 'var_combination');
+    if (keyError !== undefined) return failed(name, keyError);
+  }
+  const split = plugins['traffic-split'];
+  const splitError = split === undefined ? undefined : checkTrafficSplit(split);
+  if (splitError !== undefined) return failed('traffic-split', splitError);
+  return undefined;
+}
+
+/** traffic-split's rules: their `vars` compile, and each weighted upstream is an id, a valid inline upstream, or neither. */
+function checkTrafficSplit(conf: TrafficSplitConf): string | undefined {
+  for (const [r, rule] of conf.rules.entries()) {
+    for (const [m, match] of (rule.match ?? []).entries()) {
+      const compiled = compileVars([match.vars ?? []], `rules[${String(r)}].match[${String(m)}].vars`);
+      if (typeof compiled === 'string') return compiled;
+    }
+    for (const [w, weighted] of rule.weighted_upstreams.entries()) {
+      const where = `rules[${String(r)}].weighted_upstreams[${String(w)}]`;
+      if (weighted.upstream !== undefined && weighted.upstream_id !== undefined) return `${where}: only one of "upstream" or "upstream_id" is allowed`;
+      const upstreamError = weighted.upstream === undefined ? undefined : checkUpstream(weighted.upstream, true);
+      if (upstreamError !== undefined) return `${where}.upstream: ${upstreamError}`;
+    }
+  }
   return undefined;
 }
 

@@ -189,6 +189,24 @@ export function computeObservabilityGoals(input: GoalInput, targets: readonly Ob
       }
       continue;
     }
+    if (target === 'gateway-redis') {
+      // Issue #16 sets no bound: what a Redis round trip per call costs, against the same plugins counting locally
+      // (gateway-plugins) when it ran, else against no plugins; the p50 it adds is clearest at unary-1.
+      const ref = input.row(OBSERVABILITY_GOAL_CASE, 'gateway-plugins') !== undefined ? 'gateway-plugins' : OBSERVABILITY_BASELINE;
+      for (const caseName of [OBSERVABILITY_GOAL_CASE, 'unary-1']) {
+        const mine = input.row(caseName, target);
+        const theirs = input.row(caseName, ref);
+        const goal = `${caseName}: calls/s and p50 with key-auth + limit-count (policy redis)`;
+        if (mine === undefined || theirs === undefined) {
+          add(goal, '–', 'measured (no bound)', undefined, `not measured: ${mine === undefined ? caseName : ref} not in this run`);
+          continue;
+        }
+        const p50 = `p50 ${int(mine.p50)} vs ${int(theirs.p50)} µs (${mine.p50 >= theirs.p50 ? '+' : '−'}${int(Math.abs(mine.p50 - theirs.p50))} µs)`;
+        const cpu = finite(mine.proxyCpu) && finite(theirs.proxyCpu) ? `; CPU ${fmt(mine.proxyCpu, 1)} vs ${fmt(theirs.proxyCpu, 1)} µs per call` : '';
+        add(goal, `${int(mine.reqPerSec)} vs ${int(theirs.reqPerSec)} calls/s (${ratioText(mine.reqPerSec / theirs.reqPerSec)} of ${ref}); ${p50}${cpu}`, 'measured (no bound)', undefined, unverified(mine, theirs));
+      }
+      continue;
+    }
     const what = target === 'gateway-observed' ? 'metrics + access log (file) + request id' : `the same + tracing at ${percent(TRACE_SAMPLE_RATIO)} sampling`;
     const min = target === 'gateway-observed' ? OBSERVED_MIN_RATIO : TRACED_MIN_RATIO;
     const goal = `${OBSERVABILITY_GOAL_CASE}: calls/s with ${what}`;

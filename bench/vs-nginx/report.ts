@@ -380,7 +380,8 @@ function observabilityText(target: GatewayTargetName, sampleRatio: number): stri
     o.requestId ? 'request id' : '',
     o.tracing ? `spans over OTLP/HTTP at ${Math.round(sampleRatio * 100)} % (parent_base, trace_id_ratio root) to the benchmark's sink` : '',
   ].filter((t) => t !== '');
-  const plugins = GATEWAY_TARGETS[target].plugins === true ? ', plugins key-auth + limit-count (local, per consumer) on every route' : '';
+  const policy = GATEWAY_TARGETS[target].plugins;
+  const plugins = policy === undefined ? '' : `, plugins key-auth + limit-count (policy ${policy}, per consumer) on every route`;
   return `${target}: ${engineOf(target)} engine, ${on.length === 0 ? 'observability all off' : on.join(' + ')}${plugins}`;
 }
 

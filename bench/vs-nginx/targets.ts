@@ -32,6 +32,7 @@ import { parseDocument } from 'yaml';
 import { DEFAULT_HTTP2_ENGINE, loadConfig, REPO_ROOT, type Http2Engine } from '../../shared/config.ts';
 import type { ObservabilityConfig } from '../../shared/config-observability.ts';
 import { startEtcd } from '../../test/helpers/etcd.ts';
+import { startRedis } from '../../test/helpers/redis.ts';
 import { freePort } from '../../test/helpers/ports.ts';
 import { spawnControlPlane, spawnDataPlane } from '../lib/processes.ts';
 import type { LoadCase } from './cases.ts';
@@ -42,14 +43,15 @@ import { openFilesLimit, processTree } from './proc.ts';
 export type EngineTargetName = `gateway-${Http2Engine}`;
 /**
  * The native engine with something on that gateway-native lacks: issue #14's observability (without and with span
- * export), or issue #16's plugins (gateway-plugins: key-auth + limit-count on the routes, observability off).
+ * export), or issue #16's plugins (gateway-plugins: key-auth + limit-count on the routes, observability off;
+ * gateway-redis: the same with limit-count's `policy: redis`, against a redis-server the target starts).
  */
-export type ObservedTargetName = 'gateway-observed' | 'gateway-traced' | 'gateway-plugins';
+export type ObservedTargetName = 'gateway-observed' | 'gateway-traced' | 'gateway-plugins' | 'gateway-redis';
 export type GatewayTargetName = EngineTargetName | ObservedTargetName;
 export type TargetName = 'direct' | 'nginx' | GatewayTargetName;
 
 /** Every target, in the order of the report's tables. */
-export const TARGET_NAMES: readonly TargetName[] = ['direct', 'nginx', 'gateway-native', 'gateway-node', 'gateway-observed', 'gateway-traced', 'gateway-plugins'];
+export const TARGET_NAMES: readonly TargetName[] = ['direct', 'nginx', 'gateway-native', 'gateway-node', 'gateway-observed', 'gateway-traced', 'gateway-plugins', 'gateway-redis'];
 /**
  * Without gateway-observed and gateway-traced: two more whole gateways in every case would make the full run half as
  * long again, for a question (issue #14's cost) that only unary-100 against gateway-native answers.
@@ -74,12 +76,16 @@ const OBSERVABILITY_OFF: Observability = { metrics: false, accessLog: false, req
 const OBSERVED: Observability = { metrics: true, accessLog: true, requestId: true, tracing: false };
 
 /** Each gateway target's engine and observability. */
-export const GATEWAY_TARGETS: Readonly<Record<GatewayTargetName, { engine: Http2Engine; observability: Observability; plugins?: boolean }>> = {
+/** Which limit-count policy a plugins target runs (with key-auth before it). */
+export type PluginsPolicy = 'local' | 'redis';
+
+export const GATEWAY_TARGETS: Readonly<Record<GatewayTargetName, { engine: Http2Engine; observability: Observability; plugins?: PluginsPolicy }>> = {
   'gateway-native': { engine: 'native', observability: OBSERVABILITY_OFF },
   'gateway-node': { engine: 'node', observability: OBSERVABILITY_OFF },
   'gateway-observed': { engine: 'native', observability: OBSERVED },
   'gateway-traced': { engine: 'native', observability: { ...OBSERVED, tracing: true } },
-  'gateway-plugins': { engine: 'native', observability: OBSERVABILITY_OFF, plugins: true },
+  'gateway-plugins': { engine: 'native', observability: OBSERVABILITY_OFF, plugins: 'local' },
+  'gateway-redis': { engine: 'native', observability: OBSERVABILITY_OFF, plugins: 'redis' },
 };
 
 /**
@@ -90,7 +96,14 @@ export const GATEWAY_TARGETS: Readonly<Record<GatewayTargetName, { engine: Http2
  */
 export const PLUGIN_API_KEY = 'bench-consumer-key-7e1f';
 const PLUGIN_CONSUMER = { username: 'bench', plugins: { 'key-auth': { key: PLUGIN_API_KEY } } };
-const ROUTE_PLUGINS = { 'key-auth': {}, 'limit-count': { count: 1_000_000_000, time_window: 86_400, key: 'consumer_name' } };
+/** The routes' plugins; with `policy: redis`, every call is one round trip to the Redis on `redisPort`. */
+function routePlugins(policy: PluginsPolicy, redisPort: number): unknown {
+  const limit = { count: 1_000_000_000, time_window: 86_400, key: 'consumer_name' };
+  return {
+    'key-auth': {},
+    'limit-count': policy === 'local' ? limit : { ...limit, policy: 'redis', redis_host: '127.0.0.1', redis_port: redisPort },
+  };
+}
 
 /** gateway-traced's root sampling fraction (issue #14: "tracing at 10 % sampling"). */
 export const TRACE_SAMPLE_RATIO = 0.1;
@@ -477,8 +490,8 @@ export interface GatewayOptions {
   configFile: string;
   /** More environment for the data plane (over LOG_LEVEL=info and the listeners set here): writeGatewayBenchConfig's. */
   env?: Record<string, string>;
-  /** gateway-plugins: a consumer, and key-auth + limit-count on every route (ROUTE_PLUGINS). */
-  plugins?: boolean;
+  /** gateway-plugins / gateway-redis: a consumer, and key-auth + limit-count on every route (routePlugins). */
+  plugins?: PluginsPolicy | undefined;
 }
 
 export interface GatewayTarget extends Target {
@@ -525,7 +538,13 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
       upstream: { scheme: 'grpcs', type: 'roundrobin', nodes: { [upstream.tls]: 1 } },
     },
   };
-  if (options.plugins === true) {
+  if (options.plugins !== undefined) {
+    let redisPort = 0;
+    if (options.plugins === 'redis') {
+      const redis = await startRedis();
+      register(`${name} redis`, 0, () => redis.close());
+      redisPort = redis.port;
+    }
     const res = await fetch(`${controlPlane.adminUrl}/consumers`, {
       method: 'PUT',
       headers: { 'X-API-KEY': controlPlane.adminKey, 'content-type': 'application/json' },
@@ -533,7 +552,7 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
     });
     const text = await res.text();
     if (res.status !== 200 && res.status !== 201) throw new Error(`admin PUT /consumers: ${res.status} ${text}`);
-    for (const body of Object.values(routes)) Object.assign(body as object, { plugins: ROUTE_PLUGINS });
+    for (const body of Object.values(routes)) Object.assign(body as object, { plugins: routePlugins(options.plugins, redisPort) });
   }
   for (const [id, body] of Object.entries(routes)) {
     const res = await fetch(`${controlPlane.adminUrl}/routes/${id}`, {

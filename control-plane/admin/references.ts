@@ -1,6 +1,7 @@
 /**
  * Reference integrity between resources (docs/admin-api.md, References). Objects point at others by id: a route's
- * `upstream_id` and `service_id`, a service's `upstream_id`, and any upstream's `tls.client_cert_id` (inline in a
+ * `upstream_id`, `service_id` and `plugin_config_id`, a service's `upstream_id`, traffic-split's `upstream_id`s (in a
+ * route, service or plugin config), a consumer's `group_id`, and any upstream's `tls.client_cert_id` (inline in a
  * route or service, or an upstream object) naming an ssl object of `type: client`.
  *
  * - Writing a reference to an absent object is a 400 in APISIX's words (`failed to fetch upstream info by upstream
@@ -25,10 +26,11 @@ export interface Reference {
 /** Which types may hold references to each type, in the order APISIX checks them (routes first). */
 const REFERRER_TYPES: { readonly [K in ResourceType]: readonly ResourceType[] } = {
   routes: [],
-  upstreams: ['routes', 'services'],
+  upstreams: ['routes', 'services', 'plugin_configs'],
   services: ['routes'],
   ssls: ['routes', 'services', 'upstreams'],
   consumers: [],
+  consumer_groups: ['consumers'],
   global_rules: [],
   plugin_configs: ['routes'],
 };
@@ -44,6 +46,10 @@ export function referencesOf(type: ResourceType, value: unknown): Reference[] {
     add('ssls', clientCertId(value));
     return refs;
   }
+  if (type === 'consumers') {
+    add('consumer_groups', value['group_id']);
+    return refs;
+  }
   if (type === 'routes') {
     add('services', value['service_id']);
     add('plugin_configs', value['plugin_config_id']);
@@ -52,7 +58,26 @@ export function referencesOf(type: ResourceType, value: unknown): Reference[] {
     add('upstreams', value['upstream_id']);
     add('ssls', clientCertId(value['upstream']));
   }
+  if (type === 'routes' || type === 'services' || type === 'plugin_configs') {
+    for (const weighted of splitUpstreams(value['plugins'])) {
+      add('upstreams', weighted['upstream_id']);
+      add('ssls', clientCertId(weighted['upstream']));
+    }
+  }
   return refs;
+}
+
+/** traffic-split's weighted upstreams in a `plugins` object. */
+function splitUpstreams(plugins: unknown): Record<string, unknown>[] {
+  if (!isJsonObject(plugins)) return [];
+  const split = plugins['traffic-split'];
+  if (!isJsonObject(split) || !Array.isArray(split['rules'])) return [];
+  const out: Record<string, unknown>[] = [];
+  for (const rule of split['rules'] as unknown[]) {
+    if (!isJsonObject(rule) || !Array.isArray(rule['weighted_upstreams'])) continue;
+    for (const weighted of rule['weighted_upstreams'] as unknown[]) if (isJsonObject(weighted)) out.push(weighted);
+  }
+  return out;
 }
 
 function clientCertId(upstream: unknown): unknown {

@@ -34,6 +34,7 @@ export const RESOURCE_KINDS: { readonly [K in ResourceType]: ResourceKind & { ty
   services: { type: 'services', singular: 'service', aliases: [], title: 'Services' },
   ssls: { type: 'ssls', singular: 'ssl', aliases: ['ssl'], title: 'SSL certificates' },
   consumers: { type: 'consumers', singular: 'consumer', aliases: [], title: 'Consumers', idField: 'username' },
+  consumer_groups: { type: 'consumer_groups', singular: 'consumer_group', aliases: [], title: 'Consumer groups', noPost: true },
   global_rules: { type: 'global_rules', singular: 'global_rule', aliases: [], title: 'Global rules', noPost: true },
   plugin_configs: { type: 'plugin_configs', singular: 'plugin_config', aliases: [], title: 'Plugin configs', noPost: true },
 };

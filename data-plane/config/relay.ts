@@ -43,7 +43,7 @@ export interface RelayRequest {
   readonly type: 'gateway:config-request';
 }
 
-const EMPTY_MAPS: ConfigMaps = { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map(), global_rules: new Map(), plugin_configs: new Map() };
+const EMPTY_MAPS: ConfigMaps = { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map(), consumer_groups: new Map(), global_rules: new Map(), plugin_configs: new Map() };
 
 /**
  * The changes from `previous` to `next`; from nothing (`full`) when `previous` is undefined. A type whose map is the
@@ -74,6 +74,7 @@ export function applyDelta(previous: ConfigState | undefined, delta: ConfigDelta
     services: base.services,
     ssls: base.ssls,
     consumers: base.consumers,
+    consumer_groups: base.consumer_groups,
     global_rules: base.global_rules,
     plugin_configs: base.plugin_configs,
   };

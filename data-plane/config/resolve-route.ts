@@ -78,21 +78,39 @@ export function resolveRoute(id: string, route: RouteConf, modRevision: string, 
     if (config === undefined) return { ok: false, route: effective, reason: 'plugin_config', detail: `plugin config ${configId} not found` };
     effective = { ...effective, plugins: { ...effective.plugins, ...config.value.plugins, ...route.plugins } };
   }
-  let upstream = upstreamSource.upstream;
+  const resolved = resolveUpstreamRef(upstreamSource, sourceKey, sourceRevision, state, lookups);
+  if (!resolved.ok) return { ok: false, route: effective, reason: 'upstream', detail: resolved.detail };
+  return { ...resolved, route: effective };
+}
+
+export type ResolvedUpstreamRef =
+  | { ok: true; upstream: UpstreamConf; upstreamKey: string; upstreamRevision: string; clientCert: ClientCertificate | undefined }
+  | { ok: false; detail: string };
+
+/**
+ * An upstream given inline (by the object `sourceKey` names, at `sourceRevision`) or by `upstream_id`, with the
+ * client certificate a `grpcs` upstream presents: for a route, its service, and traffic-split's weighted upstreams.
+ */
+export function resolveUpstreamRef(
+  source: { upstream?: UpstreamConf | undefined; upstream_id?: string | number | undefined },
+  sourceKey: string,
+  sourceRevision: string,
+  state: ConfigState,
+  lookups?: Lookup[],
+): ResolvedUpstreamRef {
+  let upstream = source.upstream;
   let upstreamKey = sourceKey;
   let upstreamRevision = sourceRevision;
-  if (upstream === undefined && upstreamSource.upstream_id !== undefined) {
-    const upstreamId = String(upstreamSource.upstream_id);
+  if (upstream === undefined && source.upstream_id !== undefined) {
+    const upstreamId = String(source.upstream_id);
     const item = state.upstreams.get(upstreamId);
     lookups?.push({ type: 'upstreams', id: upstreamId, found: item });
-    if (item === undefined) {
-      return { ok: false, route: effective, reason: 'upstream', detail: `upstream ${upstreamId} not found` };
-    }
+    if (item === undefined) return { ok: false, detail: `upstream ${upstreamId} not found` };
     upstream = item.value;
     upstreamKey = `upstreams/${item.id}`;
     upstreamRevision = item.modRevision;
   }
-  if (upstream === undefined) return { ok: false, route: effective, reason: 'upstream', detail: 'no upstream configured' };
+  if (upstream === undefined) return { ok: false, detail: 'no upstream configured' };
 
   let clientCert: ClientCertificate | undefined;
   const tls = upstream.tls;
@@ -102,12 +120,10 @@ export function resolveRoute(id: string, route: RouteConf, modRevision: string, 
     const sslId = String(tls.client_cert_id);
     const ssl = state.ssls.get(sslId);
     lookups?.push({ type: 'ssls', id: sslId, found: ssl });
-    if (ssl === undefined || ssl.value.type !== 'client') {
-      return { ok: false, route: effective, reason: 'upstream', detail: `ssl ${sslId} is not a client certificate` };
-    }
+    if (ssl === undefined || ssl.value.type !== 'client') return { ok: false, detail: `ssl ${sslId} is not a client certificate` };
     clientCert = { id: `ssl/${ssl.id}#${ssl.modRevision}`, cert: ssl.value.cert, key: ssl.value.key };
   }
-  return { ok: true, route: effective, upstream, upstreamKey, upstreamRevision, clientCert };
+  return { ok: true, upstream, upstreamKey, upstreamRevision, clientCert };
 }
 
 /** The service's hosts and plugins under the route's own (apisix/plugin.lua merge_service_route). */

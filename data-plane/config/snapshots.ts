@@ -28,6 +28,7 @@
  */
 import type { Logger } from '../../shared/logger.ts';
 import type { RouteConf } from '../../shared/schema/route.ts';
+import type { UpstreamConf } from '../../shared/schema/upstream.ts';
 import { Router, type RouteEntry } from '../routing/router.ts';
 import type { RouteTarget } from '../routing/route-target.ts';
 import { SniTable } from '../tls/sni-table.ts';
@@ -39,7 +40,7 @@ import { compilePlugins, storesOf, type PluginChain } from '../plugins/pipeline.
 import type { RedisStore, RedisStores } from '../plugins/redis-stores.ts';
 import { ConsumerTable } from '../plugins/consumers.ts';
 import type { ConfigItem, ConfigState } from './config-state.ts';
-import { lookupsHold, resolveRoute, type Lookup } from './resolve-route.ts';
+import { lookupsHold, resolveRoute, resolveUpstreamRef, type Lookup } from './resolve-route.ts';
 import { TargetsById } from './targets-view.ts';
 
 /** What a matched route resolves to for its calls. */
@@ -78,8 +79,9 @@ export interface Snapshot {
   readonly globalSource: ConfigState['global_rules'];
   /** The consumers, by credential (plugins/consumers.ts), read by authentication plugins through the call's snapshot. */
   readonly consumers: ConsumerTable;
-  /** The consumers map the table was built from: kept while the map is the same object. */
+  /** The consumers and consumer groups maps the table was built from: kept while both are the same objects. */
   readonly consumersSource: ConfigState['consumers'];
+  readonly consumerGroupsSource: ConfigState['consumer_groups'];
   /** The ssls map the SNI table was built from: the next build keeps the table while the map is the same. */
   readonly sniSource: ConfigState['ssls'];
   /** Route id → the build that threw, for routes of this state that could not be built (see the file comment). */
@@ -157,8 +159,12 @@ export function buildSnapshot(
     sniSource: input.ssls,
     globalPlugins: previous !== undefined && previous.globalSource === input.global_rules ? previous.globalPlugins : globalChains(input.global_rules, log, stores),
     globalSource: input.global_rules,
-    consumers: previous !== undefined && previous.consumersSource === input.consumers ? previous.consumers : new ConsumerTable(input.consumers.values(), log),
+    consumers:
+      previous !== undefined && previous.consumersSource === input.consumers && previous.consumerGroupsSource === input.consumer_groups
+        ? previous.consumers
+        : new ConsumerTable(input.consumers.values(), log, previous?.consumers, stores, input.consumer_groups),
     consumersSource: input.consumers,
+    consumerGroupsSource: input.consumer_groups,
     failed,
   };
 }
@@ -254,15 +260,46 @@ function buildRoute(
     if (shared) sharing.fresh.set(fingerprint, upstream);
   }
   const limits = resolved.route.plugins?.['grpc-limits'];
+  // Compiled once per build of this route; a build reused across snapshots keeps its plugins' state (counters).
+  const plugins = compilePlugins(resolved.route.plugins, {
+    owner: `routes/${item.id}`,
+    stores: sharing.stores,
+    upstream: (ref) => splitUpstream(ref, item, input, sharing, lookups),
+  });
+  const split = plugins?.plugins.flatMap((plugin) => plugin.upstreams ?? []);
   const target: RouteTarget = {
     upstream,
     error: undefined,
     maxRequestMessageBytes: limits?.max_request_message_bytes,
     maxResponseMessageBytes: limits?.max_response_message_bytes,
-    // Compiled once per build of this route; a build reused across snapshots keeps its plugins' state (counters).
-    plugins: compilePlugins(resolved.route.plugins, { owner: `routes/${item.id}`, stores: sharing.stores }),
+    plugins,
+    splitUpstreams: split === undefined || split.length === 0 ? undefined : split,
   };
   return { item, lookups, entry: { id: item.id, route: resolved.route, target }, fingerprint, shared };
+}
+
+/**
+ * A traffic-split weighted upstream of route `item`, resolved as a route's own: an upstream object (recorded as a
+ * lookup, so that its change rebuilds the route) shares the balancer of the routes that use it; an inline one is
+ * the route's own. Throws when it cannot be followed (the route is then skipped, keeping its last good build).
+ */
+function splitUpstream(
+  ref: { upstream?: UpstreamConf | undefined; upstream_id?: string | number | undefined },
+  item: ConfigItem<RouteConf>,
+  input: ConfigState,
+  sharing: Sharing,
+  lookups: Lookup[],
+): ResolvedUpstream {
+  const resolved = resolveUpstreamRef(ref, `route/${item.id}/traffic-split`, item.modRevision, input, lookups);
+  if (!resolved.ok) throw new Error(`traffic-split: ${resolved.detail}`);
+  const shared = ref.upstream === undefined;
+  const fingerprint = JSON.stringify([resolved.upstreamKey, resolved.upstream, null, resolved.clientCert?.id ?? null]);
+  let upstream = shared ? (sharing.fresh.get(fingerprint) ?? sharing.previous?.get(fingerprint)) : undefined;
+  if (upstream === undefined) {
+    upstream = resolveUpstream(resolved.upstreamKey, resolved.upstream, undefined, resolved.clientCert, sharing.health);
+    if (shared) sharing.fresh.set(fingerprint, upstream);
+  }
+  return upstream;
 }
 
 /**
@@ -275,14 +312,14 @@ function tally(previous: Snapshot | undefined, removed: readonly RouteBuild[], a
   const nodes = new Map(previous?.uses.nodes);
   for (const build of removed) {
     if (build.shared && build.fingerprint !== undefined && count(upstreams, build.fingerprint, -1) === 0) upstreamCache.delete(build.fingerprint);
-    for (const node of build.entry.target.upstream.nodes) count(nodes, node.key, -1);
+    for (const upstream of upstreamsOf(build.entry.target)) for (const node of upstream.nodes) count(nodes, node.key, -1);
   }
   for (const build of added) {
     if (build.shared && build.fingerprint !== undefined) {
       count(upstreams, build.fingerprint, 1);
       upstreamCache.set(build.fingerprint, build.entry.target.upstream);
     }
-    for (const node of build.entry.target.upstream.nodes) count(nodes, node.key, 1);
+    for (const upstream of upstreamsOf(build.entry.target)) for (const node of upstream.nodes) count(nodes, node.key, 1);
   }
   return { upstreamCache, uses: { upstreams, nodes } };
 }
@@ -306,6 +343,7 @@ const EMPTY_UPSTREAM = resolveUpstream('(none)', { nodes: [] }, undefined);
 /** The Redis stores the snapshot's plugins use (RedisStores.retain closes the others). */
 export function storesInUse(snapshot: Snapshot): Set<RedisStore> {
   const stores = storesOf(snapshot.globalPlugins);
+  storesOf(snapshot.consumers.chains(), stores);
   const routes: (PluginChain | undefined)[] = [];
   for (const target of snapshot.targets.values()) routes.push(target.plugins);
   return storesOf(routes, stores);
@@ -315,10 +353,18 @@ export function storesInUse(snapshot: Snapshot): Set<RedisStore> {
 export function checkersInUse(snapshot: Snapshot): Set<string> {
   const ids = new Set<string>();
   for (const target of snapshot.targets.values()) {
-    const id = target.upstream.checker?.id;
-    if (id !== undefined) ids.add(id);
+    for (const upstream of upstreamsOf(target)) {
+      const id = upstream.checker?.id;
+      if (id !== undefined) ids.add(id);
+    }
   }
   return ids;
+}
+
+/** The route's upstream, and those its plugins may send calls to instead (traffic-split). */
+function upstreamsOf(target: RouteTarget): readonly ResolvedUpstream[] {
+  const split = target.splitUpstreams;
+  return split === undefined ? [target.upstream] : [target.upstream, ...split];
 }
 
 /** Holds the current snapshot; readers call current() once per call and keep what they got. */

@@ -10,12 +10,19 @@
  */
 import type { Logger } from '../../shared/logger.ts';
 import { jwtKeyOf, type JwtKey } from '../../shared/jwt-keys.ts';
-import type { ConsumerConf, JwtAuthConsumerConf } from '../../shared/schema/consumer.ts';
+import { consumerPolicyPlugins, type ConsumerConf, type ConsumerGroupConf, type JwtAuthConsumerConf } from '../../shared/schema/consumer.ts';
+import { describe } from '../../shared/errors.ts';
+import { compilePlugins, type PluginChain } from './pipeline.ts';
+import type { RedisStores } from './redis-stores.ts';
 import type { ConfigItem } from '../config/config-state.ts';
 import type { PluginRequest } from './request.ts';
 
 export interface Consumer {
   readonly username: string;
+  /** The consumer's own plugins (beyond credentials), merged over the route's once it is identified (pipeline.ts). */
+  readonly plugins?: PluginChain | undefined;
+  /** The chains that merging made, by what they were merged with: made once, then reused (pipeline.ts). */
+  readonly merged?: WeakMap<object, PluginChain>;
 }
 
 /** A consumer's jwt-auth credential, ready to verify with. */
@@ -29,12 +36,46 @@ export interface JwtCredential {
 export class ConsumerTable {
   readonly #byKey = new Map<string, Consumer>();
   readonly #byJwtKey = new Map<string, JwtCredential>();
+  /** Each consumer with the item it was built from: a rebuilt table keeps an unchanged consumer (and its plugins' state). */
+  readonly #built = new Map<string, { item: ConfigItem<ConsumerConf>; group: ConfigItem<ConsumerGroupConf> | undefined; consumer: Consumer }>();
   readonly size: number;
 
-  constructor(consumers: Iterable<ConfigItem<ConsumerConf>>, log?: Logger) {
+  /**
+   * `previous`: the table this one replaces, whose unchanged consumers are kept as they are; `stores`: where the
+   * consumers' plugins with a Redis policy get their client; `groups`: the consumer groups, whose plugins a consumer
+   * naming one by `group_id` takes under its own. A consumer whose plugins cannot be built, or whose group is
+   * missing, is left out (it cannot authenticate) rather than admitted without them.
+   */
+  constructor(
+    consumers: Iterable<ConfigItem<ConsumerConf>>,
+    log?: Logger,
+    previous?: ConsumerTable,
+    stores?: RedisStores,
+    groups?: ReadonlyMap<string, ConfigItem<ConsumerGroupConf>>,
+  ) {
     const sorted = [...consumers].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     for (const item of sorted) {
-      const consumer: Consumer = { username: item.id };
+      const kept = previous === undefined ? undefined : previous.#built.get(item.id);
+      const groupId = item.value.group_id;
+      const group = groupId === undefined ? undefined : groups?.get(String(groupId));
+      if (groupId !== undefined && group === undefined) {
+        log?.error({ key: `consumers/${item.id}`, group: String(groupId) }, 'skipped a consumer whose consumer group does not exist; the rest of the configuration applies');
+        continue;
+      }
+      let consumer: Consumer;
+      if (kept !== undefined && kept.item === item && kept.group === group) consumer = kept.consumer;
+      else {
+        try {
+          const own = consumerPolicyPlugins(item.value.plugins);
+          const merged = group === undefined ? own : { ...group.value.plugins, ...own };
+          const plugins = compilePlugins(merged, { owner: `consumers/${item.id}`, stores });
+          consumer = plugins === undefined ? { username: item.id } : { username: item.id, plugins, merged: new WeakMap() };
+        } catch (err) {
+          log?.error({ key: `consumers/${item.id}`, modRevision: item.modRevision, error: describe(err) }, 'skipped a consumer whose plugins cannot be built; the rest of the configuration applies');
+          continue;
+        }
+      }
+      this.#built.set(item.id, { item, group, consumer });
       const key = item.value.plugins?.['key-auth']?.key;
       if (key !== undefined) {
         const holder = this.#byKey.get(key);
@@ -64,6 +105,11 @@ export class ConsumerTable {
   /** The jwt-auth credential whose `key` is `key` (the token's key claim). */
   byJwtKey(key: string): JwtCredential | undefined {
     return this.#byJwtKey.get(key);
+  }
+
+  /** Every consumer's plugin chain, for the snapshot's stores in use. */
+  chains(): (PluginChain | undefined)[] {
+    return [...this.#built.values()].map((b) => b.consumer.plugins);
   }
 
   /** The consumer whose key-auth key is `key`. */

@@ -6,7 +6,7 @@
  * `x-ratelimit-remaining` and `x-ratelimit-reset` (seconds until the window ends), in the response headers or in
  * the trailers-only refusal.
  *
- * The key is `key_type`/`key` evaluated per call (shared/limit-key.ts); an empty value counts by the client's
+ * The key is `key_type`/`key` evaluated per call (limit-common.ts); an empty value counts by the client's
  * address instead, as APISIX does. Keys come from clients (a header can take any value), so the table is bounded:
  * at MAX_KEYS, expired windows are dropped, then the window that ends first.
  *
@@ -18,14 +18,14 @@
  * default) it is refused with UNAVAILABLE, as APISIX answers 500: a call is never left waiting on Redis.
  */
 import { RateLimited, RateLimitStoreUnavailable } from '../../shared/errors.ts';
-import { parseLimitKey, type LimitKeyPart } from '../../shared/limit-key.ts';
 import type { LimitCountConf } from '../../shared/schema/plugin-policies.ts';
+import { keyReader, makeRoom, MAX_KEYS } from './limit-common.ts';
 import type { CompiledPlugin, PluginEnv } from './pipeline.ts';
-import type { AccessVerdict, PluginRequest } from './request.ts';
+import type { AccessVerdict } from './request.ts';
+
+export { MAX_KEYS };
 
 const PRIORITY = 1002;
-/** Keys one route counts at most; each costs ~100 bytes. */
-export const MAX_KEYS = 100_000;
 const DEFAULT_MESSAGE = 'rate limit exceeded';
 const MS = 1000;
 
@@ -39,7 +39,7 @@ export function compileLimitCount(conf: LimitCountConf, env?: PluginEnv, now: ()
   if (conf.policy === 'redis' || conf.policy === 'redis-cluster') return compileShared(conf, env);
   const count = conf.count;
   const windowMs = conf.time_window * MS;
-  const keyOf = keyReader(conf);
+  const keyOf = keyReader('limit-count', conf);
   const headers = conf.show_limit_quota_header ?? true;
   const limitText = String(count);
   const refusal = new RateLimited(conf.rejected_msg ?? DEFAULT_MESSAGE, conf.rejected_code ?? 503);
@@ -53,7 +53,7 @@ export function compileLimitCount(conf: LimitCountConf, env?: PluginEnv, now: ()
       let window = windows.get(key);
       if (window === undefined || at >= window.endsAt) {
         if (window !== undefined) windows.delete(key); // re-inserted last: the map stays ordered by window end
-        else if (windows.size >= MAX_KEYS) evict(windows, at);
+        else if (windows.size >= MAX_KEYS) makeRoom(windows, (ended) => ended.endsAt - at); // ended windows, then the one that ends first
         window = { remaining: count, endsAt: at + windowMs };
         windows.set(key, window);
       }
@@ -75,7 +75,7 @@ function compileShared(conf: LimitCountConf, env: PluginEnv | undefined): Compil
   const store = stores.get(conf);
   const count = conf.count;
   const windowMs = conf.time_window * MS;
-  const keyOf = keyReader(conf);
+  const keyOf = keyReader('limit-count', conf);
   const prefix = `limit-count:${env?.owner ?? ''}:`;
   const headers = conf.show_limit_quota_header ?? true;
   const limitText = String(count);
@@ -97,53 +97,4 @@ function compileShared(conf: LimitCountConf, env: PluginEnv | undefined): Compil
     store,
     access: (request) => store.count(prefix + keyOf(request), windowMs).then(verdictOf),
   };
-}
-
-/** Drops the windows that ended; if none did, the one that ends first (the map is ordered by window end). */
-function evict(windows: Map<string, Window>, at: number): void {
-  for (const [key, window] of windows) {
-    if (window.endsAt <= at) windows.delete(key);
-  }
-  if (windows.size < MAX_KEYS) return;
-  const first = windows.keys().next();
-  if (first.done !== true) windows.delete(first.value);
-}
-
-function keyReader(conf: LimitCountConf): (request: PluginRequest) => string {
-  const type = conf.key_type ?? 'var';
-  if (type === 'constant') {
-    const constant = conf.key ?? '';
-    return () => constant;
-  }
-  const parts = parseLimitKey(conf.key ?? 'remote_addr', type === 'var_combination');
-  if (typeof parts === 'string') throw new Error(`limit-count: ${parts}`); // the admin API refuses such a key
-  return (request) => {
-    let key = '';
-    for (const part of parts) key += valueOf(part, request);
-    return key === '' ? request.remoteAddress : key;
-  };
-}
-
-function valueOf(part: LimitKeyPart, request: PluginRequest): string {
-  if ('text' in part) return part.text;
-  if ('header' in part) return request.header(part.header) ?? '';
-  switch (part.variable) {
-    case 'remote_addr':
-      return request.remoteAddress;
-    case 'remote_port':
-      return String(request.remotePort);
-    case 'server_addr':
-      return request.localAddress;
-    case 'server_port':
-      return String(request.localPort);
-    case 'route_id':
-      return request.routeId;
-    case 'host':
-      return request.host;
-    case 'uri':
-    case 'request_uri':
-      return request.path;
-    case 'consumer_name':
-      return request.consumer?.username ?? '';
-  }
 }

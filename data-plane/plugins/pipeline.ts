@@ -13,19 +13,28 @@
  * one for the rest of the phase, which goes on from that plugin once it settles. The engines then hold the stream
  * (its DATA kept under flow control) until the verdict; a plugin that answers at once costs the loop one
  * `instanceof` test and nothing more. Such a promise never rejects and always settles within a bound the plugin
- * owns (redis_timeout), so a call is never left hanging.
+ * owns (redis_timeout; limit-req's and limit-conn's delays), so a call is never left hanging.
+ *
+ * Completion: a plugin that holds something while the call runs (limit-conn's count) registers its release with
+ * `request.onDone`, and the engine calls it once when the call is over, whatever ended it (request.ts).
  */
 import type { GatewayError } from '../../shared/errors.ts';
 import type { PluginsConf } from '../../shared/schema/plugins.ts';
 import { compileFaultInjection } from './fault-injection.ts';
 import { compileIpRestriction } from './ip-restriction.ts';
 import { compileLimitCount } from './limit-count.ts';
+import { compileLimitReq } from './limit-req.ts';
+import { compileLimitConn } from './limit-conn.ts';
 import { compileKeyAuth } from './key-auth.ts';
 import { compileJwtAuth } from './jwt-auth.ts';
 import { compileConsumerRestriction } from './consumer-restriction.ts';
 import { compileProxyRewrite } from './proxy-rewrite.ts';
+import { compileTrafficSplit } from './traffic-split.ts';
+import type { ResolvedUpstream } from '../upstream/upstream.ts';
+import type { UpstreamConf } from '../../shared/schema/upstream.ts';
 import type { AccessVerdict, PluginRequest } from './request.ts';
 import type { RedisStore, RedisStores } from './redis-stores.ts';
+import type { Consumer } from './consumers.ts';
 
 export interface CompiledPlugin {
   readonly name: string;
@@ -35,13 +44,18 @@ export interface CompiledPlugin {
   access(request: PluginRequest): AccessVerdict | undefined | Promise<AccessVerdict | undefined>;
   /** The shared store the plugin counts in (limit-count's Redis policies), kept open while a snapshot uses it. */
   readonly store?: RedisStore;
+  /** Upstreams the plugin may send calls to instead of the route's (traffic-split): their nodes stay pooled. */
+  readonly upstreams?: readonly ResolvedUpstream[];
 }
 
 export class PluginChain {
   readonly plugins: readonly CompiledPlugin[];
+  /** Set on a chain merged for a consumer (mergeConsumer): the consumer it was merged for. */
+  readonly consumer: Consumer | undefined;
 
-  constructor(plugins: readonly CompiledPlugin[]) {
+  constructor(plugins: readonly CompiledPlugin[], consumer?: Consumer) {
     this.plugins = [...plugins].sort((a, b) => b.priority - a.priority);
+    this.consumer = consumer;
   }
 
   /** This chain alone (no global rules): see runAccess. */
@@ -79,23 +93,61 @@ function accessFrom(
 ): ChainVerdict | Promise<ChainVerdict> {
   let fields = gathered;
   let resuming = resumed;
+  let routeChain = route;
   for (; c <= globals.length; c++, p = 0) {
-    const chain = c < globals.length ? globals[c] : route;
+    let chain = c < globals.length ? globals[c] : routeChain;
+    if (c === globals.length && p === 0) {
+      // A consumer identified by a global rule: its plugins merge over the whole route chain.
+      const merged = mergeConsumer(request.consumer, routeChain, undefined);
+      if (merged !== undefined) chain = routeChain = merged;
+    }
     if (chain === undefined) continue;
-    const plugins = chain.plugins;
+    let plugins = chain.plugins;
     for (; p < plugins.length; p++) {
       let verdict: AccessVerdict | undefined | Promise<AccessVerdict | undefined>;
       if (resuming) {
         verdict = settled;
         resuming = false;
       } else verdict = (plugins[p] as CompiledPlugin).access(request);
-      if (verdict === undefined) continue;
-      if (verdict instanceof Promise) return later(verdict, globals, route, request, c, p, fields);
-      if (verdict.fields !== undefined) (fields ??= []).push(...verdict.fields);
-      if (verdict.error !== undefined) return { error: verdict.error, fields };
+      if (verdict !== undefined) {
+        if (verdict instanceof Promise) return later(verdict, globals, routeChain, request, c, p, fields);
+        if (verdict.fields !== undefined) (fields ??= []).push(...verdict.fields);
+        if (verdict.error !== undefined) return { error: verdict.error, fields };
+      }
+      if (c === globals.length && request.consumer?.plugins !== undefined) {
+        // A consumer identified by this route plugin: the rest of the chain is the merged one.
+        const merged = mergeConsumer(request.consumer, routeChain, plugins[p]);
+        if (merged !== undefined) {
+          routeChain = merged;
+          plugins = merged.plugins;
+          p = -1;
+        }
+      }
     }
   }
   return fields === undefined ? undefined : { error: undefined, fields };
+}
+
+/**
+ * The route chain with `consumer`'s plugins merged over it, as APISIX merges a consumer's configuration over the
+ * route's once an authentication plugin identified it: a plugin the consumer configures replaces the route's, and
+ * the others stay. `after`: the route plugin that identified the consumer; then the chain is what is left to run
+ * after it (every plugin of the consumer, in priority order, and the route's after `after`). Undefined when there
+ * is nothing to merge (no consumer, one without plugins, or a chain already merged for it). Each merge is made once
+ * per consumer and route chain, then kept with the consumer (a WeakMap: gone with the route's build).
+ */
+function mergeConsumer(consumer: Consumer | undefined, route: PluginChain | undefined, after: CompiledPlugin | undefined): PluginChain | undefined {
+  const own = consumer?.plugins;
+  if (consumer === undefined || own === undefined || route?.consumer === consumer) return undefined;
+  const key: object = after ?? route ?? own;
+  let chain = consumer.merged?.get(key);
+  if (chain === undefined) {
+    const names = new Set(own.plugins.map((plugin) => plugin.name));
+    const routePlugins = route === undefined ? [] : after === undefined ? route.plugins : route.plugins.slice(route.plugins.indexOf(after) + 1);
+    chain = new PluginChain([...routePlugins.filter((plugin) => !names.has(plugin.name)), ...own.plugins], consumer);
+    consumer.merged?.set(key, chain);
+  }
+  return chain;
 }
 
 /** Plugin `p` of chain `c` answers later: the phase goes on from it once it has. */
@@ -119,6 +171,8 @@ export interface PluginEnv {
   readonly owner: string;
   /** Where Redis policies get their client (one per server and credentials, shared by routes). */
   readonly stores: RedisStores | undefined;
+  /** A weighted upstream of traffic-split, resolved as the route's own is; only where a route is built. */
+  readonly upstream?: ((ref: { upstream?: UpstreamConf | undefined; upstream_id?: string | number | undefined }) => ResolvedUpstream) | undefined;
 }
 
 /** How each plugin that acts on calls is compiled from its configuration (the others are read where they apply). */
@@ -129,7 +183,10 @@ const COMPILERS: { readonly [K in keyof PolicyPlugins]: (conf: PolicyPlugins[K],
   'jwt-auth': (conf) => compileJwtAuth(conf),
   'consumer-restriction': compileConsumerRestriction,
   'proxy-rewrite': compileProxyRewrite,
+  'traffic-split': compileTrafficSplit,
   'limit-count': (conf, env) => compileLimitCount(conf, env),
+  'limit-req': (conf) => compileLimitReq(conf),
+  'limit-conn': (conf) => compileLimitConn(conf),
 };
 
 /** The chain for a route's merged plugins; undefined when none of them acts on calls. */

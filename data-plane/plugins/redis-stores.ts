@@ -5,9 +5,11 @@
  * names Redis never loads it.
  *
  * Every operation settles within the policy's `redis_timeout` and never rejects: it resolves to the result or to an
- * Error, and the plugin then follows `allow_degradation`. A store that was connected and lost its connection
- * answers at once with an Error until it is back (ioredis reconnects in the background), so an outage costs calls
- * no wait; a store still making its first connection queues the operation, within the same bound.
+ * Error, and the plugin then follows `allow_degradation`. The bound is one timer per operation, ours (ioredis's
+ * commandTimeout would be a second one, and does not cover a cluster's queue before it is ready). A store that was
+ * connected and lost its connection answers at once with an Error until it is back (ioredis reconnects in the
+ * background), so an outage costs calls no wait; a store still making its first connection queues the operation,
+ * within the same bound.
  */
 import { createRequire } from 'node:module';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
@@ -21,6 +23,8 @@ const DEFAULT_TIMEOUT_MS = 1000;
 /** Reconnection back-off: 50 ms more per attempt, at most 2 s between attempts. */
 const RETRY_STEP_MS = 50;
 const RETRY_MAX_MS = 2000;
+/** Operations one store lets wait for Redis at once: beyond, calls are answered as if Redis were down. */
+const MAX_WAITING = 10_000;
 
 /**
  * The fixed window, atomically: the first call of a window sets the key's count to 1 with the window as its expiry;
@@ -65,6 +69,8 @@ export class RedisStore {
   private readonly client: Client;
   private everReady = false;
   private down = false;
+  /** Operations sent and not answered yet (bounded by MAX_WAITING). */
+  private waiting = 0;
   private readonly log: Logger;
 
   constructor(id: string, conf: RedisPolicyConf, log: Logger) {
@@ -88,7 +94,6 @@ export class RedisStore {
         redisOptions: {
           ...credentials(conf),
           connectTimeout: this.timeoutMs,
-          commandTimeout: this.timeoutMs,
           ...(conf.redis_cluster_ssl === true ? { tls: { rejectUnauthorized: conf.redis_cluster_ssl_verify === true } } : {}),
         },
       });
@@ -102,7 +107,6 @@ export class RedisStore {
         db: conf.redis_database ?? 0,
         ...credentials(conf),
         connectTimeout: this.timeoutMs,
-        commandTimeout: this.timeoutMs,
         maxRetriesPerRequest: 0,
         enableOfflineQueue: true,
         enableAutoPipelining: true,
@@ -134,19 +138,37 @@ export class RedisStore {
    */
   count(key: string, windowMs: number): Promise<[number, number] | Error> {
     if (this.everReady && this.client.status !== 'ready') return Promise.resolve(new Error(`${this.label} is unreachable`));
+    if (this.waiting >= MAX_WAITING) return Promise.resolve(new Error(`${this.label}: ${String(MAX_WAITING)} operations already wait for it`));
+    this.waiting++;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(new Error(`${this.label} did not answer within ${String(this.timeoutMs)} ms`)), this.timeoutMs);
+      const timer = setTimeout(() => {
+        resolve(new Error(`${this.label} did not answer within ${String(this.timeoutMs)} ms`));
+        this.stalled();
+      }, this.timeoutMs);
       this.client.gatewayCount(key, windowMs).then(
         (result) => {
+          this.waiting--;
           clearTimeout(timer);
           resolve(result);
         },
         (err: unknown) => {
+          this.waiting--;
           clearTimeout(timer);
           resolve(err instanceof Error ? err : new Error(describe(err)));
         },
       );
     });
+  }
+
+  /**
+   * An operation timed out: Redis is taken as down (a server that accepts and never answers, or one slower than
+   * the policy allows). The connection is dropped, which fails what waits on it (so nothing piles up behind a
+   * frozen server), and made again in the background; calls fail at once until it is ready.
+   */
+  private stalled(): void {
+    if (this.client.status !== 'ready' || !this.everReady) return; // already down, or still making its first connection
+    this.lost(new Error(`no answer within ${String(this.timeoutMs)} ms`));
+    this.client.disconnect(true);
   }
 
   close(): void {

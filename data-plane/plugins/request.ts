@@ -5,9 +5,14 @@
  * Each engine implements the reading over what it already holds (header-list-request.ts for the native engine,
  * header-object-request.ts for node:http2) and applies the header changes itself; a request object is made per
  * call only for a route that has plugins.
+ *
+ * A plugin that holds something for the call's duration (limit-conn's concurrency count) registers its release
+ * with onDone; the engines call finished() exactly when the call is over, on every path it can end by. A call
+ * whose plugins registered nothing costs the engines one property test.
  */
 import type { GatewayError } from '../../shared/errors.ts';
 import type { Consumer, ConsumerTable } from './consumers.ts';
+import type { ResolvedUpstream } from '../upstream/upstream.ts';
 
 export interface PluginRequest {
   readonly routeId: string;
@@ -23,6 +28,8 @@ export interface PluginRequest {
   readonly consumers: ConsumerTable;
   /** Set by an authentication plugin once it identified the caller. */
   consumer: Consumer | undefined;
+  /** Set by traffic-split: the upstream this call goes to instead of the route's. */
+  upstream: ResolvedUpstream | undefined;
   /** The first value of a request header (`name` in lower case), undefined when absent. */
   header(name: string): string | undefined;
   /** Sets a header of the request sent upstream (replacing the client's, if any). */
@@ -31,6 +38,12 @@ export interface PluginRequest {
   removeUpstreamHeader(name: string): void;
   /** Adds a header to the request sent upstream, beside the client's of the same name. */
   addUpstreamHeader(name: string, value: string): void;
+  /**
+   * Runs `release` once when the call is over, however it ends: answered, failed, refused by a later plugin, reset
+   * by the client, its connection lost (limit-conn's count). At once if the call is already over (its client went
+   * while an earlier plugin answered later). `release` must not throw.
+   */
+  onDone(release: () => void): void;
 }
 
 /** A plugin's answer at the access phase: refuse the call with `error`, and/or add `fields` to the response. */
@@ -47,9 +60,14 @@ export abstract class BasePluginRequest implements PluginRequest {
   readonly host: string;
   readonly consumers: ConsumerTable;
   consumer: Consumer | undefined;
+  upstream: ResolvedUpstream | undefined;
   /** Header names to leave out upstream, and (name, value) pairs to set; undefined while there are none. */
   removed: string[] | undefined;
   added: string[] | undefined;
+  /** What onDone registered, until the call is over; undefined while nothing did (the engines test this). */
+  releases: (() => void)[] | undefined;
+  /** The engine said the call is over (finished). */
+  done = false;
 
   constructor(routeId: string, path: string, host: string, consumers: ConsumerTable) {
     this.routeId = routeId;
@@ -78,5 +96,24 @@ export abstract class BasePluginRequest implements PluginRequest {
     const added = this.added;
     if (added === undefined) return;
     for (let i = added.length - 2; i >= 0; i -= 2) if (added[i] === name) added.splice(i, 2);
+  }
+
+  onDone(release: () => void): void {
+    if (this.done) release();
+    else (this.releases ??= []).push(release);
+  }
+
+  /**
+   * The call is over: each engine calls this when the call ends, whatever ended it (native: Call.finish and every
+   * exit before a Call; node:http2: the stream's 'close'). Only the first call counts, so an engine may call it from
+   * two places that can both be reached.
+   */
+  finished(): void {
+    if (this.done) return;
+    this.done = true;
+    const releases = this.releases;
+    if (releases === undefined) return;
+    this.releases = undefined;
+    for (const release of releases) release();
   }
 }

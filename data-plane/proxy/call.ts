@@ -41,6 +41,7 @@ import type { ProbeOutcome } from '../upstream/health/types.ts';
 import type { CallObservation, Observer } from '../observability/observer.ts';
 import { formatTraceparent } from '../observability/trace-context.ts';
 import { readClockNow } from '../read-clock.ts';
+import type { BasePluginRequest } from '../plugins/request.ts';
 
 export interface CallDeps {
   pool: ClientPool;
@@ -98,6 +99,8 @@ export class Call implements StreamHandler {
   obs: CallObservation | undefined;
   /** Fields the route's plugins add to the response headers (limit-count's quota), or to a gateway-made answer. */
   responseFields: readonly string[] | undefined;
+  /** The plugins' request when one of them waits for the call's end (limit-conn's release): told once, in finish(). */
+  plugins: BasePluginRequest | undefined;
 
   constructor(down: Http2Stream, fields: string[], target: RouteTarget, node: UpstreamNode, deps: CallDeps) {
     this.down = down;
@@ -121,7 +124,10 @@ export class Call implements StreamHandler {
       if (timeoutMs !== undefined) {
         this.timeoutText = timeout;
         this.deadlineAt = this.startedAt + timeoutMs;
-        this.deadlineTimer = setTimeout(deadlinePassed, clampDelay(timeoutMs), this);
+        // From the request's arrival: an access phase that held the call (Redis, a delay) used part of it, maybe all.
+        const left = this.deadlineAt - Date.now();
+        if (left <= 0) return this.onDeadline();
+        this.deadlineTimer = setTimeout(deadlinePassed, clampDelay(left), this);
       }
     }
     this.connect();
@@ -527,6 +533,7 @@ export class Call implements StreamHandler {
     this.pending = undefined;
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = undefined;
+    this.plugins?.finished();
   }
 }
 

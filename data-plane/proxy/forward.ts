@@ -79,7 +79,8 @@ export class ProxyCall {
   private trailers: OutgoingHttpHeaders | undefined;
   /** The upstream's trailers arrived: the response is complete whatever happens to the stream afterwards. */
   private responseComplete = false;
-  private readonly startedAt = Date.now();
+  /** When the client's request arrived: set by the listener when an access phase held the call before it began. */
+  startedAt = Date.now();
   private deadlineAt = 0;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private sendTimer: NodeJS.Timeout | undefined;
@@ -117,7 +118,10 @@ export class ProxyCall {
     if (timeoutMs !== undefined) {
       if (timeoutMs === MALFORMED_TIMEOUT) return this.fail(new BadRequest(MALFORMED_TIMEOUT_MESSAGE));
       this.deadlineAt = this.startedAt + timeoutMs;
-      this.deadlineTimer = setTimeout(deadlinePassed, clampDelay(timeoutMs), this);
+      // From the request's arrival: an access phase that held the call (Redis, a delay) used part of it, maybe all.
+      const left = this.deadlineAt - Date.now();
+      if (left <= 0) return this.onDeadline();
+      this.deadlineTimer = setTimeout(deadlinePassed, clampDelay(left), this);
     }
     this.connect();
   }

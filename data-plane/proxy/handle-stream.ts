@@ -38,14 +38,19 @@ export function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHea
   // client), until it does.
   const plugins = target.plugins;
   const globals = snapshot.globalPlugins;
-  if (plugins === undefined && globals.length === 0) return proceed(stream, headers, target, deps, undefined);
+  if (plugins === undefined && globals.length === 0) return proceed(stream, headers, target, deps, undefined, 0);
   const host = headers[':authority'] ?? headers.host ?? '';
   const request = new HeaderObjectRequest(match.id, path, host, snapshot.consumers, headers, stream.session?.socket);
   const verdict = runAccess(globals, plugins, request);
-  if (!(verdict instanceof Promise)) return afterAccess(stream, headers, target, deps, request, verdict);
+  if (!(verdict instanceof Promise)) {
+    if (request.releases !== undefined) finishOnClose(stream, request);
+    return afterAccess(stream, headers, target, deps, request, verdict, 0);
+  }
+  const arrivedAt = Date.now(); // the call's deadline runs from here, through the wait
   stream.on('error', ignore); // a reset meanwhile is seen as `destroyed` below
+  finishOnClose(stream, request); // releases registered before the verdict, or after it
   void verdict.then((decided) => {
-    if (!stream.destroyed) afterAccess(stream, headers, target, deps, request, decided);
+    if (!stream.destroyed) afterAccess(stream, headers, target, deps, request, decided, arrivedAt);
   });
 }
 
@@ -53,18 +58,39 @@ function ignore(): void {
   // See handleStream: errors of a held stream end it, which the verdict then finds.
 }
 
-function afterAccess(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: RouteTarget, deps: ProxyDeps, request: HeaderObjectRequest, verdict: ChainVerdict): void {
+/**
+ * The plugins hear of the call's end (limit-conn's release) when its stream closes: the one event every ending
+ * comes to on node:http2 (answered, refused, failed, reset by the client, its session gone). Only for a call whose
+ * plugins asked, or may still ask; before the stream can have closed (this turn, or while the verdict is pending).
+ */
+function finishOnClose(stream: ServerHttp2Stream, request: HeaderObjectRequest): void {
+  stream.once('close', () => request.finished());
+}
+
+/** `arrivedAt`: when a call held by its access phase arrived (0: not held). */
+function afterAccess(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  target: RouteTarget,
+  deps: ProxyDeps,
+  request: HeaderObjectRequest,
+  verdict: ChainVerdict,
+  arrivedAt: number,
+): void {
   if (verdict?.error !== undefined) return respondError(stream, verdict.error, verdict.fields);
   request.applyTo(headers);
-  proceed(stream, headers, target, deps, verdict?.fields);
+  // traffic-split chose another upstream: the route's target with it (timeouts, retries and node come from it).
+  const chosen = request.upstream;
+  proceed(stream, headers, chosen === undefined ? target : { ...target, upstream: chosen }, deps, verdict?.fields, arrivedAt);
 }
 
 /** 3. a node per call, never per connection; 4. a ProxyCall: pooled session, then headers, bytes, trailers. */
-function proceed(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: RouteTarget, deps: ProxyDeps, extraFields: string[] | undefined): void {
+function proceed(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: RouteTarget, deps: ProxyDeps, extraFields: string[] | undefined, arrivedAt: number): void {
   const hash = target.upstream.hash;
   const node = target.upstream.pick(undefined, hash === undefined ? undefined : hashKeyOf(hash.on, hash.key, hashSource(stream, headers)));
   if (node === undefined) return respondError(stream, new NoHealthyNode(target.upstream.name), extraFields);
   const call = new ProxyCall(stream, headers, target, node, deps);
+  if (arrivedAt > 0) call.startedAt = arrivedAt;
   call.responseFields = extraFields;
   call.start();
 }

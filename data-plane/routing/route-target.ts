@@ -16,4 +16,6 @@ export interface RouteTarget {
   readonly maxResponseMessageBytes: number | undefined;
   /** The route's plugins that act on calls (plugins/pipeline.ts), compiled with the snapshot; undefined: none. */
   readonly plugins: PluginChain | undefined;
+  /** Upstreams the route's plugins may send calls to instead (traffic-split); undefined: none. */
+  readonly splitUpstreams?: readonly ResolvedUpstream[] | undefined;
 }

@@ -3,11 +3,15 @@
  * credentials the authentication plugins look it up by. A route with `key-auth` admits a call whose key belongs to
  * a consumer, and the consumer's name travels upstream (`x-consumer-username`) and to `consumer-restriction`.
  *
- * Consumer plugins are the credentials: `key-auth: { key }`, `jwt-auth: { key, secret | public_key, algorithm }`. Other plugins on a consumer (APISIX merges them over
- * the route's) are not supported yet and are refused as unknown.
+ * Consumer plugins are the credentials (`key-auth: { key }`, `jwt-auth: { key, secret | public_key, algorithm }`)
+ * and the route's traffic plugins (limit-count, proxy-rewrite, ip-restriction, …), which APISIX merges over the
+ * route's once the consumer is identified: the consumer's configuration of a plugin wins over the route's
+ * (data-plane/plugins/pipeline.ts). Plugins that only make sense on a route (the authentication plugins' route
+ * settings, consumer-restriction, grpc-limits, prometheus, opentelemetry, traffic-split) are refused as unknown.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Enum, ObjectMetaFields } from './common.ts';
+import { Enum, IdSchema, ObjectMetaFields } from './common.ts';
+import { PluginsSchema, type PluginsConf } from './plugins.ts';
 
 /** APISIX's consumer name rule. */
 export const USERNAME_PATTERN = '^[a-zA-Z0-9_\\-]+$';
@@ -36,8 +40,13 @@ export const JwtAuthConsumerSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** Route plugins a consumer cannot carry: they configure the route itself, or who may call it. */
+export const ROUTE_ONLY_PLUGINS = ['key-auth', 'jwt-auth', 'consumer-restriction', 'grpc-limits', 'prometheus', 'opentelemetry', 'traffic-split'] as const;
+
+const ConsumerPolicyPlugins = Type.Omit(PluginsSchema, ROUTE_ONLY_PLUGINS);
+
 export const ConsumerPluginsSchema = Type.Object(
-  { 'key-auth': Type.Optional(KeyAuthConsumerSchema), 'jwt-auth': Type.Optional(JwtAuthConsumerSchema) },
+  { ...ConsumerPolicyPlugins.properties, 'key-auth': Type.Optional(KeyAuthConsumerSchema), 'jwt-auth': Type.Optional(JwtAuthConsumerSchema) },
   { additionalProperties: false },
 );
 
@@ -46,9 +55,32 @@ export const ConsumerSchema = Type.Object(
     ...ObjectMetaFields,
     username: Type.String({ minLength: 1, maxLength: 100, pattern: USERNAME_PATTERN }),
     plugins: Type.Optional(ConsumerPluginsSchema),
+    /** The consumer group whose plugins this consumer takes, under its own (which win). */
+    group_id: Type.Optional(IdSchema),
   },
   { additionalProperties: false },
 );
 
+/**
+ * A consumer group (APISIX `_M.consumer_group`): plugins that every consumer naming it by `group_id` takes, below
+ * the consumer's own configuration of the same plugin (consumer > consumer group > route > plugin config > service).
+ */
+export const ConsumerGroupSchema = Type.Object(
+  {
+    ...ObjectMetaFields,
+    plugins: Type.Object(ConsumerPolicyPlugins.properties, { additionalProperties: false }),
+  },
+  { additionalProperties: false },
+);
+
+export type ConsumerGroupConf = Static<typeof ConsumerGroupSchema>;
+
 export type ConsumerConf = Static<typeof ConsumerSchema>;
 export type JwtAuthConsumerConf = Static<typeof JwtAuthConsumerSchema>;
+
+/** A consumer's plugins other than its credentials (what runs on its calls), undefined when it has none. */
+export function consumerPolicyPlugins(plugins: ConsumerConf['plugins']): PluginsConf | undefined {
+  if (plugins === undefined) return undefined;
+  const { 'key-auth': _key, 'jwt-auth': _jwt, ...policies } = plugins;
+  return Object.keys(policies).length === 0 ? undefined : policies;
+}

@@ -8,12 +8,23 @@
  *
  * `prometheus` and `opentelemetry`: what is recorded about the route's calls (observability-plugins.ts).
  *
- * `ip-restriction`, `fault-injection`, `limit-count`, `key-auth`, `consumer-restriction`, `proxy-rewrite`: traffic policies run by the data plane's plugin pipeline
+ * `ip-restriction`, `fault-injection`, `limit-count`, `limit-req`, `limit-conn`, `key-auth`, `consumer-restriction`, `proxy-rewrite`: traffic policies run by the data plane's plugin pipeline
  * (plugin-policies.ts, data-plane/plugins/).
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { OpenTelemetryPluginSchema, PrometheusPluginSchema } from './observability-plugins.ts';
-import { ConsumerRestrictionSchema, FaultInjectionSchema, IpRestrictionSchema, JwtAuthSchema, KeyAuthSchema, LimitCountSchema, ProxyRewriteSchema } from './plugin-policies.ts';
+import {
+  ConsumerRestrictionSchema,
+  FaultInjectionSchema,
+  IpRestrictionSchema,
+  JwtAuthSchema,
+  KeyAuthSchema,
+  LimitConnSchema,
+  LimitCountSchema,
+  LimitReqSchema,
+  ProxyRewriteSchema,
+  TrafficSplitSchema,
+} from './plugin-policies.ts';
 
 export const GrpcLimitsSchema = Type.Object(
   {
@@ -33,10 +44,13 @@ export const PluginsSchema = Type.Object(
     'ip-restriction': Type.Optional(IpRestrictionSchema),
     'fault-injection': Type.Optional(FaultInjectionSchema),
     'limit-count': Type.Optional(LimitCountSchema),
+    'limit-req': Type.Optional(LimitReqSchema),
+    'limit-conn': Type.Optional(LimitConnSchema),
     'key-auth': Type.Optional(KeyAuthSchema),
     'jwt-auth': Type.Optional(JwtAuthSchema),
     'consumer-restriction': Type.Optional(ConsumerRestrictionSchema),
     'proxy-rewrite': Type.Optional(ProxyRewriteSchema),
+    'traffic-split': Type.Optional(TrafficSplitSchema),
   },
   { additionalProperties: false },
 );

@@ -61,8 +61,9 @@ describe('admin API: consumers', () => {
     assert.match(String(jsonOf(invalid)['error_msg']), /^invalid configuration: property "username" validation failed/);
     const labels = await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/consumers', body: { username: 'jack', labels: { env: ['production'] } } });
     assert.equal(labels.statusCode, 400);
-    const plugin = await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/consumers', body: { username: 'jack', plugins: { 'limit-count': { count: 1, time_window: 1 } } } });
-    assert.equal(plugin.statusCode, 400, 'consumer plugins other than credentials are not supported yet');
+    const plugin = await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/consumers', body: { username: 'jack', plugins: { 'prometheus': {} } } });
+    assert.equal(plugin.statusCode, 400, 'a route-only plugin on a consumer');
+    assert.match(String(jsonOf(plugin)['error_msg']), /prometheus/);
     assert.equal(jsonOf(await admin(fixture().app, { method: 'GET', url: '/apisix/admin/consumers' }))['total'], 0);
   });
 

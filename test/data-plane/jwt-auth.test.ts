@@ -13,7 +13,7 @@ import type { PluginRequest } from '../../data-plane/plugins/request.ts';
 import { GrpcStatus } from '../../shared/grpc-status.ts';
 import type { ConsumerConf } from '../../shared/schema/consumer.ts';
 import { validateResource } from '../../shared/validate.ts';
-import { accessNow } from '../helpers/access-now.ts';
+import { accessNow } from '../helpers/plugin-request.ts';
 
 const NOW_S = 1_800_000_000;
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -56,10 +56,12 @@ function call(authorization: string | undefined): { code: number | undefined; me
     localPort: 9081,
     consumers,
     consumer: undefined,
+    upstream: undefined,
     header: (name) => (name === 'authorization' ? authorization : undefined),
     setUpstreamHeader: (name, value) => void upstream.push(`${name}=${value}`),
     removeUpstreamHeader: (name) => void upstream.push(`-${name}`),
     addUpstreamHeader: () => undefined,
+    onDone: () => undefined,
   };
   const verdict = accessNow(compileJwtAuth({ hide_credentials: true }, () => NOW_S * 1000), request);
   return { code: verdict?.error?.grpcStatus, message: verdict?.error?.publicMessage, consumer: request.consumer?.username, upstream };

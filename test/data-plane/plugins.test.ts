@@ -12,28 +12,10 @@ import { compileFaultInjection } from '../../data-plane/plugins/fault-injection.
 import { compileLimitCount, MAX_KEYS } from '../../data-plane/plugins/limit-count.ts';
 import { compilePlugins, PluginChain, runAccess, type CompiledPlugin } from '../../data-plane/plugins/pipeline.ts';
 import { RateLimited } from '../../shared/errors.ts';
-import type { AccessVerdict, PluginRequest } from '../../data-plane/plugins/request.ts';
-import { NO_CONSUMERS } from '../../data-plane/plugins/consumers.ts';
-import { accessNow } from '../helpers/access-now.ts';
+import type { AccessVerdict } from '../../data-plane/plugins/request.ts';
+import { accessNow, testRequest } from '../helpers/plugin-request.ts';
 
-function request(overrides: Partial<PluginRequest> & { headers?: Record<string, string> } = {}): PluginRequest {
-  const headers = overrides.headers ?? {};
-  return {
-    routeId: overrides.routeId ?? 'r1',
-    path: overrides.path ?? '/a.B/C',
-    host: overrides.host ?? 'gw.example',
-    remoteAddress: overrides.remoteAddress ?? '10.0.0.1',
-    remotePort: overrides.remotePort ?? 40000,
-    localAddress: overrides.localAddress ?? '10.0.0.254',
-    localPort: overrides.localPort ?? 9081,
-    consumers: NO_CONSUMERS,
-    consumer: undefined,
-    header: (name) => headers[name],
-    setUpstreamHeader: () => undefined,
-    removeUpstreamHeader: () => undefined,
-    addUpstreamHeader: () => undefined,
-  };
-}
+const request = testRequest;
 
 describe('limit-count', () => {
   test('a fixed window of time_window seconds from the first call, then a new one', () => {

@@ -115,6 +115,17 @@ deployment:
   };
 }
 
+/** PUTs route `id` through the admin API (200 or 201 asserted) and waits until the data plane has rebuilt it. */
+export async function putRouteAndWait(gw: GatewayFixture, id: string, body: unknown): Promise<void> {
+  const previous = gw.dataPlane.snapshots.current().targets.get(id);
+  const res = await gw.admin('PUT', `/routes/${id}`, body);
+  if (res.status !== 200 && res.status !== 201) throw new Error(`PUT /routes/${id}: ${String(res.status)} ${JSON.stringify(res.body)}`);
+  await gw.waitForSnapshot((snapshot) => {
+    const target = snapshot.targets.get(id);
+    return target !== undefined && target !== previous;
+  }, `route ${id} rebuilt`);
+}
+
 /** The seed document's route, pointed at the given nodes. */
 export function seedRoute(nodes: Record<string, number>, scheme: 'grpc' | 'grpcs' = 'grpc'): unknown {
   return {

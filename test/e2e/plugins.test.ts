@@ -11,7 +11,7 @@ import { constants, type ClientHttp2Session } from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { Metadata, status as GrpcCode, type Client } from '@grpc/grpc-js';
 import { greeterClient, greeterMethod, messageOf, sayHello, startGreeterNode, type GreeterNode } from '../helpers/greeter.ts';
-import { gatewaySession, startGateway, type GatewayFixture } from './gateway-fixture.ts';
+import { type GatewayFixture, gatewaySession, putRouteAndWait, startGateway } from './gateway-fixture.ts';
 
 const SAY_HELLO = '/helloworld.Greeter/SayHello';
 const EMPTY_REQUEST = Buffer.from([0, 0, 0, 0, 0]);
@@ -69,13 +69,7 @@ describe('route plugins', () => {
   /** PUTs a route (with the test node as upstream unless given) and waits until the data plane has rebuilt it. */
   async function putRoute(id: string, body: Record<string, unknown>): Promise<void> {
     routes++;
-    const previous = gw.dataPlane.snapshots.current().targets.get(id);
-    const res = await gw.admin('PUT', `/routes/${id}`, { upstream: upstream(), ...body });
-    assert.ok(res.status === 200 || res.status === 201, `PUT /routes/${id}: ${res.status} ${JSON.stringify(res.body)}`);
-    await gw.waitForSnapshot((snapshot) => {
-      const target = snapshot.targets.get(id);
-      return target !== undefined && target !== previous;
-    }, `route ${id} rebuilt`);
+    await putRouteAndWait(gw, id, { upstream: upstream(), ...body });
   }
 
   async function assertPlainRouteServes(): Promise<void> {
@@ -100,9 +94,10 @@ describe('route plugins', () => {
       await refused({ 'ip-restriction': { blacklist: ['example.com'] } }, /"example.com" is not an IP address or CIDR block/);
     });
 
-    test('refuses a fault-injection abort with no status, and a delay (not supported yet)', async () => {
+    test('refuses a fault-injection abort with no status, one with neither abort nor delay, and vars naming an unknown variable', async () => {
       await refused({ 'fault-injection': { abort: { body: 'x' } } }, /plugin fault-injection err: abort needs "http_status" or "grpc_status"/);
-      await refused({ 'fault-injection': { abort: { grpc_status: 14 }, delay: { duration: 1 } } }, /delay/);
+      await refused({ 'fault-injection': {} }, /plugin fault-injection err: at least one of "abort" or "delay" is required/);
+      await refused({ 'fault-injection': { delay: { duration: 1, vars: [[['arg_x', '==', '1']]] } } }, /plugin fault-injection err: delay\.vars\[0\]\[0\]: unknown variable "arg_x"/);
     });
 
     test('refuses a limit-count key naming an unknown variable, and a Redis policy without its server', async () => {
@@ -370,8 +365,8 @@ describe('route plugins', () => {
       await assertPlainRouteServes();
     });
 
-    test('refuses pseudo-headers, connection-specific fields and $variables, writing nothing', async () => {
-      for (const plugin of [{ headers: { set: { ':path': '/x' } } }, { headers: { te: 'x' } }, { uri: '/$uri' }, { headers: { add: { 'x-a': '$remote_addr' } } }, {}]) {
+    test('refuses pseudo-headers, connection-specific fields and unknown $variables, writing nothing', async () => {
+      for (const plugin of [{ headers: { set: { ':path': '/x' } } }, { headers: { te: 'x' } }, { uri: '/$no_such_var' }, { headers: { add: { 'x-a': '$no_such_var' } } }, {}]) {
         const res = await gw.admin('PUT', '/routes/bad-rw', { uri: SAY_HELLO, upstream: upstream(), plugins: { 'proxy-rewrite': plugin } });
         assert.equal(res.status, 400, JSON.stringify(plugin));
         assert.match((res.body as { error_msg: string }).error_msg, /plugin proxy-rewrite err:/);

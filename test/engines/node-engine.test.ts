@@ -19,6 +19,10 @@ const SUITES = [
   'test/faults/request-headers.test.ts',
   'test/e2e/plugins.test.ts',
   'test/e2e/limit-count-redis.test.ts',
+  'test/e2e/consumer-plugins.test.ts',
+  'test/e2e/limit-req-conn.test.ts',
+  'test/e2e/fault-rewrite.test.ts',
+  'test/e2e/traffic-split.test.ts',
 ];
 
 /** This runner's environment minus its test context (a child runner that sees it skips its files), engine = node. */
