@@ -227,7 +227,7 @@ function afterAccess(
   if (obs !== undefined && request.consumer !== undefined) obs.consumerName = request.consumer.username;
   if (verdict?.error !== undefined) {
     respond(stream, verdict.error, obs, deps.observer, verdict.fields);
-    request.finished(); // what a plugin before the one that refused holds (limit-conn's count) is released
+    request.finished(verdict.error.grpcStatus); // what a plugin before the one that refused holds (limit-conn's count) is released
     return;
   }
   // traffic-split chose another upstream: the route's target with it (timeouts, retries and node come from it).
@@ -256,7 +256,7 @@ function proceed(
   const node = upstream.pick(undefined, hashKey);
   if (node === undefined) {
     respond(stream, new NoHealthyNode(upstream.name), obs, deps.observer, extraFields);
-    plugins?.finished();
+    plugins?.finished(GrpcStatus.UNAVAILABLE);
     return;
   }
   const call = new Call(stream, upstreamFields, target, node, deps);
@@ -305,7 +305,7 @@ class HeldStream implements StreamHandler {
     if (stream.removed) {
       // Gone meanwhile: onReset recorded it and released what the plugins hold (a no-op here then), unless the
       // stream left without telling its handler.
-      this.request.finished();
+      this.request.finished(GrpcStatus.CANCELLED);
       return;
     }
     afterAccess(stream, this.fields, this.target, this.deps, this.obs, this.request, verdict, this.endStream);
@@ -334,7 +334,7 @@ class HeldStream implements StreamHandler {
   onReset(): void {
     this.frames.length = 0;
     // The call is over: what the plugins that ran hold is released now, not when the verdict comes.
-    this.request.finished();
+    this.request.finished(GrpcStatus.CANCELLED);
     const obs = this.obs;
     if (obs !== undefined) this.deps.observer?.end(obs, CLIENT_CLOSED_STATUS, GrpcStatus.CANCELLED, 'client cancelled');
   }

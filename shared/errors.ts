@@ -33,6 +33,7 @@ export const GatewayErrorCode = {
   RATE_LIMITED: 'RATE_LIMITED',
   RATE_LIMIT_STORE_UNAVAILABLE: 'RATE_LIMIT_STORE_UNAVAILABLE',
   FAULT_INJECTED: 'FAULT_INJECTED',
+  CIRCUIT_OPEN: 'CIRCUIT_OPEN',
   REWRITE_FAILED: 'REWRITE_FAILED',
   // control plane: answered to admin clients as an HTTP status with {"error_msg": …}
   INVALID_CONFIGURATION: 'INVALID_CONFIGURATION',
@@ -180,6 +181,13 @@ export class RateLimited extends GatewayError {
 export class RateLimitStoreUnavailable extends GatewayError {
   constructor(detail: string) {
     super('RATE_LIMIT_STORE_UNAVAILABLE', `rate limit store unavailable: ${detail}`, GrpcStatus.UNAVAILABLE, 500);
+  }
+}
+
+/** `api-breaker` is open: the route's upstream failed too often; the call is answered without reaching it. */
+export class CircuitOpen extends GatewayError {
+  constructor(message: string, grpcStatus: GrpcStatusCode, httpStatus: number) {
+    super('CIRCUIT_OPEN', message, grpcStatus, httpStatus);
   }
 }
 

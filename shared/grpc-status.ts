@@ -45,3 +45,13 @@ export function grpcStatusFromHttp(httpStatus: number): GrpcStatusCode {
       return GrpcStatus.UNKNOWN;
   }
 }
+
+/**
+ * The HTTP status google.rpc.Code documents for each gRPC status (google/rpc/code.proto; grpc-gateway and HTTP/JSON
+ * transcoding use it): what a gRPC answer means in HTTP terms, e.g. for api-breaker's `http_statuses`.
+ */
+const HTTP_OF_GRPC: readonly number[] = [200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401];
+
+export function httpStatusFromGrpc(grpcStatus: number): number {
+  return HTTP_OF_GRPC[grpcStatus] ?? 500;
+}

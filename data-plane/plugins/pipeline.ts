@@ -30,6 +30,7 @@ import { compileJwtAuth } from './jwt-auth.ts';
 import { compileConsumerRestriction } from './consumer-restriction.ts';
 import { compileProxyRewrite } from './proxy-rewrite.ts';
 import { compileTrafficSplit } from './traffic-split.ts';
+import { compileApiBreaker } from './api-breaker.ts';
 import type { ResolvedUpstream } from '../upstream/upstream.ts';
 import type { UpstreamConf } from '../../shared/schema/upstream.ts';
 import type { AccessVerdict, PluginRequest } from './request.ts';
@@ -184,6 +185,7 @@ const COMPILERS: { readonly [K in keyof PolicyPlugins]: (conf: PolicyPlugins[K],
   'consumer-restriction': compileConsumerRestriction,
   'proxy-rewrite': compileProxyRewrite,
   'traffic-split': compileTrafficSplit,
+  'api-breaker': (conf) => compileApiBreaker(conf),
   'limit-count': (conf, env) => compileLimitCount(conf, env),
   'limit-req': (conf) => compileLimitReq(conf),
   'limit-conn': (conf) => compileLimitConn(conf),

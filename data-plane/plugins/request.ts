@@ -43,8 +43,16 @@ export interface PluginRequest {
    * by the client, its connection lost (limit-conn's count). At once if the call is already over (its client went
    * while an earlier plugin answered later). `release` must not throw.
    */
-  onDone(release: () => void): void;
+  onDone(release: CallEnded): void;
 }
+
+/**
+ * Told once when the call is over: the grpc-status the client got (the upstream's, or the gateway's own answer;
+ * CANCELLED when the client reset it), or UNKNOWN_END (−1) when the engine cannot tell (node:http2, a stream
+ * closed without an answer seen).
+ */
+export type CallEnded = (grpcStatus: number) => void;
+export const UNKNOWN_END = -1;
 
 /** A plugin's answer at the access phase: refuse the call with `error`, and/or add `fields` to the response. */
 export interface AccessVerdict {
@@ -65,7 +73,9 @@ export abstract class BasePluginRequest implements PluginRequest {
   removed: string[] | undefined;
   added: string[] | undefined;
   /** What onDone registered, until the call is over; undefined while nothing did (the engines test this). */
-  releases: (() => void)[] | undefined;
+  releases: CallEnded[] | undefined;
+  /** The grpc-status the call ended with, once done. */
+  private endStatus = UNKNOWN_END;
   /** The engine said the call is over (finished). */
   done = false;
 
@@ -98,8 +108,8 @@ export abstract class BasePluginRequest implements PluginRequest {
     for (let i = added.length - 2; i >= 0; i -= 2) if (added[i] === name) added.splice(i, 2);
   }
 
-  onDone(release: () => void): void {
-    if (this.done) release();
+  onDone(release: CallEnded): void {
+    if (this.done) release(this.endStatus);
     else (this.releases ??= []).push(release);
   }
 
@@ -108,12 +118,13 @@ export abstract class BasePluginRequest implements PluginRequest {
    * exit before a Call; node:http2: the stream's 'close'). Only the first call counts, so an engine may call it from
    * two places that can both be reached.
    */
-  finished(): void {
+  finished(grpcStatus = UNKNOWN_END): void {
     if (this.done) return;
     this.done = true;
+    this.endStatus = grpcStatus;
     const releases = this.releases;
     if (releases === undefined) return;
     this.releases = undefined;
-    for (const release of releases) release();
+    for (const release of releases) release(grpcStatus);
   }
 }

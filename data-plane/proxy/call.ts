@@ -327,7 +327,7 @@ export class Call implements StreamHandler {
     if (this.phase === Phase.Finished) return;
     this.attempt?.cancel();
     this.attempt = undefined;
-    this.finish();
+    this.finish(GrpcStatus.CANCELLED);
     // The client went first: nginx logs 499; the call ended CANCELLED as far as the client is concerned.
     if (this.obs !== undefined) this.deps.observer?.end(this.obs, CLIENT_CLOSED_STATUS, GrpcStatus.CANCELLED, 'client cancelled');
   }
@@ -374,7 +374,7 @@ export class Call implements StreamHandler {
       const grpcStatus = fieldValue(out, 'grpc-status');
       if (grpcStatus === undefined) out.push(...errorTrailerFields(missingStatus()));
       this.passiveOutcome(grpcStatus);
-      this.finish();
+      this.finish(endStatus(out));
       this.down.sendHeaders(out, true);
       if (obs !== undefined) this.observeEnd(obs, out);
       return;
@@ -409,7 +409,7 @@ export class Call implements StreamHandler {
     const grpcStatus = fieldValue(out, 'grpc-status');
     if (grpcStatus === undefined) out.push(...errorTrailerFields(missingStatus()));
     this.passiveOutcome(grpcStatus);
-    this.finish();
+    this.finish(endStatus(out));
     this.down.sendHeaders(out, true);
     if (this.obs !== undefined) this.observeEnd(this.obs, out);
   }
@@ -465,8 +465,8 @@ export class Call implements StreamHandler {
     if (!(err instanceof UpstreamConnectError)) this.deps.log.info({ node: this.node.key, err: describe(err) }, 'call failed at the gateway');
     const streaming = this.phase === Phase.Streaming;
     this.attempt?.cancel();
-    this.finish();
     const out = streaming ? errorTrailerFields(err) : errorResponseFields(err);
+    this.finish(endStatus(out));
     if (!streaming && this.responseFields !== undefined) out.push(...this.responseFields);
     const obs = this.obs;
     if (obs !== undefined && !streaming && obs.requestId !== '' && this.deps.observer?.requestIdInResponse === true) out.push(this.deps.observer.requestIdHeader as string, obs.requestId);
@@ -518,7 +518,8 @@ export class Call implements StreamHandler {
     return passive.grpcStatuses.has(Number(grpcStatus)) ? 'http_failure' : 'success';
   }
 
-  private finish(): void {
+  /** `grpcStatus`: what the client is answered (CANCELLED when it went first), for the plugins that wait for it. */
+  private finish(grpcStatus: number): void {
     // Whatever ended the call ends its attempt for the balancer (a client reset, a deadline: nothing about health).
     this.attemptOver('none', '');
     const attempt = this.attempt;
@@ -533,8 +534,13 @@ export class Call implements StreamHandler {
     this.pending = undefined;
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = undefined;
-    this.plugins?.finished();
+    this.plugins?.finished(grpcStatus);
   }
+}
+
+/** The grpc-status of a final header list (trailers, or a trailers-only answer): it always carries one here. */
+function endStatus(fields: string[]): number {
+  return Number(fieldValue(fields, 'grpc-status') ?? GrpcStatus.UNKNOWN);
 }
 
 /** `host` folds into `:authority`, `te` is ours, `grpc-timeout` is re-stated with the time left (RFC 9113 §8.2.2). */

@@ -26,6 +26,7 @@ import { GrpcStatus, grpcStatusFromHttp } from '../../shared/grpc-status.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { ErrorCode, FrameFlag } from '../http2/frame.ts';
 import type { RouteTarget } from '../routing/route-target.ts';
+import { UNKNOWN_END, type BasePluginRequest } from '../plugins/request.ts';
 import type { PooledSession, SessionPool } from '../upstream/pool.ts';
 import type { ResolvedUpstream, UpstreamNode } from '../upstream/upstream.ts';
 import { MAX_TIMER_DELAY_MS, clampDelay } from '../timers.ts';
@@ -91,6 +92,8 @@ export class ProxyCall {
   private drainingDown = false;
   private responseMeter: MessageMeter | undefined;
 
+  /** The plugins' request when one of them waits for the call's end (limit-conn, api-breaker): told in finish(). */
+  plugins: BasePluginRequest | undefined;
   /** Fields the route's plugins add to the response headers (limit-count's quota), or to a gateway-made answer. */
   responseFields: readonly string[] | undefined;
 
@@ -284,7 +287,7 @@ export class ProxyCall {
     if ((flags & END_STREAM) !== 0) {
       // Trailers-only: one HEADERS frame carrying grpc-status. Keep it one frame.
       if (out['grpc-status'] === undefined) Object.assign(out, errorTrailers(missingStatus()));
-      this.finish();
+      this.finish(Number(out['grpc-status']));
       this.safely(() => this.down.respond(out, RESPOND_TRAILERS_ONLY));
       return;
     }
@@ -349,7 +352,7 @@ export class ProxyCall {
 
   onWantTrailers(): void {
     const trailers = this.trailers !== undefined && this.trailers['grpc-status'] !== undefined ? this.trailers : errorTrailers(missingStatus());
-    this.finish();
+    this.finish(Number(trailers['grpc-status']));
     this.safely(() => this.down.sendTrailers(trailers));
   }
 
@@ -374,7 +377,7 @@ export class ProxyCall {
 
   onDownGone(): void {
     this.cancelUp();
-    this.finish();
+    this.finish(GrpcStatus.CANCELLED);
   }
 
   onDeadline(): void {
@@ -406,7 +409,7 @@ export class ProxyCall {
     if (!(err instanceof UpstreamConnectError)) this.deps.log.info({ node: this.node.key, err: describe(err) }, 'call failed at the gateway');
     this.cancelUp();
     if (this.phase !== 'streaming') {
-      this.finish();
+      this.finish(Number(errorTrailers(err)['grpc-status']));
       respondError(this.down, err, this.responseFields);
       return;
     }
@@ -415,11 +418,13 @@ export class ProxyCall {
     this.responseComplete = true;
     this.stopRelaying();
     this.stopReading();
-    if (this.downGone()) return this.finish();
+    if (this.downGone()) return this.finish(GrpcStatus.CANCELLED);
     if (!this.down.writableEnded) this.down.end();
   }
 
-  private finish(): void {
+  /** `grpcStatus`: what the client is answered, for the plugins that wait for it (UNKNOWN_END: not known). */
+  private finish(grpcStatus = UNKNOWN_END): void {
+    this.plugins?.finished(grpcStatus);
     // The upstream finished first while the client was still sending (a bidi call ended by the server): release
     // the upstream stream's open half instead of leaving it to linger.
     if (!this.requestEnded) this.cancelUp();

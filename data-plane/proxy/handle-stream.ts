@@ -5,6 +5,7 @@
  */
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { NoHealthyNode, RouteNotFound, UnsupportedMediaType } from '../../shared/errors.ts';
+import { GrpcStatus } from '../../shared/grpc-status.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { Snapshots } from '../config/snapshots.ts';
 import type { TLSSocket } from 'node:tls';
@@ -77,20 +78,35 @@ function afterAccess(
   verdict: ChainVerdict,
   arrivedAt: number,
 ): void {
-  if (verdict?.error !== undefined) return respondError(stream, verdict.error, verdict.fields);
+  if (verdict?.error !== undefined) {
+    request.finished(verdict.error.grpcStatus); // the stream's 'close' would tell it too, without the status
+    return respondError(stream, verdict.error, verdict.fields);
+  }
   request.applyTo(headers);
   // traffic-split chose another upstream: the route's target with it (timeouts, retries and node come from it).
   const chosen = request.upstream;
-  proceed(stream, headers, chosen === undefined ? target : { ...target, upstream: chosen }, deps, verdict?.fields, arrivedAt);
+  proceed(stream, headers, chosen === undefined ? target : { ...target, upstream: chosen }, deps, verdict?.fields, arrivedAt, request);
 }
 
 /** 3. a node per call, never per connection; 4. a ProxyCall: pooled session, then headers, bytes, trailers. */
-function proceed(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, target: RouteTarget, deps: ProxyDeps, extraFields: string[] | undefined, arrivedAt: number): void {
+function proceed(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  target: RouteTarget,
+  deps: ProxyDeps,
+  extraFields: string[] | undefined,
+  arrivedAt: number,
+  request?: HeaderObjectRequest,
+): void {
   const hash = target.upstream.hash;
   const node = target.upstream.pick(undefined, hash === undefined ? undefined : hashKeyOf(hash.on, hash.key, hashSource(stream, headers)));
-  if (node === undefined) return respondError(stream, new NoHealthyNode(target.upstream.name), extraFields);
+  if (node === undefined) {
+    request?.finished(GrpcStatus.UNAVAILABLE);
+    return respondError(stream, new NoHealthyNode(target.upstream.name), extraFields);
+  }
   const call = new ProxyCall(stream, headers, target, node, deps);
   if (arrivedAt > 0) call.startedAt = arrivedAt;
+  if (request?.releases !== undefined) call.plugins = request;
   call.responseFields = extraFields;
   call.start();
 }

@@ -271,3 +271,52 @@ export const TrafficSplitSchema = Type.Object(
 );
 
 export type TrafficSplitConf = Static<typeof TrafficSplitSchema>;
+
+const GrpcStatuses = (minimum: number) => Type.Array(Type.Integer({ minimum, maximum: 16 }), { minItems: 1, maxItems: 17, uniqueItems: true });
+
+/**
+ * `api-breaker` (APISIX priority 1005): after `unhealthy.failures` unhealthy answers in a row the route's calls are
+ * answered by the gateway for 2, 4, 8 … seconds (at most `max_breaker_sec`), until `healthy.successes` healthy
+ * answers close it. APISIX counts HTTP statuses, which are 200 for every gRPC answer: `grpc_statuses` (an
+ * extension) are what a gRPC call is judged by, and `http_statuses` are matched against the HTTP status gRPC's
+ * mapping gives the call's status (INTERNAL → 500, UNAVAILABLE → 503, …).
+ */
+export const ApiBreakerSchema = Type.Object(
+  {
+    break_response_code: Type.Integer({ minimum: 200, maximum: 599 }),
+    break_response_body: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    break_response_headers: Type.Optional(
+      Type.Array(
+        Type.Object(
+          { key: Type.String({ minLength: 1, maxLength: 256, pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' }), value: Type.String({ minLength: 1, maxLength: 4096 }) },
+          { additionalProperties: false },
+        ),
+        { maxItems: 32 },
+      ),
+    ),
+    max_breaker_sec: Type.Optional(Type.Integer({ minimum: 3, maximum: 86_400 })),
+    unhealthy: Type.Optional(
+      Type.Object(
+        {
+          http_statuses: Type.Optional(Type.Array(Type.Integer({ minimum: 500, maximum: 599 }), { minItems: 1, maxItems: 100, uniqueItems: true })),
+          grpc_statuses: Type.Optional(GrpcStatuses(1)),
+          failures: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    healthy: Type.Optional(
+      Type.Object(
+        {
+          http_statuses: Type.Optional(Type.Array(Type.Integer({ minimum: 200, maximum: 499 }), { minItems: 1, maxItems: 300, uniqueItems: true })),
+          grpc_statuses: Type.Optional(GrpcStatuses(0)),
+          successes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type ApiBreakerConf = Static<typeof ApiBreakerSchema>;

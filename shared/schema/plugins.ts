@@ -14,6 +14,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { OpenTelemetryPluginSchema, PrometheusPluginSchema } from './observability-plugins.ts';
 import {
+  ApiBreakerSchema,
   ConsumerRestrictionSchema,
   FaultInjectionSchema,
   IpRestrictionSchema,
@@ -51,6 +52,7 @@ export const PluginsSchema = Type.Object(
     'consumer-restriction': Type.Optional(ConsumerRestrictionSchema),
     'proxy-rewrite': Type.Optional(ProxyRewriteSchema),
     'traffic-split': Type.Optional(TrafficSplitSchema),
+    'api-breaker': Type.Optional(ApiBreakerSchema),
   },
   { additionalProperties: false },
 );

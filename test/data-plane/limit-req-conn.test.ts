@@ -156,11 +156,11 @@ describe('limit-conn', () => {
     assert.equal(outcome(plugin, d, 'too many concurrent calls'), 'refused');
     assert.deepEqual(delays, [500]);
     assert.equal(d.releases.length, 0, 'a refused call is not counted: nothing to release');
-    for (const release of a.releases) release();
+    for (const release of a.releases) release(0);
     const e = request();
     assert.equal(outcome(plugin, e), 'held', 'a place over conn again, within the burst');
     assert.equal(outcome(plugin, request()), 'refused');
-    for (const done of [b, c, e]) for (const release of done.releases) release();
+    for (const done of [b, c, e]) for (const release of done.releases) release(0);
     assert.equal(outcome(plugin, request()), 'pass');
     assert.equal(outcome(plugin, request()), 'pass', 'every place was given back');
   });
@@ -179,7 +179,7 @@ describe('limit-conn', () => {
     assert.equal(outcome(plugin, alice), 'pass');
     assert.equal(outcome(plugin, request({ 'x-user': 'alice' })), 'refused');
     assert.equal(outcome(plugin, request({ 'x-user': 'bob' })), 'pass', 'bob has his own count');
-    for (const release of alice.releases) release();
+    for (const release of alice.releases) release(0);
     assert.equal(outcome(plugin, request({ 'x-user': 'alice' })), 'pass');
   });
 
@@ -190,13 +190,13 @@ describe('limit-conn', () => {
     const first = request();
     assert.equal(outcome(plugin, first), 'pass');
     now += 3000;
-    for (const release of first.releases) release(); // unit (1 s + 3 s) / 2 = 2 s
+    for (const release of first.releases) release(0); // unit (1 s + 3 s) / 2 = 2 s
     const second = request();
     assert.equal(outcome(plugin, second), 'pass');
     assert.equal(outcome(plugin, request()), 'held');
     assert.deepEqual(delays, [2000]);
     now += 3_600_000; // an hour-long stream ends: the unit is capped
-    for (const release of second.releases) release();
+    for (const release of second.releases) release(0);
     assert.equal(outcome(plugin, request()), 'held');
     assert.deepEqual(delays, [2000, MAX_LEARNT_UNIT_MS]);
     const fixed = recorder();
@@ -204,7 +204,7 @@ describe('limit-conn', () => {
     const long = request();
     assert.equal(outcome(steady, long), 'pass');
     now += 3000;
-    for (const release of long.releases) release();
+    for (const release of long.releases) release(0);
     assert.equal(outcome(steady, request()), 'pass');
     assert.equal(outcome(steady, request()), 'held');
     assert.deepEqual(fixed.delays, [1000], 'only_use_default_delay: always default_conn_delay');

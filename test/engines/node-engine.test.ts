@@ -23,6 +23,7 @@ const SUITES = [
   'test/e2e/limit-req-conn.test.ts',
   'test/e2e/fault-rewrite.test.ts',
   'test/e2e/traffic-split.test.ts',
+  'test/e2e/api-breaker.test.ts',
 ];
 
 /** This runner's environment minus its test context (a child runner that sees it skips its files), engine = node. */

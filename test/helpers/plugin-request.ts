@@ -5,16 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { NO_CONSUMERS } from '../../data-plane/plugins/consumers.ts';
-import type { PluginRequest } from '../../data-plane/plugins/request.ts';
+import type { CallEnded, PluginRequest } from '../../data-plane/plugins/request.ts';
 
 export interface TestRequest extends PluginRequest {
   /** What the plugins registered with onDone, in order. */
-  readonly releases: (() => void)[];
+  readonly releases: CallEnded[];
 }
 
 export function testRequest(overrides: Partial<PluginRequest> & { headers?: Record<string, string> } = {}): TestRequest {
   const headers = overrides.headers ?? {};
-  const releases: (() => void)[] = [];
+  const releases: CallEnded[] = [];
   return {
     routeId: overrides.routeId ?? 'r1',
     path: overrides.path ?? '/a.B/C',
