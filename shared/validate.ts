@@ -15,7 +15,7 @@ import { RouteSchema, type RouteConf } from './schema/route.ts';
 import { ServiceSchema, type ServiceConf } from './schema/service.ts';
 import { SslSchema, type SslConf } from './schema/ssl.ts';
 import { ConsumerGroupSchema, ConsumerSchema, consumerPolicyPlugins, type ConsumerConf, type ConsumerGroupConf } from './schema/consumer.ts';
-import { GlobalRuleSchema, PluginConfigSchema, type GlobalRuleConf, type PluginConfigConf } from './schema/plugin-holders.ts';
+import { GlobalRuleSchema, PLUGINS_WITH_METADATA, PluginConfigSchema, PluginMetadataSchema, type GlobalRuleConf, type PluginConfigConf, type PluginMetadataConf } from './schema/plugin-holders.ts';
 import { SamplerSchema, type SamplerConf } from './schema/observability-plugins.ts';
 import { MAX_METADATA_JSON_BYTES, UpstreamSchema, type UpstreamConf } from './schema/upstream.ts';
 import { checkServablePairs, type CertKeyPair } from './tls-check.ts';
@@ -42,6 +42,7 @@ export interface ResourceConfs {
   consumer_groups: ConsumerGroupConf;
   global_rules: GlobalRuleConf;
   plugin_configs: PluginConfigConf;
+  plugin_metadata: PluginMetadataConf;
 }
 
 export type ValidationResult<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -58,7 +59,7 @@ const ajv = new Ajv({
 });
 
 /** The schema of each resource type: what both planes validate with, and what the admin API publishes. */
-export const schemas = { routes: RouteSchema, upstreams: UpstreamSchema, services: ServiceSchema, ssls: SslSchema, consumers: ConsumerSchema, consumer_groups: ConsumerGroupSchema, global_rules: GlobalRuleSchema, plugin_configs: PluginConfigSchema } as const;
+export const schemas = { routes: RouteSchema, upstreams: UpstreamSchema, services: ServiceSchema, ssls: SslSchema, consumers: ConsumerSchema, consumer_groups: ConsumerGroupSchema, global_rules: GlobalRuleSchema, plugin_configs: PluginConfigSchema, plugin_metadata: PluginMetadataSchema } as const;
 
 /**
  * Each validator is compiled on its first use, not when this module loads: compiling the four resource schemas
@@ -131,6 +132,8 @@ const checkers: { [K in ResourceType]: (value: ResourceConfs[K], atWrite: boolea
   // A global rule runs on every route: it has no upstream of its own for traffic-split to stand in for.
   global_rules: (rule) => (rule.plugins['traffic-split'] !== undefined ? 'traffic-split runs on routes, services and plugin configs, not in global rules' : checkPlugins(rule.plugins)),
   plugin_configs: (config) => checkPlugins(config.plugins),
+  // APISIX: the id names the plugin, which must have a metadata schema.
+  plugin_metadata: (meta) => (PLUGINS_WITH_METADATA.includes(meta.id) ? undefined : `invalid plugin name: ${meta.id} takes no metadata (plugins that do: ${PLUGINS_WITH_METADATA.join(', ')})`),
 };
 
 function checkRoute(route: RouteConf, atWrite: boolean): string | undefined {

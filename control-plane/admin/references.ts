@@ -33,6 +33,7 @@ const REFERRER_TYPES: { readonly [K in ResourceType]: readonly ResourceType[] } 
   consumer_groups: ['consumers'],
   global_rules: [],
   plugin_configs: ['routes'],
+  plugin_metadata: [],
 };
 
 /** The ids `value` (an object of `type`) points at. Ids may be stored as numbers; they are compared as text. */

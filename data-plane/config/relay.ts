@@ -43,7 +43,7 @@ export interface RelayRequest {
   readonly type: 'gateway:config-request';
 }
 
-const EMPTY_MAPS: ConfigMaps = { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map(), consumer_groups: new Map(), global_rules: new Map(), plugin_configs: new Map() };
+const EMPTY_MAPS: ConfigMaps = { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map(), consumer_groups: new Map(), global_rules: new Map(), plugin_configs: new Map(), plugin_metadata: new Map() };
 
 /**
  * The changes from `previous` to `next`; from nothing (`full`) when `previous` is undefined. A type whose map is the
@@ -77,6 +77,7 @@ export function applyDelta(previous: ConfigState | undefined, delta: ConfigDelta
     consumer_groups: base.consumer_groups,
     global_rules: base.global_rules,
     plugin_configs: base.plugin_configs,
+    plugin_metadata: base.plugin_metadata,
   };
   for (const type of RESOURCE_TYPES) {
     const change = delta.types[type];

@@ -82,6 +82,8 @@ export interface Snapshot {
   /** The consumers and consumer groups maps the table was built from: kept while both are the same objects. */
   readonly consumersSource: ConfigState['consumers'];
   readonly consumerGroupsSource: ConfigState['consumer_groups'];
+  /** The plugin metadata map the global rules' chains and the consumers' plugins were compiled with. */
+  readonly metadataSource: ConfigState['plugin_metadata'];
   /** The ssls map the SNI table was built from: the next build keeps the table while the map is the same. */
   readonly sniSource: ConfigState['ssls'];
   /** Route id → the build that threw, for routes of this state that could not be built (see the file comment). */
@@ -157,25 +159,32 @@ export function buildSnapshot(
     routeBuilds,
     uses,
     sniSource: input.ssls,
-    globalPlugins: previous !== undefined && previous.globalSource === input.global_rules ? previous.globalPlugins : globalChains(input.global_rules, log, stores),
+    globalPlugins:
+      previous !== undefined && previous.globalSource === input.global_rules && previous.metadataSource === input.plugin_metadata
+        ? previous.globalPlugins
+        : globalChains(input.global_rules, input.plugin_metadata, log, stores),
     globalSource: input.global_rules,
     consumers:
-      previous !== undefined && previous.consumersSource === input.consumers && previous.consumerGroupsSource === input.consumer_groups
+      previous !== undefined &&
+      previous.consumersSource === input.consumers &&
+      previous.consumerGroupsSource === input.consumer_groups &&
+      previous.metadataSource === input.plugin_metadata
         ? previous.consumers
-        : new ConsumerTable(input.consumers.values(), log, previous?.consumers, stores, input.consumer_groups),
+        : new ConsumerTable(input.consumers.values(), log, previous?.consumers, stores, input.consumer_groups, input.plugin_metadata),
     consumersSource: input.consumers,
     consumerGroupsSource: input.consumer_groups,
+    metadataSource: input.plugin_metadata,
     failed,
   };
 }
 
 /** One chain per global rule with plugins that act on calls, in the order of the rules' ids; one that fails to build is skipped. */
-function globalChains(rules: ConfigState['global_rules'], log: Logger, stores: RedisStores | undefined): PluginChain[] {
+function globalChains(rules: ConfigState['global_rules'], metadata: ConfigState['plugin_metadata'], log: Logger, stores: RedisStores | undefined): PluginChain[] {
   const chains: PluginChain[] = [];
   const sorted = [...rules.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   for (const rule of sorted) {
     try {
-      const chain = compilePlugins(rule.value.plugins, { owner: `global_rules/${rule.id}`, stores });
+      const chain = compilePlugins(rule.value.plugins, { owner: `global_rules/${rule.id}`, stores, metadata: (name) => metadata.get(name)?.value });
       if (chain !== undefined) chains.push(chain);
     } catch (err) {
       log.error({ key: `global_rules/${rule.id}`, modRevision: rule.modRevision, error: describe(err) }, 'skipped a global rule that cannot be built; the rest of the configuration applies');
@@ -265,6 +274,12 @@ function buildRoute(
     owner: `routes/${item.id}`,
     stores: sharing.stores,
     upstream: (ref) => splitUpstream(ref, item, input, sharing, lookups),
+    metadata: (name) => {
+      // Recorded: the route is rebuilt when the plugin's metadata changes.
+      const found = input.plugin_metadata.get(name);
+      lookups.push({ type: 'plugin_metadata', id: name, found });
+      return found?.value;
+    },
   });
   const split = plugins?.plugins.flatMap((plugin) => plugin.upstreams ?? []);
   const target: RouteTarget = {

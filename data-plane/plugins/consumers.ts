@@ -12,6 +12,7 @@ import type { Logger } from '../../shared/logger.ts';
 import { jwtKeyOf, type JwtKey } from '../../shared/jwt-keys.ts';
 import { consumerPolicyPlugins, type ConsumerConf, type ConsumerGroupConf, type JwtAuthConsumerConf } from '../../shared/schema/consumer.ts';
 import { describe } from '../../shared/errors.ts';
+import type { PluginMetadataConf } from '../../shared/schema/plugin-holders.ts';
 import { compilePlugins, type PluginChain } from './pipeline.ts';
 import type { RedisStores } from './redis-stores.ts';
 import type { ConfigItem } from '../config/config-state.ts';
@@ -39,6 +40,7 @@ export class ConsumerTable {
   /** Each consumer with the item it was built from: a rebuilt table keeps an unchanged consumer (and its plugins' state). */
   readonly #built = new Map<string, { item: ConfigItem<ConsumerConf>; group: ConfigItem<ConsumerGroupConf> | undefined; consumer: Consumer }>();
   readonly size: number;
+  readonly #metadata: ReadonlyMap<string, ConfigItem<PluginMetadataConf>> | undefined;
 
   /**
    * `previous`: the table this one replaces, whose unchanged consumers are kept as they are; `stores`: where the
@@ -52,10 +54,14 @@ export class ConsumerTable {
     previous?: ConsumerTable,
     stores?: RedisStores,
     groups?: ReadonlyMap<string, ConfigItem<ConsumerGroupConf>>,
+    metadata?: ReadonlyMap<string, ConfigItem<PluginMetadataConf>>,
   ) {
+    this.#metadata = metadata;
+    // Consumers are kept only if their plugins would compile the same: the same plugin metadata.
+    const reusable = previous !== undefined && previous.#metadata === metadata ? previous : undefined;
     const sorted = [...consumers].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     for (const item of sorted) {
-      const kept = previous === undefined ? undefined : previous.#built.get(item.id);
+      const kept = reusable === undefined ? undefined : reusable.#built.get(item.id);
       const groupId = item.value.group_id;
       const group = groupId === undefined ? undefined : groups?.get(String(groupId));
       if (groupId !== undefined && group === undefined) {
@@ -68,7 +74,7 @@ export class ConsumerTable {
         try {
           const own = consumerPolicyPlugins(item.value.plugins);
           const merged = group === undefined ? own : { ...group.value.plugins, ...own };
-          const plugins = compilePlugins(merged, { owner: `consumers/${item.id}`, stores });
+          const plugins = compilePlugins(merged, { owner: `consumers/${item.id}`, stores, metadata: (name) => metadata?.get(name)?.value });
           consumer = plugins === undefined ? { username: item.id } : { username: item.id, plugins, merged: new WeakMap() };
         } catch (err) {
           log?.error({ key: `consumers/${item.id}`, modRevision: item.modRevision, error: describe(err) }, 'skipped a consumer whose plugins cannot be built; the rest of the configuration applies');

@@ -3,7 +3,8 @@
  * in a fixed window that starts at the key's first call (as APISIX's local counter does), counted by this process.
  * With several worker processes or replicas each counts its own calls. Over the quota: RESOURCE_EXHAUSTED with
  * `rejected_msg`. With `show_limit_quota_header` (default on) every answer carries `x-ratelimit-limit`,
- * `x-ratelimit-remaining` and `x-ratelimit-reset` (seconds until the window ends), in the response headers or in
+ * `x-ratelimit-remaining` and `x-ratelimit-reset` (seconds until the window ends; other names through the plugin's
+ * metadata, `/apisix/admin/plugin_metadata/limit-count`), in the response headers or in
  * the trailers-only refusal.
  *
  * The key is `key_type`/`key` evaluated per call (limit-common.ts); an empty value counts by the client's
@@ -42,6 +43,7 @@ export function compileLimitCount(conf: LimitCountConf, env?: PluginEnv, now: ()
   const keyOf = keyReader('limit-count', conf);
   const headers = conf.show_limit_quota_header ?? true;
   const limitText = String(count);
+  const names = headerNames(env);
   const refusal = new RateLimited(conf.rejected_msg ?? DEFAULT_MESSAGE, conf.rejected_code ?? 503);
   const windows = new Map<string, Window>();
   return {
@@ -60,7 +62,7 @@ export function compileLimitCount(conf: LimitCountConf, env?: PluginEnv, now: ()
       const allowed = window.remaining > 0;
       if (allowed) window.remaining--;
       const fields = headers
-        ? ['x-ratelimit-limit', limitText, 'x-ratelimit-remaining', String(window.remaining), 'x-ratelimit-reset', String(Math.ceil((window.endsAt - at) / MS))]
+        ? [names.limit, limitText, names.remaining, String(window.remaining), names.reset, String(Math.ceil((window.endsAt - at) / MS))]
         : undefined;
       if (allowed) return fields === undefined ? undefined : { fields };
       return fields === undefined ? { error: refusal } : { error: refusal, fields };
@@ -79,6 +81,7 @@ function compileShared(conf: LimitCountConf, env: PluginEnv | undefined): Compil
   const prefix = `limit-count:${env?.owner ?? ''}:`;
   const headers = conf.show_limit_quota_header ?? true;
   const limitText = String(count);
+  const names = headerNames(env);
   const refusal = new RateLimited(conf.rejected_msg ?? DEFAULT_MESSAGE, conf.rejected_code ?? 503);
   const degrade = conf.allow_degradation === true;
   const verdictOf = (result: [number, number] | Error): AccessVerdict | undefined => {
@@ -86,7 +89,7 @@ function compileShared(conf: LimitCountConf, env: PluginEnv | undefined): Compil
     const [used, ttlMs] = result;
     const allowed = used <= count;
     const fields = headers
-      ? ['x-ratelimit-limit', limitText, 'x-ratelimit-remaining', String(allowed ? count - used : 0), 'x-ratelimit-reset', String(Math.ceil(ttlMs / MS))]
+      ? [names.limit, limitText, names.remaining, String(allowed ? count - used : 0), names.reset, String(Math.ceil(ttlMs / MS))]
       : undefined;
     if (allowed) return fields === undefined ? undefined : { fields };
     return fields === undefined ? { error: refusal } : { error: refusal, fields };
@@ -96,5 +99,15 @@ function compileShared(conf: LimitCountConf, env: PluginEnv | undefined): Compil
     priority: PRIORITY,
     store,
     access: (request) => store.count(prefix + keyOf(request), windowMs).then(verdictOf),
+  };
+}
+
+/** The quota headers' names: the plugin metadata's (lower case, as HTTP/2 sends them), else APISIX's. */
+function headerNames(env: PluginEnv | undefined): { limit: string; remaining: string; reset: string } {
+  const meta = env?.metadata?.('limit-count');
+  return {
+    limit: (meta?.limit_header ?? 'x-ratelimit-limit').toLowerCase(),
+    remaining: (meta?.remaining_header ?? 'x-ratelimit-remaining').toLowerCase(),
+    reset: (meta?.reset_header ?? 'x-ratelimit-reset').toLowerCase(),
   };
 }

@@ -33,6 +33,7 @@ import { compileTrafficSplit } from './traffic-split.ts';
 import { compileApiBreaker } from './api-breaker.ts';
 import type { ResolvedUpstream } from '../upstream/upstream.ts';
 import type { UpstreamConf } from '../../shared/schema/upstream.ts';
+import type { PluginMetadataConf } from '../../shared/schema/plugin-holders.ts';
 import type { AccessVerdict, PluginRequest } from './request.ts';
 import type { RedisStore, RedisStores } from './redis-stores.ts';
 import type { Consumer } from './consumers.ts';
@@ -172,6 +173,8 @@ export interface PluginEnv {
   readonly owner: string;
   /** Where Redis policies get their client (one per server and credentials, shared by routes). */
   readonly stores: RedisStores | undefined;
+  /** A plugin's metadata (`/apisix/plugin_metadata/<name>`), read when the plugin is compiled. */
+  readonly metadata?: ((plugin: string) => PluginMetadataConf | undefined) | undefined;
   /** A weighted upstream of traffic-split, resolved as the route's own is; only where a route is built. */
   readonly upstream?: ((ref: { upstream?: UpstreamConf | undefined; upstream_id?: string | number | undefined }) => ResolvedUpstream) | undefined;
 }

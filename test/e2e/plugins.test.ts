@@ -187,6 +187,31 @@ describe('route plugins', () => {
       await assertPlainRouteServes();
     });
 
+    test('plugin metadata renames the quota headers; a plugin without metadata is refused; deleting it restores the names', async () => {
+      const meta = await gw.admin('PUT', '/plugin_metadata/limit-count', { limit_header: 'X-Quota-Limit', remaining_header: 'X-Quota-Remaining', reset_header: 'X-Quota-Reset' });
+      assert.equal(meta.status, 201, JSON.stringify(meta.body));
+      assert.equal((meta.body as { key: string }).key, '/apisix/plugin_metadata/limit-count');
+      const refused = await gw.admin('PUT', '/plugin_metadata/key-auth', { limit_header: 'x' });
+      assert.equal(refused.status, 400);
+      assert.match((refused.body as { error_msg: string }).error_msg, /key-auth takes no metadata/);
+      assert.equal((await gw.admin('PUT', '/plugin_metadata/limit-count', { limit_header: 'bad header' })).status, 400, 'not a header name');
+      const before = gw.dataPlane.snapshots.current().targets.get('limit');
+      await putRoute('limit', { uri: SAY_HELLO, plugins: { 'limit-count': { count: 5, time_window: 60 } } });
+      assert.notEqual(gw.dataPlane.snapshots.current().targets.get('limit'), before);
+      const renamed = await rawCall(raw, SAY_HELLO);
+      assert.equal(renamed.headers['x-quota-limit'], '5');
+      assert.equal(renamed.headers['x-quota-remaining'], '4');
+      assert.ok(Number(renamed.headers['x-quota-reset']) > 0);
+      assert.equal(renamed.headers['x-ratelimit-limit'], undefined);
+      // The metadata is gone: the route, which read it, is rebuilt with APISIX's names.
+      const withMeta = gw.dataPlane.snapshots.current().targets.get('limit');
+      assert.equal((await gw.admin('DELETE', '/plugin_metadata/limit-count')).status, 200);
+      await gw.waitForSnapshot((snapshot) => snapshot.targets.get('limit') !== withMeta, 'route rebuilt without the metadata');
+      const restored = await rawCall(raw, SAY_HELLO);
+      assert.equal(restored.headers['x-ratelimit-limit'], '5');
+      assert.equal(restored.headers['x-quota-limit'], undefined);
+    });
+
     test('counts per header value (key http_x_user), falling back to the client address when the header is absent', async () => {
       await putRoute('limit', { uri: SAY_HELLO, plugins: { 'limit-count': { count: 1, time_window: 60, key: 'http_x_user', show_limit_quota_header: false } } });
       const as = (user: string | undefined): Promise<number> => {
