@@ -14,7 +14,7 @@
  */
 import net, { type Socket } from 'node:net';
 import tls, { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
-import { NoHealthyNode, RouteNotFound, UnsupportedMediaType } from '../shared/errors.ts';
+import { describe, NoHealthyNode, RouteNotFound, UnsupportedMediaType } from '../shared/errors.ts';
 import type { Http2Limits } from '../shared/config-http2.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Snapshot, Snapshots } from './config/snapshots.ts';
@@ -210,7 +210,7 @@ function serveRequest(stream: Http2Stream, fields: string[], endStream: boolean,
   const verdict = runAccess(globals, plugins, request);
   if (!(verdict instanceof Promise)) return afterAccess(stream, fields, target, deps, obs, request, verdict, endStream);
   const held = new HeldStream(stream, fields, target, deps, obs, request, endStream);
-  void verdict.then((decided) => held.decided(decided));
+  verdict.then((decided) => held.decided(decided)).catch((err: unknown) => held.failed(err));
 }
 
 /** The access phase's verdict applied: a refusal answered, or the call goes on with the plugins' header changes. */
@@ -319,6 +319,17 @@ class HeldStream implements StreamHandler {
     for (let i = 0; i < frames.length && !gone(stream) && stream.handler === next; i += 2) {
       next.onData(stream, frames[i] as Buffer, frames[i + 1] as boolean, true);
     }
+  }
+
+  /**
+   * The verdict could not be applied (a plugin or the proxy threw after the wait): the call is answered INTERNAL
+   * and logged, as a throw in the synchronous path would be; a rejection never reaches the process.
+   */
+  failed(err: unknown): void {
+    this.deps.log.error({ err: describe(err), route: this.request.routeId }, 'a call held by its access phase failed');
+    const stream = this.stream;
+    if (!stream.removed && stream.handler === this) respond(stream, err, this.obs, this.deps.observer);
+    this.request.finished(GrpcStatus.INTERNAL);
   }
 
   onHeaders(stream: Http2Stream, _fields: string[], endStream: boolean): void {

@@ -4,7 +4,7 @@
  * frame. Every early exit goes through respondError, which answers with a gRPC status.
  */
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
-import { NoHealthyNode, RouteNotFound, UnsupportedMediaType } from '../../shared/errors.ts';
+import { describe, NoHealthyNode, RouteNotFound, UnsupportedMediaType } from '../../shared/errors.ts';
 import { GrpcStatus } from '../../shared/grpc-status.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { Snapshots } from '../config/snapshots.ts';
@@ -50,9 +50,16 @@ export function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHea
   const arrivedAt = Date.now(); // the call's deadline runs from here, through the wait
   stream.on('error', ignore); // a reset meanwhile is seen as `destroyed` below
   finishOnClose(stream, request); // releases registered before the verdict, or after it
-  void verdict.then((decided) => {
-    if (!stream.destroyed) afterAccess(stream, headers, target, deps, request, decided, arrivedAt);
-  });
+  verdict
+    .then((decided) => {
+      if (!stream.destroyed) afterAccess(stream, headers, target, deps, request, decided, arrivedAt);
+    })
+    .catch((err: unknown) => {
+      // A plugin or the proxy threw after the wait: INTERNAL and a log line, never an unhandled rejection.
+      deps.log.error({ err: describe(err), route: match.id }, 'a call held by its access phase failed');
+      respondError(stream, err);
+      request.finished(GrpcStatus.INTERNAL);
+    });
 }
 
 function ignore(): void {
