@@ -15,8 +15,6 @@ export const END_FLAG = '#END';
 export const KEY_PREFIX = '/apisix';
 /** APISIX resources this gateway does not serve yet: ignored with an info line, not a warning. */
 const IGNORED_APISIX_KEYS: ReadonlySet<string> = new Set([
-  'consumer_groups',
-  'plugin_metadata',
   'plugins',
   'protos',
   'secrets',

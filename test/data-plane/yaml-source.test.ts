@@ -258,11 +258,17 @@ routes:
 stream_routes:
   - { id: 1 }
 protos: []
+consumer_groups:
+  - { id: silver, plugins: { limit-count: { count: 5, time_window: 60 } } }
+plugin_metadata:
+  - { id: limit-count, limit_header: X-Quota-Limit }
 colours: [red]
 #END
 `);
     const state = await h.source.start();
     assert.deepEqual([...state.routes.keys()], ['1']);
+    assert.equal(state.consumer_groups.get('silver')?.value.plugins['limit-count']?.count, 5, 'consumer groups are served');
+    assert.equal(state.plugin_metadata.get('limit-count')?.value.limit_header, 'X-Quota-Limit', 'plugin metadata is served');
     assert.equal(state.routes.get('1')?.value.uri, '/first.S/M');
     const problems = h.lines.filter((l) => l.msg === 'skipped an item of the standalone config file').map((l) => String(l['problem']));
     assert.equal(problems.length, 2);
