@@ -227,5 +227,5 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
 }
 
 function emptyState(revision: string): ConfigState {
-  return { revision, routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map(), consumer_groups: new Map(), global_rules: new Map(), plugin_configs: new Map(), plugin_metadata: new Map() };
+  return { revision, routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map(), consumer_groups: new Map(), global_rules: new Map(), plugin_configs: new Map(), plugin_metadata: new Map(), protos: new Map() };
 }

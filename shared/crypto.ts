@@ -51,6 +51,7 @@ export const SECRET_FIELDS: { readonly [K in ResourceType]: readonly (readonly s
   global_rules: [REDIS_PASSWORD],
   plugin_configs: [REDIS_PASSWORD],
   plugin_metadata: [],
+  protos: [],
 };
 
 /** The secret fields that hold any text rather than a PEM private key (see above), as `path.join('.')`. */

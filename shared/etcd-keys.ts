@@ -2,7 +2,7 @@
  * The etcd key layout, APISIX's: `<prefix>/<resource>/<id>` holds the JSON value of one object, and
  * `<prefix>/<resource>/` holds APISIX's `init_dir` placeholder, which readers skip (docs/apisix-compatibility.md).
  */
-export const RESOURCE_TYPES = ['routes', 'upstreams', 'services', 'ssls', 'consumers', 'consumer_groups', 'global_rules', 'plugin_configs', 'plugin_metadata'] as const;
+export const RESOURCE_TYPES = ['routes', 'upstreams', 'services', 'ssls', 'consumers', 'consumer_groups', 'global_rules', 'plugin_configs', 'plugin_metadata', 'protos'] as const;
 export type ResourceType = (typeof RESOURCE_TYPES)[number];
 
 export function isResourceType(name: string): name is ResourceType {

@@ -17,6 +17,8 @@ import { SslSchema, type SslConf } from './schema/ssl.ts';
 import { ConsumerGroupSchema, ConsumerSchema, consumerPolicyPlugins, type ConsumerConf, type ConsumerGroupConf } from './schema/consumer.ts';
 import { GlobalRuleSchema, PLUGINS_WITH_METADATA, PluginConfigSchema, PluginMetadataSchema, type GlobalRuleConf, type PluginConfigConf, type PluginMetadataConf } from './schema/plugin-holders.ts';
 import { SamplerSchema, type SamplerConf } from './schema/observability-plugins.ts';
+import { ProtoSchema, type ProtoConf } from './schema/proto.ts';
+import { checkProtoText } from './proto-check.ts';
 import { MAX_METADATA_JSON_BYTES, UpstreamSchema, type UpstreamConf } from './schema/upstream.ts';
 import { checkServablePairs, type CertKeyPair } from './tls-check.ts';
 import { formatAjvErrors } from './validate-errors.ts';
@@ -43,6 +45,7 @@ export interface ResourceConfs {
   global_rules: GlobalRuleConf;
   plugin_configs: PluginConfigConf;
   plugin_metadata: PluginMetadataConf;
+  protos: ProtoConf;
 }
 
 export type ValidationResult<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -59,7 +62,7 @@ const ajv = new Ajv({
 });
 
 /** The schema of each resource type: what both planes validate with, and what the admin API publishes. */
-export const schemas = { routes: RouteSchema, upstreams: UpstreamSchema, services: ServiceSchema, ssls: SslSchema, consumers: ConsumerSchema, consumer_groups: ConsumerGroupSchema, global_rules: GlobalRuleSchema, plugin_configs: PluginConfigSchema, plugin_metadata: PluginMetadataSchema } as const;
+export const schemas = { routes: RouteSchema, upstreams: UpstreamSchema, services: ServiceSchema, ssls: SslSchema, consumers: ConsumerSchema, consumer_groups: ConsumerGroupSchema, global_rules: GlobalRuleSchema, plugin_configs: PluginConfigSchema, plugin_metadata: PluginMetadataSchema, protos: ProtoSchema } as const;
 
 /**
  * Each validator is compiled on its first use, not when this module loads: compiling the four resource schemas
@@ -134,6 +137,10 @@ const checkers: { [K in ResourceType]: (value: ResourceConfs[K], atWrite: boolea
   plugin_configs: (config) => checkPlugins(config.plugins),
   // APISIX: the id names the plugin, which must have a metadata schema.
   plugin_metadata: (meta) => (PLUGINS_WITH_METADATA.includes(meta.id) ? undefined : `invalid plugin name: ${meta.id} takes no metadata (plugins that do: ${PLUGINS_WITH_METADATA.join(', ')})`),
+  protos: (proto) => {
+    const parsed = checkProtoText(proto.content);
+    return typeof parsed === 'string' ? `invalid proto content: ${parsed}` : undefined;
+  },
 };
 
 function checkRoute(route: RouteConf, atWrite: boolean): string | undefined {

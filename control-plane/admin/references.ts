@@ -1,7 +1,7 @@
 /**
  * Reference integrity between resources (docs/admin-api.md, References). Objects point at others by id: a route's
  * `upstream_id`, `service_id` and `plugin_config_id`, a service's `upstream_id`, traffic-split's `upstream_id`s (in a
- * route, service or plugin config), a consumer's `group_id`, and any upstream's `tls.client_cert_id` (inline in a
+ * route, service or plugin config), a consumer's `group_id`, a proto's imports of other protos, and any upstream's `tls.client_cert_id` (inline in a
  * route or service, or an upstream object) naming an ssl object of `type: client`.
  *
  * - Writing a reference to an absent object is a 400 in APISIX's words (`failed to fetch upstream info by upstream
@@ -17,6 +17,7 @@ import { AdminBadRequest } from '../../shared/errors.ts';
 import type { ResourceType } from '../../shared/etcd-keys.ts';
 import type { Precondition, ResourceStore } from '../store/resource-store.ts';
 import { RESOURCE_KINDS, isJsonObject } from './resources.ts';
+import { checkProtoText } from '../../shared/proto-check.ts';
 
 export interface Reference {
   type: ResourceType;
@@ -34,6 +35,7 @@ const REFERRER_TYPES: { readonly [K in ResourceType]: readonly ResourceType[] } 
   global_rules: [],
   plugin_configs: ['routes'],
   plugin_metadata: [],
+  protos: ['protos'],
 };
 
 /** The ids `value` (an object of `type`) points at. Ids may be stored as numbers; they are compared as text. */
@@ -45,6 +47,12 @@ export function referencesOf(type: ResourceType, value: unknown): Reference[] {
   };
   if (type === 'upstreams') {
     add('ssls', clientCertId(value));
+    return refs;
+  }
+  if (type === 'protos') {
+    const content = value['content'];
+    const parsed = typeof content === 'string' ? checkProtoText(content) : undefined;
+    if (parsed !== undefined && typeof parsed !== 'string') for (const id of parsed.protoImports) add('protos', id);
     return refs;
   }
   if (type === 'consumers') {

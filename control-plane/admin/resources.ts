@@ -37,6 +37,7 @@ export const RESOURCE_KINDS: { readonly [K in ResourceType]: ResourceKind & { ty
   consumer_groups: { type: 'consumer_groups', singular: 'consumer_group', aliases: [], title: 'Consumer groups', noPost: true },
   global_rules: { type: 'global_rules', singular: 'global_rule', aliases: [], title: 'Global rules', noPost: true },
   plugin_configs: { type: 'plugin_configs', singular: 'plugin_config', aliases: [], title: 'Plugin configs', noPost: true },
+  protos: { type: 'protos', singular: 'proto', aliases: [], title: 'Protos' },
   plugin_metadata: { type: 'plugin_metadata', singular: 'plugin_metadata', aliases: [], title: 'Plugin metadata', noPost: true },
 };
 

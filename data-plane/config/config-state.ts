@@ -109,6 +109,7 @@ export class ConfigStore {
         global_rules: draft.global_rules ?? base.global_rules,
         plugin_configs: draft.plugin_configs ?? base.plugin_configs,
         plugin_metadata: draft.plugin_metadata ?? base.plugin_metadata,
+        protos: draft.protos ?? base.protos,
       },
       revision,
     );
@@ -210,10 +211,10 @@ function setItem<T>(map: Map<string, ConfigItem<T>>, item: ConfigItem<T>): void 
 // Written out per type on purpose: adding a type to RESOURCE_TYPES makes these literals fail to compile until the
 // new type gets its map.
 function emptyDraft(): DraftMaps {
-  return { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map(), consumer_groups: new Map(), global_rules: new Map(), plugin_configs: new Map(), plugin_metadata: new Map() };
+  return { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map(), consumer_groups: new Map(), global_rules: new Map(), plugin_configs: new Map(), plugin_metadata: new Map(), protos: new Map() };
 }
 
 function freezeState(maps: ConfigMaps, revision: string): ConfigState {
-  const state: ConfigState = { revision, routes: maps.routes, upstreams: maps.upstreams, services: maps.services, ssls: maps.ssls, consumers: maps.consumers, consumer_groups: maps.consumer_groups, global_rules: maps.global_rules, plugin_configs: maps.plugin_configs, plugin_metadata: maps.plugin_metadata };
+  const state: ConfigState = { revision, routes: maps.routes, upstreams: maps.upstreams, services: maps.services, ssls: maps.ssls, consumers: maps.consumers, consumer_groups: maps.consumer_groups, global_rules: maps.global_rules, plugin_configs: maps.plugin_configs, plugin_metadata: maps.plugin_metadata, protos: maps.protos };
   return Object.freeze(state);
 }

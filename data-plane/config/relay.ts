@@ -43,7 +43,7 @@ export interface RelayRequest {
   readonly type: 'gateway:config-request';
 }
 
-const EMPTY_MAPS: ConfigMaps = { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map(), consumer_groups: new Map(), global_rules: new Map(), plugin_configs: new Map(), plugin_metadata: new Map() };
+const EMPTY_MAPS: ConfigMaps = { routes: new Map(), upstreams: new Map(), services: new Map(), ssls: new Map(), consumers: new Map(), consumer_groups: new Map(), global_rules: new Map(), plugin_configs: new Map(), plugin_metadata: new Map(), protos: new Map() };
 
 /**
  * The changes from `previous` to `next`; from nothing (`full`) when `previous` is undefined. A type whose map is the
@@ -78,6 +78,7 @@ export function applyDelta(previous: ConfigState | undefined, delta: ConfigDelta
     global_rules: base.global_rules,
     plugin_configs: base.plugin_configs,
     plugin_metadata: base.plugin_metadata,
+    protos: base.protos,
   };
   for (const type of RESOURCE_TYPES) {
     const change = delta.types[type];

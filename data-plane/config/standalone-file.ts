@@ -16,7 +16,6 @@ export const KEY_PREFIX = '/apisix';
 /** APISIX resources this gateway does not serve yet: ignored with an info line, not a warning. */
 const IGNORED_APISIX_KEYS: ReadonlySet<string> = new Set([
   'plugins',
-  'protos',
   'secrets',
   'stream_plugins',
   'stream_routes',

@@ -120,9 +120,9 @@ describe('admin API: every method on every resource', () => {
 
   it('answers 404 Unsupported resource type for every method on an unknown resource', async () => {
     for (const method of ['GET', 'PUT', 'POST', 'PATCH', 'DELETE'] as const) {
-      const res = await admin(fx.app, { method, url: '/apisix/admin/protos/1', body: {} });
+      const res = await admin(fx.app, { method, url: '/apisix/admin/stream_routes/1', body: {} });
       assert.equal(res.statusCode, 404, method);
-      assert.deepEqual(jsonOf(res), { error_msg: 'Unsupported resource type: protos' });
+      assert.deepEqual(jsonOf(res), { error_msg: 'Unsupported resource type: stream_routes' });
     }
   });
 });

@@ -39,8 +39,8 @@ describe('admin API: schemas and OpenAPI description', () => {
   }
 
   it('answers 400 not found schema for an unknown name', async () => {
-    const res = await admin(fx.app, { method: 'GET', url: '/apisix/admin/schema/proto' });
-    assert.deepEqual([res.statusCode, jsonOf(res)], [400, { error_msg: 'not found schema: proto' }]);
+    const res = await admin(fx.app, { method: 'GET', url: '/apisix/admin/schema/stream_route' });
+    assert.deepEqual([res.statusCode, jsonOf(res)], [400, { error_msg: 'not found schema: stream_route' }]);
   });
 
   it('needs a key for the schemas and the OpenAPI document, like every admin path', async () => {

@@ -79,7 +79,7 @@ test('the initial load keeps valid routes and skips invalid JSON, invalid schema
   const good = await raw.put('/p1/routes/1').value(route('/helloworld.Greeter/SayHello', { id: 99 })).exec();
   const badJson = await raw.put('/p1/routes/2').value('{not json').exec();
   const badSchema = await raw.put('/p1/routes/3').value(JSON.stringify({ uri: 5 })).exec();
-  await raw.put('/p1/protos/1').value('{}'); // a type this gateway does not serve: not even looked at
+  await raw.put('/p1/stream_routes/1').value('{}'); // a type this gateway does not serve: not even looked at
   const { source, logs } = open(t, '/p1');
 
   const state = await source.start();

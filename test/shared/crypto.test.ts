@@ -102,8 +102,8 @@ describe('crypto', () => {
   });
 
   test('names secret fields for every resource type that holds a secret, and none for those that cannot', () => {
-    // Every type that holds plugins may hold limit-count's Redis password; plugin metadata holds header names.
-    const without = new Set(['plugin_metadata']);
+    // Every type that holds plugins may hold limit-count's Redis password; plugin metadata and protos hold none.
+    const without = new Set(['plugin_metadata', 'protos']);
     for (const type of RESOURCE_TYPES) assert.equal(SECRET_FIELDS[type].length > 0, !without.has(type), type);
   });
 });
