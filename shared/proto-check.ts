@@ -6,10 +6,11 @@
  */
 import { createRequire } from 'node:module';
 
-type Protobuf = typeof import('protobufjs');
+export type Protobuf = typeof import('protobufjs');
 let protobuf: Protobuf | undefined;
 
-function load(): Protobuf {
+/** protobufjs, loaded on first use (both planes: a process without protos never loads it). */
+export function loadProtobuf(): Protobuf {
   protobuf ??= createRequire(import.meta.url)('protobufjs') as Protobuf;
   return protobuf;
 }
@@ -25,7 +26,7 @@ export interface ParsedProto {
 
 /** The proto's imports, or a message saying why it cannot be used (`line 4, column 1: illegal token '}' …`). */
 export function checkProtoText(content: string): ParsedProto | string {
-  const pb = load();
+  const pb = loadProtobuf();
   let parsed: ReturnType<Protobuf['parse']>;
   try {
     parsed = pb.parse(content, { keepCase: true });

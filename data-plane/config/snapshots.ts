@@ -38,6 +38,7 @@ import type { HealthRegistry } from '../upstream/health/registry.ts';
 import { NoHealthyNode, RouteNotFound, describe } from '../../shared/errors.ts';
 import { compilePlugins, storesOf, type PluginChain } from '../plugins/pipeline.ts';
 import type { RedisStore, RedisStores } from '../plugins/redis-stores.ts';
+import { ProtoRegistry } from '../transcode/proto-registry.ts';
 import { ConsumerTable } from '../plugins/consumers.ts';
 import type { ConfigItem, ConfigState } from './config-state.ts';
 import { lookupsHold, resolveRoute, resolveUpstreamRef, type Lookup } from './resolve-route.ts';
@@ -82,6 +83,9 @@ export interface Snapshot {
   /** The consumers and consumer groups maps the table was built from: kept while both are the same objects. */
   readonly consumersSource: ConfigState['consumers'];
   readonly consumerGroupsSource: ConfigState['consumer_groups'];
+  /** The protos, compiled with their imports (transcode/proto-registry.ts), and the map they were built from. */
+  readonly protos: ProtoRegistry;
+  readonly protosSource: ConfigState['protos'];
   /** The plugin metadata map the global rules' chains and the consumers' plugins were compiled with. */
   readonly metadataSource: ConfigState['plugin_metadata'];
   /** The ssls map the SNI table was built from: the next build keeps the table while the map is the same. */
@@ -174,6 +178,8 @@ export function buildSnapshot(
     consumersSource: input.consumers,
     consumerGroupsSource: input.consumer_groups,
     metadataSource: input.plugin_metadata,
+    protos: previous !== undefined && previous.protosSource === input.protos ? previous.protos : new ProtoRegistry(input.protos, previous?.protos, log),
+    protosSource: input.protos,
     failed,
   };
 }
