@@ -69,6 +69,8 @@ export class RedisStore {
   private readonly client: Client;
   private everReady = false;
   private down = false;
+  /** close() was called: the connection's end is ours, not an outage. */
+  private closed = false;
   /** Operations sent and not answered yet (bounded by MAX_WAITING). */
   private waiting = 0;
   private readonly log: Logger;
@@ -172,11 +174,12 @@ export class RedisStore {
   }
 
   close(): void {
+    this.closed = true;
     this.client.disconnect();
   }
 
   private lost(err: Error): void {
-    if (this.down) return; // once per outage, not once per reconnection attempt
+    if (this.down || this.closed) return; // once per outage, not once per reconnection attempt, nor for our close
     this.down = true;
     this.log.warn({ err: err.message }, 'Redis unreachable: limit-count follows allow_degradation until it is back');
   }

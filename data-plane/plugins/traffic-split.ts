@@ -2,7 +2,7 @@
  * `traffic-split` (APISIX priority 966): sends a share of a route's calls, or the calls that match, to other
  * upstreams: canaries by weight, or by header (`match: [{vars: [["http_x_canary", "==", "1"]]}]`). The first rule
  * whose `match` holds (any of its `{vars}` entries, each an AND of expressions; no `match`: every call) picks the
- * call's upstream from its `weighted_upstreams` by smooth weighted round robin (nginx's): an entry with
+ * call's upstream from its `weighted_upstreams` by smooth weighted round robin (the upstream balancer's): an entry with
  * `upstream_id` or an inline `upstream` names one, an entry with neither stands for the route's own upstream, and
  * weight 0 is never picked. No rule holding leaves the route's upstream.
  *
@@ -13,6 +13,7 @@
 import type { TrafficSplitConf } from '../../shared/schema/plugin-policies.ts';
 import { compileVars, matchVars, type CompiledVars } from '../../shared/vars-expr.ts';
 import type { ResolvedUpstream } from '../upstream/upstream.ts';
+import { RoundRobinBalancer } from '../upstream/balancers/roundrobin.ts';
 import type { CompiledPlugin, PluginEnv } from './pipeline.ts';
 import { variableValue } from './variables.ts';
 
@@ -59,32 +60,22 @@ export function compileTrafficSplit(conf: TrafficSplitConf, env: PluginEnv): Com
 }
 
 /**
- * nginx's smooth weighted round robin: each pick adds every choice's weight to its current value, takes the
- * highest, and takes the total off it; over a cycle of the total weight each choice is picked `weight` times,
- * spread out. `undefined` choices (the route's own upstream) are picked like the others.
+ * The rule's weighted upstreams, picked by the upstream balancer's smooth weighted round robin (nginx's,
+ * upstream/balancers/roundrobin.ts): over a cycle of the total weight each is picked `weight` times, spread out;
+ * weight 0 is never picked. `undefined` (the route's own upstream) is picked like the others.
  */
 export class WeightedPicker {
-  private readonly choices: readonly { readonly upstream: ResolvedUpstream | undefined; readonly weight: number }[];
-  private readonly current: number[];
-  private readonly total: number;
+  private readonly upstreams: readonly (ResolvedUpstream | undefined)[];
+  private readonly balancer: RoundRobinBalancer;
 
   constructor(choices: readonly { readonly upstream: ResolvedUpstream | undefined; readonly weight: number }[]) {
-    this.choices = choices.filter((c) => c.weight > 0);
-    this.current = this.choices.map(() => 0);
-    this.total = this.choices.reduce((sum, c) => sum + c.weight, 0);
+    this.upstreams = choices.map((c) => c.upstream);
+    this.balancer = new RoundRobinBalancer(choices.map((c, i) => ({ key: String(i), weight: c.weight })));
   }
 
-  /** The next upstream (undefined: the route's own). */
+  /** The next upstream (undefined: the route's own, also when every weight is 0). */
   next(): ResolvedUpstream | undefined {
-    const choices = this.choices;
-    if (choices.length <= 1) return choices[0]?.upstream;
-    let best = 0;
-    for (let i = 0; i < choices.length; i++) {
-      const value = (this.current[i] as number) + (choices[i] as { weight: number }).weight;
-      this.current[i] = value;
-      if (value > (this.current[best] as number)) best = i;
-    }
-    this.current[best] = (this.current[best] as number) - this.total;
-    return (choices[best] as { upstream: ResolvedUpstream | undefined }).upstream;
+    const index = this.balancer.pick(undefined, '');
+    return index < 0 ? undefined : this.upstreams[index];
   }
 }
