@@ -1,17 +1,19 @@
 /**
- * The gateway's two HTTP/2 engines against nginx's grpc_pass on the same machine (issues #6 and #12), and what its
- * observability costs (issue #14), in one go:
+ * The gateway's two HTTP/2 engines against nginx's grpc_pass on the same machine (issues #6 and #12), what its
+ * observability costs (issue #14), and what grpc-web and JSON transcoding cost against plain gRPC (issue #17), in one go:
  *
  *   npm run bench -- [--quick] [--rounds N] [--seconds S] [--cases idle,unary-100,...]
  *                    [--targets direct,nginx,gateway-native,gateway-node,gateway-observed,gateway-traced,gateway-plugins,gateway-redis]
  *                    [--workers auto|N] [--nginx-reuseport]
  *                    [--idle-connections N] [--skip-setup] [--help]
  *
- * Full run (about 18 minutes): `npm run bench`. Smoke run (a few minutes): `npm run bench -- --quick`.
+ * Full run (about 20 minutes): `npm run bench`. Smoke run (a few minutes): `npm run bench -- --quick`.
  * Issue #14's cost of observability (a few minutes): `npm run bench -- --cases unary-100
  * --targets gateway-native,gateway-observed,gateway-traced` (add nginx for the × nginx column). Issue #16's cost of
  * plugins: `npm run bench -- --cases unary-100 --targets nginx,gateway-native,gateway-plugins` (add gateway-redis, and the
- * case unary-1, for limit-count with `policy: redis`: calls/s and the p50 it adds).
+ * case unary-1, for limit-count with `policy: redis`: calls/s and the p50 it adds). Issue #17's browser and REST
+ * clients (a few minutes): `npm run bench -- --cases unary-100,web-h1-100,web-h2-100,json-100,json-h1-100
+ * --targets gateway-native` (nginx, direct and gateway-node serve neither protocol: named, they skip those cases).
  *
  * --targets: any subset, in any order, of direct (the Go upstream itself), nginx, gateway-native and gateway-node
  * (the gateway with `apisix.http2_engine: native` / `node`, issue #14's observability off), gateway-observed (native
@@ -23,7 +25,13 @@
  * observability targets only when named: they answer one question, unary-100 against gateway-native, and would
  * make a full run half as long again). The goals against nginx need nginx in the selection, issue #14's need
  * gateway-native. --cases: any subset of idle, idle-tls, unary-100, unary-1, tls-100, grpcs-100, mib-8,
- * stream-16, slow-reader (default: all). --quick: 1 round of 2 s runs, 2,000 instead of 10,000 idle TLS connections
+ * stream-16, web-h1-100, web-h2-100, json-100, json-h1-100, slow-reader (default: all). web-h1-100 to json-h1-100
+ * are issue #17's, each a 64 B unary echo with 100 in flight as unary-100, through a gateway's own routes:
+ * web-h1-100 grpc-web+proto over HTTP/1.1 keep-alive (h2load --h1 -c 100 -m 1: one request at a time per
+ * connection, as browsers do not pipeline; h2load's -m pipelines on HTTP/1.1), web-h2-100 grpc-web+proto over h2c
+ * (-c 10 -m 10), json-100 JSON transcoded to the call over h2c (-c 10 -m 10), json-h1-100 the same over HTTP/1.1
+ * (--h1 -c 100 -m 1); native-engine gateway targets only (skipped, with a note, for direct, nginx and gateway-node,
+ * whose node:http2 engine serves neither). --quick: 1 round of 2 s runs, 2,000 instead of 10,000 idle TLS connections
  * and a 32 MiB instead of 200 MiB slow-reader stream (the goals table says when a figure is not at the goal's size);
  * default 3 rounds of 8 s runs. --idle-connections sets the count of both idle cases. --workers sets
  * the gateways' GATEWAY_WORKER_PROCESSES (default auto, like nginx's worker_processes auto). --nginx-reuseport adds
@@ -41,19 +49,24 @@
  *    observability variables set to match, and the file and environment read back); before it is used, every one
  *    of its serving processes must have logged that engine (startGateway), or the run stops.
  * 3. The idle-connection cases first (fresh processes; h2c, then TLS), then ROUNDS rounds of the load cases; in each
- *    round every case runs once per target, targets interleaved (their order rotates per round). Each run: a short
+ *    round every case runs once per target that serves it, targets interleaved (their order rotates per round). Each run: a short
  *    h2load -D warm-up that also sizes the run, then `h2load -n N --log-file` so every request completes and is
  *    counted. Last, the slow-reader case runs bench/memory-slow-reader.ts for the selected engines.
  * 4. Every run is verified: h2load's succeeded == N == 200s in its log, the upstream's count of OK calls grew by
- *    exactly N with no failed call, and the DATA bytes received are N × the expected response; before a case's
- *    first run, a sample of grpc-js calls checks grpc-status 0 and the payload through each target.
+ *    exactly N with no failed call, and the response bytes received (DATA, or HTTP/1.1 bodies) are N × the expected
+ *    response; before a case's first run, a sample of grpc-js calls checks grpc-status 0 and the payload through each
+ *    target. For grpc-web and JSON the sample is raw requests (bench/vs-nginx/verify.ts): status 200, the content
+ *    type, the echoed message then a trailers frame with grpc-status 0, or JSON deep-equal to the request's; their
+ *    answers' length is the expected response (grpc-web's trailers frame is what the upstream's trailers make it).
  * 5. CPU per call of every process of each target from /proc/<pid>/stat (utime+stime deltas, master/primary and
  *    workers), the client's from bash `times`, and the CPU that other programs took meanwhile (noise; this
  *    process's own, the OTLP sink's included, is not counted as noise). gateway-observed and gateway-traced runs
  *    also count the access-log lines and the spans the run produced (bench/vs-nginx/observability.ts).
  * 6. Writes a markdown report to bench/results/<timestamp>.md and prints it: issue #12's goals per engine and issue
  *    #14's for the observability targets (measured, target, pass/fail; bench/vs-nginx/goals.ts) with the access-log
- *    lines and spans against the calls, one table of every case × every target, then the details.
+ *    lines and spans against the calls, issue #17's cases next to unary-100 of the same gateway target (calls/s,
+ *    its ratio, gateway CPU per call and its difference; bench/vs-nginx/report-web.ts), one table of every case ×
+ *    every target, then the details.
  *    Everything started is stopped at the end, on failure and on Ctrl-C.
  */
 import { spawnSync } from 'node:child_process';
@@ -65,7 +78,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT } from '../shared/config.ts';
 import { selfSignedCert } from '../examples/self-signed.ts';
 import { percentile } from './lib/stats.ts';
-import { CASES, responseDataBytes, writeBody, type IdleCase, type LoadCase, type SlowReaderCase } from './vs-nginx/cases.ts';
+import { CASES, requestHeaders, responseDataBytes, writeBody, type IdleCase, type LoadCase, type SlowReaderCase } from './vs-nginx/cases.ts';
 import { register, stopAll, stopAllOnSignals } from './vs-nginx/children.ts';
 import { runH2load } from './vs-nginx/h2load.ts';
 import { measureIdle } from './vs-nginx/idle.ts';
@@ -84,6 +97,7 @@ import {
   nginxBinary,
   parseTargets,
   PLUGIN_API_KEY,
+  servesCase,
   settingText,
   startGateway,
   startNginx,
@@ -282,10 +296,17 @@ async function main(): Promise<void> {
 
     const bodies = new Map(loadCases.map((c) => [c.id, writeBody(dir, c)]));
     const sampled = new Set<string>();
+    /** Response bytes per call, by `case/target`: the case's own, or a checked sample answer's (grpc-web, JSON). */
+    const answerBytes = new Map<string, number>();
+    for (const c of loadCases) {
+      const skipped = targets.filter((t) => !servesCase(t.name, c)).map((t) => t.name);
+      if (skipped.length > 0) notes.push(`${c.id}: skipped for ${skipped.join(', ')} (${c.protocol} is served by the ${c.protocol === 'json' ? 'grpc-transcode' : 'grpc-web'} plugin of the gateway's native engine only)`);
+    }
     for (let round = 0; round < rounds; round++) {
       const order = targets.map((_, i) => targets[(i + round) % targets.length] as Target);
       for (const c of loadCases) {
         for (const target of order) {
+          if (!servesCase(target.name, c)) continue;
           const key = `${c.id}/${target.name}`;
           if (!sampled.has(key)) {
             sampled.add(key);
@@ -295,10 +316,13 @@ async function main(): Promise<void> {
             const after = await upstream.stats();
             const upstreamOk = after[c.method === 'Unary' ? 'unary' : 'stream'] - before[c.method === 'Unary' ? 'unary' : 'stream'];
             samples.push({ caseId: c.id, target: target.name, ...sample, upstreamOk });
-            if (sample.ok !== sample.calls) notes.push(`${key}: grpc-js sample ${sample.ok}/${sample.calls} ok: ${sample.problems.join('; ')}`);
+            answerBytes.set(key, responseDataBytes(c) ?? sample.answerBytes ?? Number.NaN);
+            const client = c.protocol === 'grpc' ? 'grpc-js' : `raw ${c.protocol}`;
+            if (sample.ok !== sample.calls || sample.problems.length > 0) notes.push(`${key}: ${client} sample ${sample.ok}/${sample.calls} ok: ${sample.problems.join('; ')}`);
           }
           say(`round ${round + 1}/${rounds} ${c.id} → ${target.name}`);
-          records.push(await measure(c, target, round, bodies.get(c.id) as string, upstream, upstreamPids, dir, observers.get(target.name)));
+          const perCall = answerBytes.get(key) ?? Number.NaN;
+          records.push(await measure(c, target, round, bodies.get(c.id) as string, perCall, upstream, upstreamPids, dir, observers.get(target.name)));
           const last = records[records.length - 1] as RunRecord;
           if (last.problems.length > 0) notes.push(`round ${round + 1} ${key}: ${last.problems.join('; ')}`);
           const seen = last.observation;
@@ -380,6 +404,8 @@ async function measure(
   target: Target,
   round: number,
   bodyFile: string,
+  /** Response body bytes each call must receive. */
+  answerBytes: number,
   upstream: Awaited<ReturnType<typeof startUpstream>>,
   upstreamPids: () => number[],
   dir: string,
@@ -390,7 +416,8 @@ async function measure(
     bodyFile,
     connections: c.connections,
     streamsPerConnection: c.streamsPerConnection,
-    headers: extraHeaders(target),
+    http1: c.http1,
+    headers: [...requestHeaders(c), ...extraHeaders(target)],
   };
   // Warm-up, which also sizes the measured run to last about `seconds`.
   const warm = await runH2load({ ...common, durationSeconds: WARMUP_SECONDS, limitMs: 60_000 });
@@ -427,7 +454,7 @@ async function measure(
   const upCpu = cpuDelta(upBefore, upAfter);
   const upstreamOk = statsAfter[countKey] - statsBefore[countKey];
   const upstreamFailed = statsAfter.failed - statsBefore.failed;
-  const expectedData = requests * responseDataBytes(c);
+  const expectedData = requests * answerBytes;
 
   const problems: string[] = [];
   if (run.exitCode !== 0) problems.push(`h2load exit ${String(run.exitCode)}: ${run.stdout.slice(-400)}`);
@@ -436,7 +463,8 @@ async function measure(
   if (run.latenciesUs.length !== requests) problems.push(`log: ${run.latenciesUs.length} status-200 lines of ${requests} (${run.logNon200} other)`);
   if (upstreamOk !== requests) problems.push(`upstream completed ${upstreamOk} calls OK for ${requests} requests`);
   if (upstreamFailed !== 0) problems.push(`upstream saw ${upstreamFailed} failed calls`);
-  if (run.dataBytes !== expectedData) problems.push(`response DATA ${run.dataBytes} B, expected ${expectedData} B`);
+  if (!Number.isFinite(answerBytes)) problems.push('no checked sample answer to compare the response bytes with');
+  else if (run.dataBytes !== expectedData) problems.push(`response ${c.http1 ? 'body' : 'DATA'} ${run.dataBytes} B, expected ${expectedData} B (${answerBytes} B per call)`);
   for (const [name, delta] of [['proxy', proxyCpu], ['upstream', upCpu]] as const) {
     if (delta.vanished.length > 0 || delta.appeared.length > 0) {
       problems.push(`${name} processes changed during the run (gone: ${delta.vanished.join(',') || '-'}, new: ${delta.appeared.join(',') || '-'})`);

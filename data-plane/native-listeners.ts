@@ -1,10 +1,12 @@
 /**
  * The data plane's servers on the native engine (data-plane/http2/): h2c listeners (plain `net`, prior knowledge)
- * and TLS listeners (`node:tls`, ALPN `h2` only), every connection a ServerConnection, every request a Call
- * (proxy/call.ts). The behaviour users see is listeners.ts's, unchanged:
+ * and TLS listeners (`node:tls`, ALPN `h2` or `http/1.1`), every connection a ServerConnection, every request
+ * served by proxy/serve-request.ts (a Call for each gRPC call). The behaviour users see is listeners.ts's, plus:
  *
- * - A client that does not speak HTTP/2 gets a readable HTTP/1.1 505 (h2c: its first bytes are not the preface;
- *   TLS: it offered no ALPN). One offering ALPN without `h2` fails the handshake (no_application_protocol).
+ * - A client that speaks HTTP/1 (h2c: its first bytes are not the preface; TLS: ALPN http/1.1, or none) is served
+ *   by node:http through the engine (http1/http1-server.ts): routes with grpc-web or grpc-transcode answer it, any
+ *   other request gets a readable HTTP/1.1 505 and the connection closes. One offering ALPN with neither `h2` nor
+ *   `http/1.1` fails the handshake (no_application_protocol).
  * - TLS certificates come from the current snapshot's SNI table per handshake; clients without SNI get the context
  *   `apisix.ssl.fallback_sni` names, else the default certificate, replaced whenever a new snapshot changes it.
  * - Connection caps, the header deadline and the idle timeout (limits/connection-guard.ts), and the stream limits
@@ -14,50 +16,33 @@
  */
 import net, { type Socket } from 'node:net';
 import tls, { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
-import { describe, NoHealthyNode, RouteNotFound, UnsupportedMediaType } from '../shared/errors.ts';
+import { NOT_HTTP2_BODY } from './web/serve-web.ts';
 import type { Http2Limits } from '../shared/config-http2.ts';
 import type { Logger } from '../shared/logger.ts';
-import type { Snapshot, Snapshots } from './config/snapshots.ts';
-import { ErrorCode, type ConnectionOptions, type Http2Stream, type StreamHandler } from './http2/connection.ts';
+import type { Snapshot } from './config/snapshots.ts';
+import { ErrorCode, type ConnectionOptions, type Http2Stream } from './http2/connection.ts';
 import { DEFAULT_MAX_FRAME_SIZE } from './http2/frame.ts';
-import { ServerConnection, type ServerHooks, type ServerLimits } from './http2/server-connection.ts';
+import { fieldValue } from './http2/fields.ts';
+import { ServerConnection, type Http1Takeover, type ServerHooks, type ServerLimits } from './http2/server-connection.ts';
+import { Http1Server } from './http1/http1-server.ts';
 import { createConnectionGuard, type ConnectionGuard, type ConnectionWatch } from './limits/connection-guard.ts';
 import { MemoryWatermark, Overloaded } from './limits/memory-watermark.ts';
 import { RateLimitedLog } from './limits/rate-limited-log.ts';
 import { listenOn } from './listen.ts';
 import type { BoundAddress, ListenerOptions, Listeners } from './listeners.ts';
-import { Call } from './proxy/call.ts';
-import { gatewayStatusOf } from './proxy/respond-error.ts';
-import type { CallObservation, Observer } from './observability/observer.ts';
-import { errorResponseFields } from './proxy/respond-error.ts';
-import type { ClientPool } from './upstream/client-pool.ts';
-import { hashKeyOf, type HashSource } from './upstream/hash-key.ts';
-import { fieldValue } from './http2/fields.ts';
-import { HeaderListRequest } from './plugins/header-list-request.ts';
-import type { BasePluginRequest } from './plugins/request.ts';
-import { runAccess, type ChainVerdict } from './plugins/pipeline.ts';
-import type { RouteTarget } from './routing/route-target.ts';
-import { GrpcStatus } from '../shared/grpc-status.ts';
+import { respond, serveRequest, type ServeDeps } from './proxy/serve-request.ts';
 import { SESSION_WINDOW_BYTES } from './http2-settings.ts';
 
-export interface NativeDeps {
-  snapshots: Snapshots;
-  pool: ClientPool;
-  log: Logger;
-  /** Metrics, access log, request ids, traces (observability/observer.ts); undefined when all are off. */
-  observer?: Observer | undefined;
-}
+export type NativeDeps = ServeDeps;
 
 export type NativeListenerOptions = Omit<ListenerOptions, 'deps'> & { deps: NativeDeps };
 
-const NOT_HTTP2_BODY = 'This port serves gRPC over HTTP/2 (h2c with prior knowledge, or TLS with ALPN h2). HTTP/1.1 is not supported.\n';
+/** The largest HTTP/1.1 request head (node:http's limit is 16 KiB by default; the HTTP/2 header-list limit caps it). */
+const MAX_HTTP1_HEADER_BYTES = 64 * 1024;
 const NOT_HTTP2_RESPONSE =
   'HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\nconnection: close\r\n' +
   `content-length: ${Buffer.byteLength(NOT_HTTP2_BODY)}\r\n\r\n${NOT_HTTP2_BODY}`;
 
-/** What nginx logs for a client that went before the answer (as proxy/call.ts records it). */
-const CLIENT_CLOSED_STATUS = 499;
-const EMPTY = Buffer.alloc(0);
 
 /** What the listener's connections share: the engine's options, the limits, the proxy's dependencies. */
 class ListenerContext {
@@ -68,6 +53,8 @@ class ListenerContext {
   readonly notes: RateLimitedLog;
   readonly watermark: MemoryWatermark;
   readonly connections = new Set<ServerConnection>();
+  /** HTTP/1.1 connections (grpc-web and transcoding routes; a 505 for others): node:http, fed by the engine. */
+  readonly http1: Http1Server;
   /** Sockets accepted (refused ones included) and served as HTTP/2 connections, since start (nginx stub_status). */
   accepted = 0;
   handled = 0;
@@ -95,6 +82,13 @@ class ListenerContext {
     this.guard = guard;
     this.notes = new RateLimitedLog(log.child({ module: 'limits' }));
     this.watermark = new MemoryWatermark(limits.overload, log.child({ module: 'overload' }));
+    this.http1 = new Http1Server({ maxHeaderBytes: Math.min(limits.maxHeaderListSize, MAX_HTTP1_HEADER_BYTES) }, (stream, fields) => {
+      if (this.watermark.overloaded) {
+        this.notes.note('memory_watermark', {}, 'new request refused: over the memory watermark');
+        return respond(stream, new Overloaded(), undefined, undefined);
+      }
+      serveRequest(stream, fields, false, this.deps, true);
+    });
   }
 
   /** A socket ready for HTTP/2 (plain after accept, TLS after a handshake that selected h2). */
@@ -140,6 +134,10 @@ class ClientLink implements ServerHooks {
     this.ctx.closed(conn);
   }
 
+  onHttp1(conn: ServerConnection): Http1Takeover {
+    return this.ctx.http1.adopt(conn.socket, this.watch);
+  }
+
   onStreamOpened(): void {
     this.watch?.streamOpened();
   }
@@ -155,235 +153,6 @@ class ClientLink implements ServerHooks {
       notes.note(kind, { client: conn.socket.remoteAddress, ...detail }, 'client reset too many streams prematurely (rapid reset): GOAWAY ENHANCE_YOUR_CALM');
     } else notes.note(kind, detail, 'malformed request: RST_STREAM PROTOCOL_ERROR');
   }
-}
-
-/**
- * One request from its header list: check it is gRPC, pin the config snapshot, match a route, run its plugins, pick
- * a node for this call, and hand over to a Call that owns the stream to its last frame. Early exits answer with a
- * gRPC status.
- */
-function serveRequest(stream: Http2Stream, fields: string[], endStream: boolean, deps: NativeDeps): void {
-  let method = '';
-  let path = '';
-  let authority: string | undefined;
-  let host: string | undefined;
-  let contentType: string | undefined;
-  const observer = deps.observer;
-  const ridHeader = observer?.requestIdHeader;
-  let requestId = '';
-  let traceparent = '';
-  let tracestate = '';
-  let userAgent = '';
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i] as string;
-    const value = fields[i + 1] as string;
-    if (name === ':path') path = value;
-    else if (name === ':method') method = value;
-    else if (name === ':authority') authority = value;
-    else if (name === 'content-type') contentType = value;
-    else if (name === 'host') host = value;
-    else if (observer !== undefined) {
-      if (name === ridHeader) requestId = value;
-      else if (name === 'traceparent') traceparent = value;
-      else if (name === 'tracestate') tracestate = value;
-      else if (name === 'user-agent') userAgent = value;
-    }
-  }
-  let obs: CallObservation | undefined;
-  if (observer !== undefined) {
-    const socket = stream.conn.socket as Socket & { encrypted?: boolean };
-    obs = observer.begin(method, path, authority ?? host ?? '', socket.remoteAddress ?? '', socket.remotePort ?? 0, socket.encrypted === true, requestId, traceparent, tracestate, userAgent);
-  }
-  if (contentType === undefined || !contentType.startsWith('application/grpc')) return respond(stream, new UnsupportedMediaType(contentType), obs, observer);
-  const snapshot = deps.snapshots.current(); // 1. pinned for the whole call
-  const match = snapshot.router.match({ path, method, authority: authority ?? host });
-  if (match === undefined) return respond(stream, new RouteNotFound(path), obs, observer);
-  if (obs !== undefined) observer?.route(obs, match);
-  const target = match.target;
-  if (target.error !== undefined) return respond(stream, target.error, obs, observer);
-  // 2. the global rules' plugins and the route's, at the access phase (plugins/pipeline.ts): a refusal is a
-  // trailers-only answer. A plugin that answers later (Redis) holds the stream until it does (HeldStream).
-  const plugins = target.plugins;
-  const globals = snapshot.globalPlugins;
-  if (plugins === undefined && globals.length === 0) return proceed(stream, fields, target, deps, obs, undefined, endStream);
-  const request = new HeaderListRequest(match.id, path, authority ?? host ?? '', snapshot.consumers, fields, stream.conn.socket);
-  const verdict = runAccess(globals, plugins, request);
-  if (!(verdict instanceof Promise)) return afterAccess(stream, fields, target, deps, obs, request, verdict, endStream);
-  const held = new HeldStream(stream, fields, target, deps, obs, request, endStream);
-  verdict.then((decided) => held.decided(decided)).catch((err: unknown) => held.failed(err));
-}
-
-/** The access phase's verdict applied: a refusal answered, or the call goes on with the plugins' header changes. */
-function afterAccess(
-  stream: Http2Stream,
-  fields: string[],
-  target: RouteTarget,
-  deps: NativeDeps,
-  obs: CallObservation | undefined,
-  request: HeaderListRequest,
-  verdict: ChainVerdict,
-  endStream: boolean,
-): void {
-  if (obs !== undefined && request.consumer !== undefined) obs.consumerName = request.consumer.username;
-  if (verdict?.error !== undefined) {
-    respond(stream, verdict.error, obs, deps.observer, verdict.fields);
-    request.finished(verdict.error.grpcStatus); // what a plugin before the one that refused holds (limit-conn's count) is released
-    return;
-  }
-  // traffic-split chose another upstream: the route's target with it (timeouts, retries and node come from it).
-  const chosen = request.upstream;
-  const routed = chosen === undefined ? target : { ...target, upstream: chosen };
-  proceed(stream, request.upstreamFields(fields), routed, deps, obs, verdict?.fields, endStream, request.releases === undefined ? undefined : request);
-}
-
-/**
- * 3. a node for this call (never per connection), 4. a Call: pooled connection, then headers, bytes, trailers.
- * `plugins`: the plugins' request when one of them waits for the call's end (limit-conn), which the Call tells.
- */
-function proceed(
-  stream: Http2Stream,
-  upstreamFields: string[],
-  target: RouteTarget,
-  deps: NativeDeps,
-  obs: CallObservation | undefined,
-  extraFields: string[] | undefined,
-  endStream: boolean,
-  plugins?: BasePluginRequest,
-): void {
-  const upstream = target.upstream;
-  const hash = upstream.hash;
-  const hashKey = hash === undefined ? '' : hashKeyOf(hash.on, hash.key, hashSource(stream, upstreamFields));
-  const node = upstream.pick(undefined, hashKey);
-  if (node === undefined) {
-    respond(stream, new NoHealthyNode(upstream.name), obs, deps.observer, extraFields);
-    plugins?.finished(GrpcStatus.UNAVAILABLE);
-    return;
-  }
-  const call = new Call(stream, upstreamFields, target, node, deps);
-  call.hashKey = hashKey;
-  call.obs = obs;
-  call.responseFields = extraFields;
-  if (plugins !== undefined) call.plugins = plugins;
-  call.start(endStream);
-}
-
-/** Read through a call: afterAccess may answer or reset the stream, which TypeScript's narrowing does not see. */
-function gone(stream: Http2Stream): boolean {
-  return stream.removed;
-}
-
-/**
- * A stream whose access phase waits on a plugin that answers later: its DATA is kept, not consumed (so flow control
- * holds the client to one stream window), until the verdict, then handed to the Call in order or dropped with the
- * refusal. A client that resets meanwhile is recorded as cancelled, and the verdict finds nothing to do.
- */
-class HeldStream implements StreamHandler {
-  private readonly stream: Http2Stream;
-  private readonly fields: string[];
-  private readonly target: RouteTarget;
-  private readonly deps: NativeDeps;
-  private readonly obs: CallObservation | undefined;
-  private readonly request: HeaderListRequest;
-  private readonly endStream: boolean;
-  /** DATA payloads and their END_STREAM flags, in order. */
-  private readonly frames: (Buffer | boolean)[] = [];
-  private bytes = 0;
-
-  constructor(stream: Http2Stream, fields: string[], target: RouteTarget, deps: NativeDeps, obs: CallObservation | undefined, request: HeaderListRequest, endStream: boolean) {
-    this.stream = stream;
-    this.fields = fields;
-    this.target = target;
-    this.deps = deps;
-    this.obs = obs;
-    this.request = request;
-    this.endStream = endStream;
-    stream.handler = this;
-  }
-
-  decided(verdict: ChainVerdict): void {
-    const stream = this.stream;
-    if (stream.removed) {
-      // Gone meanwhile: onReset recorded it and released what the plugins hold (a no-op here then), unless the
-      // stream left without telling its handler.
-      this.request.finished(GrpcStatus.CANCELLED);
-      return;
-    }
-    afterAccess(stream, this.fields, this.target, this.deps, this.obs, this.request, verdict, this.endStream);
-    const next = stream.handler;
-    if (next === this || next === undefined || gone(stream)) {
-      // Answered by the gateway (or gone): what the client sent is dropped, its window given back.
-      if (this.bytes > 0) stream.consume(this.bytes); // a no-op once the stream is gone
-      return;
-    }
-    const frames = this.frames;
-    for (let i = 0; i < frames.length && !gone(stream) && stream.handler === next; i += 2) {
-      next.onData(stream, frames[i] as Buffer, frames[i + 1] as boolean, true);
-    }
-  }
-
-  /**
-   * The verdict could not be applied (a plugin or the proxy threw after the wait): the call is answered INTERNAL
-   * and logged, as a throw in the synchronous path would be; a rejection never reaches the process.
-   */
-  failed(err: unknown): void {
-    this.deps.log.error({ err: describe(err), route: this.request.routeId }, 'a call held by its access phase failed');
-    const stream = this.stream;
-    if (!stream.removed && stream.handler === this) respond(stream, err, this.obs, this.deps.observer);
-    this.request.finished(GrpcStatus.INTERNAL);
-  }
-
-  onHeaders(stream: Http2Stream, _fields: string[], endStream: boolean): void {
-    // Request trailers: they end the request like END_STREAM (as Call.onHeaders has it).
-    if (endStream) this.onData(stream, EMPTY, true, true);
-  }
-
-  onData(_stream: Http2Stream, data: Buffer, endStream: boolean, owned?: boolean): void {
-    this.frames.push(owned === true ? data : Buffer.from(data), endStream);
-    this.bytes += data.length;
-  }
-
-  onReset(): void {
-    this.frames.length = 0;
-    // The call is over: what the plugins that ran hold is released now, not when the verdict comes.
-    this.request.finished(GrpcStatus.CANCELLED);
-    const obs = this.obs;
-    if (obs !== undefined) this.deps.observer?.end(obs, CLIENT_CLOSED_STATUS, GrpcStatus.CANCELLED, 'client cancelled');
-  }
-
-  onSent(): void {
-    // Nothing is sent before the verdict.
-  }
-}
-
-function fieldOf(fields: string[], name: string): string {
-  return fieldValue(fields, name) ?? '';
-}
-
-/** What a `chash` key may be read from: the header list and the client's connection. */
-function hashSource(stream: Http2Stream, fields: string[]): HashSource {
-  const socket = stream.conn.socket as Socket & { servername?: string | false };
-  return {
-    fields,
-    remoteAddress: socket.remoteAddress,
-    remotePort: socket.remotePort,
-    localAddress: socket.localAddress,
-    servername: typeof socket.servername === 'string' ? socket.servername : undefined,
-  };
-}
-
-/**
- * A trailers-only answer the gateway makes itself, with `extra` fields plugins added; the observer counts it with
- * the status sent and no node.
- */
-function respond(stream: Http2Stream, err: unknown, obs?: CallObservation, observer?: Observer, extra?: readonly string[]): void {
-  const fields = errorResponseFields(err);
-  if (extra !== undefined) fields.push(...extra);
-  if (obs !== undefined && observer !== undefined) {
-    if (observer.requestIdInResponse && obs.requestId !== '') fields.push(observer.requestIdHeader as string, obs.requestId);
-    const { httpStatus, grpcStatus, grpcMessage } = gatewayStatusOf(fields);
-    observer.end(obs, httpStatus, grpcStatus, grpcMessage);
-  }
-  stream.sendHeaders(fields, true);
 }
 
 export async function startNativeListeners(options: NativeListenerOptions): Promise<Listeners> {
@@ -432,7 +201,9 @@ export async function startNativeListeners(options: NativeListenerOptions): Prom
           ...options.tlsPolicy,
           cert: current.cert,
           key: current.key,
-          ALPNProtocols: ['h2'],
+          // http/1.1 for the routes that serve browsers and REST clients (grpc-web, grpc-transcode): the connection
+          // then reads as HTTP/1 and is served by ctx.http1 (a 505 for other routes).
+          ALPNProtocols: ['h2', 'http/1.1'],
           noDelay: true,
           SNICallback: (servername, callback) => {
             const snapshot = deps.snapshots.current();
@@ -444,14 +215,8 @@ export async function startNativeListeners(options: NativeListenerOptions): Prom
           // No byte of the handshake has been read yet: a refusal costs no crypto.
           if (guard.admit(socket)) trackSocket(socket);
         });
-        server.on('secureConnection', (socket: TLSSocket) => {
-          if (socket.alpnProtocol !== 'h2') {
-            // No ALPN at all (ALPN without h2 already failed the handshake): say what the port speaks.
-            socket.end(NOT_HTTP2_RESPONSE);
-            return;
-          }
-          ctx.serve(socket);
-        });
+        // h2, http/1.1 or no ALPN at all: the first bytes tell HTTP/2's preface from an HTTP/1 request.
+        server.on('secureConnection', (socket: TLSSocket) => ctx.serve(socket));
         server.on('tlsClientError', (err: Error) => log.debug({ err: err.message }, 'TLS handshake failed'));
         servers.push(server);
         tlsServers.push(server);
@@ -490,6 +255,10 @@ export async function startNativeListeners(options: NativeListenerOptions): Prom
       return closing;
     },
   };
+}
+
+function fieldOf(fields: string[], name: string): string {
+  return fieldValue(fields, name) ?? '';
 }
 
 async function closeAll(servers: (net.Server | tls.Server)[], ctx: ListenerContext, sockets: Set<Socket>, graceMs: number): Promise<void> {

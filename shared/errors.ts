@@ -35,6 +35,7 @@ export const GatewayErrorCode = {
   FAULT_INJECTED: 'FAULT_INJECTED',
   CIRCUIT_OPEN: 'CIRCUIT_OPEN',
   REWRITE_FAILED: 'REWRITE_FAILED',
+  JSON_MAPPING_FAILED: 'JSON_MAPPING_FAILED',
   // control plane: answered to admin clients as an HTTP status with {"error_msg": …}
   INVALID_CONFIGURATION: 'INVALID_CONFIGURATION',
   ADMIN_BAD_REQUEST: 'ADMIN_BAD_REQUEST',
@@ -207,6 +208,21 @@ export class FaultInjected extends GatewayError {
 export class RewriteFailed extends GatewayError {
   constructor(detail: string) {
     super('REWRITE_FAILED', `proxy-rewrite: ${detail}`, GrpcStatus.INTERNAL, 500, { publicMessage: 'the gateway could not rewrite the request path' });
+  }
+}
+
+/**
+ * `grpc-transcode` could not map a message between JSON and protobuf (data-plane/transcode/json-mapping.ts). A
+ * request whose JSON body or query string does not fit the method's input message is the client's error:
+ * INVALID_ARGUMENT, HTTP 400, with the field path and the rule in the message (`field "user.age": expected an
+ * integer, got "x"`), safe to show. A response that cannot be shown as JSON (bytes that do not decode as the method's
+ * output, an Any of a type the proto does not define) is not the client's: INTERNAL, HTTP 502 (the upstream's answer
+ * could not be served), and the client is told a fixed text.
+ */
+export class JsonMappingError extends GatewayError {
+  constructor(detail: string, direction: 'request' | 'response' = 'request') {
+    if (direction === 'request') super('JSON_MAPPING_FAILED', detail, GrpcStatus.INVALID_ARGUMENT, 400);
+    else super('JSON_MAPPING_FAILED', detail, GrpcStatus.INTERNAL, 502, { publicMessage: 'the upstream response cannot be mapped to JSON' });
   }
 }
 

@@ -26,11 +26,13 @@ import { parseHostPort } from './host-port.ts';
 import { parseIpBlock } from './ip-match.ts';
 import { checkLimitKey, checkRedisPolicy } from './limit-key.ts';
 import type { PluginsConf } from './schema/plugins.ts';
+import type { CorsConf } from './schema/plugin-web.ts';
 import type { FaultInjectionConf, ProxyRewriteConf, TrafficSplitConf } from './schema/plugin-policies.ts';
 import { headerEdits } from './proxy-rewrite-headers.ts';
 import { parseRegexUri } from './regex-uri.ts';
 import { parseTemplate } from './variable-template.ts';
 import { compileVars } from './vars-expr.ts';
+import { compileSafeRegex } from './safe-regex.ts';
 import { jwtKeyOf } from './jwt-keys.ts';
 
 export { formatAjvErrors } from './validate-errors.ts';
@@ -133,7 +135,7 @@ const checkers: { [K in ResourceType]: (value: ResourceConfs[K], atWrite: boolea
   consumers: (consumer) => checkConsumer(consumer),
   consumer_groups: (group) => checkPlugins(group.plugins),
   // A global rule runs on every route: it has no upstream of its own for traffic-split to stand in for.
-  global_rules: (rule) => (rule.plugins['traffic-split'] !== undefined ? 'traffic-split runs on routes, services and plugin configs, not in global rules' : checkPlugins(rule.plugins)),
+  global_rules: (rule) => checkGlobalPlugins(rule.plugins),
   plugin_configs: (config) => checkPlugins(config.plugins),
   // APISIX: the id names the plugin, which must have a metadata schema.
   plugin_metadata: (meta) => (PLUGINS_WITH_METADATA.includes(meta.id) ? undefined : `invalid plugin name: ${meta.id} takes no metadata (plugins that do: ${PLUGINS_WITH_METADATA.join(', ')})`),
@@ -253,7 +255,35 @@ function checkPlugins(plugins: PluginsConf | undefined): string | undefined {
   const split = plugins['traffic-split'];
   const splitError = split === undefined ? undefined : checkTrafficSplit(split);
   if (splitError !== undefined) return failed('traffic-split', splitError);
+  const cors = plugins.cors;
+  const corsError = cors === undefined ? undefined : checkCors(cors);
+  if (corsError !== undefined) return failed('cors', corsError);
   return undefined;
+}
+
+/** APISIX's cors check: `*` means nothing to a browser once credentials are allowed; regexes must be safe to run. */
+function checkCors(conf: CorsConf): string | undefined {
+  if (conf.allow_credential === true) {
+    for (const field of ['allow_origins', 'allow_methods', 'allow_headers', 'expose_headers'] as const) {
+      if ((conf[field] ?? (field === 'expose_headers' ? '' : '*')) === '*') return `you can not set '*' for other option when 'allow_credential' is true`;
+    }
+  }
+  for (const source of conf.allow_origins_by_regex ?? []) {
+    const compiled = compileSafeRegex(source);
+    if (typeof compiled === 'string') return `allow_origins_by_regex: ${compiled}`;
+  }
+  return undefined;
+}
+
+/**
+ * A global rule runs on every route: it has no upstream of its own for traffic-split to stand in for, and the
+ * protocols a route serves (grpc-web, grpc-transcode) are the route's.
+ */
+function checkGlobalPlugins(plugins: PluginsConf): string | undefined {
+  for (const name of ['traffic-split', 'grpc-web', 'grpc-transcode', 'cors'] as const) {
+    if (plugins[name] !== undefined) return `${name} runs on routes, services and plugin configs, not in global rules`;
+  }
+  return checkPlugins(plugins);
 }
 
 /** traffic-split's rules: their `vars` compile, and each weighted upstream is an id, a valid inline upstream, or neither. */

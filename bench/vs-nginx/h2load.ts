@@ -5,6 +5,10 @@
  *
  * h2load sees HTTP statuses only, not grpc-status (a gRPC error is a 200 with a trailer): the caller verifies gRPC
  * success separately (upstream call counts, DATA bytes, grpc-js samples).
+ *
+ * With `http1` h2load speaks HTTP/1.1 (--h1) with keep-alive; its -m is then the number of pipelined requests per
+ * connection (h2load's help: "When http/1.1 is used, this specifies the number of HTTP pipelining requests
+ * in-flight"), and its `data` traffic counts the response bodies without their chunked framing.
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { spawnTracked } from './children.ts';
@@ -22,8 +26,14 @@ export interface H2loadOptions {
   logFile?: string;
   /** Killed after this long (a stuck proxy must not hang the benchmark). */
   limitMs: number;
-  /** More request headers (`name: value`), e.g. gateway-plugins' API key. */
-  headers?: readonly string[];
+  /**
+   * Request headers (`name: value`): the case's content type and the like (cases.ts requestHeaders), then e.g.
+   * gateway-plugins' API key. h2load appends every -H but those it generates (:authority, :method, :scheme,
+   * user-agent), so each is given once.
+   */
+  headers: readonly string[];
+  /** --h1: HTTP/1.1 (keep-alive) instead of HTTP/2. */
+  http1?: boolean;
 }
 
 export interface H2loadResult {
@@ -35,7 +45,7 @@ export interface H2loadResult {
   errored: number;
   timeouts: number;
   status2xx: number;
-  /** Bytes of DATA frame payload received (the gRPC frames of the responses). */
+  /** Bytes of response body received: DATA frame payload (HTTP/2), decoded body (HTTP/1.1). */
   dataBytes: number;
   /** `finished in` of h2load, milliseconds (includes connecting). */
   finishedMs: number;
@@ -52,14 +62,13 @@ export interface H2loadResult {
   stdout: string;
 }
 
-const GRPC_HEADERS = ['-H', 'content-type: application/grpc', '-H', 'te: trailers'];
-
 /** h2load under bash, so that bash's `times` reports the CPU time of its finished child on stderr. */
 const WRAPPER = 'h2load "$@"; rc=$?; echo "@@times" >&2; times >&2; exit $rc';
 
 export async function runH2load(options: H2loadOptions): Promise<H2loadResult> {
-  const args = ['-t', '1', '-c', String(options.connections), '-m', String(options.streamsPerConnection), ...GRPC_HEADERS];
-  for (const header of options.headers ?? []) args.push('-H', header);
+  const args = ['-t', '1', '-c', String(options.connections), '-m', String(options.streamsPerConnection)];
+  if (options.http1 === true) args.push('--h1');
+  for (const header of options.headers) args.push('-H', header);
   args.push('-d', options.bodyFile);
   if (options.requests !== undefined) args.push('-n', String(options.requests));
   if (options.durationSeconds !== undefined) args.push('-D', `${Math.round(options.durationSeconds * 1000)}ms`);

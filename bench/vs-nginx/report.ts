@@ -1,7 +1,8 @@
 /**
  * The markdown report of a run: machine and versions, issue #12's goals per gateway engine and issue #14's for the
  * observability targets (goals.ts) computed from this run's figures (measured, target, pass/fail) with what those
- * targets logged and exported against the calls they served, every case side by side in one table (one column per target),
+ * targets logged and exported against the calls they served, issue #17's grpc-web and JSON cases against unary-100
+ * of the same gateway target (report-web.ts), every case side by side in one table (one column per target),
  * one row per case and target (medians over the rounds), idle-connection memory (h2c and TLS), the slow reader's RSS
  * growth per engine, and CPU per process.
  * Latency percentiles are nearest-rank over every request of a run (h2load --log-file).
@@ -12,7 +13,8 @@ import { computeGoals, computeObservabilityGoals, verdictText, type GoalInput, t
 import type { IdleResult } from './idle.ts';
 import type { GatewayCounters, RunObservation } from './observability.ts';
 import type { SlowReaderRecord } from './slow-reader.ts';
-import { engineOf, GATEWAY_TARGETS, isEngineTarget, isGatewayTarget, TARGET_NAMES, type GatewayTargetName, type ObservedTargetName, type TargetName } from './targets.ts';
+import { againstBaseline, WEB_BASELINE_CASE, webSection } from './report-web.ts';
+import { engineOf, GATEWAY_TARGETS, isEngineTarget, isGatewayTarget, servesCase, TARGET_NAMES, type GatewayTargetName, type ObservedTargetName, type TargetName } from './targets.ts';
 
 export interface MachineInfo {
   date: string;
@@ -73,6 +75,8 @@ export interface SampleRecord {
   problems: string[];
   /** OK calls the upstream counted during the sample. */
   upstreamOk: number;
+  /** grpc-web and JSON: one answer's body length, what every measured call must receive. */
+  answerBytes?: number;
 }
 
 export interface IdleRecord {
@@ -192,6 +196,7 @@ export function renderReport(input: ReportInput): string {
     out.push('');
   }
   if (observed.length > 0) out.push(...observabilitySection(input, { row, idle: idleOf, slowReader: input.slowReader }, rows, observed));
+  out.push(...webSection(rows, present));
 
   // One table, every case (load, idle, slow reader) × every target of the run.
   const loadCaseIds = CASES.filter((c) => c.kind === 'load' && rows.some((r) => r.caseId === c.id)).map((c) => c.id);
@@ -200,19 +205,25 @@ export function renderReport(input: ReportInput): string {
     out.push('## All targets side by side (medians)');
     out.push('');
     out.push(
-      'Load cases: calls/s (× nginx) · proxy CPU µs per call · p50 / p99 µs. Idle cases: KiB per connection (connections ' +
-        'established). slow-reader: the data plane\'s RSS growth (MiB streamed). ✗ marks runs that failed verification (see Notes).',
+      'Load cases: calls/s (× nginx; grpc-web and JSON cases: × unary-100 of the same target) · proxy CPU µs per call · p50 / p99 µs. ' +
+        'Idle cases: KiB per connection (connections established). slow-reader: the data plane\'s RSS growth (MiB streamed). ' +
+        '"not served": nginx, direct and the node:http2 engine have no grpc-web or JSON transcoding. ✗ marks runs that failed verification (see Notes).',
     );
     out.push('');
     const cells: string[][] = [];
     for (const caseId of loadCaseIds) {
       const nginx = row(caseId, 'nginx');
+      const c = CASES.find((k) => k.id === caseId);
+      const plain = c?.kind !== 'load' || c.protocol === 'grpc';
       cells.push([
         caseId,
         ...present.map((t) => {
           const r = row(caseId, t);
-          if (r === undefined) return '–';
-          const vs = t === 'nginx' || nginx === undefined ? '' : ` (${ratio(r.reqPerSec / nginx.reqPerSec)})`;
+          if (r === undefined) return c?.kind === 'load' && !servesCase(t, c) ? 'not served' : '–';
+          const base = row(WEB_BASELINE_CASE, t);
+          const vs = plain
+            ? t === 'nginx' || nginx === undefined ? '' : ` (${ratio(r.reqPerSec / nginx.reqPerSec)})`
+            : base === undefined ? '' : ` (${ratio(againstBaseline(r, base).ratio)} ${WEB_BASELINE_CASE})`;
           const cpu = t === 'direct' ? '–' : `${fmt(r.proxyCpu, 1)} µs`;
           const bad = r.runs.some((run) => !run.verified) ? ' ✗' : '';
           return `${int(r.reqPerSec)}/s${vs} · ${cpu} · ${int(r.p50)} / ${int(r.p99)}${bad}`;
@@ -248,7 +259,9 @@ export function renderReport(input: ReportInput): string {
   out.push(
     'calls/s from the per-request log (first start to last end); latencies in µs; CPU in µs per call, all processes of a target ' +
       '(proxy: nginx master + workers, gateway primary + workers; upstream: the Go server; client: h2load). ' +
-      '"verified": calls of runs that passed every check / calls sent; "sample": grpc-js calls with grpc-status 0 and the right payload.',
+      '"verified": calls of runs that passed every check / calls sent; "sample": grpc-js calls with grpc-status 0 and the right payload ' +
+      '(grpc-web and JSON cases: raw requests with status 200, the content type, and the echoed message with grpc-status 0 or the same JSON; ' +
+      'in parentheses one answer\'s body bytes, what each measured call must receive).',
   );
   out.push('');
   const table: string[][] = [];
@@ -266,7 +279,7 @@ export function renderReport(input: ReportInput): string {
       int(r.p99),
       int(r.p999),
       `${good === sent ? '✓' : '✗'} ${good}/${sent}`,
-      sample === undefined ? '–' : `${sample.ok === sample.calls && sample.upstreamOk === sample.calls ? '✓' : '✗'} ${sample.ok}/${sample.calls}`,
+      sample === undefined ? '–' : `${sample.ok === sample.calls && sample.upstreamOk === sample.calls ? '✓' : '✗'} ${sample.ok}/${sample.calls}${sample.answerBytes === undefined ? '' : ` (${fmt(sample.answerBytes, 0)} B)`}`,
       r.target === 'direct' ? '–' : fmt(r.proxyCpu, 1),
       fmt(r.upstreamCpu, 1),
       fmt(r.clientCpu, 1),

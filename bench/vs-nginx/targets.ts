@@ -18,6 +18,11 @@
  *   trace_id_ratio root) to the benchmark's own sink (observability.ts). Their cost is gateway-native's figures
  *   against theirs (goals.ts).
  *
+ * Every gateway target also serves issue #17's cases: a `grpc-web` route (`/web/*`, the plugin strips the prefix) and
+ * a `grpc-transcode` route (`/json/unary`, bench.Echo/Unary of cases.ts BENCH_PROTO, PUT to /apisix/admin/protos),
+ * both to the upstream's plaintext port (gateway-node's engine serves neither: its routes are there, unused); direct,
+ * nginx and gateway-node skip those cases (servesCase).
+ *
  * The gateways read a config generated from conf/config.yaml (gatewayBenchConfig) that lifts the limits a benchmark
  * client trips by design and nginx does not have here either: every connection comes from 127.0.0.1 (no per-address
  * cap), idle connections are kept as nginx's `keepalive_timeout 600s` keeps them, and connections are never recycled.
@@ -35,7 +40,7 @@ import { startEtcd } from '../../test/helpers/etcd.ts';
 import { startRedis } from '../../test/helpers/redis.ts';
 import { freePort } from '../../test/helpers/ports.ts';
 import { spawnControlPlane, spawnDataPlane } from '../lib/processes.ts';
-import type { LoadCase } from './cases.ts';
+import { BENCH_PROTO, BENCH_PROTO_ID, JSON_PATH, requestPath, WEB_PREFIX, type LoadCase } from './cases.ts';
 import { register, spawnTracked, type Spawned } from './children.ts';
 import { openFilesLimit, processTree } from './proc.ts';
 
@@ -97,7 +102,7 @@ export const GATEWAY_TARGETS: Readonly<Record<GatewayTargetName, { engine: Http2
 export const PLUGIN_API_KEY = 'bench-consumer-key-7e1f';
 const PLUGIN_CONSUMER = { username: 'bench', plugins: { 'key-auth': { key: PLUGIN_API_KEY } } };
 /** The routes' plugins; with `policy: redis`, every call is one round trip to the Redis on `redisPort`. */
-function routePlugins(policy: PluginsPolicy, redisPort: number): unknown {
+function routePlugins(policy: PluginsPolicy, redisPort: number): Record<string, unknown> {
   const limit = { count: 1_000_000_000, time_window: 86_400, key: 'consumer_name' };
   return {
     'key-auth': {},
@@ -189,7 +194,16 @@ export interface Target {
 
 export function url(target: Target, c: LoadCase): string {
   const { address, tls } = target.endpoint(c);
-  return `${tls ? 'https' : 'http'}://${address}/${c.service}/${c.method}`;
+  return `${tls ? 'https' : 'http'}://${address}${requestPath(c)}`;
+}
+
+/**
+ * Whether a target serves a case. grpc-web and JSON transcoding are the gateway's plugins, served by the native
+ * engine only (the node:http2 engine answers any non-gRPC request 415, and HTTP/1.1 505: data-plane/listeners.ts);
+ * nginx and direct have neither.
+ */
+export function servesCase(name: TargetName, c: LoadCase): boolean {
+  return c.protocol === 'grpc' || (isGatewayTarget(name) && engineOf(name) === 'native');
 }
 
 export interface TlsFiles {
@@ -526,7 +540,7 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
   register(`${name} data-plane`, dataPlane.pid, () => dataPlane.stop());
 
   // Routes as a user creates them: PUTs to the admin API.
-  const routes: Record<string, unknown> = {
+  const routes: Record<string, { plugins?: Record<string, unknown> } & Record<string, unknown>> = {
     'bench-echo': {
       uri: '/bench.Echo/*',
       methods: ['POST'],
@@ -537,7 +551,22 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
       methods: ['POST'],
       upstream: { scheme: 'grpcs', type: 'roundrobin', nodes: { [upstream.tls]: 1 } },
     },
+    // Issue #17. grpc-web: a prefix of its own beside the plain route's /bench.Echo/*; OPTIONS for a browser's CORS preflight.
+    'bench-web': {
+      uri: `${WEB_PREFIX}/*`,
+      methods: ['POST', 'OPTIONS'],
+      upstream: { scheme: 'grpc', type: 'roundrobin', nodes: { [upstream.plain]: 1 } },
+      plugins: { 'grpc-web': {} },
+    },
+    'bench-json': {
+      uri: JSON_PATH,
+      methods: ['POST'],
+      upstream: { scheme: 'grpc', type: 'roundrobin', nodes: { [upstream.plain]: 1 } },
+      plugins: { 'grpc-transcode': { proto_id: BENCH_PROTO_ID, service: 'bench.Echo', method: 'Unary' } },
+    },
   };
+  // The transcoding route's proto first: a route that names a missing proto is refused.
+  await adminPut(controlPlane, `/protos/${BENCH_PROTO_ID}`, { content: BENCH_PROTO });
   if (options.plugins !== undefined) {
     let redisPort = 0;
     if (options.plugins === 'redis') {
@@ -545,24 +574,11 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
       register(`${name} redis`, 0, () => redis.close());
       redisPort = redis.port;
     }
-    const res = await fetch(`${controlPlane.adminUrl}/consumers`, {
-      method: 'PUT',
-      headers: { 'X-API-KEY': controlPlane.adminKey, 'content-type': 'application/json' },
-      body: JSON.stringify(PLUGIN_CONSUMER),
-    });
-    const text = await res.text();
-    if (res.status !== 200 && res.status !== 201) throw new Error(`admin PUT /consumers: ${res.status} ${text}`);
-    for (const body of Object.values(routes)) Object.assign(body as object, { plugins: routePlugins(options.plugins, redisPort) });
+    await adminPut(controlPlane, '/consumers', PLUGIN_CONSUMER);
+    // Over the route's own plugins (grpc-web, grpc-transcode): every call pays key-auth and limit-count too.
+    for (const body of Object.values(routes)) body.plugins = { ...body.plugins, ...routePlugins(options.plugins, redisPort) };
   }
-  for (const [id, body] of Object.entries(routes)) {
-    const res = await fetch(`${controlPlane.adminUrl}/routes/${id}`, {
-      method: 'PUT',
-      headers: { 'X-API-KEY': controlPlane.adminKey, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    const text = await res.text();
-    if (res.status !== 200 && res.status !== 201) throw new Error(`admin PUT /routes/${id}: ${res.status} ${text}`);
-  }
+  for (const [id, body] of Object.entries(routes)) await adminPut(controlPlane, `/routes/${id}`, body);
   const wanted = Object.keys(routes).length;
   const readyz = `http://127.0.0.1:${statusPort}/readyz`;
   await waitFor(`${name} /readyz with every route in every worker`, dataPlane, async () => {
@@ -589,6 +605,17 @@ export async function startGateway(upstream: Upstream, options: GatewayOptions):
     output: () => dataPlane.output(),
     statusAddress: `127.0.0.1:${statusPort}`,
   };
+}
+
+/** A PUT to the admin API (`path` under /apisix/admin); throws unless it was stored (200 or 201). */
+async function adminPut(controlPlane: { adminUrl: string; adminKey: string }, path: string, body: unknown): Promise<void> {
+  const res = await fetch(`${controlPlane.adminUrl}${path}`, {
+    method: 'PUT',
+    headers: { 'X-API-KEY': controlPlane.adminKey, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (res.status !== 200 && res.status !== 201) throw new Error(`admin PUT ${path}: ${res.status} ${text}`);
 }
 
 /** Serving processes of a data plane for GATEWAY_WORKER_PROCESSES (`auto` = one per core; 1 = the process itself). */

@@ -2,15 +2,26 @@
  * gRPC success checked with a real gRPC client: a sample of calls of a case through one target with @grpc/grpc-js,
  * each checked for grpc-status 0 and the expected payload (the echoed message, or N messages of S bytes). h2load
  * cannot see grpc-status, so this is what says that a 200 response carried a successful call.
+ *
+ * Issue #17's cases have no client library in between: raw requests over the case's HTTP version (one keep-alive
+ * connection, or one HTTP/2 session), each checked for status 200, the content type, and the body: grpc-web's
+ * frames (PROTOCOL-WEB.md: the echoed message, then a trailers frame with `grpc-status: 0` and nothing after it), or
+ * JSON deep-equal to the request's. Their answers' length is what each measured call must then receive (h2load
+ * counts body bytes, not their content).
  */
+import { isDeepStrictEqual } from 'node:util';
+import http from 'node:http';
 import { credentials, Client, Metadata, type ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
-import { requestMessage, type LoadCase } from './cases.ts';
+import { http1Request, http2Request, parseWebBody, type RawAnswer } from '../../test/helpers/grpc-web-raw.ts';
+import { CONTENT_TYPES, jsonRequest, requestBody, requestHeaders, requestMessage, requestPath, type LoadCase } from './cases.ts';
 
 export interface SampleResult {
   calls: number;
   ok: number;
   /** The first few problems, for the report. */
   problems: string[];
+  /** grpc-web and JSON: the body length of the answers that passed (NaN when none did, or when they differ). */
+  answerBytes?: number;
 }
 
 const identity = (b: Buffer): Buffer => b;
@@ -18,6 +29,7 @@ const CALL_LIMIT_MS = 30_000;
 
 /** `headers`: metadata every call carries (gateway-plugins' API key), as `name: value`. */
 export async function sampleCalls(address: string, tls: boolean, c: LoadCase, headers: readonly string[] = []): Promise<SampleResult> {
+  if (c.protocol !== 'grpc') return sampleRaw(address, c, headers);
   const client = new Client(address, tls ? credentials.createSsl(null, null, null, { rejectUnauthorized: false }) : credentials.createInsecure(), {
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
@@ -74,4 +86,60 @@ function stream(client: Client, path: string, c: LoadCase, metadata: Metadata): 
       }
     });
   });
+}
+
+/** Issue #17's cases: c.sampleCalls raw requests, each with its own payload, over the case's HTTP version. */
+async function sampleRaw(address: string, c: LoadCase, headers: readonly string[]): Promise<SampleResult> {
+  const fields: Record<string, string> = {};
+  for (const header of [...requestHeaders(c), ...headers]) {
+    const colon = header.indexOf(':');
+    fields[header.slice(0, colon).trim()] = header.slice(colon + 1).trim();
+  }
+  // One connection for every request, as h2load's connections are kept.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const problems: string[] = [];
+  const lengths = new Set<number>();
+  let ok = 0;
+  try {
+    for (let i = 0; i < c.sampleCalls; i++) {
+      const request = { path: requestPath(c), headers: fields, body: requestBody(c, i + 1) };
+      let problem: string | undefined;
+      try {
+        const answer = c.http1 ? await http1Request(address, { ...request, agent }) : await http2Request(address, request);
+        problem = checkAnswer(c, answer, i + 1);
+        if (problem === undefined) lengths.add(answer.body.length);
+      } catch (err) {
+        problem = `request failed: ${err instanceof Error ? err.message : String(err)}`;
+      }
+      if (problem === undefined) ok++;
+      else if (problems.length < 3) problems.push(problem);
+    }
+  } finally {
+    agent.destroy();
+  }
+  if (lengths.size > 1) problems.push(`answers of ${[...lengths].join(', ')} B to requests of one size`);
+  return { calls: c.sampleCalls, ok, problems, answerBytes: lengths.size === 1 ? ([...lengths][0] as number) : Number.NaN };
+}
+
+/** What is wrong with one answer to the request of `seed`, if anything. */
+function checkAnswer(c: LoadCase, answer: RawAnswer, seed: number): string | undefined {
+  const type = String(answer.headers['content-type']);
+  if (answer.status !== 200) return `HTTP ${answer.status} (grpc-status ${String(answer.headers['grpc-status'])}): ${answer.body.toString('utf8').slice(0, 200)}`;
+  if (type !== CONTENT_TYPES[c.protocol]) return `content-type ${type}, not ${CONTENT_TYPES[c.protocol]}`;
+  if (c.protocol === 'json') {
+    let got: unknown;
+    try {
+      got = JSON.parse(answer.body.toString('utf8'));
+    } catch {
+      return `answer is not JSON: ${answer.body.toString('utf8').slice(0, 200)}`;
+    }
+    return isDeepStrictEqual(got, jsonRequest(seed)) ? undefined : `JSON answer ${JSON.stringify(got).slice(0, 200)} differs from the request ${JSON.stringify(jsonRequest(seed))}`;
+  }
+  const body = parseWebBody(answer.body);
+  const sent = requestMessage(c, seed);
+  if (answer.headers['grpc-status'] !== undefined) return `trailers-only answer: grpc-status ${String(answer.headers['grpc-status'])} ${String(answer.headers['grpc-message'] ?? '')}`;
+  if (body.messages.length !== 1 || !(body.messages[0] as Buffer).equals(sent)) return `grpc-web: ${body.messages.length} messages (${body.messages.map((m) => m.length).join(', ')} B), wanted the ${sent.length} B echo`;
+  if (body.trailers?.['grpc-status'] !== '0') return `grpc-web trailers frame: ${JSON.stringify(body.trailers)}, wanted grpc-status 0`;
+  if (body.trailing !== 0) return `grpc-web: ${body.trailing} B after the trailers frame`;
+  return undefined;
 }

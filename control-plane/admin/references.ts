@@ -2,7 +2,7 @@
  * Reference integrity between resources (docs/admin-api.md, References). Objects point at others by id: a route's
  * `upstream_id`, `service_id` and `plugin_config_id`, a service's `upstream_id`, traffic-split's `upstream_id`s (in a
  * route, service or plugin config), a consumer's `group_id`, a proto's imports of other protos, and any upstream's `tls.client_cert_id` (inline in a
- * route or service, or an upstream object) naming an ssl object of `type: client`.
+ * route or service, or an upstream object) naming an ssl object of `type: client`, and grpc-transcode's `proto_id`.
  *
  * - Writing a reference to an absent object is a 400 in APISIX's words (`failed to fetch upstream info by upstream
  *   id [X], response code: 404`); the referenced objects' revisions become preconditions of the write.
@@ -35,7 +35,7 @@ const REFERRER_TYPES: { readonly [K in ResourceType]: readonly ResourceType[] } 
   global_rules: [],
   plugin_configs: ['routes'],
   plugin_metadata: [],
-  protos: ['protos'],
+  protos: ['routes', 'services', 'plugin_configs', 'protos'],
 };
 
 /** The ids `value` (an object of `type`) points at. Ids may be stored as numbers; they are compared as text. */
@@ -72,6 +72,7 @@ export function referencesOf(type: ResourceType, value: unknown): Reference[] {
       add('upstreams', weighted['upstream_id']);
       add('ssls', clientCertId(weighted['upstream']));
     }
+    add('protos', transcodeProtoId(value['plugins']));
   }
   return refs;
 }
@@ -87,6 +88,13 @@ function splitUpstreams(plugins: unknown): Record<string, unknown>[] {
     for (const weighted of rule['weighted_upstreams'] as unknown[]) if (isJsonObject(weighted)) out.push(weighted);
   }
   return out;
+}
+
+/** grpc-transcode's `proto_id` in a `plugins` object. */
+function transcodeProtoId(plugins: unknown): unknown {
+  if (!isJsonObject(plugins)) return undefined;
+  const transcode = plugins['grpc-transcode'];
+  return isJsonObject(transcode) ? transcode['proto_id'] : undefined;
 }
 
 function clientCertId(upstream: unknown): unknown {

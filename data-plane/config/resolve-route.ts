@@ -33,7 +33,7 @@ export type ResolvedRoute =
   | { ok: false; route: RouteConf; reason: 'upstream' | 'service' | 'plugin_config'; detail: string };
 
 /** The maps a route's references point into. */
-type ReferencedType = 'services' | 'upstreams' | 'ssls' | 'plugin_configs' | 'plugin_metadata';
+type ReferencedType = 'services' | 'upstreams' | 'ssls' | 'plugin_configs' | 'plugin_metadata' | 'protos';
 
 /** One object a resolution looked up: in which map, under which id, and the item found (undefined: absent). */
 export interface Lookup {

@@ -39,6 +39,9 @@ import { NoHealthyNode, RouteNotFound, describe } from '../../shared/errors.ts';
 import { compilePlugins, storesOf, type PluginChain } from '../plugins/pipeline.ts';
 import type { RedisStore, RedisStores } from '../plugins/redis-stores.ts';
 import { ProtoRegistry } from '../transcode/proto-registry.ts';
+import { compileTranscode, type TranscodeTarget } from '../transcode/transcode-target.ts';
+import { WebCors } from '../web/cors.ts';
+import { DEFAULT_CORS_ALLOW_HEADERS } from '../../shared/schema/plugin-web.ts';
 import { ConsumerTable } from '../plugins/consumers.ts';
 import type { ConfigItem, ConfigState } from './config-state.ts';
 import { lookupsHold, resolveRoute, resolveUpstreamRef, type Lookup } from './resolve-route.ts';
@@ -124,7 +127,8 @@ export function buildSnapshot(
   // Relative to `previous`: the builds it had that this one does not keep, and the builds made now.
   const removed: RouteBuild[] = [];
   const added: RouteBuild[] = [];
-  const shared: Sharing = { previous: previous?.upstreamCache, fresh: new Map(), health, stores };
+  const protos = previous !== undefined && previous.protosSource === input.protos ? previous.protos : new ProtoRegistry(input.protos, previous?.protos, log);
+  const shared: Sharing = { previous: previous?.upstreamCache, fresh: new Map(), health, stores, protos };
   const failed = new Map<string, FailedBuild>();
   let carriedOver = 0; // routes of the previous snapshot still in the config
   for (const item of input.routes.values()) {
@@ -178,7 +182,7 @@ export function buildSnapshot(
     consumersSource: input.consumers,
     consumerGroupsSource: input.consumer_groups,
     metadataSource: input.plugin_metadata,
-    protos: previous !== undefined && previous.protosSource === input.protos ? previous.protos : new ProtoRegistry(input.protos, previous?.protos, log),
+    protos,
     protosSource: input.protos,
     failed,
   };
@@ -243,6 +247,8 @@ interface Sharing {
   readonly health: HealthRegistry | undefined;
   /** Where plugins with a Redis policy get their client (one per server, kept while a snapshot uses it). */
   readonly stores: RedisStores | undefined;
+  /** The snapshot's compiled protos (grpc-transcode routes). */
+  readonly protos: ProtoRegistry;
 }
 
 /** Resolves one route against `input`, reusing an upstream already built for the same settings when there is one. */
@@ -288,6 +294,18 @@ function buildRoute(
     },
   });
   const split = plugins?.plugins.flatMap((plugin) => plugin.upstreams ?? []);
+  const web = resolved.route.plugins?.['grpc-web'];
+  const corsConf = resolved.route.plugins?.cors;
+  const transcodeConf = resolved.route.plugins?.['grpc-transcode'];
+  let transcode: TranscodeTarget | undefined;
+  if (transcodeConf !== undefined) {
+    // Recorded, the proto and every proto it imports: a change to any of them rebuilds the route.
+    const protoId = String(transcodeConf.proto_id);
+    const proto = sharing.protos.get(protoId);
+    lookups.push({ type: 'protos', id: protoId, found: input.protos.get(protoId) });
+    for (const imported of proto?.items.slice(1) ?? []) lookups.push({ type: 'protos', id: imported.id, found: input.protos.get(imported.id) });
+    transcode = compileTranscode(transcodeConf, proto, sharing.protos.error(protoId));
+  }
   const target: RouteTarget = {
     upstream,
     error: undefined,
@@ -295,6 +313,8 @@ function buildRoute(
     maxResponseMessageBytes: limits?.max_response_message_bytes,
     plugins,
     splitUpstreams: split === undefined || split.length === 0 ? undefined : split,
+    cors: web === undefined && corsConf === undefined ? undefined : new WebCors(web === undefined ? undefined : (web.cors_allow_headers ?? DEFAULT_CORS_ALLOW_HEADERS), corsConf),
+    transcode,
   };
   return { item, lookups, entry: { id: item.id, route: resolved.route, target }, fingerprint, shared };
 }

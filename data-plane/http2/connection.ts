@@ -23,6 +23,7 @@
  * - Errors (§5.4). A connection error sends GOAWAY with the code and closes; a stream error sends RST_STREAM and the
  *   connection goes on. Frames on streams we reset are ignored (§5.1 "closed"), up to a small memory of them.
  */
+import type { GatewayError } from '../../shared/errors.ts';
 import type { Socket } from 'node:net';
 import {
   CLIENT_PREFACE,
@@ -57,19 +58,24 @@ export const ResetReason = {
 export type ResetReasonValue = (typeof ResetReason)[keyof typeof ResetReason];
 
 /** What a stream tells its owner. Methods, not closures: the owner object is the handler. */
-export interface StreamHandler {
+export interface StreamHandler<S = Http2Stream> {
   /** A header block: response headers or trailers (upstream leg), request trailers (listener leg). */
-  onHeaders(stream: Http2Stream, fields: string[], endStream: boolean): void;
+  onHeaders(stream: S, fields: string[], endStream: boolean): void;
   /**
    * A DATA payload: a slice of the bytes read, valid only during the call (the read buffer is reused; copy what
    * you keep; sendData copies), unless `owned`: then it is a copy already, the handler's to keep. Give the credit
    * back with stream.consume().
    */
-  onData(stream: Http2Stream, data: Buffer, endStream: boolean, owned?: boolean): void;
+  onData(stream: S, data: Buffer, endStream: boolean, owned?: boolean): void;
   /** The stream ended abnormally; it is closed and forgotten by the connection. */
-  onReset(stream: Http2Stream, code: number, reason: ResetReasonValue): void;
+  onReset(stream: S, code: number, reason: ResetReasonValue): void;
   /** `bytes` of DATA queued with sendData() went out to the socket. */
-  onSent(stream: Http2Stream, bytes: number): void;
+  onSent(stream: S, bytes: number): void;
+  /**
+   * The request cannot be read on (a wrapping stream found its body malformed, proxy/downstream.ts): answer it with
+   * this error. Handlers without it see a reset.
+   */
+  onMalformed?(stream: S, err: GatewayError): void;
 }
 
 export interface ConnectionOptions {

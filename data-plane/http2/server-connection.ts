@@ -31,8 +31,20 @@ export interface ServerHooks {
   /** A stream was opened (counted) / left the connection (for idle tracking). */
   onStreamOpened?(conn: ServerConnection): void;
   onStreamClosed?(conn: ServerConnection): void;
+  /**
+   * The client speaks HTTP/1 (its first bytes are no preface): what takes the connection over, or undefined to
+   * answer it with the listener's readable refusal (a 505) and close.
+   */
+  onHttp1?(conn: ServerConnection): Http1Takeover | undefined;
   /** Limits hit, for the rate-limited log. */
   onLimit?(conn: ServerConnection, kind: 'keepalive_requests' | 'premature_resets' | 'protocol_error', detail: Record<string, unknown>): void;
+}
+
+/** An HTTP/1 connection's new owner: it gets every byte read from here on (valid only during the call). */
+export interface Http1Takeover {
+  push(bytes: Buffer): void;
+  /** Graceful close (the listener drains, the header deadline or the idle timeout passed). */
+  shutdown(): void;
 }
 
 export interface ServerLimits {
@@ -65,6 +77,8 @@ export class ServerConnection extends Http2Connection {
   private premature = 0;
   /** Responses to non-HTTP/2 clients. */
   private readonly notHttp2Response: string;
+  /** Set when an HTTP/1 client's connection was taken over (hooks.onHttp1): it reads the bytes from then on. */
+  private http1: Http1Takeover | undefined;
 
   constructor(socket: Socket, options: ConnectionOptions, limits: ServerLimits, hooks: ServerHooks, notHttp2Response: string) {
     super(socket, options);
@@ -80,12 +94,24 @@ export class ServerConnection extends Http2Connection {
 
   protected override beforeFrames(chunk: Buffer): Buffer | undefined {
     if (this.prefaceAt >= CLIENT_PREFACE.length) return chunk;
+    if (this.http1 !== undefined) {
+      this.http1.push(chunk);
+      return undefined;
+    }
     const n = Math.min(chunk.length, CLIENT_PREFACE.length - this.prefaceAt);
     for (let i = 0; i < n; i++) {
       if (chunk[i] !== CLIENT_PREFACE[this.prefaceAt + i]) {
         if (this.prefaceAt + i < PREFACE_START) {
-          // An HTTP/1 client: a readable answer instead of binary frames (teardown first: our SETTINGS are dropped,
-          // and the listener hears that the connection closed).
+          // An HTTP/1 client: served by the listener's HTTP/1.1 server when it takes the connection (this object
+          // stays as its shell until the socket closes), else a readable answer instead of binary frames (teardown
+          // first: our SETTINGS are dropped, and the listener hears that the connection closed).
+          const takeover = this.hooks.onHttp1?.(this);
+          if (takeover !== undefined) {
+            this.http1 = takeover;
+            // Octets an earlier read matched against the preface ("P" of "POST") are the preface's own.
+            takeover.push(this.prefaceAt > 0 ? Buffer.concat([CLIENT_PREFACE.subarray(0, this.prefaceAt), chunk]) : chunk);
+            return undefined;
+          }
           this.teardown(ErrorCode.PROTOCOL_ERROR);
           this.socket.end(this.notHttp2Response);
           return undefined;
@@ -97,6 +123,14 @@ export class ServerConnection extends Http2Connection {
     this.prefaceAt += n;
     if (this.prefaceAt === CLIENT_PREFACE.length) this.sendPreface();
     return chunk.subarray(n);
+  }
+
+  override connectionError(code: number, reason: string): void {
+    if (this.http1 === undefined) return super.connectionError(code, reason);
+    // An HTTP/1 connection (the grace of a shutdown ran out): no HTTP/2 frame may be written into it.
+    if (this.closed) return;
+    this.socket.destroy();
+    this.teardown(code);
   }
 
   protected isIdle(id: number): boolean {
@@ -233,6 +267,7 @@ export class ServerConnection extends Http2Connection {
   /** Graceful close: GOAWAY(NO_ERROR) with the last stream we serve; the socket closes when the streams are done. */
   shutdown(code: number = ErrorCode.NO_ERROR, debug = ''): void {
     if (this.closed) return;
+    if (this.http1 !== undefined) return this.http1.shutdown();
     if (this.prefaceAt < CLIENT_PREFACE.length) {
       // Not an HTTP/2 connection yet (no magic, so none of our frames either): nothing to say, just close.
       this.socket.destroy();

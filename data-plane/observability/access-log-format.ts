@@ -101,7 +101,8 @@ const VARIABLES: ReadonlyMap<string, Variable> = new Map([
   ['bytes_sent', plain((r) => String(r.bytesSent))],
   ['body_bytes_sent', plain((r) => String(r.bytesSent))],
   ['request_length', plain((r) => String(r.bytesReceived))],
-  ['grpc_status', plain((r) => String(r.grpcStatus))],
+  // An answer that is not gRPC (a CORS preflight, grpc-web's 405/400, a 505 to HTTP/1.1) has none: '-'.
+  ['grpc_status', plain((r) => (r.grpcStatus < 0 ? '-' : String(r.grpcStatus)))],
   ['grpc_message', text((r) => r.grpcMessage)],
   ['route_id', text((r) => r.routeId)],
   ['route_name', text((r) => r.routeName)],
@@ -335,7 +336,8 @@ export const DEFAULT_JSON_LINE: LineEncoder = {
   encode(r, buf, at) {
     at = TIME.put(buf, at, iso8601(endMs(r)), r.remoteAddr, '');
     at = putNumber(buf, REQUEST.put(buf, at, r.method, r.path, r.authority), r.status);
-    at = putNumber(buf, GRPC_STATUS(buf, at), r.grpcStatus);
+    at = GRPC_STATUS(buf, at);
+    at = r.grpcStatus < 0 ? putAscii(buf, at, 'null') : putNumber(buf, at, r.grpcStatus); // null: an answer that is not gRPC
     at = putJsonContent(buf, GRPC_MESSAGE(buf, at), r.grpcMessage);
     at = putSeconds(buf, ROUTE.put(buf, at, r.routeId, r.serviceId, r.upstreamAddr), r.durationMs);
     at = UPSTREAM_TIME(buf, at);

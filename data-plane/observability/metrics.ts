@@ -81,6 +81,7 @@ const GRPC_CODE_NAMES: readonly string[] = (() => {
 const GRPC_CODE_COUNT = 17;
 
 export function grpcCodeName(code: number): string {
+  if (code < 0) return ''; // an answer that is not gRPC (a CORS preflight, an HTTP error of grpc-web or transcoding)
   return GRPC_CODE_NAMES[code] ?? String(code);
 }
 

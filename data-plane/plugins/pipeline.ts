@@ -165,7 +165,7 @@ async function later(
   return accessFrom(globals, route, request, c, p, fields, true, await pending);
 }
 
-type PolicyPlugins = Omit<Required<PluginsConf>, 'grpc-limits' | 'prometheus' | 'opentelemetry'>;
+type PolicyPlugins = Omit<Required<PluginsConf>, 'grpc-limits' | 'prometheus' | 'opentelemetry' | 'grpc-web' | 'grpc-transcode' | 'cors'>;
 
 /** What compiling a plugin may need besides its configuration. */
 export interface PluginEnv {

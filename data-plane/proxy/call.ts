@@ -20,11 +20,12 @@
  * only once the client's stream sent it. A slow reader on either side therefore stops the other side's sender at
  * one stream window. DATA payloads are passed on as the slices the engine read; no per-message objects.
  */
-import { BadRequest, DeadlineExceeded, MessageTooLarge, UpstreamConnectError, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
+import { BadRequest, DeadlineExceeded, type GatewayError, MessageTooLarge, UpstreamConnectError, UpstreamProtocolError, UpstreamReset, UpstreamTimeout, describe } from '../../shared/errors.ts';
 import { GrpcStatus, grpcStatusFromHttp } from '../../shared/grpc-status.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { RouteTarget } from '../routing/route-target.ts';
-import { ErrorCode, type Http2Stream, type ResetReasonValue, type StreamHandler } from '../http2/connection.ts';
+import { ErrorCode, type ResetReasonValue, type StreamHandler } from '../http2/connection.ts';
+import type { Downstream } from './downstream.ts';
 import { fieldValue } from '../http2/fields.ts';
 import type { ClientConnection } from '../http2/client-connection.ts';
 import type { ClientPool } from '../upstream/client-pool.ts';
@@ -58,8 +59,8 @@ const EMPTY = Buffer.alloc(0);
 const CLIENT_CLOSED_STATUS = 499;
 const MALFORMED_TIMEOUT_MESSAGE = 'malformed grpc-timeout: expected 1 to 8 digits and a unit (H, M, S, m, u or n)';
 
-export class Call implements StreamHandler {
-  readonly down: Http2Stream;
+export class Call implements StreamHandler<Downstream> {
+  readonly down: Downstream;
   /** The client's request header list (flat name, value pairs), as decoded. */
   private readonly fields: string[];
   private readonly target: RouteTarget;
@@ -102,7 +103,7 @@ export class Call implements StreamHandler {
   /** The plugins' request when one of them waits for the call's end (limit-conn's release): told once, in finish(). */
   plugins: BasePluginRequest | undefined;
 
-  constructor(down: Http2Stream, fields: string[], target: RouteTarget, node: UpstreamNode, deps: CallDeps) {
+  constructor(down: Downstream, fields: string[], target: RouteTarget, node: UpstreamNode, deps: CallDeps) {
     this.down = down;
     this.fields = fields;
     this.target = target;
@@ -281,12 +282,12 @@ export class Call implements StreamHandler {
 
   // ---- the client's stream (StreamHandler) ------------------------------------------------------------------------
 
-  onHeaders(_down: Http2Stream, _fields: string[], endStream: boolean): void {
+  onHeaders(_down: Downstream, _fields: string[], endStream: boolean): void {
     // Request trailers: gRPC has none to pass on; they end the request like END_STREAM.
     if (endStream) this.onData(this.down, EMPTY, true);
   }
 
-  onData(down: Http2Stream, data: Buffer, end: boolean, owned?: boolean): void {
+  onData(down: Downstream, data: Buffer, end: boolean, owned?: boolean): void {
     if (this.phase === Phase.Finished) {
       down.consume(data.length);
       return;
@@ -332,7 +333,12 @@ export class Call implements StreamHandler {
     if (this.obs !== undefined) this.deps.observer?.end(this.obs, CLIENT_CLOSED_STATUS, GrpcStatus.CANCELLED, 'client cancelled');
   }
 
-  onSent(_down: Http2Stream, bytes: number): void {
+  onMalformed(_down: Downstream, err: GatewayError): void {
+    // A wrapping stream could not decode the request (grpc-web-text that is not base64): the call ends with it.
+    this.fail(err);
+  }
+
+  onSent(_down: Downstream, bytes: number): void {
     // Response bytes reached the client's socket: credit the upstream for them.
     const attempt = this.attempt;
     if (attempt !== undefined) attempt.up.consume(bytes);
@@ -477,7 +483,7 @@ export class Call implements StreamHandler {
   /** The call ended with this header list (trailers, or a trailers-only response): the observer records it. */
   private observeEnd(obs: CallObservation, fields: string[], gatewayMade = false): void {
     const { httpStatus, grpcStatus, grpcMessage } = gatewayStatusOf(fields);
-    this.deps.observer?.end(obs, httpStatus, grpcStatus, grpcMessage, gatewayMade);
+    this.deps.observer?.end(obs, this.down.answeredStatus ?? httpStatus, grpcStatus, grpcMessage, gatewayMade);
   }
 
   /**

@@ -5,6 +5,7 @@
  */
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { describe, NoHealthyNode, RouteNotFound, UnsupportedMediaType } from '../../shared/errors.ts';
+import { isGrpcContentType } from './content-type.ts';
 import { GrpcStatus } from '../../shared/grpc-status.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { Snapshots } from '../config/snapshots.ts';
@@ -25,7 +26,8 @@ export interface ProxyDeps {
 
 export function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, deps: ProxyDeps): void {
   const contentType = headers['content-type'];
-  if (contentType === undefined || !contentType.startsWith('application/grpc')) {
+  if (!isGrpcContentType(contentType)) {
+    // grpc-web and transcoding are the native engine's (web/); this engine answers them as it answers any non-gRPC request.
     return respondError(stream, new UnsupportedMediaType(contentType));
   }
   const snapshot = deps.snapshots.current(); // 1. pinned for the whole call

@@ -6,6 +6,8 @@
 import type { GatewayError } from '../../shared/errors.ts';
 import type { PluginChain } from '../plugins/pipeline.ts';
 import type { ResolvedUpstream } from '../upstream/upstream.ts';
+import type { WebCors } from '../web/cors.ts';
+import type { TranscodeTarget } from '../transcode/transcode-target.ts';
 
 export interface RouteTarget {
   readonly upstream: ResolvedUpstream;
@@ -18,4 +20,11 @@ export interface RouteTarget {
   readonly plugins: PluginChain | undefined;
   /** Upstreams the route's plugins may send calls to instead (traffic-split); undefined: none. */
   readonly splitUpstreams?: readonly ResolvedUpstream[] | undefined;
+  /**
+   * The CORS answers of a route that serves browsers (web/cors.ts): set when it has `grpc-web` (cors.grpcWeb: it
+   * serves grpc-web requests) or the `cors` plugin.
+   */
+  readonly cors?: WebCors | undefined;
+  /** `grpc-transcode`: the route serves HTTP/JSON requests as calls of one method (transcode/). */
+  readonly transcode?: TranscodeTarget | undefined;
 }

@@ -41,7 +41,7 @@ export const JwtAuthConsumerSchema = Type.Object(
 );
 
 /** Route plugins a consumer cannot carry: they configure the route itself, or who may call it. */
-export const ROUTE_ONLY_PLUGINS = ['key-auth', 'jwt-auth', 'consumer-restriction', 'grpc-limits', 'prometheus', 'opentelemetry', 'traffic-split'] as const;
+export const ROUTE_ONLY_PLUGINS = ['key-auth', 'jwt-auth', 'consumer-restriction', 'grpc-limits', 'prometheus', 'opentelemetry', 'traffic-split', 'grpc-web', 'grpc-transcode', 'cors'] as const;
 
 const ConsumerPolicyPlugins = Type.Omit(PluginsSchema, ROUTE_ONLY_PLUGINS);
 

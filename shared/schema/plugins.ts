@@ -10,9 +10,13 @@
  *
  * `ip-restriction`, `fault-injection`, `limit-count`, `limit-req`, `limit-conn`, `key-auth`, `consumer-restriction`, `proxy-rewrite`: traffic policies run by the data plane's plugin pipeline
  * (plugin-policies.ts, data-plane/plugins/).
+ *
+ * `grpc-web` and `grpc-transcode`: the protocols a route serves besides gRPC, and `cors` for their answers
+ * (plugin-web.ts, data-plane/web/).
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { OpenTelemetryPluginSchema, PrometheusPluginSchema } from './observability-plugins.ts';
+import { CorsSchema, GrpcTranscodeSchema, GrpcWebSchema } from './plugin-web.ts';
 import {
   ApiBreakerSchema,
   ConsumerRestrictionSchema,
@@ -53,6 +57,9 @@ export const PluginsSchema = Type.Object(
     'proxy-rewrite': Type.Optional(ProxyRewriteSchema),
     'traffic-split': Type.Optional(TrafficSplitSchema),
     'api-breaker': Type.Optional(ApiBreakerSchema),
+    'grpc-web': Type.Optional(GrpcWebSchema),
+    'grpc-transcode': Type.Optional(GrpcTranscodeSchema),
+    cors: Type.Optional(CorsSchema),
   },
   { additionalProperties: false },
 );

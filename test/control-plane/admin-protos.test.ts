@@ -60,4 +60,28 @@ describe('admin API: protos', () => {
     assert.equal(unknown.statusCode, 400);
     assert.match(String(jsonOf(unknown)['error_msg']), /not a well-known type protobufjs bundles/);
   });
+
+  it("a route's grpc-transcode proto_id must exist, and the proto cannot be deleted while a route uses it", async () => {
+    const route = (protoId: string): object => ({
+      uri: '/hello',
+      upstream: { nodes: { '127.0.0.1:1': 1 } },
+      plugins: { 'grpc-transcode': { proto_id: protoId, service: 'helloworld.Greeter', method: 'SayHello' } },
+    });
+    const missing = await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/routes/t', body: route('9') });
+    assert.equal(missing.statusCode, 400);
+    assert.equal(jsonOf(missing)['error_msg'], 'failed to fetch proto info by proto id [9], response code: 404');
+    assert.equal((await put('9', GREETER)).statusCode, 201);
+    assert.equal((await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/routes/t', body: route('9') })).statusCode, 201);
+    const deleted = await admin(fixture().app, { method: 'DELETE', url: '/apisix/admin/protos/9' });
+    assert.equal(deleted.statusCode, 400);
+    assert.equal(jsonOf(deleted)['error_msg'], 'can not delete this proto, route [t] is still using it now');
+  });
+
+  it('grpc-transcode and grpc-web are refused in global rules and on consumers', async () => {
+    const global = await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/global_rules/1', body: { plugins: { 'grpc-web': {} } } });
+    assert.equal(global.statusCode, 400);
+    assert.match(String(jsonOf(global)['error_msg']), /grpc-web runs on routes/);
+    const consumer = await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/consumers', body: { username: 'web', plugins: { 'grpc-web': {} } } });
+    assert.equal(consumer.statusCode, 400);
+  });
 });
