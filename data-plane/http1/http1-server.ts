@@ -97,6 +97,8 @@ export class SocketLink extends Duplex implements Http1Takeover {
   private inFlight = 0;
   /** Close once the answer in flight is done (graceful shutdown). */
   closing = false;
+  /** Corked until the end of this turn (corkTurn). */
+  private turnCorked = false;
 
   constructor(socket: Socket, watch: ConnectionWatch | undefined, links: Set<SocketLink>) {
     super({ allowHalfOpen: false });
@@ -125,6 +127,17 @@ export class SocketLink extends Duplex implements Http1Takeover {
     this.socket.write(chunk, (err) => callback(err ?? null));
   }
 
+  /** What node:http wrote while corked (a head, a chunk, the end): one write to the socket, one syscall. */
+  override _writev(chunks: { chunk: Buffer; encoding: BufferEncoding }[], callback: (err?: Error | null) => void): void {
+    if (this.socket.destroyed) return callback();
+    const socket = this.socket;
+    socket.cork();
+    const last = chunks.length - 1;
+    for (let i = 0; i < last; i++) socket.write((chunks[i] as { chunk: Buffer }).chunk);
+    socket.write((chunks[last] as { chunk: Buffer }).chunk, (err) => callback(err ?? null));
+    socket.uncork();
+  }
+
   override _final(callback: (err?: Error | null) => void): void {
     this.socket.end();
     callback();
@@ -134,6 +147,18 @@ export class SocketLink extends Duplex implements Http1Takeover {
     this.links.delete(this);
     this.socket.destroy();
     callback(err);
+  }
+
+  corkTurn(): void {
+    if (this.turnCorked) return;
+    this.turnCorked = true;
+    this.cork();
+    process.nextTick(uncorkTurn, this);
+  }
+
+  uncorkTurn(): void {
+    this.turnCorked = false;
+    this.uncork();
   }
 
   shutdown(): void {
@@ -188,4 +213,8 @@ export class SocketLink extends Duplex implements Http1Takeover {
   setKeepAlive(): this {
     return this;
   }
+}
+
+function uncorkTurn(link: SocketLink): void {
+  link.uncorkTurn();
 }

@@ -26,6 +26,8 @@ const SKIPPED_RESPONSE = new Set(['connection', 'keep-alive', 'transfer-encoding
 export interface Http1Connection {
   began(): void;
   ended(): void;
+  /** Gather the connection's writes until the end of this turn. */
+  corkTurn(): void;
   readonly closing: boolean;
 }
 
@@ -104,6 +106,7 @@ export class Http1Stream implements Downstream {
       }
     }
     if (this.link.closing) headers.connection = 'close';
+    this.cork();
     this.res.writeHead(status, headers);
     if (endStream) this.finish();
   }
@@ -111,11 +114,21 @@ export class Http1Stream implements Downstream {
   sendData(data: Buffer, endStream: boolean): void {
     if (this.removed || this.res.writableEnded) return;
     if (!this.headersSent) this.sendHeaders([':status', '200'], false);
+    this.cork();
     if (data.length > 0) {
       const copy = Buffer.from(data); // `data` is valid only during the call
       this.res.write(copy, () => this.handler?.onSent(this, copy.length));
     }
     if (endStream) this.finish();
+  }
+
+  /**
+   * Writes of this turn are gathered into one (node:http writes a head, a chunk's size, the chunk, its CRLF and the
+   * end apart). The connection is corked, not the response: node:http reorders a corked response's chunks and its
+   * end.
+   */
+  private cork(): void {
+    this.link.corkTurn();
   }
 
   private finish(): void {
