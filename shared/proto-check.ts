@@ -57,3 +57,84 @@ function located(content: string, message: string): string {
   const where = index >= 0 ? `line ${String(lineNumber)}, column ${String(index + 1)}` : `line ${String(lineNumber)}`;
   return `${where}: ${message.slice(0, line.index).trimEnd()}`;
 }
+
+/** Imports followed from one proto at most (a bound on a chain or a web of imports). */
+export const MAX_PROTO_FILES = 256;
+const WELL_KNOWN_PREFIX = 'google/protobuf/';
+
+export type ProtoRoot = InstanceType<Protobuf['Root']>;
+
+export type CompiledProtoText = { readonly ok: true; readonly root: ProtoRoot; readonly ids: readonly string[] } | { readonly ok: false; readonly error: string; readonly ids: readonly string[] };
+
+/**
+ * Proto `id` compiled with what it imports into one protobufjs Root, every type resolved: other protos by
+ * `"<id>.proto"`, their text from `textOf` (undefined: absent), and the well-known types protobufjs bundles. `ids`:
+ * the protos read, `id` first. What fails (a missing import, a type no file defines, too many files) is the error.
+ */
+export function compileProtoText(id: string, textOf: (id: string) => string | undefined): CompiledProtoText {
+  const pb = loadProtobuf();
+  const root = new pb.Root();
+  const ids: string[] = [];
+  const added = new Set<string>();
+  const pending = [`${id}.proto`];
+  try {
+    while (pending.length > 0) {
+      const file = pending.shift() as string;
+      if (added.has(file)) continue;
+      if (added.size >= MAX_PROTO_FILES) throw new Error(`more than ${String(MAX_PROTO_FILES)} files imported`);
+      added.add(file);
+      if (file.startsWith(WELL_KNOWN_PREFIX)) {
+        const common = (pb.common as unknown as Record<string, { nested?: Parameters<ProtoRoot['addJSON']>[0] } | undefined>)[file];
+        if (common?.nested === undefined) throw new Error(`import "${file}": not a well-known type protobufjs bundles`);
+        root.addJSON(common.nested);
+        continue;
+      }
+      const importedId = file.slice(0, -'.proto'.length);
+      const text = textOf(importedId);
+      if (text === undefined) throw new Error(`import "${file}": no proto ${importedId}`);
+      ids.push(importedId);
+      const parsed = pb.parse(text, root, { keepCase: true });
+      for (const next of [...(parsed.imports ?? []), ...(parsed.weakImports ?? [])]) pending.push(next);
+    }
+    root.resolveAll();
+  } catch (err) {
+    return { ok: false, error: err instanceof Error ? err.message : String(err), ids };
+  }
+  return { ok: true, root, ids };
+}
+
+/**
+ * The text of proto `id` (given: `text`) and of every proto it imports, transitively, read with `fetch` (the admin
+ * API's store): what compileProtoText needs at write time. An import that cannot be read is left out (the compile
+ * then names it).
+ */
+export async function gatherProtoTexts(id: string, text: string, fetch: (id: string) => Promise<string | undefined>): Promise<Map<string, string>> {
+  const texts = new Map<string, string>([[id, text]]);
+  const pending = [text];
+  while (pending.length > 0 && texts.size < MAX_PROTO_FILES) {
+    const parsed = checkProtoText(pending.shift() as string);
+    if (typeof parsed === 'string') continue;
+    for (const imported of parsed.protoImports) {
+      if (texts.has(imported)) continue;
+      const found = await fetch(imported);
+      if (found === undefined) continue;
+      texts.set(imported, found);
+      pending.push(found);
+    }
+  }
+  return texts;
+}
+
+/** Why `service`/`method` cannot be transcoded with `root` (grpc-transcode), or undefined when they can. */
+export function transcodeMethodProblem(root: ProtoRoot, protoId: string, service: string, method: string): string | undefined {
+  let found: ReturnType<ProtoRoot['lookupService']>;
+  try {
+    found = root.lookupService(service);
+  } catch {
+    return `proto ${protoId} defines no service ${service}`;
+  }
+  const rpc = found.methods[method];
+  if (rpc === undefined) return `service ${service} of proto ${protoId} has no method ${method}`;
+  if (rpc.requestStream === true) return `${service}/${method} is client-streaming; an HTTP request carries one message`;
+  return undefined;
+}

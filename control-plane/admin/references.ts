@@ -17,7 +17,7 @@ import { AdminBadRequest } from '../../shared/errors.ts';
 import type { ResourceType } from '../../shared/etcd-keys.ts';
 import type { Precondition, ResourceStore } from '../store/resource-store.ts';
 import { RESOURCE_KINDS, isJsonObject } from './resources.ts';
-import { checkProtoText } from '../../shared/proto-check.ts';
+import { checkProtoText, compileProtoText, gatherProtoTexts, transcodeMethodProblem } from '../../shared/proto-check.ts';
 
 export interface Reference {
   type: ResourceType;
@@ -104,7 +104,7 @@ function clientCertId(upstream: unknown): unknown {
 }
 
 /** Throws the APISIX message for the first reference that does not resolve; else the referenced revisions. */
-export async function checkReferences(store: ResourceStore, type: ResourceType, value: unknown): Promise<Precondition[]> {
+export async function checkReferences(store: ResourceStore, type: ResourceType, value: unknown, id = ''): Promise<Precondition[]> {
   const preconditions: Precondition[] = [];
   for (const ref of referencesOf(type, value)) {
     const singular = RESOURCE_KINDS[ref.type].singular;
@@ -118,7 +118,42 @@ export async function checkReferences(store: ResourceStore, type: ResourceType, 
     }
     preconditions.push({ kind: 'item', type: ref.type, id: ref.id, modRevision: target.modRevision });
   }
+  await checkProtoUse(store, type, value, id);
   return preconditions;
+}
+
+/**
+ * What the data plane would find when it compiles a proto (its types resolved across its imports) or builds a
+ * grpc-transcode route (the service and method in the proto), checked at write time so that the mistake is a 400
+ * now, not a route left out later with a log line.
+ */
+async function checkProtoUse(store: ResourceStore, type: ResourceType, value: unknown, ownId: string): Promise<void> {
+  if (!isJsonObject(value)) return;
+  const fetch = async (id: string): Promise<string | undefined> => {
+    const item = await store.get('protos', id);
+    const content = isJsonObject(item?.value) ? item.value['content'] : undefined;
+    return typeof content === 'string' ? content : undefined;
+  };
+  if (type === 'protos') {
+    const content = value['content'];
+    const id = ownId;
+    if (typeof content !== 'string') return;
+    const texts = await gatherProtoTexts(id, content, fetch);
+    const compiled = compileProtoText(id, (protoId) => texts.get(protoId));
+    if (!compiled.ok) throw new AdminBadRequest(`invalid configuration: invalid proto content: ${compiled.error}`);
+    return;
+  }
+  if (type !== 'routes' && type !== 'services' && type !== 'plugin_configs') return;
+  const plugins = value['plugins'];
+  const transcode = isJsonObject(plugins) ? plugins['grpc-transcode'] : undefined;
+  if (!isJsonObject(transcode)) return;
+  const protoId = String(transcode['proto_id']);
+  const text = await fetch(protoId);
+  if (text === undefined) return; // the reference check above refused it
+  const texts = await gatherProtoTexts(protoId, text, fetch);
+  const compiled = compileProtoText(protoId, (id) => texts.get(id));
+  const problem = compiled.ok ? transcodeMethodProblem(compiled.root, protoId, String(transcode['service']), String(transcode['method'])) : compiled.error;
+  if (problem !== undefined) throw new AdminBadRequest(`failed to check the configuration of plugin grpc-transcode err: ${problem}`);
 }
 
 export function sslType(value: unknown): string {

@@ -131,7 +131,7 @@ async function integrity(
   value: Record<string, unknown>,
   existing: StoredItem | undefined,
 ): Promise<Precondition[]> {
-  const preconditions = await checkReferences(store, kind.type, value);
+  const preconditions = await checkReferences(store, kind.type, value, id);
   // A client certificate in use by upstreams must stay one: turning it into a server certificate breaks their mTLS.
   if (kind.type === 'ssls' && existing !== undefined && sslType(existing.value) === 'client' && sslType(value) !== 'client') {
     const refusal: RefusalMessage = (referrerType, referrerId) =>

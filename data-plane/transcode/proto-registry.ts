@@ -8,17 +8,12 @@
  * out with one log line per version, and its error kept for whoever names it; the others are unaffected.
  * protobufjs is loaded on first use: a data plane without protos never loads it.
  */
-import { describe } from '../../shared/errors.ts';
-import { loadProtobuf, type Protobuf } from '../../shared/proto-check.ts';
+import { compileProtoText, type ProtoRoot } from '../../shared/proto-check.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { ProtoConf } from '../../shared/schema/proto.ts';
 import type { ConfigItem } from '../config/config-state.ts';
 
-export type ProtoRoot = InstanceType<Protobuf['Root']>;
-
-const WELL_KNOWN_PREFIX = 'google/protobuf/';
-/** Imports followed from one proto at most (a bound on a chain or a web of imports). */
-const MAX_FILES = 256;
+export type { ProtoRoot };
 
 export interface CompiledProto {
   readonly root: ProtoRoot;
@@ -65,33 +60,10 @@ export class ProtoRegistry {
 export const NO_PROTOS = new ProtoRegistry(new Map());
 
 function compile(id: string, protos: ReadonlyMap<string, ConfigItem<ProtoConf>>): Built {
-  const pb = loadProtobuf();
-  const root = new pb.Root();
-  const items: ConfigItem<ProtoConf>[] = [];
-  const added = new Set<string>();
-  const pending = [`${id}.proto`];
-  try {
-    while (pending.length > 0) {
-      const file = pending.shift() as string;
-      if (added.has(file)) continue;
-      if (added.size >= MAX_FILES) throw new Error(`more than ${String(MAX_FILES)} files imported`);
-      added.add(file);
-      if (file.startsWith(WELL_KNOWN_PREFIX)) {
-        const common = (pb.common as unknown as Record<string, { nested?: Parameters<ProtoRoot['addJSON']>[0] } | undefined>)[file];
-        if (common?.nested === undefined) throw new Error(`import "${file}": not a well-known type protobufjs bundles`);
-        root.addJSON(common.nested);
-        continue;
-      }
-      const importedId = file.slice(0, -'.proto'.length);
-      const item = protos.get(importedId);
-      if (item === undefined) throw new Error(`import "${file}": no proto ${importedId}`);
-      items.push(item);
-      const parsed = pb.parse(item.value.content, root, { keepCase: true });
-      for (const next of [...(parsed.imports ?? []), ...(parsed.weakImports ?? [])]) pending.push(next);
-    }
-    root.resolveAll();
-  } catch (err) {
-    return { ok: false, error: describe(err), items };
-  }
-  return { ok: true, proto: { root, items } };
+  const compiled = compileProtoText(id, (protoId) => protos.get(protoId)?.value.content);
+  const items = compiled.ids.flatMap((protoId) => {
+    const item = protos.get(protoId);
+    return item === undefined ? [] : [item];
+  });
+  return compiled.ok ? { ok: true, proto: { root: compiled.root, items } } : { ok: false, error: compiled.error, items };
 }

@@ -7,6 +7,7 @@
 import type { GrpcTranscodeConf } from '../../shared/schema/plugin-web.ts';
 import type { CompiledProto, ProtoRoot } from './proto-registry.ts';
 import { parsePbOptions, type JsonOptions } from './json-mapping.ts';
+import { transcodeMethodProblem } from '../../shared/proto-check.ts';
 
 export type MessageType = ReturnType<ProtoRoot['lookupType']>;
 
@@ -31,15 +32,11 @@ export function compileTranscode(conf: GrpcTranscodeConf, proto: CompiledProto |
   const protoId = String(conf.proto_id);
   if (proto === undefined) throw new Error(`grpc-transcode: proto ${protoId} ${protoError === undefined ? 'not found' : `cannot be compiled: ${protoError}`}`);
   const root = proto.root;
-  let service: ReturnType<ProtoRoot['lookupService']>;
-  try {
-    service = root.lookupService(conf.service);
-  } catch {
-    throw new Error(`grpc-transcode: proto ${protoId} defines no service ${conf.service}`);
-  }
+  const problem = transcodeMethodProblem(root, protoId, conf.service, conf.method);
+  if (problem !== undefined) throw new Error(`grpc-transcode: ${problem}`);
+  const service = root.lookupService(conf.service);
   const method = service.methods[conf.method];
-  if (method === undefined) throw new Error(`grpc-transcode: service ${conf.service} of proto ${protoId} has no method ${conf.method}`);
-  if (method.requestStream === true) throw new Error(`grpc-transcode: ${conf.service}/${conf.method} is client-streaming; an HTTP request carries one message`);
+  if (method === undefined) throw new Error(`grpc-transcode: no method ${conf.method}`); // checked above
   const requestType = root.lookupType(method.requestType);
   const responseType = root.lookupType(method.responseType);
   let detailType: MessageType | undefined;

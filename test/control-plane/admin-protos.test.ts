@@ -84,4 +84,30 @@ describe('admin API: protos', () => {
     const consumer = await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/consumers', body: { username: 'web', plugins: { 'grpc-web': {} } } });
     assert.equal(consumer.statusCode, 400);
   });
+
+  it('resolves types across imports at write time: a type no file defines is a 400, and nothing is written', async () => {
+    const res = await put('lost', 'syntax = "proto3";\nmessage X { nowhere.Type t = 1; }\n');
+    assert.equal(res.statusCode, 400);
+    assert.match(String(jsonOf(res)['error_msg']), /invalid proto content: .*nowhere\.Type/);
+    assert.equal((await admin(fixture().app, { method: 'GET', url: '/apisix/admin/protos/lost' })).statusCode, 404);
+    assert.equal((await put('base', 'syntax = "proto3";\npackage base;\nmessage Id { string v = 1; }\n')).statusCode, 201);
+    assert.equal((await put('uses', 'syntax = "proto3";\nimport "base.proto";\nmessage Y { base.Id id = 1; }\n')).statusCode, 201);
+    const wrong = await put('wrong', 'syntax = "proto3";\nimport "base.proto";\nmessage Z { base.Missing m = 1; }\n');
+    assert.equal(wrong.statusCode, 400);
+  });
+
+  it("a grpc-transcode route naming a service or method its proto does not define is a 400", async () => {
+    assert.equal((await put('g', GREETER)).statusCode, 201);
+    const route = (service: string, method: string): object => ({
+      uri: '/hello',
+      upstream: { nodes: { '127.0.0.1:1': 1 } },
+      plugins: { 'grpc-transcode': { proto_id: 'g', service, method } },
+    });
+    const noService = await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/routes/t', body: route('helloworld.Nope', 'SayHello') });
+    assert.equal(noService.statusCode, 400);
+    assert.equal(jsonOf(noService)['error_msg'], 'failed to check the configuration of plugin grpc-transcode err: proto g defines no service helloworld.Nope');
+    const noMethod = await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/routes/t', body: route('helloworld.Greeter', 'Nope') });
+    assert.equal(noMethod.statusCode, 400);
+    assert.equal((await admin(fixture().app, { method: 'PUT', url: '/apisix/admin/routes/t', body: route('helloworld.Greeter', 'SayHello') })).statusCode, 201);
+  });
 });
