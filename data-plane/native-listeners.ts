@@ -61,7 +61,7 @@ class ListenerContext {
   draining = false;
   onEmpty: (() => void) | undefined;
 
-  constructor(limits: Http2Limits, deps: NativeDeps, guard: ConnectionGuard, log: Logger) {
+  constructor(limits: Http2Limits, deps: NativeDeps, guard: ConnectionGuard, log: Logger, bodyTimeoutMs: number) {
     this.options = {
       settings: {
         headerTableSize: 4096,
@@ -82,7 +82,8 @@ class ListenerContext {
     this.guard = guard;
     this.notes = new RateLimitedLog(log.child({ module: 'limits' }));
     this.watermark = new MemoryWatermark(limits.overload, log.child({ module: 'overload' }));
-    this.http1 = new Http1Server({ maxHeaderBytes: Math.min(limits.maxHeaderListSize, MAX_HTTP1_HEADER_BYTES) }, (stream, fields) => {
+    const http1 = { maxHeaderBytes: Math.min(limits.maxHeaderListSize, MAX_HTTP1_HEADER_BYTES), keepaliveRequests: limits.keepaliveRequests, bodyTimeoutMs };
+    this.http1 = new Http1Server(http1, (stream, fields) => {
       if (this.watermark.overloaded) {
         this.notes.note('memory_watermark', {}, 'new request refused: over the memory watermark');
         return respond(stream, new Overloaded(), undefined, undefined);
@@ -159,7 +160,7 @@ export async function startNativeListeners(options: NativeListenerOptions): Prom
   const { deps } = options;
   const log = deps.log.child({ module: 'listeners' });
   const guard = createConnectionGuard(options.connections, log);
-  const ctx = new ListenerContext(options.limits, deps, guard, log);
+  const ctx = new ListenerContext(options.limits, deps, guard, log, options.connections.bodyTimeoutMs);
   const servers: (net.Server | tls.Server)[] = [];
   const sockets = new Set<Socket>();
   const addresses: BoundAddress[] = [];

@@ -9,6 +9,9 @@
  *   even across continents while it frees a half-open connection six times sooner (issue #11 asks for ≈10 s).
  * - `nginx_config.http.keepalive_timeout` (60 s, APISIX's; nginx's own is 75 s): a session with no open stream for
  *   this long gets GOAWAY(NO_ERROR) and is closed. A session with an open stream is never idle.
+ * - `nginx_config.http.client_body_timeout` (60 s, nginx's): on HTTP/1.1 (grpc-web and transcoding routes), the
+ *   longest wait between two reads of a request body the gateway is reading; then 408 (or, once the answer began,
+ *   the connection is cut). A body the gateway holds back (flow control) is not waiting on the client.
  * - `nginx_config.event.worker_connections` (10620, APISIX's): client connections one worker process holds at
  *   once (nginx's limit is per worker too; with `worker_processes: N` the machine holds up to N times this).
  * - `nginx_config.max_connections_per_ip` (1000; 0 = no cap): client connections from one address in one worker
@@ -27,6 +30,8 @@ export interface ConnectionLimits {
   headerTimeoutMs: number;
   /** A session with no open stream is closed after this long, in ms. */
   keepaliveTimeoutMs: number;
+  /** HTTP/1.1: the longest wait between two reads of a request body, in ms (then 408, or the connection cut). */
+  bodyTimeoutMs: number;
   /** Client connections per worker process. */
   maxConnections: number;
   /** Client connections per client address per worker process; 0 = no cap. */
@@ -36,6 +41,7 @@ export interface ConnectionLimits {
 export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = {
   headerTimeoutMs: 10_000,
   keepaliveTimeoutMs: 60_000,
+  bodyTimeoutMs: 60_000,
   maxConnections: 10_620,
   maxConnectionsPerIp: 1_000,
 };
@@ -54,6 +60,7 @@ export function parseConnectionLimits(nginx: NginxConfigFile): ConnectionLimits 
   return {
     headerTimeoutMs: timeout(http.client_header_timeout, 'nginx_config.http.client_header_timeout', DEFAULT_CONNECTION_LIMITS.headerTimeoutMs),
     keepaliveTimeoutMs: timeout(http.keepalive_timeout, 'nginx_config.http.keepalive_timeout', DEFAULT_CONNECTION_LIMITS.keepaliveTimeoutMs),
+    bodyTimeoutMs: timeout(http.client_body_timeout, 'nginx_config.http.client_body_timeout', DEFAULT_CONNECTION_LIMITS.bodyTimeoutMs),
     maxConnections: nginx.event?.worker_connections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
     maxConnectionsPerIp: nginx.max_connections_per_ip ?? DEFAULT_CONNECTION_LIMITS.maxConnectionsPerIp,
   };

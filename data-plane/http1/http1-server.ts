@@ -24,7 +24,14 @@ export type Http1RequestHandler = (stream: Http1Stream, fields: string[]) => voi
 export interface Http1Options {
   /** Largest request head accepted (node:http answers 431 beyond it). */
   readonly maxHeaderBytes: number;
+  /** Requests one connection may make (`keepalive_requests`, as HTTP/2 streams); 0 = unlimited. */
+  readonly keepaliveRequests: number;
+  /** Longest wait between two reads of a request body (`client_body_timeout`): then 408, or the connection cut. */
+  readonly bodyTimeoutMs: number;
 }
+
+/** Pipelined requests one connection may have waiting behind the one served (parsed from what it already sent). */
+const MAX_PIPELINED = 16;
 
 /** Request headers HTTP/2 forbids (RFC 9113 §8.2.2) or that are this hop's: not passed on as metadata. */
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings']);
@@ -33,6 +40,7 @@ export class Http1Server {
   private readonly server: http.Server;
   private readonly onRequest: Http1RequestHandler;
   private readonly links = new Set<SocketLink>();
+  private readonly bodyTimeoutMs: number;
 
   constructor(options: Http1Options, onRequest: Http1RequestHandler) {
     this.onRequest = onRequest;
@@ -44,6 +52,9 @@ export class Http1Server {
       // grpc-web and JSON answers are streamed: no Nagle delay on the last small write.
       noDelay: true,
     });
+    // node:http answers what comes after the last allowed request 503 and closes the connection with the last.
+    this.server.maxRequestsPerSocket = options.keepaliveRequests;
+    this.bodyTimeoutMs = options.bodyTimeoutMs;
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.request(req, res));
     // A malformed request: node:http answers 400 (431 for an oversized head) when it can, then the link closes.
     this.server.on('clientError', (err: NodeJS.ErrnoException, duplex: Duplex) => clientError(err, duplex));
@@ -57,9 +68,28 @@ export class Http1Server {
     return link;
   }
 
+  /**
+   * node:http emits every pipelined request it parsed at once: they are served one at a time instead (nginx's
+   * behaviour), the link paused meanwhile, so a connection never holds more than one call, as a browser's does.
+   */
   private request(req: IncomingMessage, res: ServerResponse): void {
     const link = req.socket as unknown as SocketLink; // the Duplex adopt() gave node:http
-    const stream = new Http1Stream(req, res, link.socket, link);
+    if (link.busy) {
+      // Browsers do not pipeline; a client that queues more than this is cut rather than buffered for.
+      if (link.waiting.length >= 2 * MAX_PIPELINED) {
+        link.destroy();
+        return;
+      }
+      link.waiting.push(req, res);
+      link.pause();
+      return;
+    }
+    this.serve(link, req, res);
+  }
+
+  private serve(link: SocketLink, req: IncomingMessage, res: ServerResponse): void {
+    link.serving = this;
+    const stream = new Http1Stream(req, res, link.socket, link, this.bodyTimeoutMs);
     const fields = [':method', req.method ?? 'GET', ':scheme', link.encrypted ? 'https' : 'http', ':path', req.url ?? '/', ':authority', req.headers.host ?? ''];
     const raw = req.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) {
@@ -74,10 +104,23 @@ export class Http1Server {
   get size(): number {
     return this.links.size;
   }
+
+  /** The exchange on `link` ended: the next pipelined request, if any, is served. */
+  next(link: SocketLink): void {
+    const req = link.waiting.shift() as IncomingMessage | undefined;
+    const res = link.waiting.shift() as ServerResponse | undefined;
+    if (req === undefined || res === undefined) {
+      link.resume();
+      return;
+    }
+    this.serve(link, req, res);
+  }
 }
 
 function clientError(err: NodeJS.ErrnoException, duplex: Duplex): void {
-  if (!duplex.writable || err.code === 'ECONNRESET') {
+  // An answer under way (a malformed chunk of a body being relayed): no status line may be written into its body.
+  const answering = (duplex as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (!duplex.writable || err.code === 'ECONNRESET' || answering?.headersSent === true) {
     duplex.destroy();
     return;
   }
@@ -95,6 +138,10 @@ export class SocketLink extends Duplex implements Http1Takeover {
   private readonly links: Set<SocketLink>;
   /** Requests whose answer is not finished: the guard counts them as open streams (no idle timeout meanwhile). */
   private inFlight = 0;
+  /** Pipelined requests parsed while one is served: [req, res] pairs, served in order. */
+  readonly waiting: (IncomingMessage | ServerResponse)[] = [];
+  /** The server whose exchange is in flight here (told when it ends, for the next pipelined request). */
+  serving: Http1Server | undefined;
   /** Close once the answer in flight is done (graceful shutdown). */
   closing = false;
   /** Corked until the end of this turn (corkTurn). */
@@ -178,7 +225,16 @@ export class SocketLink extends Duplex implements Http1Takeover {
   ended(): void {
     this.inFlight--;
     this.watch?.streamClosed();
-    if (this.closing && this.inFlight === 0) this.end();
+    if (this.closing && this.inFlight === 0) {
+      this.end();
+      return;
+    }
+    if (this.inFlight === 0) this.serving?.next(this);
+  }
+
+  /** An exchange is in flight: a pipelined request waits for it. */
+  get busy(): boolean {
+    return this.inFlight > 0;
   }
 
   get encrypted(): boolean {

@@ -19,6 +19,8 @@ import type { Downstream } from '../proxy/downstream.ts';
 /** Request bytes handed over and not consumed before the body is paused: one HTTP/2 stream window's worth. */
 const REQUEST_WINDOW_BYTES = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
+/** nginx's answer when client_body_timeout passes. */
+const REQUEST_TIMEOUT = 408;
 /** Response headers HTTP/1.1 sets itself or that only mean something on HTTP/2. */
 const SKIPPED_RESPONSE = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'http2-settings', 'proxy-connection']);
 
@@ -44,15 +46,44 @@ export class Http1Stream implements Downstream {
   private headersSent = false;
   private requestEnded = false;
 
-  constructor(req: IncomingMessage, res: ServerResponse, socket: Socket, link: Http1Connection) {
+  /** client_body_timeout: when the body was last read (or its reading resumed), and the timer that checks it. */
+  private readonly bodyTimeoutMs: number;
+  private lastBodyAt = Date.now();
+  private bodyTimer: NodeJS.Timeout | undefined;
+
+  constructor(req: IncomingMessage, res: ServerResponse, socket: Socket, link: Http1Connection, bodyTimeoutMs: number) {
     this.req = req;
     this.res = res;
     this.conn = { socket };
     this.link = link;
+    this.bodyTimeoutMs = bodyTimeoutMs;
     link.began();
     req.on('data', (chunk: Buffer) => this.onBody(chunk));
     req.on('end', () => this.onBodyEnd());
     res.on('close', () => this.onClose());
+    if (!req.complete) this.bodyTimer = setTimeout(bodyTimerFired, bodyTimeoutMs, this);
+  }
+
+  /** The body timer: a client that sent nothing of its body for client_body_timeout (while we read) is timed out. */
+  checkBody(): void {
+    this.bodyTimer = undefined;
+    if (this.requestEnded || this.removed) return;
+    const idle = Date.now() - this.lastBodyAt;
+    if (this.paused || idle < this.bodyTimeoutMs) {
+      // Held back by us (the upstream is slow), or read meanwhile: not the client's wait.
+      this.bodyTimer = setTimeout(bodyTimerFired, this.paused ? this.bodyTimeoutMs : this.bodyTimeoutMs - idle, this);
+      return;
+    }
+    // nginx's client_body_timeout: 408 when nothing was answered yet, else the connection is cut.
+    const headersSent = this.headersSent;
+    this.removed = true;
+    this.handler?.onReset(this, ErrorCode.CANCEL, ResetReason.LOST);
+    if (headersSent) {
+      this.res.destroy();
+      return;
+    }
+    this.res.writeHead(REQUEST_TIMEOUT, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+    this.res.end('client_body_timeout: the request body stopped arriving\n');
   }
 
   /** Whether the request body was read to its end. */
@@ -61,6 +92,7 @@ export class Http1Stream implements Downstream {
   }
 
   private onBody(chunk: Buffer): void {
+    this.lastBodyAt = Date.now();
     const handler = this.handler;
     if (handler === undefined || this.removed) return; // answered already: the rest of the body is dropped
     this.unconsumed += chunk.length;
@@ -73,10 +105,17 @@ export class Http1Stream implements Downstream {
 
   private onBodyEnd(): void {
     this.requestEnded = true;
+    this.stopBodyTimer();
     if (!this.removed) this.handler?.onData(this, EMPTY, true, true);
   }
 
+  private stopBodyTimer(): void {
+    if (this.bodyTimer !== undefined) clearTimeout(this.bodyTimer);
+    this.bodyTimer = undefined;
+  }
+
   private onClose(): void {
+    this.stopBodyTimer();
     const wasOpen = !this.removed;
     this.removed = true;
     this.link.ended();
@@ -136,6 +175,7 @@ export class Http1Stream implements Downstream {
     // it (node:http does), so it is resumed; what it delivers is dropped (onBody).
     this.res.end();
     this.removed = true;
+    this.stopBodyTimer();
     if (this.paused) this.req.resume();
   }
 
@@ -143,6 +183,7 @@ export class Http1Stream implements Downstream {
     this.unconsumed -= bytes;
     if (this.paused && this.unconsumed <= REQUEST_WINDOW_BYTES / 2) {
       this.paused = false;
+      this.lastBodyAt = Date.now(); // the client's wait starts again now
       this.req.resume();
     }
   }
@@ -152,4 +193,8 @@ export class Http1Stream implements Downstream {
     this.removed = true;
     this.res.destroy();
   }
+}
+
+function bodyTimerFired(stream: Http1Stream): void {
+  stream.checkBody();
 }

@@ -21,6 +21,7 @@ export const WorkerProcessesSchema = Type.Union([Type.Literal('auto'), Type.Inte
 const HttpSchema = Type.Object({
   client_header_timeout: Maybe(DurationSchema({ default: '10s', description: 'From accept to the first request HEADERS frame (100ms to 24h).' })),
   keepalive_timeout: Maybe(DurationSchema({ default: '60s', description: 'A session without an open stream this long is closed (100ms to 24h).' })),
+  client_body_timeout: Maybe(DurationSchema({ default: '60s', description: 'HTTP/1.1: the longest wait between two reads of a request body (100ms to 24h).' })),
   enable_access_log: Maybe(Type.Boolean({ default: false, description: 'One line per gRPC call (conf/config.yaml turns it on).' })),
   access_log: Maybe(Type.String({ default: 'stdout', description: 'stdout, stderr or a file path.' })),
   access_log_format: Maybe(Type.String({ description: 'nginx variables; unset: one JSON object per line; readable: the terminal format.' })),
