@@ -33,6 +33,7 @@ import { parseRegexUri } from './regex-uri.ts';
 import { parseTemplate } from './variable-template.ts';
 import { compileVars } from './vars-expr.ts';
 import { compileSafeRegex } from './safe-regex.ts';
+import { compilePathTemplate } from './path-template.ts';
 import { jwtKeyOf } from './jwt-keys.ts';
 
 export { formatAjvErrors } from './validate-errors.ts';
@@ -255,6 +256,9 @@ function checkPlugins(plugins: PluginsConf | undefined): string | undefined {
   const split = plugins['traffic-split'];
   const splitError = split === undefined ? undefined : checkTrafficSplit(split);
   if (splitError !== undefined) return failed('traffic-split', splitError);
+  const template = plugins['grpc-transcode']?.path_template;
+  const templateError = template === undefined ? undefined : compilePathTemplate(template);
+  if (typeof templateError === 'string') return failed('grpc-transcode', templateError);
   const cors = plugins.cors;
   const corsError = cors === undefined ? undefined : checkCors(cors);
   if (corsError !== undefined) return failed('cors', corsError);

@@ -83,18 +83,15 @@ const NUMBER_TEXT = /^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
  * with the field's path. A parameter that names no field, a map, or a message as a whole (save the well-known types
  * written as one string: Timestamp, Duration, FieldMask, the wrappers) is a JsonMappingError.
  */
-export function queryToJson(type: MessageType, params: URLSearchParams): Record<string, unknown> {
+export function queryToJson(type: MessageType, params: Iterable<[string, string]>, source = 'query parameter'): Record<string, unknown> {
   const root: Record<string, unknown> = {};
   const objects = new Map<string, Record<string, unknown>>([['', root]]);
-  for (const [key, raw] of params) setParameter(type, objects, key, raw);
+  for (const [key, raw] of params) setParameter(type, objects, key, raw, source);
   return root;
 }
 
-function queryError(key: string, problem: string): JsonMappingError {
-  return new JsonMappingError(`query parameter ${JSON.stringify(key)}: ${problem}`);
-}
-
-function setParameter(root: MessageType, objects: Map<string, Record<string, unknown>>, key: string, raw: string): void {
+function setParameter(root: MessageType, objects: Map<string, Record<string, unknown>>, key: string, raw: string, source: string): void {
+  const queryError = (name: string, problem: string): JsonMappingError => new JsonMappingError(`${source} ${JSON.stringify(name)}: ${problem}`);
   const pb = loadProtobuf();
   const names = key.split('.');
   let type = root;

@@ -7,7 +7,7 @@
  */
 import type { RouteTarget } from '../routing/route-target.ts';
 import { serveRouted } from '../proxy/serve-request.ts';
-import type { WebRequest } from '../web/serve-web.ts';
+import { answerHttp, type WebRequest } from '../web/serve-web.ts';
 import { TranscodeStream } from './transcode-stream.ts';
 
 /** Request headers that describe the HTTP body or this hop, not the call: not passed on as metadata. */
@@ -16,6 +16,8 @@ const NOT_METADATA = new Set(['content-type', 'content-length', 'accept', 'accep
 export function serveTranscode(req: WebRequest, routeId: string, target: RouteTarget, path: string, query: string): void {
   const transcode = target.transcode;
   if (transcode === undefined) return;
+  const pathFields = transcode.pathTemplate === undefined ? [] : transcode.pathTemplate.match(path);
+  if (pathFields === undefined) return answerHttp(req, 404, `grpc-transcode: the path does not fit the route's path_template\n`, false);
   const fields = [':method', 'POST', ':scheme', 'http', ':path', transcode.grpcPath, ':authority', req.authority, 'content-type', 'application/grpc'];
   let hasTimeout = false;
   let origin: string | undefined;
@@ -28,7 +30,7 @@ export function serveTranscode(req: WebRequest, routeId: string, target: RouteTa
     fields.push(name, input[i + 1] as string);
   }
   if (!hasTimeout && transcode.deadlineMs > 0) fields.push('grpc-timeout', `${String(Math.ceil(transcode.deadlineMs))}m`);
-  const request = { query, contentType: req.contentType ?? '', origin, cors: target.cors };
+  const request = { query, contentType: req.contentType ?? '', origin, cors: target.cors, pathFields };
   const stream = new TranscodeStream(req.stream, transcode, request, target.maxRequestMessageBytes, transcode.maxResponseBytes ?? target.maxResponseMessageBytes);
   // The request's end is delivered by the client's stream (HTTP/1.1's body end, HTTP/2's END_STREAM on DATA),
   // except when it came with the headers: then the message is made now, for the handler the call just attached.

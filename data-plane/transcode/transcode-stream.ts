@@ -27,6 +27,8 @@ import type { WebCors } from '../web/cors.ts';
 /** The largest request body or response message without a grpc-limits cap: gRPC's default message limit, 4 MiB. */
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 const FRAME_HEADER_BYTES = 5;
+/** Objects merged field by field down to this depth (query, body and path rarely nest deeper); below, replaced. */
+const MERGE_DEPTH = 32;
 /** An upstream answer that cannot be transcoded is the upstream's fault, as nginx's 502 says. */
 const BAD_GATEWAY = 502;
 
@@ -59,13 +61,16 @@ export class TranscodeStream extends WrappedDownstream {
   /** Streaming: the JSON lines written to the message bytes they stand for. */
   private readonly written = new ByteMap();
 
+  /** The fields the request's path fills (path_template). */
+  private readonly pathFields: [string, string][];
   /** The route's cors plugin, and the request's Origin: the CORS fields every answer gets. */
   private readonly cors: WebCors | undefined;
   private readonly origin: string | undefined;
 
-  constructor(inner: Downstream, target: TranscodeTarget, request: { query: string; contentType: string; origin: string | undefined; cors: WebCors | undefined }, maxRequest: number | undefined, maxResponse: number | undefined) {
+  constructor(inner: Downstream, target: TranscodeTarget, request: { query: string; contentType: string; origin: string | undefined; cors: WebCors | undefined; pathFields: [string, string][] }, maxRequest: number | undefined, maxResponse: number | undefined) {
     super(inner);
     this.cors = request.cors;
+    this.pathFields = request.pathFields;
     this.origin = request.origin;
     this.target = target;
     this.query = request.query;
@@ -114,20 +119,25 @@ export class TranscodeStream extends WrappedDownstream {
     this.handler?.onData(this, framed, true, true);
   }
 
-  /** The query parameters with the JSON (or form) body's fields over them. */
+  /** The query parameters, the JSON (or form) body's fields over them, and the path's (path_template) over both. */
   private requestJson(body: Buffer): unknown {
     const type = this.target.requestType;
     const json = this.query === '' ? {} : queryToJson(type, new URLSearchParams(this.query));
-    if (body.length === 0) return json;
-    if (this.contentType.startsWith('application/x-www-form-urlencoded')) return { ...json, ...queryToJson(type, new URLSearchParams(body.toString('utf8'))) };
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch (err) {
-      throw new JsonMappingError(`the request body is not JSON: ${describe(err)}`);
+    if (body.length > 0) {
+      if (this.contentType.startsWith('application/x-www-form-urlencoded')) mergeInto(json, queryToJson(type, new URLSearchParams(body.toString('utf8'))));
+      else {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(body.toString('utf8'));
+        } catch (err) {
+          throw new JsonMappingError(`the request body is not JSON: ${describe(err)}`);
+        }
+        if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new JsonMappingError('the request body must be a JSON object');
+        mergeInto(json, parsed as Record<string, unknown>);
+      }
     }
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new JsonMappingError('the request body must be a JSON object');
-    return { ...json, ...(parsed as Record<string, unknown>) };
+    if (this.pathFields.length > 0) mergeInto(json, queryToJson(type, this.pathFields, 'path parameter'));
+    return json;
   }
 
   private refuse(err: GatewayError): void {
@@ -263,6 +273,23 @@ export class TranscodeStream extends WrappedDownstream {
     this.inner.sendHeaders(this.withCors(fields), body.length === 0);
     if (body.length > 0) this.inner.sendData(body, true);
   }
+}
+
+/**
+ * `source`'s fields into `target`, objects merged field by field (a path's `post.id` beside the body's `post.title`),
+ * anything else replaced. Both are JSON parsed here: no prototype keys reach an object (JSON.parse makes own data
+ * properties, and the mapping refuses names no field has).
+ */
+function mergeInto(target: Record<string, unknown>, source: Record<string, unknown>, depth = 0): void {
+  for (const [key, value] of Object.entries(source)) {
+    const before = Object.hasOwn(target, key) ? target[key] : undefined;
+    if (depth < MERGE_DEPTH && isPlainObject(before) && isPlainObject(value)) mergeInto(before, value, depth + 1);
+    else Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 /** Response metadata as HTTP headers: what is not HTTP/2's own or gRPC's framing. */

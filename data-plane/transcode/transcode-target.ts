@@ -8,6 +8,7 @@ import type { GrpcTranscodeConf } from '../../shared/schema/plugin-web.ts';
 import type { CompiledProto, ProtoRoot } from './proto-registry.ts';
 import { parsePbOptions, type JsonOptions } from './json-mapping.ts';
 import { transcodeMethodProblem } from '../../shared/proto-check.ts';
+import { compilePathTemplate, type PathTemplate } from '../../shared/path-template.ts';
 
 export type MessageType = ReturnType<ProtoRoot['lookupType']>;
 
@@ -22,6 +23,8 @@ export interface TranscodeTarget {
   /** `deadline` in ms (0: none): sent upstream as `grpc-timeout`, enforced by the call. */
   readonly deadlineMs: number;
   readonly showStatusInBody: boolean;
+  /** `path_template`: the fields the request's path fills (undefined: none). */
+  readonly pathTemplate: PathTemplate | undefined;
   /** `max_resp_body_size`: the largest response message transcoded (else the route's grpc-limits cap, else 4 MiB). */
   readonly maxResponseBytes: number | undefined;
   /** The message type of `grpc-status-details-bin`'s details (`status_detail_type`), when configured. */
@@ -56,6 +59,14 @@ export function compileTranscode(conf: GrpcTranscodeConf, proto: CompiledProto |
     deadlineMs: conf.deadline ?? 0,
     showStatusInBody: conf.show_status_in_body ?? false,
     maxResponseBytes: conf.max_resp_body_size,
+    pathTemplate: templateOf(conf.path_template),
     detailType,
   };
+}
+
+function templateOf(source: string | undefined): PathTemplate | undefined {
+  if (source === undefined) return undefined;
+  const compiled = compilePathTemplate(source);
+  if (typeof compiled === 'string') throw new Error(`grpc-transcode: ${compiled}`);
+  return compiled;
 }

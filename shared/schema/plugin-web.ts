@@ -57,6 +57,8 @@ export const GrpcTranscodeSchema = Type.Object(
     pb_option: Type.Optional(Type.Array(Enum(PB_OPTIONS), { minItems: 1, maxItems: PB_OPTIONS.length })),
     show_status_in_body: Type.Optional(Type.Boolean({ default: false })),
     status_detail_type: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    /** Path segments that fill request fields (`/users/{user_id}`): an extension, shared/path-template.ts. */
+    path_template: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, pattern: '^/' })),
     /** The largest response message transcoded, in bytes (beyond it the call fails, 413 as a message over a cap). */
     max_resp_body_size: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 * 1024 * 1024 })),
   },

@@ -3,7 +3,7 @@
  * HTTP/1.1 and HTTP/2) to a real grpc-js upstream and back. The upstream echoes the request message, so every
  * field kind crosses JSON → protobuf → upstream → protobuf → JSON: every scalar type, int64 extremes as strings,
  * nested and repeated messages, maps, enums as names (and numbers in), oneof, Timestamp, Duration and wrappers.
- * Also pb_option, gRPC errors as HTTP statuses with the status in the body (details decoded by
+ * Also path_template (path parameters), pb_option, gRPC errors as HTTP statuses with the status in the body (details decoded by
  * status_detail_type), the request refused with the field's path, the deadline, plugins first, and a server stream
  * as NDJSON delivered incrementally: the upstream sends its last message only after the HTTP client has read the
  * first line, so the test completes only if the first line left the gateway before the stream ended.
@@ -226,6 +226,25 @@ describe('grpc-transcode', () => {
     assert.deepEqual(out['inner'], { label: 'q', values: [] });
     assert.deepEqual(out['colors'], ['RED', 'GREEN']);
     assert.equal(out['f_int64'], '-3');
+  });
+
+  test('path_template fills fields from the path (over the query and the body); a path that does not fit is 404', async () => {
+    const upstream = { nodes: { [`127.0.0.1:${String(kitchen.port)}`]: 1 } };
+    const plugin = { proto_id: 'kitchen', service: 'kitchen.Kitchen', method: 'Echo', path_template: '/kitchen/items/{f_int32}/{inner.label}' };
+    await putRouteAndWait(gw, 'echo-path', { uri: '/kitchen/items/*', upstream, plugins: { 'grpc-transcode': plugin } });
+    const answer = await http1Request(gw.h2cAddress, { path: '/kitchen/items/42/caf%C3%A9?f_string=q&f_int32=1', headers: { 'content-type': 'application/json' }, body: Buffer.from('{"inner": {"values": [7]}}') });
+    assert.equal(answer.status, 200, answer.body.toString());
+    const out = json(answer.body) as Record<string, unknown>;
+    assert.equal(out['f_int32'], 42, 'the path wins over the query');
+    assert.equal(out['f_string'], 'q');
+    assert.deepEqual(out['inner'], { label: 'café', values: [7] }, "the path's nested field merged with the body's");
+    const misfit = await http1Request(gw.h2cAddress, { path: '/kitchen/items/42', headers: { 'content-type': 'application/json' }, body: Buffer.from('{}') });
+    assert.equal(misfit.status, 404);
+    const wrongType = await http1Request(gw.h2cAddress, { path: '/kitchen/items/forty/x', headers: { 'content-type': 'application/json' }, body: Buffer.from('{}') });
+    assert.equal(wrongType.status, 400);
+    assert.match(decodeURIComponent(String(wrongType.headers['grpc-message'])), /f_int32/);
+    const refused = await gw.admin('PUT', '/routes/bad-template', { uri: '/x/*', upstream, plugins: { 'grpc-transcode': { ...plugin, path_template: '/x/{a}/{a}' } } });
+    assert.equal(refused.status, 400);
   });
 
   test('pb_option int64_as_number and enum_as_value', async () => {

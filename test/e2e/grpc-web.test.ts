@@ -201,6 +201,25 @@ describe('grpc-web', () => {
     assert.equal(refused.status, 400, "allow_credential with the default '*' is refused");
   });
 
+  test('a grpcs upstream: grpc-web and JSON transcoding reach a TLS node', async () => {
+    const tlsNode = await startGreeterNode({ tls: true, id: 'tls-node' });
+    try {
+      const upstream = { scheme: 'grpcs', nodes: { [`127.0.0.1:${String(tlsNode.port)}`]: 1 } };
+      await putRouteAndWait(gw, 'web-grpcs', { uri: '/secure/*', upstream, plugins: { 'grpc-web': {} } });
+      const web = await http1Request(gw.h2cAddress, { path: `/secure${SAY_HELLO}`, headers: { 'content-type': BINARY }, body: frame(helloMessage('over tls')) });
+      assert.deepEqual(parseWebBody(web.body).messages.map(helloText), ['Hello over tls']);
+      const proto = 'syntax = "proto3";\npackage helloworld;\nservice Greeter { rpc SayHello (HelloRequest) returns (HelloReply) {} }\nmessage HelloRequest { string name = 1; }\nmessage HelloReply { string message = 1; }\n';
+      assert.equal((await gw.admin('PUT', '/protos/hello', { content: proto })).status, 201);
+      await putRouteAndWait(gw, 'json-grpcs', { uri: '/secure-json', upstream, plugins: { 'grpc-transcode': { proto_id: 'hello', service: 'helloworld.Greeter', method: 'SayHello' } } });
+      const json = await http1Request(gw.h2cAddress, { method: 'GET', path: '/secure-json?name=tls' });
+      assert.equal(json.status, 200, json.body.toString());
+      assert.deepEqual(JSON.parse(json.body.toString()), { message: 'Hello tls' });
+      assert.ok(tlsNode.handshakes > 0, 'the node was reached over TLS');
+    } finally {
+      await tlsNode.close();
+    }
+  });
+
   test('HTTP/1.1 to a route without grpc-web (or to no route) is still the readable 505, and the connection closes', async () => {
     for (const path of ['/plain.Service/Method', '/nothing/here']) {
       const answer = await http1Request(gw.h2cAddress, { path, headers: { 'content-type': 'application/grpc' }, body: Buffer.alloc(0) });
