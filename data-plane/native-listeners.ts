@@ -86,7 +86,11 @@ class ListenerContext {
     this.http1 = new Http1Server(http1, (stream, fields) => {
       if (this.watermark.overloaded) {
         this.notes.note('memory_watermark', {}, 'new request refused: over the memory watermark');
-        return respond(stream, new Overloaded(), undefined, undefined);
+        // An HTTP answer (grpc-web and REST clients read the status line): 503, the connection closed.
+        const body = Buffer.from('the gateway is over its memory watermark; retry later\n');
+        stream.sendHeaders([':status', '503', 'content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length), 'connection', 'close'], false);
+        stream.sendData(body, true);
+        return;
       }
       serveRequest(stream, fields, false, this.deps, true);
     });

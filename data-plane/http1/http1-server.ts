@@ -107,6 +107,11 @@ export class Http1Server {
 
   /** The exchange on `link` ended: the next pipelined request, if any, is served. */
   next(link: SocketLink): void {
+    if (link.destroyed) {
+      // The client went: what it pipelined is never served (no upstream call for a client that is gone).
+      link.waiting.length = 0;
+      return;
+    }
     const req = link.waiting.shift() as IncomingMessage | undefined;
     const res = link.waiting.shift() as ServerResponse | undefined;
     if (req === undefined || res === undefined) {

@@ -11,7 +11,7 @@
  * - A client that closes the connection before the answer is complete is a reset (onReset, as RST_STREAM is on
  *   HTTP/2); reset() from the proxy closes the connection, the only way HTTP/1.1 has to abort an answer.
  */
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { validateHeaderName, validateHeaderValue, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { ErrorCode, ResetReason, type StreamHandler } from '../http2/connection.ts';
 import type { Downstream } from '../proxy/downstream.ts';
@@ -23,6 +23,20 @@ const EMPTY = Buffer.alloc(0);
 const REQUEST_TIMEOUT = 408;
 /** Response headers HTTP/1.1 sets itself or that only mean something on HTTP/2. */
 const SKIPPED_RESPONSE = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'http2-settings', 'proxy-connection']);
+
+/**
+ * A field HTTP/1.1 can carry: HTTP/2 lets through names and values (an upstream's metadata) that node:http refuses
+ * to write, and its refusal is a throw. Such a field is left out of the answer, not allowed to end the process.
+ */
+function http1Field(name: string, value: string): boolean {
+  try {
+    validateHeaderName(name);
+    validateHeaderValue(name, value);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** The connection an exchange belongs to (http1-server.ts SocketLink): told when exchanges begin and end. */
 export interface Http1Connection {
@@ -132,13 +146,14 @@ export class Http1Stream implements Downstream {
     }
     this.headersSent = true;
     let status = 200;
-    const headers: OutgoingHttpHeaders = {};
+    // No prototype: metadata named `constructor` or `__proto__` is a header like any other.
+    const headers = Object.create(null) as OutgoingHttpHeaders;
     for (let i = 0; i < fields.length; i += 2) {
       const name = fields[i] as string;
       const value = fields[i + 1] as string;
       if (name === ':status') status = Number(value);
       else if (name === 'connection' && value === 'close') headers.connection = 'close'; // the gateway's: close after this answer
-      else if (name.charCodeAt(0) === 58 /* ':' */ || SKIPPED_RESPONSE.has(name)) continue;
+      else if (name.charCodeAt(0) === 58 /* ':' */ || SKIPPED_RESPONSE.has(name) || !http1Field(name, value)) continue;
       else {
         const before = headers[name];
         headers[name] = before === undefined ? value : Array.isArray(before) ? [...before, value] : [String(before), value];

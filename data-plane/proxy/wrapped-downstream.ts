@@ -47,6 +47,9 @@ export abstract class WrappedDownstream implements Downstream, StreamHandler<Dow
   abstract consume(bytes: number): void;
 }
 
+/** Taken entries (two per chunk) a ByteMap keeps before it drops them. */
+const COMPACT_AT = 1024;
+
 export class ByteMap {
   /** Flat [bytes here, bytes there] per chunk, oldest first. */
   private readonly chunks: number[] = [];
@@ -72,7 +75,16 @@ export class ByteMap {
     if (this.head === chunks.length) {
       chunks.length = 0;
       this.head = 0;
+    } else if (this.head >= COMPACT_AT) {
+      // A long stream whose client always has some unsent: the taken chunks are dropped now and then.
+      chunks.splice(0, this.head);
+      this.head = 0;
     }
     return there;
+  }
+
+  /** Every chunk added was taken. */
+  get empty(): boolean {
+    return this.head === this.chunks.length;
   }
 }

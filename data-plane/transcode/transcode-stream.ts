@@ -16,7 +16,7 @@
  */
 import { JsonMappingError, MessageTooLarge, describe, type GatewayError } from '../../shared/errors.ts';
 import { GrpcStatus, httpStatusFromGrpc } from '../../shared/grpc-status.ts';
-import { ErrorCode } from '../http2/connection.ts';
+import { ErrorCode, type ResetReasonValue } from '../http2/connection.ts';
 import { ByteMap, WrappedDownstream } from '../proxy/wrapped-downstream.ts';
 import type { Downstream } from '../proxy/downstream.ts';
 import { statusBody } from './status-details.ts';
@@ -26,6 +26,14 @@ import type { WebCors } from '../web/cors.ts';
 
 /** The largest request body or response message without a grpc-limits cap: gRPC's default message limit, 4 MiB. */
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
+/**
+ * Request bodies one client connection may have the gateway keep at once (they are read whole before the call):
+ * the per-connection buffer budget's default (32 MiB), so that 128 HTTP/2 streams that never end their bodies
+ * cannot make one connection hold 128 × 4 MiB. Beyond it, 413.
+ */
+export const MAX_CONNECTION_BODY_BYTES = 32 * 1024 * 1024;
+/** Bytes of request bodies kept per client connection (its socket), across its transcoded streams. */
+const BODY_BYTES_BY_CONNECTION = new WeakMap<object, number>();
 const FRAME_HEADER_BYTES = 5;
 /** Objects merged field by field down to this depth (query, body and path rarely nest deeper); below, replaced. */
 const MERGE_DEPTH = 32;
@@ -58,8 +66,9 @@ export class TranscodeStream extends WrappedDownstream {
   private headerBytes = 0;
   private message: Buffer | undefined;
   private messageBytes = 0;
-  /** Streaming: the JSON lines written to the message bytes they stand for. */
+  /** Streaming: the JSON lines written to the message bytes they stand for, and credit held while lines wait. */
   private readonly written = new ByteMap();
+  private deferred = 0;
 
   /** The fields the request's path fills (path_template). */
   private readonly pathFields: [string, string][];
@@ -91,9 +100,12 @@ export class TranscodeStream extends WrappedDownstream {
     if (body === undefined) return;
     if (data.length > 0) {
       this.bodyBytes += data.length;
-      if (this.bodyBytes > this.maxBody) {
-        this.body = undefined;
-        return this.refuse(new MessageTooLarge('request', this.bodyBytes, this.maxBody));
+      const socket = this.inner.conn.socket;
+      const connectionBytes = (BODY_BYTES_BY_CONNECTION.get(socket) ?? 0) + data.length;
+      BODY_BYTES_BY_CONNECTION.set(socket, connectionBytes);
+      if (this.bodyBytes > this.maxBody || connectionBytes > MAX_CONNECTION_BODY_BYTES) {
+        this.releaseBody();
+        return this.refuse(new MessageTooLarge('request', this.bodyBytes, Math.min(this.maxBody, MAX_CONNECTION_BODY_BYTES)));
       }
       body.push(owned === true ? data : Buffer.from(data));
     }
@@ -105,7 +117,7 @@ export class TranscodeStream extends WrappedDownstream {
     const body = this.body;
     if (body === undefined || this.requestDone) return;
     this.requestDone = true;
-    this.body = undefined;
+    this.releaseBody();
     let framed: Buffer;
     try {
       const message = jsonToMessage(this.target.requestType, this.requestJson(Buffer.concat(body)), this.target.options);
@@ -147,9 +159,28 @@ export class TranscodeStream extends WrappedDownstream {
     else this.inner.reset(ErrorCode.CANCEL);
   }
 
+  /** The body is no longer kept: its bytes leave the connection's count. */
+  private releaseBody(): void {
+    this.body = undefined;
+    if (this.bodyBytes === 0) return;
+    const socket = this.inner.conn.socket;
+    const left = (BODY_BYTES_BY_CONNECTION.get(socket) ?? 0) - this.bodyBytes;
+    if (left > 0) BODY_BYTES_BY_CONNECTION.set(socket, left);
+    else BODY_BYTES_BY_CONNECTION.delete(socket);
+  }
+
+  override onReset(inner: Downstream, code: number, reason: ResetReasonValue): void {
+    this.releaseBody();
+    super.onReset(inner, code, reason);
+  }
+
   onSent(_inner: Downstream, bytes: number): void {
     if (!this.streaming) return;
-    const raw = this.written.take(bytes);
+    let raw = this.written.take(bytes);
+    if (this.written.empty && this.deferred > 0) {
+      raw += this.deferred;
+      this.deferred = 0;
+    }
     if (raw > 0) this.handler?.onSent(this, raw);
   }
 
@@ -218,8 +249,13 @@ export class TranscodeStream extends WrappedDownstream {
       raw = 0;
     }
     if (lines !== undefined) this.inner.sendData(lines.length === 1 ? (lines[0] as Buffer) : Buffer.concat(lines), false);
-    // Bytes kept in a partial message or a unary reply are the gateway's: the upstream is credited for them now.
-    if (raw > 0) this.handler?.onSent(this, raw);
+    if (raw === 0) return;
+    // Bytes kept in a partial message or a unary reply are the gateway's to hold (bounded by the message cap): the
+    // upstream is credited for them now, so a message larger than a stream window can arrive. While lines wait for
+    // the client, though, the credit waits with them: the upstream is then held to one window however its messages
+    // are cut into DATA frames.
+    if (this.streaming && !this.written.empty) this.deferred += raw;
+    else this.handler?.onSent(this, raw);
   }
 
   /** The answer cannot be written: the Call ends it (upstream cancelled), as it does a message over a cap. */
@@ -233,7 +269,11 @@ export class TranscodeStream extends WrappedDownstream {
   /** The trailers (or a trailers-only answer) came: the HTTP answer is made. */
   private end(trailers: string[]): void {
     this.finished = true;
-    const code = Number(fieldOf(trailers, 'grpc-status') ?? GrpcStatus.UNKNOWN);
+    this.releaseBody(); // answered: what the client still sends is dropped
+
+    const statusText = fieldOf(trailers, 'grpc-status') ?? '';
+    // Only digits are a status (an empty or odd value is not OK): PROTOCOL-HTTP2.md's Status is 1*DIGIT.
+    const code = /^\d{1,2}$/.test(statusText) ? Number(statusText) : GrpcStatus.UNKNOWN;
     const message = percentDecoded(fieldOf(trailers, 'grpc-message') ?? '');
     const trailerFields = metadataOf(trailers);
     if (this.streaming) {

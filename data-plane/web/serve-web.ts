@@ -58,6 +58,12 @@ export function serveWeb(req: WebRequest): void {
       return serveTranscode(req, match.id, target, path, query < 0 ? '' : req.path.slice(query + 1));
     }
   }
+  const plugins = match?.route.plugins;
+  if (match !== undefined && target?.error !== undefined && (plugins?.['grpc-web'] !== undefined || plugins?.['grpc-transcode'] !== undefined)) {
+    // A browser-facing route whose references cannot be followed (a missing upstream): its error, as HTTP.
+    if (req.obs !== undefined) req.deps.observer?.route(req.obs, match);
+    return answerHttp(req, target.error.httpStatus, `${target.error.publicMessage}\n`, false);
+  }
   if (req.http1) return answerHttp(req, 505, NOT_HTTP2_BODY, true);
   if (match === undefined && req.contentType !== undefined && webMode(req.contentType) !== undefined) return respond(req.stream, new RouteNotFound(path), req.obs, req.deps.observer);
   respond(req.stream, new UnsupportedMediaType(req.contentType), req.obs, req.deps.observer);

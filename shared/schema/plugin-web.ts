@@ -59,7 +59,7 @@ export const GrpcTranscodeSchema = Type.Object(
     status_detail_type: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
     /** Path segments that fill request fields (`/users/{user_id}`): an extension, shared/path-template.ts. */
     path_template: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, pattern: '^/' })),
-    /** The largest response message transcoded, in bytes (beyond it the call fails, 413 as a message over a cap). */
+    /** The largest response message transcoded, in bytes (beyond it the call fails: 502, the upstream's answer cannot be served). */
     max_resp_body_size: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 * 1024 * 1024 })),
   },
   { additionalProperties: false },

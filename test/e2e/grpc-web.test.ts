@@ -8,11 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Metadata, Server, ServerCredentials, status as GrpcCode, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { DELAY_HEADER, SERVER_STREAM_REPLIES } from '../../examples/greeter-service.ts';
 import { startGreeterNode, STATUS_HEADER, type GreeterNode } from '../helpers/greeter.ts';
 import { frame, helloMessage, helloText, http1Request, http2Request, parseWebBody } from '../helpers/grpc-web-raw.ts';
+import { encodeFrame, literalWithoutIndexing } from '../faults/raw-frames.ts';
 import { putRouteAndWait, startGateway, type GatewayFixture } from './gateway-fixture.ts';
 
 const SAY_HELLO = '/helloworld.Greeter/SayHello';
@@ -21,6 +23,65 @@ const BINARY = 'application/grpc-web+proto';
 const TEXT = 'application/grpc-web-text';
 const UNICODE_MESSAGE = 'déjà vu — 失败 ✓';
 const BINARY_VALUE = Buffer.from([0, 1, 2, 254, 255]);
+
+/**
+ * A raw HTTP/2 upstream (no library between the test and the bytes) that answers every call with fields HTTP/2
+ * carries but HTTP/1.1 cannot (a DEL and a control character in values, a name that is no HTTP/1.1 token), in the
+ * response headers and the trailers, around one HelloReply "raw".
+ */
+async function startOddHeadersNode(): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let buffered = Buffer.alloc(0);
+    let prefaceSeen = false;
+    socket.write(encodeFrame(4, 0, 0, Buffer.alloc(0)));
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (!prefaceSeen) {
+        if (buffered.length < 24) return;
+        buffered = buffered.subarray(24);
+        prefaceSeen = true;
+      }
+      while (buffered.length >= 9) {
+        const length = buffered.readUIntBE(0, 3);
+        if (buffered.length < 9 + length) return;
+        const type = buffered[3];
+        const flags = buffered[4] ?? 0;
+        const id = buffered.readUInt32BE(5) & 0x7fffffff;
+        buffered = buffered.subarray(9 + length);
+        if (type === 4 && (flags & 1) === 0) socket.write(encodeFrame(4, 1, 0, Buffer.alloc(0)));
+        if (type === 1 && (flags & 1) === 1) answerOdd(socket, id);
+        if (type === 0 && (flags & 1) === 1) answerOdd(socket, id);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address !== null ? address.port : 0,
+    close: () =>
+      new Promise((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function answerOdd(socket: Socket, id: number): void {
+  const headers = Buffer.concat([
+    literalWithoutIndexing(':status', '200'),
+    literalWithoutIndexing('content-type', 'application/grpc'),
+    literalWithoutIndexing('x-del', 'a\x7fb'),
+    literalWithoutIndexing('x-ctl', 'a\x01b'),
+    literalWithoutIndexing('x-(odd)', 'v'),
+    literalWithoutIndexing('x-fine', 'ok'),
+  ]);
+  const trailers = Buffer.concat([literalWithoutIndexing('grpc-status', '0'), literalWithoutIndexing('x-trailer-del', '\x7f')]);
+  socket.write(Buffer.concat([encodeFrame(1, 4, id, headers), encodeFrame(0, 0, id, frame(helloMessage('raw'))), encodeFrame(1, 5, id, trailers)]));
+}
 
 /** A grpc-js server whose SayHello fails with a unicode message and a binary trailer. */
 async function startFailingNode(): Promise<{ port: number; close(): Promise<void> }> {
@@ -217,6 +278,32 @@ describe('grpc-web', () => {
       assert.ok(tlsNode.handshakes > 0, 'the node was reached over TLS');
     } finally {
       await tlsNode.close();
+    }
+  });
+
+  test("an upstream's fields that HTTP/1.1 cannot carry are left out of the answer, never crash the worker (grpc-web and transcoding)", async () => {
+    const odd = await startOddHeadersNode();
+    try {
+      const upstream = { nodes: { [`127.0.0.1:${String(odd.port)}`]: 1 } };
+      await putRouteAndWait(gw, 'web-odd', { uri: '/odd/*', upstream, plugins: { 'grpc-web': {} } });
+      const web = await http1Request(gw.h2cAddress, { path: `/odd${SAY_HELLO}`, headers: { 'content-type': BINARY }, body: frame(helloMessage('x')) });
+      assert.equal(web.status, 200);
+      assert.equal(web.headers['x-fine'], 'ok');
+      for (const name of ['x-del', 'x-ctl', 'x-(odd)']) assert.equal(web.headers[name], undefined, name);
+      assert.deepEqual(parseWebBody(web.body).messages.map(helloText), ['raw']);
+      const proto = 'syntax = "proto3";\npackage helloworld;\nservice Greeter { rpc SayHello (HelloRequest) returns (HelloReply) {} }\nmessage HelloRequest { string name = 1; }\nmessage HelloReply { string message = 1; }\n';
+      const put = await gw.admin('PUT', '/protos/hello', { content: proto });
+      assert.ok(put.status === 200 || put.status === 201);
+      await putRouteAndWait(gw, 'json-odd', { uri: '/odd-json', upstream, plugins: { 'grpc-transcode': { proto_id: 'hello', service: 'helloworld.Greeter', method: 'SayHello' } } });
+      const json = await http1Request(gw.h2cAddress, { method: 'GET', path: '/odd-json?name=x' });
+      assert.equal(json.status, 200);
+      assert.deepEqual(JSON.parse(json.body.toString()), { message: 'raw' });
+      assert.equal(json.headers['x-trailer-del'], undefined);
+      // The worker is alive and serving.
+      const after = await http1Request(gw.h2cAddress, { path: SAY_HELLO, headers: { 'content-type': BINARY }, body: frame(helloMessage('still here')) });
+      assert.deepEqual(parseWebBody(after.body).messages.map(helloText), ['Hello still here']);
+    } finally {
+      await odd.close();
     }
   });
 

@@ -25,9 +25,9 @@ describe('connection limit settings', () => {
 nginx_config:
   max_connections_per_ip: 0
   event: { worker_connections: 50 }
-  http: { client_header_timeout: 500ms, keepalive_timeout: 2m }
+  http: { client_header_timeout: 500ms, keepalive_timeout: 2m, client_body_timeout: 30s }
 `).connections;
-    assert.deepEqual(limits, { headerTimeoutMs: 500, keepaliveTimeoutMs: 120_000, maxConnections: 50, maxConnectionsPerIp: 0 });
+    assert.deepEqual(limits, { headerTimeoutMs: 500, keepaliveTimeoutMs: 120_000, bodyTimeoutMs: 30_000, maxConnections: 50, maxConnectionsPerIp: 0 });
   });
 
   test('a timeout beyond what a timer can hold is refused instead of firing after 1 ms', () => {
