@@ -308,10 +308,16 @@ describe('grpc-transcode', () => {
     assert.equal(large.status, 413);
   });
 
-  test('plugins run first: key-auth refuses with 401', async () => {
-    await putRouteAndWait(gw, 'echo-auth', { uri: '/kitchen/auth', upstream: { nodes: { [`127.0.0.1:${String(kitchen.port)}`]: 1 } }, plugins: { 'key-auth': {}, 'grpc-transcode': { proto_id: 'kitchen', service: 'kitchen.Kitchen', method: 'Echo' } } });
+  test('plugins run first: key-auth refuses with 401, limit-count with 429 once the quota is spent', async () => {
+    const upstream = { nodes: { [`127.0.0.1:${String(kitchen.port)}`]: 1 } };
+    const transcode = { proto_id: 'kitchen', service: 'kitchen.Kitchen', method: 'Echo' };
+    await putRouteAndWait(gw, 'echo-auth', { uri: '/kitchen/auth', upstream, plugins: { 'key-auth': {}, 'grpc-transcode': transcode } });
     const refused = await http1Request(gw.h2cAddress, { path: '/kitchen/auth', headers: { 'content-type': 'application/json' }, body: Buffer.from('{}') });
     assert.equal(refused.status, 401);
+    await putRouteAndWait(gw, 'echo-limited', { uri: '/kitchen/limited', upstream, plugins: { 'limit-count': { count: 2, time_window: 60, key_type: 'constant', key: 'all' }, 'grpc-transcode': transcode } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await http1Request(gw.h2cAddress, { path: '/kitchen/limited', headers: { 'content-type': 'application/json' }, body: Buffer.from('{}') })).status);
+    assert.deepEqual(statuses, [200, 200, 429]);
   });
 
   test('with the cors plugin, a preflight is answered and every answer carries its fields', async () => {

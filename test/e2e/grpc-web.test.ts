@@ -232,13 +232,18 @@ describe('grpc-web', () => {
     assert.equal(json.status, 400);
   });
 
-  test('plugins apply to grpc-web calls (key-auth refuses trailers-only) and grpc-timeout is enforced', async () => {
+  test('plugins apply to grpc-web calls (key-auth and limit-count refuse trailers-only) and grpc-timeout is enforced', async () => {
     await putRouteAndWait(gw, 'web-auth', { uri: '/auth/*', upstream: { nodes: { [`127.0.0.1:${String(node.port)}`]: 1 } }, plugins: { 'grpc-web': {}, 'key-auth': {} } });
     const refused = await http1Request(gw.h2cAddress, { path: `/auth${SAY_HELLO}`, headers: { 'content-type': BINARY }, body: frame(helloMessage('x')) });
     assert.equal(refused.headers['grpc-status'], String(GrpcCode.UNAUTHENTICATED));
     assert.equal(refused.headers['access-control-allow-origin'], '*');
     const late = await http1Request(gw.h2cAddress, { path: SAY_HELLO, headers: { 'content-type': BINARY, 'grpc-timeout': '100m', [DELAY_HEADER]: '5000' }, body: frame(helloMessage('x')) });
     assert.equal(late.headers['grpc-status'], String(GrpcCode.DEADLINE_EXCEEDED));
+    await putRouteAndWait(gw, 'web-limited', { uri: '/limited/*', upstream: { nodes: { [`127.0.0.1:${String(node.port)}`]: 1 } }, plugins: { 'grpc-web': {}, 'limit-count': { count: 1, time_window: 60, key_type: 'constant', key: 'all' } } });
+    const first = await http1Request(gw.h2cAddress, { path: `/limited${SAY_HELLO}`, headers: { 'content-type': BINARY }, body: frame(helloMessage('once')) });
+    assert.equal(parseWebBody(first.body).trailers?.['grpc-status'], '0');
+    const second = await http1Request(gw.h2cAddress, { path: `/limited${SAY_HELLO}`, headers: { 'content-type': BINARY }, body: frame(helloMessage('twice')) });
+    assert.equal(second.headers['grpc-status'], String(GrpcCode.RESOURCE_EXHAUSTED), 'limit-count refuses trailers-only');
   });
 
   test("with the cors plugin its answers win: a listed origin is echoed (vary: Origin), another gets no CORS fields; its preflight is 200", async () => {
