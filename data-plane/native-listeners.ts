@@ -16,7 +16,7 @@
  */
 import net, { type Socket } from 'node:net';
 import tls, { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
-import { NOT_HTTP2_BODY } from './web/serve-web.ts';
+import { NOT_HTTP2_BODY, textAnswerFields } from './web/serve-web.ts';
 import type { Http2Limits } from '../shared/config-http2.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Snapshot } from './config/snapshots.ts';
@@ -37,6 +37,7 @@ export type NativeDeps = ServeDeps;
 
 export type NativeListenerOptions = Omit<ListenerOptions, 'deps'> & { deps: NativeDeps };
 
+const OVERLOADED_BODY = 'the gateway is over its memory watermark; retry later\n';
 /** The largest HTTP/1.1 request head (node:http's limit is 16 KiB by default; the HTTP/2 header-list limit caps it). */
 const MAX_HTTP1_HEADER_BYTES = 64 * 1024;
 const NOT_HTTP2_RESPONSE =
@@ -87,9 +88,8 @@ class ListenerContext {
       if (this.watermark.overloaded) {
         this.notes.note('memory_watermark', {}, 'new request refused: over the memory watermark');
         // An HTTP answer (grpc-web and REST clients read the status line): 503, the connection closed.
-        const body = Buffer.from('the gateway is over its memory watermark; retry later\n');
-        stream.sendHeaders([':status', '503', 'content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length), 'connection', 'close'], false);
-        stream.sendData(body, true);
+        stream.sendHeaders(textAnswerFields(503, OVERLOADED_BODY, true), false);
+        stream.sendData(Buffer.from(OVERLOADED_BODY), true);
         return;
       }
       serveRequest(stream, fields, false, this.deps, true);

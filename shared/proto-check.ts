@@ -125,8 +125,10 @@ export async function gatherProtoTexts(id: string, text: string, fetch: (id: str
   return texts;
 }
 
-/** Why `service`/`method` cannot be transcoded with `root` (grpc-transcode), or undefined when they can. */
-export function transcodeMethodProblem(root: ProtoRoot, protoId: string, service: string, method: string): string | undefined {
+export type TranscodeMethod = ReturnType<ProtoRoot['lookupService']>['methods'][string];
+
+/** The method `service`/`method` of `root` that grpc-transcode calls, or why it cannot call it. */
+export function findTranscodeMethod(root: ProtoRoot, protoId: string, service: string, method: string): TranscodeMethod | string {
   let found: ReturnType<ProtoRoot['lookupService']>;
   try {
     found = root.lookupService(service);
@@ -136,5 +138,5 @@ export function transcodeMethodProblem(root: ProtoRoot, protoId: string, service
   const rpc = found.methods[method];
   if (rpc === undefined) return `service ${service} of proto ${protoId} has no method ${method}`;
   if (rpc.requestStream === true) return `${service}/${method} is client-streaming; an HTTP request carries one message`;
-  return undefined;
+  return rpc;
 }

@@ -17,7 +17,7 @@ import { AdminBadRequest } from '../../shared/errors.ts';
 import type { ResourceType } from '../../shared/etcd-keys.ts';
 import type { Precondition, ResourceStore } from '../store/resource-store.ts';
 import { RESOURCE_KINDS, isJsonObject } from './resources.ts';
-import { checkProtoText, compileProtoText, gatherProtoTexts, transcodeMethodProblem } from '../../shared/proto-check.ts';
+import { checkProtoText, compileProtoText, gatherProtoTexts, findTranscodeMethod } from '../../shared/proto-check.ts';
 
 export interface Reference {
   type: ResourceType;
@@ -152,8 +152,8 @@ async function checkProtoUse(store: ResourceStore, type: ResourceType, value: un
   if (text === undefined) return; // the reference check above refused it
   const texts = await gatherProtoTexts(protoId, text, fetch);
   const compiled = compileProtoText(protoId, (id) => texts.get(id));
-  const problem = compiled.ok ? transcodeMethodProblem(compiled.root, protoId, String(transcode['service']), String(transcode['method'])) : compiled.error;
-  if (problem !== undefined) throw new AdminBadRequest(`failed to check the configuration of plugin grpc-transcode err: ${problem}`);
+  const found = compiled.ok ? findTranscodeMethod(compiled.root, protoId, String(transcode['service']), String(transcode['method'])) : compiled.error;
+  if (typeof found === 'string') throw new AdminBadRequest(`failed to check the configuration of plugin grpc-transcode err: ${found}`);
 }
 
 export function sslType(value: unknown): string {

@@ -17,6 +17,7 @@
 import { JsonMappingError, MessageTooLarge, describe, type GatewayError } from '../../shared/errors.ts';
 import { GrpcStatus, httpStatusFromGrpc } from '../../shared/grpc-status.ts';
 import { ErrorCode, type ResetReasonValue } from '../http2/connection.ts';
+import { fieldValue } from '../http2/fields.ts';
 import { ByteMap, WrappedDownstream } from '../proxy/wrapped-downstream.ts';
 import type { Downstream } from '../proxy/downstream.ts';
 import { statusBody } from './status-details.ts';
@@ -271,10 +272,10 @@ export class TranscodeStream extends WrappedDownstream {
     this.finished = true;
     this.releaseBody(); // answered: what the client still sends is dropped
 
-    const statusText = fieldOf(trailers, 'grpc-status') ?? '';
+    const statusText = fieldValue(trailers, 'grpc-status') ?? '';
     // Only digits are a status (an empty or odd value is not OK): PROTOCOL-HTTP2.md's Status is 1*DIGIT.
     const code = /^\d{1,2}$/.test(statusText) ? Number(statusText) : GrpcStatus.UNKNOWN;
-    const message = percentDecoded(fieldOf(trailers, 'grpc-message') ?? '');
+    const message = percentDecoded(fieldValue(trailers, 'grpc-message') ?? '');
     const trailerFields = metadataOf(trailers);
     if (this.streaming) {
       if (code !== GrpcStatus.OK) this.inner.sendData(Buffer.from(`${JSON.stringify({ error: { code, message } })}\n`), false);
@@ -294,7 +295,7 @@ export class TranscodeStream extends WrappedDownstream {
     }
     const status = this.answerFailed ? BAD_GATEWAY : (this.refusal?.httpStatus ?? httpStatusFromGrpc(code));
     if (!this.target.showStatusInBody) return this.answer([':status', String(status), ...headers, ...trailerFields], Buffer.alloc(0));
-    const body = statusBody(code, message, fieldOf(trailers, 'grpc-status-details-bin'), this.target.detailType, this.target.options);
+    const body = statusBody(code, message, fieldValue(trailers, 'grpc-status-details-bin'), this.target.detailType, this.target.options);
     this.answer([':status', String(status), 'content-type', 'application/json', ...headers, ...trailerFields], Buffer.from(JSON.stringify(body)));
   }
 
@@ -341,11 +342,6 @@ function metadataOf(fields: string[]): string[] {
     out.push(name, fields[i + 1] as string);
   }
   return out;
-}
-
-function fieldOf(fields: string[], name: string): string | undefined {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
-  return undefined;
 }
 
 /** grpc-message is percent-encoded (PROTOCOL-HTTP2.md); a malformed one is shown as it came. */

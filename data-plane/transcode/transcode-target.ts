@@ -7,7 +7,7 @@
 import type { GrpcTranscodeConf } from '../../shared/schema/plugin-web.ts';
 import type { CompiledProto, ProtoRoot } from './proto-registry.ts';
 import { parsePbOptions, type JsonOptions } from './json-mapping.ts';
-import { transcodeMethodProblem } from '../../shared/proto-check.ts';
+import { findTranscodeMethod } from '../../shared/proto-check.ts';
 import { compilePathTemplate, type PathTemplate } from '../../shared/path-template.ts';
 
 export type MessageType = ReturnType<ProtoRoot['lookupType']>;
@@ -35,11 +35,9 @@ export function compileTranscode(conf: GrpcTranscodeConf, proto: CompiledProto |
   const protoId = String(conf.proto_id);
   if (proto === undefined) throw new Error(`grpc-transcode: proto ${protoId} ${protoError === undefined ? 'not found' : `cannot be compiled: ${protoError}`}`);
   const root = proto.root;
-  const problem = transcodeMethodProblem(root, protoId, conf.service, conf.method);
-  if (problem !== undefined) throw new Error(`grpc-transcode: ${problem}`);
-  const service = root.lookupService(conf.service);
-  const method = service.methods[conf.method];
-  if (method === undefined) throw new Error(`grpc-transcode: no method ${conf.method}`); // checked above
+  const method = findTranscodeMethod(root, protoId, conf.service, conf.method);
+  if (typeof method === 'string') throw new Error(`grpc-transcode: ${method}`);
+  const serviceName = method.parent === null ? conf.service : method.parent.fullName.replace(/^\./, '');
   const requestType = root.lookupType(method.requestType);
   const responseType = root.lookupType(method.responseType);
   let detailType: MessageType | undefined;
@@ -51,7 +49,7 @@ export function compileTranscode(conf: GrpcTranscodeConf, proto: CompiledProto |
     }
   }
   return {
-    grpcPath: `/${service.fullName.replace(/^\./, '')}/${method.name}`,
+    grpcPath: `/${serviceName}/${method.name}`,
     requestType,
     responseType,
     serverStreaming: method.responseStream === true,

@@ -33,7 +33,8 @@ export class Base64Decoder {
       from = end;
     }
     const whole = from + Math.floor((text.length - from) / 4) * 4;
-    if (text.indexOf('=', from) >= 0 && text.indexOf('=', from) < whole) throw new Error('grpc-web-text body has misplaced base64 padding');
+    const pad = text.indexOf('=', from);
+    if (pad >= 0 && pad < whole) throw new Error('grpc-web-text body has misplaced base64 padding');
     if (whole > from) parts.push(Buffer.from(text.slice(from, whole), 'base64'));
     this.rest = text.slice(whole);
     return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);

@@ -19,6 +19,7 @@ import { respond, serveRouted, type ServeDeps } from '../proxy/serve-request.ts'
 import type { RouteConf } from '../../shared/schema/route.ts';
 import { serveTranscode } from '../transcode/serve-transcode.ts';
 import { GrpcWebStream, webMode } from './grpc-web-stream.ts';
+import { fieldValue } from '../http2/fields.ts';
 import type { WebCors } from './cors.ts';
 import type { RouteTarget } from '../routing/route-target.ts';
 
@@ -52,8 +53,8 @@ export function serveWeb(req: WebRequest): void {
     }
     if (target.transcode !== undefined) {
       if (req.obs !== undefined) req.deps.observer?.route(req.obs, match);
-      if (cors !== undefined && req.method === 'OPTIONS' && fieldOf(req.fields, 'origin') !== undefined) {
-        return answerFields(req, cors.preflightFields(fieldOf(req.fields, 'origin'), fieldOf(req.fields, 'access-control-request-headers')), '');
+      if (cors !== undefined && req.method === 'OPTIONS' && fieldValue(req.fields, 'origin') !== undefined) {
+        return answerFields(req, cors.preflightFields(fieldValue(req.fields, 'origin'), fieldValue(req.fields, 'access-control-request-headers')), '');
       }
       return serveTranscode(req, match.id, target, path, query < 0 ? '' : req.path.slice(query + 1));
     }
@@ -70,7 +71,7 @@ export function serveWeb(req: WebRequest): void {
 }
 
 function serveGrpcWeb(req: WebRequest, routeId: string, route: RouteConf, target: RouteTarget, cors: WebCors, path: string): void {
-  if (req.method === 'OPTIONS') return answerFields(req, cors.preflightFields(fieldOf(req.fields, 'origin'), fieldOf(req.fields, 'access-control-request-headers')), '');
+  if (req.method === 'OPTIONS') return answerFields(req, cors.preflightFields(fieldValue(req.fields, 'origin'), fieldValue(req.fields, 'access-control-request-headers')), '');
   if (req.method !== 'POST') return answerHttp(req, 405, 'grpc-web: only POST and OPTIONS (CORS preflight) are served\n', false);
   const mode = webMode(req.contentType);
   if (mode === undefined) return answerHttp(req, 400, `grpc-web: content-type ${JSON.stringify(req.contentType ?? '')} is not grpc-web's\n`, false);
@@ -110,16 +111,16 @@ function grpcPathOf(route: RouteConf, path: string): string {
   return path;
 }
 
-function fieldOf(fields: string[], name: string): string | undefined {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
-  return undefined;
-}
-
 /** A plain HTTP answer with a text body (`close`: the connection closes after it, HTTP/1.1 only). */
 export function answerHttp(req: WebRequest, status: number, body: string, close: boolean): void {
+  answerFields(req, textAnswerFields(status, body, close && req.http1), body);
+}
+
+/** The header list of a text answer of `status` with `body`. */
+export function textAnswerFields(status: number, body: string, close: boolean): string[] {
   const fields = [':status', String(status), 'content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(body))];
-  if (close && req.http1) fields.push('connection', 'close');
-  answerFields(req, fields, body);
+  if (close) fields.push('connection', 'close');
+  return fields;
 }
 
 /** An answer from its header list and body; the observer records it with its HTTP status and no gRPC status. */

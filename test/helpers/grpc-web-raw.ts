@@ -1,6 +1,6 @@
 /**
- * Raw grpc-web for tests (gRPC PROTOCOL-WEB.md), with no client library in between: helloworld messages encoded
- * by hand (one string field, tag 1), gRPC's 5-byte message frames, a parser for a grpc-web body (data frames,
+ * Raw grpc-web for tests (gRPC PROTOCOL-WEB.md), with no client library in between: helloworld messages and gRPC's
+ * 5-byte message frames (fake-upstream.ts's), a parser for a grpc-web body (data frames,
  * then the trailers frame: flag 0x80, `name: value\r\n` lines), and one-shot HTTP/1.1 and HTTP/2 exchanges that
  * return the status, the headers and the whole body, with the request body written in the chunks a test gives.
  */
@@ -8,40 +8,8 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
 
-/** A protobuf message with one string field 1 (HelloRequest.name, HelloReply.message). */
-export function helloMessage(text: string): Buffer {
-  const value = Buffer.from(text, 'utf8');
-  const length: number[] = [];
-  let n = value.length;
-  do {
-    length.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
-    n >>>= 7;
-  } while (n > 0);
-  return Buffer.concat([Buffer.from([0x0a, ...length]), value]);
-}
-
-/** The string field 1 of a HelloReply. */
-export function helloText(message: Buffer): string {
-  if (message.length === 0) return '';
-  let at = 1;
-  let length = 0;
-  let shift = 0;
-  for (;;) {
-    const byte = message[at++] ?? 0;
-    length |= (byte & 0x7f) << shift;
-    shift += 7;
-    if ((byte & 0x80) === 0) break;
-  }
-  return message.subarray(at, at + length).toString('utf8');
-}
-
-/** One gRPC message frame (flag 0: uncompressed). */
-export function frame(message: Buffer, flag = 0): Buffer {
-  const header = Buffer.alloc(5);
-  header[0] = flag;
-  header.writeUInt32BE(message.length, 1);
-  return Buffer.concat([header, message]);
-}
+// helloworld messages and gRPC's message frames are the fake upstream's (one string field 1, a 5-byte prefix).
+export { decodeHelloMessage as helloText, grpcFrame as frame, helloMessage } from './fake-upstream.ts';
 
 export interface WebBody {
   readonly messages: Buffer[];
